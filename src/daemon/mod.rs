@@ -1,0 +1,1 @@
+//! The daemon: schedule, metrics, health (issue 5).

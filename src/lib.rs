@@ -1,0 +1,16 @@
+//! idsync: keeps a Weights & Biases organization in step with a company directory.
+//!
+//! See ARCHITECTURE.md for the data flow. The core (`model`, `plan`, `report`) is pure;
+//! `source`, `target`, `state`, `apply`, `daemon` and `sandbox` are the shell.
+
+pub mod apply;
+pub mod config;
+pub mod daemon;
+pub mod model;
+pub mod plan;
+pub mod report;
+pub mod sandbox;
+pub mod secret;
+pub mod source;
+pub mod state;
+pub mod target;

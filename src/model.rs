@@ -1,0 +1,318 @@
+//! Plain data shared by the core and the shell: what a directory says and what W&B has.
+//!
+//! Nothing here does I/O. Sources build a [`DirectorySnapshot`], the target builds an
+//! [`OrgSnapshot`], and the plan core compares the two.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// An email address normalised for joining: trimmed and lower-cased.
+///
+/// Email is the join key between the directory and W&B (SPEC §1), so every comparison goes
+/// through this type rather than raw strings.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    /// Parses a usable address: exactly one `@`, a non-empty local part, a domain with a
+    /// dot, and no whitespace inside. Returns `None` for anything else: the person is then
+    /// skipped and reported, never guessed.
+    pub fn parse(raw: &str) -> Option<Email> {
+        let s = raw.trim().to_lowercase();
+        let (local, domain) = s.split_once('@')?;
+        if local.is_empty()
+            || domain.is_empty()
+            || domain.contains('@')
+            || !domain.contains('.')
+            || domain.starts_with('.')
+            || domain.ends_with('.')
+            || s.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return None;
+        }
+        Some(Email(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The part after `@`, lower case.
+    pub fn domain(&self) -> &str {
+        self.0.split_once('@').map(|(_, d)| d).unwrap_or("")
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Normalises a distinguished name for comparison: lower case, no spaces around `=` and
+/// `,`. Good enough for the DNs admins type into a config; escaped commas are kept.
+pub fn normalize_dn(dn: &str) -> String {
+    let mut out = String::with_capacity(dn.len());
+    for part in split_dn(dn) {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        let part = part.trim();
+        match part.split_once('=') {
+            Some((k, v)) => {
+                out.push_str(&k.trim().to_lowercase());
+                out.push('=');
+                out.push_str(&v.trim().to_lowercase());
+            }
+            None => out.push_str(&part.to_lowercase()),
+        }
+    }
+    out
+}
+
+/// Splits a DN on unescaped commas.
+fn split_dn(dn: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut escaped = false;
+    for (i, c) in dn.char_indices() {
+        match c {
+            '\\' if !escaped => escaped = true,
+            ',' if !escaped => {
+                parts.push(&dn[start..i]);
+                start = i + 1;
+            }
+            _ => escaped = false,
+        }
+    }
+    parts.push(&dn[start..]);
+    parts
+}
+
+/// One person as the directory describes them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    /// Stable identifier across renames (entryUUID, objectGUID, IdP id).
+    pub anchor: String,
+    /// The email as the directory has it, unparsed; `None` when the attribute is absent.
+    pub email: Option<String>,
+    pub username: String,
+    pub display_name: String,
+    /// False when the directory marks the account disabled or locked.
+    pub enabled: bool,
+    /// Where the entry came from, for reasons in reports: a DN, or an IdP id.
+    pub source_ref: String,
+}
+
+/// One group, with its members flattened through nested groups by the source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub anchor: String,
+    pub name: String,
+    /// Distinguished name, for LDAP-like sources.
+    pub dn: Option<String>,
+    /// Anchors of the people in the group (direct and through nested groups).
+    pub members: Vec<String>,
+}
+
+impl Group {
+    /// Whether a policy reference (`group = "..."` in the config) names this group: by DN
+    /// (normalised) when the group has one, else by name or id.
+    pub fn matches(&self, reference: &str) -> bool {
+        match &self.dn {
+            Some(dn) => normalize_dn(dn) == normalize_dn(reference),
+            None => self.name == reference || self.anchor == reference,
+        }
+    }
+}
+
+/// What the source says now. Built completely or not at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectorySnapshot {
+    /// Source kind, for reports (`ldap`, `ldif`, `scim`, ...).
+    pub kind: String,
+    pub people: Vec<Person>,
+    pub groups: Vec<Group>,
+}
+
+/// A W&B organization role. `Viewer` is deprecated by W&B: it may be read, never sent.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OrgRole {
+    Admin,
+    Member,
+    Viewer,
+    /// Anything else a server reports; kept verbatim, never sent.
+    Other(String),
+}
+
+impl OrgRole {
+    pub fn parse(s: &str) -> OrgRole {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "admin" => OrgRole::Admin,
+            "member" | "user" => OrgRole::Member,
+            "viewer" => OrgRole::Viewer,
+            _ => OrgRole::Other(s.trim().to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            OrgRole::Admin => "admin",
+            OrgRole::Member => "member",
+            OrgRole::Viewer => "viewer",
+            OrgRole::Other(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for OrgRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for OrgRole {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for OrgRole {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(OrgRole::parse(&s))
+    }
+}
+
+/// A team role: `admin`, `member`, `viewer` or a custom role name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TeamRole(String);
+
+impl TeamRole {
+    pub fn new(s: &str) -> TeamRole {
+        let t = s.trim();
+        match t.to_ascii_lowercase().as_str() {
+            "admin" | "member" | "viewer" => TeamRole(t.to_ascii_lowercase()),
+            _ => TeamRole(t.to_string()),
+        }
+    }
+    pub fn admin() -> TeamRole {
+        TeamRole("admin".into())
+    }
+    pub fn member() -> TeamRole {
+        TeamRole("member".into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn is_admin(&self) -> bool {
+        self.0 == "admin"
+    }
+    pub fn is_viewer(&self) -> bool {
+        self.0 == "viewer"
+    }
+    /// Rank for "the highest role wins" when several groups map to one team:
+    /// admin > member > custom role > viewer. Custom roles in W&B extend member or viewer
+    /// and idsync cannot tell which, so they sit between the two.
+    pub fn rank(&self) -> u8 {
+        match self.0.as_str() {
+            "admin" => 3,
+            "member" => 2,
+            "viewer" => 0,
+            _ => 1,
+        }
+    }
+}
+
+impl fmt::Display for TeamRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One W&B user as `/Users` reports them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgUser {
+    /// Opaque SCIM id.
+    pub id: String,
+    /// Raw email as W&B has it (may be empty or odd; joined through [`Email::parse`]).
+    pub email: String,
+    pub username: String,
+    #[serde(default)]
+    pub display_name: String,
+    pub active: bool,
+    pub org_role: OrgRole,
+    /// Team name -> team role.
+    #[serde(default)]
+    pub teams: BTreeMap<String, TeamRole>,
+    #[serde(default)]
+    pub last_active_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub days_active: Option<u64>,
+}
+
+/// One W&B team (SCIM group).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Team {
+    pub id: String,
+    pub name: String,
+    /// Member ids as `/Groups` lists them; may include service accounts that `/Users`
+    /// does not list.
+    #[serde(default)]
+    pub members: Vec<String>,
+}
+
+/// What W&B has now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgSnapshot {
+    pub users: Vec<OrgUser>,
+    pub teams: Vec<Team>,
+}
+
+impl OrgSnapshot {
+    pub fn team(&self, name: &str) -> Option<&Team> {
+        self.teams.iter().find(|t| t.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_is_trimmed_and_lowercased() {
+        let e = Email::parse("  Alice.Smith@Example.COM ").unwrap();
+        assert_eq!(e.as_str(), "alice.smith@example.com");
+        assert_eq!(e.domain(), "example.com");
+    }
+
+    #[test]
+    fn unusable_emails_are_rejected() {
+        for bad in ["", "alice", "@example.com", "alice@", "a@b@c.com", "a b@c.com", "a@nodot", "a@.com"] {
+            assert!(Email::parse(bad).is_none(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn dn_comparison_ignores_case_and_spaces() {
+        assert_eq!(
+            normalize_dn("CN=ML Research, OU=Groups,DC=Example,DC=com"),
+            normalize_dn("cn=ml research,ou=groups, dc=example, dc=com")
+        );
+        assert_ne!(normalize_dn("cn=a\\,b,dc=x"), normalize_dn("cn=a,cn=b,dc=x"));
+    }
+
+    #[test]
+    fn team_roles_rank_admin_over_member_over_custom_over_viewer() {
+        let r = |s| TeamRole::new(s).rank();
+        assert!(r("admin") > r("member"));
+        assert!(r("member") > r("ml-engineer"));
+        assert!(r("ml-engineer") > r("viewer"));
+        assert_eq!(TeamRole::new("Admin"), TeamRole::admin());
+    }
+}

@@ -1,0 +1,1 @@
+//! Report rendering: text, markdown and JSON from a `Plan`. Pure.

@@ -1,0 +1,1 @@
+//! The W&B sandbox: a faithful emulator of W&B's SCIM API for demos and tests.

@@ -1,0 +1,1 @@
+//! Directory sources: each builds a complete `DirectorySnapshot` or fails.
