@@ -1,5 +1,102 @@
 //! The pure core: mapping, diff and guards. No I/O, no clock, no shell imports.
+//!
+//! `plan(directory, org, policy, state, now) -> Plan` is the whole of it: the shell
+//! fetches the inputs, stores the state and executes the ready actions.
 
+mod diff;
+mod guards;
+mod mapping;
+mod simulate;
 mod types;
 
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::model::{DirectorySnapshot, OrgSnapshot};
+
+pub use simulate::{roster, simulate};
 pub use types::*;
+
+/// Everything a plan is computed from. Time is an input, never read from the clock.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanInput<'a> {
+    pub directory: &'a DirectorySnapshot,
+    pub org: &'a OrgSnapshot,
+    pub policy: &'a Policy,
+    pub state: &'a PlanState,
+    pub now: DateTime<Utc>,
+}
+
+/// Computes the plan: desired state, diff, guards, summary and rosters.
+pub fn plan(input: PlanInput<'_>) -> Plan {
+    let PlanInput { directory, org, policy, state, now } = input;
+    let desired = mapping::desired_state(directory, org, policy, &state.anchors);
+    let mut d = diff::diff(&desired, org, policy, state, now);
+    let gi = guards::GuardInput {
+        org,
+        policy,
+        state,
+        now,
+        self_emails: &desired.self_emails,
+        managed_teams: &desired.managed_teams,
+        identity_pairs: &d.identity_pairs,
+        in_scope_active: d.in_scope_active,
+        directory_people: directory.people.len(),
+        usable_enabled: desired.usable_enabled,
+    };
+    guards::run(&mut d.actions, &gi);
+
+    let mut summary: BTreeMap<String, usize> = BTreeMap::new();
+    for a in &d.actions {
+        let key = if a.is_ready() { a.kind.as_str() } else { "held" };
+        *summary.entry(key.to_string()).or_default() += 1;
+    }
+    let after = simulate(org, d.actions.iter().filter(|a| a.is_ready()), policy);
+    Plan {
+        version: 1,
+        generated_at: now,
+        source: SourceSummary {
+            kind: directory.kind.clone(),
+            users: directory.people.len(),
+            groups: directory.groups.len(),
+        },
+        target: TargetSummary {
+            users: org.users.len(),
+            teams: org.teams.len(),
+        },
+        summary,
+        actions: d.actions,
+        tombstones: d.tombstones,
+        skipped: desired.skipped,
+        roster_before: roster(org),
+        roster_after: roster(&after),
+    }
+}
+
+/// Whether this directory read counts as good (source-health would not hold removals):
+/// the shell records its size as the new baseline only then.
+pub fn source_read_is_good(directory: &DirectorySnapshot, org: &OrgSnapshot, policy: &Policy, state: &PlanState) -> bool {
+    let desired = mapping::desired_state(directory, org, policy, &state.anchors);
+    let gi = guards::GuardInput {
+        org,
+        policy,
+        state,
+        now: DateTime::<Utc>::MIN_UTC,
+        self_emails: &desired.self_emails,
+        managed_teams: &desired.managed_teams,
+        identity_pairs: &Default::default(),
+        in_scope_active: 0,
+        directory_people: directory.people.len(),
+        usable_enabled: desired.usable_enabled,
+    };
+    guards::source_suspicion(&gi).is_none()
+}
+
+/// Enabled people with a usable, unique email: the directory size source-health tracks.
+pub fn usable_enabled_people(directory: &DirectorySnapshot, org: &OrgSnapshot, policy: &Policy) -> usize {
+    mapping::desired_state(directory, org, policy, &Default::default()).usable_enabled
+}

@@ -1,0 +1,372 @@
+//! Guards (SPEC §4): rules that review the whole plan and hold unsafe actions.
+//!
+//! Order matters and is fixed: the per-action guards first, then approvals release
+//! overridable holds, then holds spread to dependent actions, then `seat-limit` counts
+//! the creates still ready, and `last-admin` runs last so that it sees exactly which
+//! promotions and reductions will really happen.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+
+use crate::model::{Email, OrgRole, OrgSnapshot, OrgUser, TeamRole};
+
+use super::types::{Action, ActionId, ActionKind, Deployment, Guard, Hold, PlanState, Policy, Status};
+
+/// Everything the guards read besides the actions.
+pub(crate) struct GuardInput<'a> {
+    pub org: &'a OrgSnapshot,
+    pub policy: &'a Policy,
+    pub state: &'a PlanState,
+    pub now: DateTime<Utc>,
+    pub self_emails: &'a BTreeSet<Email>,
+    pub managed_teams: &'a BTreeSet<String>,
+    pub identity_pairs: &'a BTreeSet<ActionId>,
+    /// In-scope active W&B users.
+    pub in_scope_active: usize,
+    /// People in the snapshot, and those enabled with a usable email.
+    pub directory_people: usize,
+    pub usable_enabled: usize,
+}
+
+/// Per-action working state while the guards run.
+struct Slot {
+    holds: Vec<Hold>,
+    /// A hold inherited from a held dependency; approval of this action does not lift it.
+    dep_hold: Option<Hold>,
+    approved: bool,
+}
+
+impl Slot {
+    fn ready(&self) -> bool {
+        self.dep_hold.is_none() && (self.holds.is_empty() || (self.approved && self.holds.iter().all(|h| h.guard.overridable())))
+    }
+    fn hold(&mut self, guard: Guard, reason: String) {
+        if !self.holds.iter().any(|h| h.guard == guard) {
+            self.holds.push(Hold { guard, reason });
+        }
+    }
+}
+
+/// Runs every guard over `actions` and sets each action's status, guard and reason.
+pub(crate) fn run(actions: &mut [Action], input: &GuardInput<'_>) {
+    let approved: BTreeSet<&ActionId> = input.state.approvals.iter().filter(|a| a.expires_at > input.now).map(|a| &a.action_id).collect();
+    let mut slots: Vec<Slot> = actions
+        .iter()
+        .map(|a| Slot {
+            holds: Vec::new(),
+            dep_hold: None,
+            approved: approved.contains(&a.id),
+        })
+        .collect();
+
+    self_identity(actions, &mut slots, input);
+    identity_change(actions, &mut slots, input);
+    pipeline_key(actions, &mut slots, input);
+    mass_deprovision(actions, &mut slots, input);
+    mass_team_removal(actions, &mut slots, input);
+    source_health(actions, &mut slots, input);
+    propagate(actions, &mut slots);
+    seat_limit(actions, &mut slots, input);
+    propagate(actions, &mut slots);
+    last_admin(actions, &mut slots, input);
+    propagate(actions, &mut slots);
+
+    for (a, s) in actions.iter_mut().zip(slots) {
+        let ready = s.ready();
+        let mut holds = s.holds;
+        // Most severe first: what cannot be approved is what a human must fix first.
+        holds.sort_by_key(|h| (h.guard.overridable(), h.guard));
+        if let Some(d) = s.dep_hold {
+            holds.push(d);
+        }
+        a.approved = ready && !holds.is_empty();
+        a.status = if ready { Status::Ready } else { Status::Held };
+        if ready {
+            a.guard = None;
+            a.held_reason = None;
+        } else {
+            // The first hold that actually blocks: an approved overridable one does not.
+            let blocking = holds.iter().find(|h| !(s.approved && h.guard.overridable())).or(holds.first());
+            a.guard = blocking.map(|h| h.guard);
+            a.held_reason = blocking.map(|h| h.reason.clone());
+        }
+        a.holds = holds;
+    }
+}
+
+/// Holds dependents of held actions, to a fixpoint.
+fn propagate(actions: &[Action], slots: &mut [Slot]) {
+    let index: BTreeMap<&ActionId, usize> = actions.iter().enumerate().map(|(i, a)| (&a.id, i)).collect();
+    loop {
+        let mut changed = false;
+        for i in 0..actions.len() {
+            if slots[i].dep_hold.is_some() {
+                continue;
+            }
+            let blocked = actions[i].depends_on.iter().filter_map(|d| index.get(d).copied()).find(|&j| !slots[j].ready());
+            if let Some(j) = blocked {
+                let dep = &actions[j];
+                let guard = slots[j]
+                    .holds
+                    .iter()
+                    .find(|h| !(slots[j].approved && h.guard.overridable()))
+                    .map(|h| h.guard)
+                    .or(slots[j].dep_hold.as_ref().map(|h| h.guard))
+                    .unwrap_or(Guard::LastAdmin);
+                let what = dep.user.as_ref().map(|u| u.to_string()).or(dep.team.clone()).unwrap_or_default();
+                slots[i].dep_hold = Some(Hold {
+                    guard,
+                    reason: format!("depends on held action {} ({} {what})", dep.id, dep.kind),
+                });
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+}
+
+fn self_identity(actions: &[Action], slots: &mut [Slot], input: &GuardInput<'_>) {
+    for (a, s) in actions.iter().zip(slots.iter_mut()) {
+        if a.user.as_ref().is_some_and(|u| input.self_emails.contains(u)) {
+            s.hold(Guard::SelfIdentity, "this is the identity idsync authenticates as (target.username): idsync never changes itself".into());
+        }
+    }
+}
+
+fn identity_change(actions: &[Action], slots: &mut [Slot], input: &GuardInput<'_>) {
+    for (a, s) in actions.iter().zip(slots.iter_mut()) {
+        if input.identity_pairs.contains(&a.id) {
+            s.hold(
+                Guard::IdentityChange,
+                "the directory entry kept its anchor but changed email: migrate the W&B user by hand (change its email in W&B), or approve both actions of the pair to re-create".into(),
+            );
+        }
+    }
+}
+
+fn pipeline_key(actions: &[Action], slots: &mut [Slot], input: &GuardInput<'_>) {
+    let owners = &input.policy.guards.pipeline_owners;
+    for (a, s) in actions.iter().zip(slots.iter_mut()) {
+        let Some(user) = &a.user else { continue };
+        let entries: Vec<_> = owners.iter().filter(|o| &o.owner == user).collect();
+        if entries.is_empty() {
+            continue;
+        }
+        let covers_team = |team: &str| entries.iter().any(|o| o.team.as_deref().is_none_or(|t| t == team));
+        let hit = match a.kind {
+            ActionKind::DeprovisionUser => true,
+            ActionKind::RemoveFromTeam => a.team.as_deref().is_some_and(covers_team),
+            ActionKind::SetTeamRole => a.role.as_deref() == Some("viewer") && a.team.as_deref().is_some_and(covers_team),
+            ActionKind::SetOrgRole => a.role.as_deref() == Some("viewer"),
+            _ => false,
+        };
+        if hit {
+            let names: Vec<String> = entries
+                .iter()
+                .map(|o| match (&o.name, &o.team) {
+                    (Some(n), Some(t)) => format!("{n} in team {t}"),
+                    (Some(n), None) => n.clone(),
+                    (None, Some(t)) => format!("a pipeline in team {t}"),
+                    (None, None) => "guards.pipeline_key_owners".into(),
+                })
+                .collect();
+            s.hold(
+                Guard::PipelineKey,
+                format!("{user} owns API keys that pipelines use ({}): this change would break them; move the pipelines to a service account first", names.join(", ")),
+            );
+        }
+    }
+}
+
+fn mass_deprovision(actions: &[Action], slots: &mut [Slot], input: &GuardInput<'_>) {
+    let g = &input.policy.guards;
+    let n = actions.iter().filter(|a| a.kind == ActionKind::DeprovisionUser).count();
+    if n == 0 {
+        return;
+    }
+    // The base counts users this plan adds, so that it is the same on the next run after
+    // they exist: a plan must not release on re-plan what it held now.
+    let adds = actions.iter().filter(|a| matches!(a.kind, ActionKind::CreateUser | ActionKind::ReactivateUser)).count();
+    let base = input.in_scope_active + adds;
+    let reason = if n > g.max_deprovisions {
+        Some(format!("{n} deprovisions in one run exceed guards.max_deprovisions = {}", g.max_deprovisions))
+    } else if (n as u128) * 100 > (g.max_deprovision_percent as u128) * (base as u128) {
+        Some(format!(
+            "{n} deprovisions are more than guards.max_deprovision_percent = {}% of {base} in-scope users",
+            g.max_deprovision_percent
+        ))
+    } else {
+        None
+    };
+    if let Some(reason) = reason {
+        for (a, s) in actions.iter().zip(slots.iter_mut()) {
+            if a.kind == ActionKind::DeprovisionUser {
+                s.hold(Guard::MassDeprovision, reason.clone());
+            }
+        }
+    }
+}
+
+fn mass_team_removal(actions: &[Action], slots: &mut [Slot], input: &GuardInput<'_>) {
+    let max = input.policy.guards.max_team_removals;
+    let mut per_team: BTreeMap<&str, usize> = BTreeMap::new();
+    for a in actions.iter().filter(|a| a.kind == ActionKind::RemoveFromTeam) {
+        *per_team.entry(a.team.as_deref().unwrap_or("")).or_default() += 1;
+    }
+    for (a, s) in actions.iter().zip(slots.iter_mut()) {
+        if a.kind != ActionKind::RemoveFromTeam {
+            continue;
+        }
+        let team = a.team.as_deref().unwrap_or("");
+        let n = per_team.get(team).copied().unwrap_or(0);
+        if n > max {
+            s.hold(Guard::MassTeamRemoval, format!("{n} removals from team {team} in one run exceed guards.max_team_removals = {max}"));
+        }
+    }
+}
+
+/// Whether the directory read looks wrong, and why.
+pub(crate) fn source_suspicion(input: &GuardInput<'_>) -> Option<String> {
+    if input.directory_people == 0 || input.usable_enabled == 0 {
+        return Some("the directory read returned no usable people: refusing to remove anyone on an empty read".into());
+    }
+    let last = input.state.last_good_source_size?;
+    let now = input.usable_enabled;
+    let pct = input.policy.guards.max_source_shrink_percent as u128;
+    if last > now && ((last - now) as u128) * 100 > pct * last as u128 {
+        return Some(format!(
+            "the directory shrank from {last} to {now} enabled people since the last good read (more than guards.max_source_shrink_percent = {pct}%)"
+        ));
+    }
+    None
+}
+
+fn source_health(actions: &[Action], slots: &mut [Slot], input: &GuardInput<'_>) {
+    if let Some(reason) = source_suspicion(input) {
+        for (a, s) in actions.iter().zip(slots.iter_mut()) {
+            if a.is_reducing() {
+                s.hold(Guard::SourceHealth, reason.clone());
+            }
+        }
+    }
+}
+
+fn seat_limit(actions: &[Action], slots: &mut [Slot], input: &GuardInput<'_>) {
+    let max = input.policy.guards.max_seats;
+    if max == 0 {
+        return;
+    }
+    let active = input.org.users.iter().filter(|u| u.active).count();
+    let mut free = max.saturating_sub(active);
+    for (a, s) in actions.iter().zip(slots.iter_mut()) {
+        if !matches!(a.kind, ActionKind::CreateUser | ActionKind::ReactivateUser) || !s.ready() {
+            continue;
+        }
+        if free > 0 {
+            free -= 1;
+        } else {
+            s.hold(Guard::SeatLimit, format!("{active} active users and guards.max_seats = {max}: no seat left for this user"));
+        }
+    }
+}
+
+fn last_admin(actions: &[Action], slots: &mut [Slot], input: &GuardInput<'_>) {
+    let floors = &input.policy.guards;
+    let by_id: BTreeMap<&str, &OrgUser> = input.org.users.iter().map(|u| (u.id.as_str(), u)).collect();
+    let active_admin_in = |u: &OrgUser, team: &str| u.active && u.teams.get(team).is_some_and(TeamRole::is_admin);
+
+    // Counts after the promotions that will really happen (SPEC: promotions count first).
+    let mut org_admins = input.org.users.iter().filter(|u| u.active && u.org_role == OrgRole::Admin).count();
+    let mut team_admins: BTreeMap<&str, usize> = input
+        .managed_teams
+        .iter()
+        .map(|t| (t.as_str(), input.org.users.iter().filter(|u| active_admin_in(u, t)).count()))
+        .collect();
+    for (a, s) in actions.iter().zip(slots.iter()) {
+        if !s.ready() {
+            continue;
+        }
+        match a.kind {
+            // Outside SaaS a reactivated user comes back with their roles: an admin again.
+            ActionKind::ReactivateUser if input.policy.deployment != Deployment::Saas => {
+                if let Some(u) = a.user_id.as_deref().and_then(|id| by_id.get(id)) {
+                    if u.org_role == OrgRole::Admin {
+                        org_admins += 1;
+                    }
+                    for (t, c) in team_admins.iter_mut() {
+                        if u.teams.get(*t).is_some_and(TeamRole::is_admin) {
+                            *c += 1;
+                        }
+                    }
+                }
+            }
+            ActionKind::SetOrgRole if a.role.as_deref() == Some("admin") => org_admins += 1,
+            ActionKind::AddToTeam | ActionKind::SetTeamRole if a.role.as_deref() == Some("admin") => {
+                if let Some(c) = a.team.as_deref().and_then(|t| team_admins.get_mut(t)) {
+                    *c += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    let teams_with_admins: BTreeSet<&str> = team_admins.iter().filter(|(_, c)| **c > 0).map(|(t, _)| *t).collect();
+
+    for (a, s) in actions.iter().zip(slots.iter_mut()) {
+        // Held actions are checked too, without counting them, so that a human sees
+        // "last-admin" before approving another guard's hold on the same action.
+        let ready = s.ready();
+        let user = a.user_id.as_deref().and_then(|id| by_id.get(id)).copied();
+        // What this action takes away: an org admin, and admins of which managed teams.
+        let (org_loss, team_losses): (bool, Vec<&str>) = match a.kind {
+            ActionKind::SetOrgRole => (a.from.as_deref() == Some("admin") && a.role.as_deref() != Some("admin"), vec![]),
+            ActionKind::DeprovisionUser => match user {
+                Some(u) if u.active => (
+                    u.org_role == OrgRole::Admin,
+                    input.managed_teams.iter().map(String::as_str).filter(|t| u.teams.get(*t).is_some_and(TeamRole::is_admin)).collect(),
+                ),
+                _ => (false, vec![]),
+            },
+            ActionKind::RemoveFromTeam => (false, a.team.as_deref().filter(|_| a.from.as_deref() == Some("admin")).into_iter().collect()),
+            ActionKind::SetTeamRole => (
+                false,
+                a.team.as_deref().filter(|_| a.from.as_deref() == Some("admin") && a.role.as_deref() != Some("admin")).into_iter().collect(),
+            ),
+            _ => (false, vec![]),
+        };
+        let team_losses: Vec<&str> = team_losses.into_iter().filter(|t| teams_with_admins.contains(t)).collect();
+        let org_breach = org_loss && org_admins < floors.min_org_admins + 1;
+        let team_breach = team_losses.iter().find(|t| team_admins.get(**t).copied().unwrap_or(0) < floors.min_team_admins + 1);
+        if org_breach {
+            s.hold(
+                Guard::LastAdmin,
+                format!(
+                    "would leave {} active org admin(s); guards.min_org_admins = {}: add another admin in the directory's admin group first",
+                    org_admins.saturating_sub(1),
+                    floors.min_org_admins
+                ),
+            );
+        } else if let Some(t) = team_breach {
+            let n = team_admins.get(*t).copied().unwrap_or(0);
+            s.hold(
+                Guard::LastAdmin,
+                format!(
+                    "would leave team {t} with {} admin(s); guards.min_team_admins = {}: make someone else a team admin first",
+                    n.saturating_sub(1),
+                    floors.min_team_admins
+                ),
+            );
+        } else if ready {
+            if org_loss {
+                org_admins -= 1;
+            }
+            for t in team_losses {
+                if let Some(c) = team_admins.get_mut(t) {
+                    *c -= 1;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! Mapping: from a directory snapshot and the policy to the desired state.
+//!
+//! Decides who is usable (a parseable, unique email), who is in scope, who may be created,
+//! and which org role and team roles each person should have, with the rule and the source
+//! entry that say so.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::model::{DirectorySnapshot, Email, OrgRole, OrgSnapshot, Person, TeamRole};
+
+use super::types::{Policy, Skipped};
+
+/// A role the policy wants, with the reason (rule and group) behind it.
+#[derive(Debug, Clone)]
+pub(crate) struct Wanted<R> {
+    pub role: R,
+    pub reason: String,
+}
+
+/// One in-scope person the directory wants in W&B.
+#[derive(Debug, Clone)]
+pub(crate) struct DesiredPerson<'a> {
+    pub person: &'a Person,
+    /// Whether idsync may create (or reactivate) this person's W&B user.
+    pub may_create: Option<String>,
+    /// From `policy.org_roles`; `None` when no org-role group contains the person.
+    pub org_role: Option<Wanted<OrgRole>>,
+    /// Managed team -> wanted role (the highest of the mapped groups).
+    pub teams: BTreeMap<String, Wanted<TeamRole>>,
+}
+
+/// The desired state and what the mapping noticed on the way.
+#[derive(Debug, Default)]
+pub(crate) struct Desired<'a> {
+    /// Enabled, in-scope people with a unique usable email.
+    pub people: BTreeMap<Email, DesiredPerson<'a>>,
+    /// In-scope people the directory marks disabled.
+    pub disabled: BTreeMap<Email, &'a Person>,
+    /// Emails claimed by several directory people or several W&B users: nothing touches them.
+    pub frozen: BTreeSet<Email>,
+    /// Emails of the identity idsync authenticates as.
+    pub self_emails: BTreeSet<Email>,
+    /// Whether `policy.org_roles` names an admin group that the directory has.
+    pub admin_group_named: bool,
+    /// Teams whose mapping is active (some mapped group was found).
+    pub managed_teams: BTreeSet<String>,
+    /// Managed teams missing from W&B that the policy lets idsync create, with the reason.
+    pub teams_to_create: BTreeMap<String, String>,
+    /// Old email -> new email, for people whose anchor stayed but whose email changed.
+    pub renamed: BTreeMap<Email, (Email, String)>,
+    /// Enabled people with a usable email (the size source-health compares).
+    pub usable_enabled: usize,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Whether a W&B user with this email may be changed by idsync: managed domain, not
+/// ignored. (Self and frozen emails are excluded by the caller, which knows them.)
+pub(crate) fn in_domain_scope(email: &Email, policy: &Policy) -> bool {
+    policy.managed_domains.iter().any(|d| d == email.domain()) && !policy.ignore_users.contains(email)
+}
+
+/// Resolves a policy group reference to the anchors of its (flattened) members.
+/// `None` when no directory group matches: the rule is then inert, never "empty".
+fn resolve_group<'d>(dir: &'d DirectorySnapshot, reference: &str) -> Option<BTreeSet<&'d str>> {
+    let mut found = false;
+    let mut members = BTreeSet::new();
+    for g in dir.groups.iter().filter(|g| g.matches(reference)) {
+        found = true;
+        members.extend(g.members.iter().map(String::as_str));
+    }
+    found.then_some(members)
+}
+
+pub(crate) fn desired_state<'a>(dir: &'a DirectorySnapshot, org: &OrgSnapshot, policy: &Policy, anchors: &BTreeMap<String, Email>) -> Desired<'a> {
+    let mut out = Desired::default();
+
+    // idsync's own identity, found by its W&B username.
+    if let Some(me) = policy.self_username.as_deref().filter(|s| !s.is_empty()) {
+        for u in &org.users {
+            if u.username.eq_ignore_ascii_case(me) {
+                if let Some(e) = Email::parse(&u.email) {
+                    out.self_emails.insert(e);
+                }
+            }
+        }
+    }
+
+    // W&B users sharing an email cannot be told apart: freeze the email.
+    let mut seen_target = BTreeSet::new();
+    for u in &org.users {
+        if let Some(e) = Email::parse(&u.email) {
+            if !seen_target.insert(e.clone()) && out.frozen.insert(e.clone()) {
+                out.skipped.push(Skipped {
+                    entry: e.to_string(),
+                    why: "several W&B users share this email: left as they are".into(),
+                });
+            }
+        }
+    }
+
+    // Usable people: a parseable email, claimed by exactly one directory person.
+    let mut by_email: BTreeMap<Email, Vec<&Person>> = BTreeMap::new();
+    for p in &dir.people {
+        match p.email.as_deref().and_then(Email::parse) {
+            Some(e) => by_email.entry(e).or_default().push(p),
+            None => out.skipped.push(Skipped {
+                entry: p.source_ref.clone(),
+                why: match &p.email {
+                    None => "no email in the directory: skipped, never guessed".into(),
+                    Some(raw) => format!("unusable email {raw:?}: skipped, never guessed"),
+                },
+            }),
+        }
+    }
+    let mut usable: Vec<(Email, &Person)> = Vec::new();
+    for (email, people) in by_email {
+        if people.len() > 1 {
+            for p in &people {
+                out.skipped.push(Skipped {
+                    entry: p.source_ref.clone(),
+                    why: format!("email {email} is used by {} directory entries: none of them drives changes", people.len()),
+                });
+            }
+            out.frozen.insert(email);
+        } else {
+            usable.push((email, people[0]));
+        }
+    }
+    out.usable_enabled = usable.iter().filter(|(_, p)| p.enabled).count();
+
+    // Group rules. A rule whose group the directory lacks is inert and reported.
+    let mut missing_groups = BTreeSet::new();
+    let auto_add_members = match &policy.auto_add_group {
+        Some(g) => {
+            let r = resolve_group(dir, g);
+            if r.is_none() {
+                missing_groups.insert(g.clone());
+            }
+            Some(r)
+        }
+        None => None,
+    };
+    let mut role_rules = Vec::new();
+    for rule in &policy.org_roles {
+        match resolve_group(dir, &rule.group) {
+            Some(m) => {
+                if rule.role == OrgRole::Admin {
+                    out.admin_group_named = true;
+                }
+                role_rules.push((rule, m));
+            }
+            None => {
+                missing_groups.insert(rule.group.clone());
+            }
+        }
+    }
+    let mut team_rules = Vec::new();
+    for rule in &policy.teams {
+        match resolve_group(dir, &rule.group) {
+            Some(m) => {
+                if org.team(&rule.team).is_some() {
+                    out.managed_teams.insert(rule.team.clone());
+                    team_rules.push((rule, m));
+                } else if rule.create {
+                    out.managed_teams.insert(rule.team.clone());
+                    out.teams_to_create.entry(rule.team.clone()).or_insert_with(|| {
+                        format!("policy.teams maps {} to team {} with create = true, and W&B has no such team", rule.group, rule.team)
+                    });
+                    team_rules.push((rule, m));
+                }
+            }
+            None => {
+                missing_groups.insert(rule.group.clone());
+            }
+        }
+    }
+    for rule in &policy.teams {
+        if org.team(&rule.team).is_none() && !rule.create {
+            out.skipped.push(Skipped {
+                entry: format!("team {}", rule.team),
+                why: "W&B has no such team and create = false: its mapping does nothing".into(),
+            });
+        }
+    }
+    for g in missing_groups {
+        out.skipped.push(Skipped {
+            entry: g,
+            why: "policy group not found in the directory: its rule does nothing this run (no adds, no removals)".into(),
+        });
+    }
+
+    // Identity changes: the anchor kept, the email moved.
+    for (email, p) in &usable {
+        if let Some(old) = anchors.get(&p.anchor) {
+            if old != email {
+                out.renamed.insert(old.clone(), (email.clone(), p.source_ref.clone()));
+            }
+        }
+    }
+
+    for (email, p) in usable {
+        if !in_domain_scope(&email, policy) || out.self_emails.contains(&email) || out.frozen.contains(&email) {
+            continue;
+        }
+        if !p.enabled {
+            out.disabled.insert(email, p);
+            continue;
+        }
+        let anchor = p.anchor.as_str();
+        let may_create = if !policy.auto_add {
+            None
+        } else {
+            match (&policy.auto_add_group, &auto_add_members) {
+                (Some(g), Some(Some(m))) => m.contains(anchor).then(|| format!("auto_add: {} is a member of auto_add_group {g}", p.source_ref)),
+                (Some(_), _) => None,
+                (None, _) => Some(format!("auto_add: {} is in managed domain {}", p.source_ref, email.domain())),
+            }
+        };
+        let mut org_role: Option<Wanted<OrgRole>> = None;
+        for (rule, members) in &role_rules {
+            if members.contains(anchor) {
+                let better = match &org_role {
+                    None => true,
+                    Some(w) => w.role != OrgRole::Admin && rule.role == OrgRole::Admin,
+                };
+                if better {
+                    org_role = Some(Wanted {
+                        role: rule.role.clone(),
+                        reason: format!("policy.org_roles: {} is a member of {} (role {})", p.source_ref, rule.group, rule.role),
+                    });
+                }
+            }
+        }
+        let mut teams: BTreeMap<String, Wanted<TeamRole>> = BTreeMap::new();
+        for (rule, members) in &team_rules {
+            if members.contains(anchor) {
+                let better = teams.get(&rule.team).is_none_or(|w| rule.role.rank() > w.role.rank());
+                if better {
+                    teams.insert(
+                        rule.team.clone(),
+                        Wanted {
+                            role: rule.role.clone(),
+                            reason: format!("policy.teams: {} is a member of {} (team {}, role {})", p.source_ref, rule.group, rule.team, rule.role),
+                        },
+                    );
+                }
+            }
+        }
+        out.people.insert(
+            email,
+            DesiredPerson {
+                person: p,
+                may_create,
+                org_role,
+                teams,
+            },
+        );
+    }
+    out
+}

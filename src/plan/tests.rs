@@ -1,0 +1,857 @@
+//! Unit tests for each mapping rule and guard, and property tests over random inputs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use proptest::prelude::*;
+
+use super::*;
+use crate::model::{DirectorySnapshot, Email, Group, OrgRole, OrgSnapshot, OrgUser, Person, Team, TeamRole};
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap()
+}
+
+fn e(s: &str) -> Email {
+    Email::parse(s).unwrap()
+}
+
+/// A small world to plan over, built fluently in each test.
+#[derive(Clone, Debug)]
+struct World {
+    dir: DirectorySnapshot,
+    org: OrgSnapshot,
+    policy: Policy,
+    state: PlanState,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            dir: DirectorySnapshot {
+                kind: "ldif".into(),
+                ..Default::default()
+            },
+            org: OrgSnapshot::default(),
+            policy: Policy {
+                managed_domains: vec!["example.com".into()],
+                grace_period: Duration::ZERO,
+                // Tiny worlds would trip the percentage limit; tests of it set their own.
+                guards: GuardLimits {
+                    max_deprovision_percent: 100,
+                    ..GuardLimits::default()
+                },
+                ..Policy::default()
+            },
+            state: PlanState::default(),
+        }
+    }
+    fn person(mut self, email: &str) -> World {
+        let local = email.split('@').next().unwrap().to_string();
+        self.dir.people.push(Person {
+            anchor: format!("anchor-{local}"),
+            email: Some(email.into()),
+            username: local.clone(),
+            display_name: local.clone(),
+            enabled: true,
+            source_ref: format!("uid={local},ou=people,dc=example,dc=com"),
+        });
+        self
+    }
+    fn disabled(mut self, email: &str) -> World {
+        self = self.person(email);
+        self.dir.people.last_mut().unwrap().enabled = false;
+        self
+    }
+    fn group(mut self, cn: &str, members: &[&str]) -> World {
+        self.dir.groups.push(Group {
+            anchor: format!("g-{cn}"),
+            name: cn.into(),
+            dn: Some(format!("cn={cn},ou=groups,dc=example,dc=com")),
+            members: members.iter().map(|m| format!("anchor-{}", m.split('@').next().unwrap())).collect(),
+        });
+        self
+    }
+    fn user(mut self, email: &str, role: OrgRole, teams: &[(&str, &str)]) -> World {
+        let n = self.org.users.len();
+        let local = email.split('@').next().unwrap().to_string();
+        self.org.users.push(OrgUser {
+            id: format!("u{n}"),
+            email: email.into(),
+            username: local,
+            display_name: String::new(),
+            active: true,
+            org_role: role,
+            teams: teams.iter().map(|(t, r)| (t.to_string(), TeamRole::new(r))).collect(),
+            last_active_at: None,
+            days_active: None,
+        });
+        for (t, _) in teams {
+            if self.org.team(t).is_none() {
+                self = self.team(t);
+            }
+        }
+        self
+    }
+    fn team(mut self, name: &str) -> World {
+        let n = self.org.teams.len();
+        self.org.teams.push(Team {
+            id: format!("t{n}"),
+            name: name.into(),
+            members: vec![],
+        });
+        self
+    }
+    fn admins_group(mut self, cn: &str) -> World {
+        self.policy.org_roles.push(OrgRoleRule {
+            group: format!("cn={cn},ou=groups,dc=example,dc=com"),
+            role: OrgRole::Admin,
+        });
+        self
+    }
+    fn maps_team(mut self, team: &str, cn: &str, role: &str) -> World {
+        self.policy.teams.push(TeamRule {
+            team: team.into(),
+            group: format!("cn={cn},ou=groups,dc=example,dc=com"),
+            role: TeamRole::new(role),
+            create: false,
+        });
+        self
+    }
+    fn plan(&self) -> Plan {
+        plan(PlanInput {
+            directory: &self.dir,
+            org: &self.org,
+            policy: &self.policy,
+            state: &self.state,
+            now: now(),
+        })
+    }
+}
+
+fn kinds(p: &Plan, status: Status) -> Vec<(ActionKind, String)> {
+    p.actions
+        .iter()
+        .filter(|a| a.status == status)
+        .map(|a| (a.kind, a.user.as_ref().map(|u| u.to_string()).or(a.team.clone()).unwrap_or_default()))
+        .collect()
+}
+
+fn find(p: &Plan, kind: ActionKind, user: &str) -> Action {
+    p.actions
+        .iter()
+        .find(|a| a.kind == kind && a.user.as_ref().map(|u| u.as_str()) == Some(user))
+        .unwrap_or_else(|| panic!("no {kind} for {user} in {:#?}", p.actions))
+        .clone()
+}
+
+// ---- mapping and diff --------------------------------------------------------------
+
+#[test]
+fn in_domain_people_missing_from_wandb_are_created() {
+    let w = World::new().person("alice@example.com").user("root@example.com", OrgRole::Admin, &[]).person("root@example.com");
+    let p = w.plan();
+    assert_eq!(kinds(&p, Status::Ready), vec![(ActionKind::CreateUser, "alice@example.com".into())]);
+    assert!(find(&p, ActionKind::CreateUser, "alice@example.com").reason.contains("auto_add"));
+}
+
+#[test]
+fn auto_add_group_limits_creation_to_its_members() {
+    let mut w = World::new().person("alice@example.com").person("bob@example.com").group("wandb-users", &["alice"]);
+    w.policy.auto_add_group = Some("CN=wandb-users, ou=groups,dc=example,dc=com".into());
+    let p = w.plan();
+    assert_eq!(kinds(&p, Status::Ready), vec![(ActionKind::CreateUser, "alice@example.com".into())]);
+}
+
+#[test]
+fn auto_add_off_creates_nobody() {
+    let mut w = World::new().person("alice@example.com");
+    w.policy.auto_add = false;
+    assert!(w.plan().actions.is_empty());
+}
+
+#[test]
+fn out_of_domain_users_are_never_touched() {
+    let w = World::new()
+        .person("alice@example.com")
+        .user("alice@example.com", OrgRole::Admin, &[])
+        .user("pat@partner.io", OrgRole::Member, &[("ml", "member")])
+        .person("dana@partner.io")
+        .group("ml", &[])
+        .maps_team("ml", "ml", "member");
+    let p = w.plan();
+    assert!(p.actions.iter().all(|a| a.user.as_ref().is_none_or(|u| u.domain() == "example.com")), "{:#?}", p.actions);
+    assert!(p.tombstones.iter().all(|t| t.user.domain() == "example.com"));
+}
+
+#[test]
+fn ignored_users_and_self_are_never_in_the_plan() {
+    let mut w = World::new()
+        .user("breakglass@example.com", OrgRole::Admin, &[])
+        .user("idsync@example.com", OrgRole::Admin, &[])
+        .user("keep@example.com", OrgRole::Admin, &[])
+        .person("keep@example.com");
+    w.policy.ignore_users.insert(e("breakglass@example.com"));
+    w.policy.self_username = Some("IDSYNC".into());
+    let p = w.plan();
+    assert!(p.actions.is_empty(), "{:#?}", p.actions);
+    assert!(p.tombstones.is_empty());
+}
+
+#[test]
+fn people_without_usable_email_are_skipped_and_reported() {
+    let mut w = World::new().person("alice@example.com");
+    w.dir.people[0].email = None;
+    w = w.person("bob@example.com");
+    w.dir.people[1].email = Some("not-an-email".into());
+    let p = w.plan();
+    assert!(p.actions.is_empty());
+    assert_eq!(p.skipped.len(), 2);
+    assert!(p.skipped[0].why.contains("no email"));
+    assert!(p.skipped[1].why.contains("unusable email"));
+}
+
+#[test]
+fn duplicate_directory_emails_freeze_the_wandb_user() {
+    let mut w = World::new()
+        .person("dup@example.com")
+        .person("dup@example.com")
+        .user("dup@example.com", OrgRole::Member, &[("ml", "member")])
+        .group("ml", &[])
+        .maps_team("ml", "ml", "member");
+    w.dir.people[1].anchor = "other".into();
+    let p = w.plan();
+    assert!(p.actions.is_empty(), "{:#?}", p.actions);
+    assert!(p.tombstones.is_empty());
+    assert_eq!(p.skipped.iter().filter(|s| s.why.contains("used by 2 directory entries")).count(), 2);
+}
+
+#[test]
+fn team_add_remove_and_role_change() {
+    let w = World::new()
+        .person("alice@example.com")
+        .person("bob@example.com")
+        .person("carol@example.com")
+        .user("alice@example.com", OrgRole::Member, &[])
+        .user("bob@example.com", OrgRole::Member, &[("ml", "member")])
+        .user("carol@example.com", OrgRole::Member, &[("ml", "member")])
+        .user("root@example.com", OrgRole::Admin, &[])
+        .person("root@example.com")
+        .group("ml", &["alice"])
+        .group("ml-leads", &["bob"])
+        .maps_team("ml", "ml", "member")
+        .maps_team("ml", "ml-leads", "admin");
+    let p = w.plan();
+    let add = find(&p, ActionKind::AddToTeam, "alice@example.com");
+    assert_eq!((add.team.as_deref(), add.role.as_deref()), (Some("ml"), Some("member")));
+    let set = find(&p, ActionKind::SetTeamRole, "bob@example.com");
+    assert_eq!((set.from.as_deref(), set.to.as_deref()), (Some("member"), Some("admin")));
+    let rm = find(&p, ActionKind::RemoveFromTeam, "carol@example.com");
+    assert!(rm.reason.contains("authoritative"));
+    assert!(p.actions.iter().all(Action::is_ready));
+}
+
+#[test]
+fn several_groups_on_one_team_highest_role_wins() {
+    let w = World::new()
+        .person("alice@example.com")
+        .user("alice@example.com", OrgRole::Member, &[])
+        .team("ml")
+        .group("ml-view", &["alice"])
+        .group("ml-admin", &["alice"])
+        .group("ml", &["alice"])
+        .maps_team("ml", "ml-view", "viewer")
+        .maps_team("ml", "ml-admin", "admin")
+        .maps_team("ml", "ml", "member");
+    let p = w.plan();
+    assert_eq!(find(&p, ActionKind::AddToTeam, "alice@example.com").role.as_deref(), Some("admin"));
+}
+
+#[test]
+fn owned_mode_only_removes_what_idsync_granted() {
+    let mut w = World::new()
+        .person("bob@example.com")
+        .person("carol@example.com")
+        .user("bob@example.com", OrgRole::Member, &[("ml", "member")])
+        .user("carol@example.com", OrgRole::Member, &[("ml", "member")])
+        .group("ml", &[])
+        .maps_team("ml", "ml", "member");
+    w.policy.team_membership = TeamMembershipMode::Owned;
+    w.state.ledger.insert((e("carol@example.com"), "ml".into()));
+    let p = w.plan();
+    assert_eq!(kinds(&p, Status::Ready), vec![(ActionKind::RemoveFromTeam, "carol@example.com".into())]);
+}
+
+#[test]
+fn a_policy_group_missing_from_the_directory_changes_nothing() {
+    let w = World::new()
+        .person("bob@example.com")
+        .user("bob@example.com", OrgRole::Admin, &[("ml", "member")])
+        .user("root@example.com", OrgRole::Admin, &[])
+        .person("root@example.com")
+        .admins_group("wandb-admins")
+        .maps_team("ml", "ml-typo", "member");
+    let p = w.plan();
+    assert!(p.actions.is_empty(), "{:#?}", p.actions);
+    assert!(p.skipped.iter().any(|s| s.entry.contains("ml-typo") && s.why.contains("not found")));
+}
+
+#[test]
+fn org_roles_promote_members_and_demote_admins_outside_the_admin_group() {
+    let w = World::new()
+        .person("alice@example.com")
+        .person("bob@example.com")
+        .person("root@example.com")
+        .user("alice@example.com", OrgRole::Member, &[])
+        .user("bob@example.com", OrgRole::Admin, &[])
+        .user("root@example.com", OrgRole::Admin, &[])
+        .group("wandb-admins", &["alice", "root"])
+        .admins_group("wandb-admins");
+    let p = w.plan();
+    assert_eq!(find(&p, ActionKind::SetOrgRole, "alice@example.com").to.as_deref(), Some("admin"));
+    let demote = find(&p, ActionKind::SetOrgRole, "bob@example.com");
+    assert_eq!((demote.from.as_deref(), demote.to.as_deref()), (Some("admin"), Some("member")));
+    assert!(demote.is_ready());
+}
+
+#[test]
+fn admins_are_not_demoted_when_no_admin_group_is_named() {
+    let w = World::new().person("bob@example.com").user("bob@example.com", OrgRole::Admin, &[]);
+    assert!(w.plan().actions.is_empty());
+}
+
+#[test]
+fn viewer_org_role_is_never_planned() {
+    let mut w = World::new().person("alice@example.com").group("viewers", &["alice"]);
+    w.policy.org_roles.push(OrgRoleRule {
+        group: "cn=viewers,ou=groups,dc=example,dc=com".into(),
+        role: OrgRole::Viewer,
+    });
+    let p = w.plan();
+    assert!(p.actions.iter().all(|a| a.role.as_deref() != Some("viewer") || a.kind != ActionKind::SetOrgRole));
+}
+
+#[test]
+fn created_admins_get_create_then_promotion_depending_on_it() {
+    let w = World::new().person("alice@example.com").group("wandb-admins", &["alice"]).admins_group("wandb-admins");
+    let p = w.plan();
+    let create = find(&p, ActionKind::CreateUser, "alice@example.com");
+    let promote = find(&p, ActionKind::SetOrgRole, "alice@example.com");
+    assert_eq!(promote.depends_on, vec![create.id.clone()]);
+    assert!(p.actions.iter().position(|a| a.id == create.id) < p.actions.iter().position(|a| a.id == promote.id));
+}
+
+#[test]
+fn teams_are_created_only_when_the_mapping_says_create() {
+    let mut w = World::new().person("alice@example.com").group("new", &["alice"]).maps_team("new-team", "new", "member");
+    let p = w.plan();
+    assert!(p.actions.iter().all(|a| a.kind != ActionKind::CreateTeam));
+    assert!(p.skipped.iter().any(|s| s.why.contains("create = false")));
+    w.policy.teams[0].create = true;
+    let p = w.plan();
+    let ct = p.actions.iter().find(|a| a.kind == ActionKind::CreateTeam).unwrap();
+    let add = find(&p, ActionKind::AddToTeam, "alice@example.com");
+    assert!(add.depends_on.contains(&ct.id));
+}
+
+#[test]
+fn returning_person_inactive_on_dedicated_is_reactivated() {
+    let mut w = World::new().person("alice@example.com");
+    w = w.user("alice@example.com", OrgRole::Member, &[]);
+    w.org.users[0].active = false;
+    w.policy.deployment = Deployment::Dedicated;
+    let p = w.plan();
+    assert_eq!(kinds(&p, Status::Ready), vec![(ActionKind::ReactivateUser, "alice@example.com".into())]);
+}
+
+// ---- tombstones and grace ------------------------------------------------------------
+
+fn grace_world() -> World {
+    let mut w = World::new()
+        .person("root@example.com")
+        .user("root@example.com", OrgRole::Admin, &[])
+        .user("gone@example.com", OrgRole::Member, &[]);
+    for i in 0..30 {
+        let m = format!("p{i}@example.com");
+        w = w.person(&m).user(&m, OrgRole::Member, &[]);
+    }
+    w.policy.grace_period = Duration::from_secs(72 * 3600);
+    w
+}
+
+#[test]
+fn missing_person_is_tombstoned_first_then_deprovisioned_after_grace() {
+    let mut w = grace_world();
+    let p = w.plan();
+    assert!(p.actions.is_empty());
+    assert_eq!(p.tombstones.len(), 1);
+    let t = &p.tombstones[0];
+    assert_eq!((t.user.as_str(), t.since, t.cause), ("gone@example.com", now(), TombstoneCause::Missing));
+    assert_eq!(t.deprovision_after, Some(now() + chrono::Duration::hours(72)));
+
+    w.state.tombstones.insert(e("gone@example.com"), TombstoneRecord { since: now() - chrono::Duration::hours(71) });
+    assert!(w.plan().actions.is_empty());
+    w.state.tombstones.insert(e("gone@example.com"), TombstoneRecord { since: now() - chrono::Duration::hours(72) });
+    let p = w.plan();
+    assert_eq!(kinds(&p, Status::Ready), vec![(ActionKind::DeprovisionUser, "gone@example.com".into())]);
+}
+
+#[test]
+fn a_returning_person_drops_the_tombstone() {
+    let mut w = grace_world().person("gone@example.com");
+    w.state.tombstones.insert(e("gone@example.com"), TombstoneRecord { since: now() - chrono::Duration::days(30) });
+    let p = w.plan();
+    assert!(p.tombstones.is_empty());
+    assert!(p.actions.is_empty());
+}
+
+#[test]
+fn disabled_people_use_the_disabled_grace_period() {
+    let w = grace_world().disabled("gone@example.com");
+    let p = w.plan();
+    assert_eq!(p.tombstones[0].cause, TombstoneCause::Disabled);
+    assert_eq!(find(&p, ActionKind::DeprovisionUser, "gone@example.com").status, Status::Ready);
+}
+
+#[test]
+fn deprovision_off_keeps_tombstones_without_a_deadline() {
+    let mut w = grace_world();
+    w.policy.deprovision = DeprovisionMode::Off;
+    w.state.tombstones.insert(e("gone@example.com"), TombstoneRecord { since: now() - chrono::Duration::days(300) });
+    let p = w.plan();
+    assert!(p.actions.is_empty());
+    assert_eq!(p.tombstones[0].deprovision_after, None);
+}
+
+// ---- guards ----------------------------------------------------------------------------
+
+#[test]
+fn last_admin_is_never_deprovisioned() {
+    let w = World::new().person("bob@example.com").user("bob@example.com", OrgRole::Member, &[]).user("root@example.com", OrgRole::Admin, &[]);
+    let p = w.plan();
+    let d = find(&p, ActionKind::DeprovisionUser, "root@example.com");
+    assert_eq!((d.status, d.guard), (Status::Held, Some(Guard::LastAdmin)));
+    assert!(!d.overridable());
+}
+
+#[test]
+fn last_admin_holds_even_when_approved() {
+    let mut w = World::new().person("bob@example.com").user("bob@example.com", OrgRole::Member, &[]).user("root@example.com", OrgRole::Admin, &[]);
+    let id = find(&w.plan(), ActionKind::DeprovisionUser, "root@example.com").id;
+    w.state.approvals.push(Approval { action_id: id, approved_at: now(), expires_at: now() + chrono::Duration::hours(1), approved_by: "t".into() });
+    assert_eq!(find(&w.plan(), ActionKind::DeprovisionUser, "root@example.com").status, Status::Held);
+}
+
+#[test]
+fn promotions_in_the_same_plan_count_first() {
+    let w = World::new()
+        .person("alice@example.com")
+        .user("alice@example.com", OrgRole::Member, &[])
+        .user("root@example.com", OrgRole::Admin, &[])
+        .group("wandb-admins", &["alice"])
+        .admins_group("wandb-admins");
+    let p = w.plan();
+    assert!(find(&p, ActionKind::SetOrgRole, "alice@example.com").is_ready());
+    assert!(find(&p, ActionKind::DeprovisionUser, "root@example.com").is_ready(), "{:#?}", p.actions);
+}
+
+#[test]
+fn a_held_promotion_does_not_count_toward_the_floor() {
+    let mut w = World::new()
+        .person("alice@example.com")
+        .group("wandb-admins", &["alice"])
+        .admins_group("wandb-admins")
+        .user("root@example.com", OrgRole::Admin, &[])
+        .user("x@partner.io", OrgRole::Member, &[]);
+    w.policy.guards.max_seats = 2;
+    let p = w.plan();
+    assert_eq!(find(&p, ActionKind::CreateUser, "alice@example.com").guard, Some(Guard::SeatLimit));
+    assert_eq!(find(&p, ActionKind::SetOrgRole, "alice@example.com").status, Status::Held);
+    assert_eq!(find(&p, ActionKind::DeprovisionUser, "root@example.com").guard, Some(Guard::LastAdmin));
+}
+
+#[test]
+fn last_team_admin_is_protected() {
+    let w = World::new()
+        .person("bob@example.com")
+        .person("root@example.com")
+        .user("root@example.com", OrgRole::Admin, &[])
+        .user("bob@example.com", OrgRole::Member, &[("ml", "admin")])
+        .group("ml", &[])
+        .maps_team("ml", "ml", "member");
+    let p = w.plan();
+    let rm = find(&p, ActionKind::RemoveFromTeam, "bob@example.com");
+    assert_eq!(rm.guard, Some(Guard::LastAdmin));
+    assert!(rm.held_reason.unwrap().contains("team ml"));
+}
+
+#[test]
+fn pipeline_key_owner_is_held_and_approvable() {
+    let mut w = grace_world();
+    w.policy.guards.pipeline_owners.push(PipelineOwner { owner: e("gone@example.com"), team: None, name: Some("nightly".into()) });
+    w.state.tombstones.insert(e("gone@example.com"), TombstoneRecord { since: now() - chrono::Duration::days(5) });
+    let d = find(&w.plan(), ActionKind::DeprovisionUser, "gone@example.com");
+    assert_eq!((d.status, d.guard), (Status::Held, Some(Guard::PipelineKey)));
+    assert!(d.overridable());
+    w.state.approvals.push(Approval { action_id: d.id.clone(), approved_at: now(), expires_at: now() + chrono::Duration::hours(24), approved_by: "ops".into() });
+    let d2 = find(&w.plan(), ActionKind::DeprovisionUser, "gone@example.com");
+    assert!(d2.is_ready() && d2.approved);
+}
+
+#[test]
+fn expired_approvals_release_nothing() {
+    let mut w = grace_world();
+    w.policy.guards.pipeline_owners.push(PipelineOwner { owner: e("gone@example.com"), team: None, name: None });
+    w.state.tombstones.insert(e("gone@example.com"), TombstoneRecord { since: now() - chrono::Duration::days(5) });
+    let id = find(&w.plan(), ActionKind::DeprovisionUser, "gone@example.com").id;
+    w.state.approvals.push(Approval { action_id: id, approved_at: now() - chrono::Duration::hours(25), expires_at: now() - chrono::Duration::hours(1), approved_by: "ops".into() });
+    assert_eq!(find(&w.plan(), ActionKind::DeprovisionUser, "gone@example.com").status, Status::Held);
+}
+
+#[test]
+fn inventory_team_narrows_pipeline_key_team_removals() {
+    let mut w = World::new()
+        .person("ci@example.com")
+        .person("root@example.com")
+        .user("root@example.com", OrgRole::Admin, &[("a", "admin"), ("b", "admin")])
+        .user("ci@example.com", OrgRole::Member, &[("a", "member"), ("b", "member")])
+        .group("a", &["root"])
+        .group("b", &["root"])
+        .maps_team("a", "a", "admin")
+        .maps_team("b", "b", "admin");
+    w.policy.guards.pipeline_owners.push(PipelineOwner { owner: e("ci@example.com"), team: Some("a".into()), name: None });
+    let p = w.plan();
+    let held: Vec<_> = p.actions.iter().filter(|a| a.kind == ActionKind::RemoveFromTeam).map(|a| (a.team.clone().unwrap(), a.status)).collect();
+    assert_eq!(held, vec![("a".to_string(), Status::Held), ("b".to_string(), Status::Ready)]);
+}
+
+#[test]
+fn six_of_twenty_missing_with_max_five_holds_all_six() {
+    let mut w = World::new().person("root@example.com").user("root@example.com", OrgRole::Admin, &[]);
+    for i in 0..20 {
+        let m = format!("p{i}@example.com");
+        w = w.user(&m, OrgRole::Member, &[]);
+        if i >= 6 {
+            w = w.person(&m);
+        }
+    }
+    w.policy.guards.max_deprovisions = 5;
+    w.policy.guards.max_deprovision_percent = 100;
+    let p = w.plan();
+    let deps: Vec<_> = p.actions.iter().filter(|a| a.kind == ActionKind::DeprovisionUser).collect();
+    assert_eq!(deps.len(), 6);
+    assert!(deps.iter().all(|a| a.guard == Some(Guard::MassDeprovision)), "{deps:#?}");
+}
+
+#[test]
+fn deprovision_percent_limit_holds_all() {
+    let mut w = grace_world();
+    w.state.tombstones.insert(e("gone@example.com"), TombstoneRecord { since: now() - chrono::Duration::days(5) });
+    w.policy.guards.max_deprovision_percent = 1; // 1 of 32 users is over 1 %
+    assert_eq!(find(&w.plan(), ActionKind::DeprovisionUser, "gone@example.com").guard, Some(Guard::MassDeprovision));
+}
+
+#[test]
+fn mass_team_removal_holds_every_removal_from_that_team() {
+    let mut w = World::new().person("root@example.com").user("root@example.com", OrgRole::Admin, &[]).group("ml", &[]).maps_team("ml", "ml", "member");
+    for i in 0..4 {
+        let m = format!("p{i}@example.com");
+        w = w.person(&m).user(&m, OrgRole::Member, &[("ml", "member")]);
+    }
+    w.policy.guards.max_team_removals = 3;
+    let p = w.plan();
+    assert_eq!(p.actions.len(), 4);
+    assert!(p.actions.iter().all(|a| a.guard == Some(Guard::MassTeamRemoval)));
+}
+
+#[test]
+fn empty_directory_holds_every_removal() {
+    let mut w = World::new().user("root@example.com", OrgRole::Admin, &[]).user("a@example.com", OrgRole::Member, &[]);
+    w.policy.guards.max_deprovision_percent = 100;
+    let p = w.plan();
+    assert!(!p.actions.is_empty());
+    assert!(p.actions.iter().all(|a| !a.is_ready()));
+    assert_eq!(find(&p, ActionKind::DeprovisionUser, "a@example.com").guard, Some(Guard::SourceHealth));
+}
+
+#[test]
+fn shrinking_directory_holds_removals_but_not_additions() {
+    let mut w = grace_world().person("new@example.com");
+    w.state.last_good_source_size = Some(100);
+    w.state.tombstones.insert(e("gone@example.com"), TombstoneRecord { since: now() - chrono::Duration::days(5) });
+    w.policy.guards.max_deprovision_percent = 100;
+    let p = w.plan();
+    assert_eq!(find(&p, ActionKind::DeprovisionUser, "gone@example.com").guard, Some(Guard::SourceHealth));
+    assert!(find(&p, ActionKind::CreateUser, "new@example.com").is_ready());
+}
+
+#[test]
+fn seat_limit_holds_creates_beyond_the_limit_and_their_team_adds() {
+    let mut w = World::new()
+        .person("a@example.com")
+        .person("b@example.com")
+        .person("root@example.com")
+        .user("root@example.com", OrgRole::Admin, &[])
+        .team("ml")
+        .group("ml", &["a", "b"])
+        .maps_team("ml", "ml", "member");
+    w.policy.guards.max_seats = 2;
+    let p = w.plan();
+    assert!(find(&p, ActionKind::CreateUser, "a@example.com").is_ready());
+    assert_eq!(find(&p, ActionKind::CreateUser, "b@example.com").guard, Some(Guard::SeatLimit));
+    let add_b = find(&p, ActionKind::AddToTeam, "b@example.com");
+    assert_eq!(add_b.guard, Some(Guard::SeatLimit));
+    assert!(add_b.held_reason.unwrap().contains("depends on held action"));
+}
+
+#[test]
+fn identity_change_is_one_held_pair() {
+    let mut w = World::new()
+        .person("root@example.com")
+        .user("root@example.com", OrgRole::Admin, &[])
+        .user("alice.old@example.com", OrgRole::Member, &[])
+        .person("alice.new@example.com");
+    w.dir.people[1].anchor = "alice-anchor".into();
+    w.state.anchors.insert("alice-anchor".into(), e("alice.old@example.com"));
+    let p = w.plan();
+    let c = find(&p, ActionKind::CreateUser, "alice.new@example.com");
+    let d = find(&p, ActionKind::DeprovisionUser, "alice.old@example.com");
+    assert_eq!((c.guard, d.guard), (Some(Guard::IdentityChange), Some(Guard::IdentityChange)));
+    assert!(d.depends_on.contains(&c.id));
+    assert!(p.tombstones.is_empty());
+}
+
+#[test]
+fn approving_a_root_releases_its_dependents() {
+    let mut w = World::new()
+        .person("a@example.com")
+        .person("root@example.com")
+        .user("root@example.com", OrgRole::Admin, &[])
+        .team("ml")
+        .group("ml", &["a"])
+        .maps_team("ml", "ml", "member");
+    w.policy.guards.max_seats = 1;
+    let p = w.plan();
+    let c = find(&p, ActionKind::CreateUser, "a@example.com");
+    assert_eq!(c.status, Status::Held);
+    w.state.approvals.push(Approval { action_id: c.id, approved_at: now(), expires_at: now() + chrono::Duration::hours(1), approved_by: "ops".into() });
+    let p = w.plan();
+    assert!(p.actions.iter().all(Action::is_ready), "{:#?}", p.actions);
+}
+
+#[test]
+fn roster_diff_lines_reflect_ready_actions() {
+    let w = World::new().person("alice@example.com").person("root@example.com").user("root@example.com", OrgRole::Admin, &[]);
+    let p = w.plan();
+    assert_eq!(p.roster_before, vec!["root@example.com  admin".to_string()]);
+    assert_eq!(p.roster_after, vec!["alice@example.com  member".to_string(), "root@example.com  admin".to_string()]);
+}
+
+// ---- property tests --------------------------------------------------------------------
+
+const DOMAINS: [&str; 3] = ["example.com", "example.com", "partner.io"];
+const TEAMS: [&str; 3] = ["t0", "t1", "t2"];
+const ROLES: [&str; 4] = ["admin", "member", "viewer", "custom"];
+
+fn arb_world() -> impl Strategy<Value = World> {
+    let people = prop::collection::vec((0usize..12, 0usize..3, any::<bool>(), 0u8..10), 0..14);
+    let groups = prop::collection::vec(prop::collection::btree_set(0usize..12, 0..6), 4);
+    let users = prop::collection::vec(
+        (0usize..12, 0usize..3, any::<bool>(), 0u8..4, prop::collection::btree_map(0usize..3, 0usize..4, 0..3)),
+        0..14,
+    );
+    let policy = (
+        any::<bool>(),
+        prop::option::of(0usize..4),
+        0usize..3,
+        0usize..3,
+        0usize..6,
+        0u32..60,
+        0usize..4,
+        any::<bool>(),
+        0u8..3,
+        0u8..3,
+        prop::collection::vec((0usize..4, 0usize..3, 0usize..4, any::<bool>()), 0..4),
+    );
+    let state = (prop::option::of(0usize..20), prop::collection::btree_map(0usize..12, 0i64..200, 0..6), prop::collection::vec(any::<bool>(), 16), any::<bool>());
+    (people, groups, users, policy, state).prop_map(|(people, groups, users, pol, st)| {
+        let mut w = World::new();
+        for (n, d, enabled, emailish) in people {
+            let email = match emailish {
+                0 => None,
+                1 => Some("broken".into()),
+                _ => Some(format!("u{n}@{}", DOMAINS[d])),
+            };
+            w.dir.people.push(Person {
+                anchor: format!("a{n}-{d}-{emailish}"),
+                email,
+                username: format!("u{n}"),
+                display_name: String::new(),
+                enabled,
+                source_ref: format!("uid=u{n}"),
+            });
+        }
+        let anchors: Vec<String> = w.dir.people.iter().map(|p| p.anchor.clone()).collect();
+        for (gi, members) in groups.into_iter().enumerate() {
+            w.dir.groups.push(Group {
+                anchor: format!("g{gi}"),
+                name: format!("g{gi}"),
+                dn: None,
+                members: members.into_iter().filter_map(|i| anchors.get(i).cloned()).collect(),
+            });
+        }
+        for (i, (n, d, active, role, teams)) in users.into_iter().enumerate() {
+            w.org.users.push(OrgUser {
+                id: format!("id{i}"),
+                email: format!("u{n}@{}", DOMAINS[d]),
+                username: format!("wb{i}"),
+                display_name: String::new(),
+                active,
+                org_role: [OrgRole::Admin, OrgRole::Member, OrgRole::Viewer, OrgRole::Admin][role as usize].clone(),
+                teams: teams.into_iter().map(|(t, r)| (TEAMS[t].to_string(), TeamRole::new(ROLES[r]))).collect(),
+                last_active_at: None,
+                days_active: None,
+            });
+        }
+        for (i, t) in TEAMS.iter().enumerate().take(2) {
+            w.org.teams.push(Team { id: format!("tid{i}"), name: t.to_string(), members: vec![] });
+        }
+        let (auto_add, aag, min_org, min_team, max_dep, pct, max_seats, owned, deploy, mode, team_rules) = pol;
+        w.policy.auto_add = auto_add;
+        w.policy.auto_add_group = aag.map(|g| format!("g{g}"));
+        w.policy.guards.min_org_admins = min_org;
+        w.policy.guards.min_team_admins = min_team;
+        w.policy.guards.max_deprovisions = max_dep;
+        w.policy.guards.max_deprovision_percent = pct;
+        w.policy.guards.max_team_removals = 2;
+        w.policy.guards.max_seats = if max_seats == 0 { 0 } else { max_seats * 4 };
+        w.policy.team_membership = if owned { TeamMembershipMode::Owned } else { TeamMembershipMode::Authoritative };
+        w.policy.deployment = [Deployment::Saas, Deployment::Dedicated, Deployment::SelfManaged][deploy as usize];
+        w.policy.deprovision = [DeprovisionMode::Deactivate, DeprovisionMode::Delete, DeprovisionMode::Off][mode as usize];
+        w.policy.org_roles = vec![OrgRoleRule { group: "g0".into(), role: OrgRole::Admin }, OrgRoleRule { group: "g1".into(), role: OrgRole::Member }];
+        w.policy.teams = team_rules
+            .into_iter()
+            .map(|(g, t, r, create)| TeamRule { team: TEAMS[t].into(), group: format!("g{g}"), role: TeamRole::new(ROLES[r]), create })
+            .collect();
+        // Config validation rejects one team mapped with conflicting `create`.
+        let creates: BTreeSet<String> = w.policy.teams.iter().filter(|r| r.create).map(|r| r.team.clone()).collect();
+        for r in &mut w.policy.teams {
+            r.create = creates.contains(&r.team);
+        }
+        w.policy.ignore_users.insert(e("u11@example.com"));
+        w.policy.self_username = Some("wb0".into());
+        let (last_good, tombs, ledger_bits, pipeline) = st;
+        w.state.last_good_source_size = last_good;
+        for (n, hours) in tombs {
+            w.state.tombstones.insert(e(&format!("u{n}@example.com")), TombstoneRecord { since: now() - chrono::Duration::hours(hours) });
+        }
+        for (i, bit) in ledger_bits.into_iter().enumerate() {
+            if bit {
+                w.state.ledger.insert((e(&format!("u{}@example.com", i % 12)), TEAMS[i % 3].to_string()));
+            }
+        }
+        if pipeline {
+            w.policy.guards.pipeline_owners.push(PipelineOwner { owner: e("u3@example.com"), team: None, name: None });
+        }
+        w
+    })
+}
+
+fn org_admins(org: &OrgSnapshot) -> usize {
+    org.users.iter().filter(|u| u.active && u.org_role == OrgRole::Admin).count()
+}
+
+fn team_admins(org: &OrgSnapshot, team: &str) -> usize {
+    org.users.iter().filter(|u| u.active && u.teams.get(team).is_some_and(TeamRole::is_admin)).count()
+}
+
+/// The state the shell would store after applying the ready actions of `p`.
+fn state_after(w: &World, p: &Plan) -> PlanState {
+    let mut s = w.state.clone();
+    s.tombstones = p.tombstones.iter().map(|t| (t.user.clone(), TombstoneRecord { since: t.since })).collect();
+    for a in p.ready() {
+        if let (ActionKind::AddToTeam, Some(u), Some(t)) = (a.kind, &a.user, &a.team) {
+            s.ledger.insert((u.clone(), t.clone()));
+        }
+    }
+    s
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn ready_actions_never_leave_fewer_admins_than_the_floors(w in arb_world()) {
+        let p = w.plan();
+        let after = simulate(&w.org, p.ready(), &w.policy);
+        let floor = w.policy.guards.min_org_admins;
+        prop_assert!(org_admins(&after) >= floor.min(org_admins(&w.org)), "org admins {} -> {}\n{:#?}", org_admins(&w.org), org_admins(&after), p.actions);
+        for t in TEAMS {
+            let managed = w.policy.teams.iter().any(|r| r.team == t) && w.org.team(t).is_some();
+            let before = team_admins(&w.org, t);
+            if managed && before > 0 {
+                let tf = w.policy.guards.min_team_admins;
+                prop_assert!(team_admins(&after, t) >= tf.min(before), "team {t}: {before} -> {}", team_admins(&after, t));
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_scope_ignored_and_self_never_appear_in_actions(w in arb_world()) {
+        let p = w.plan();
+        let self_emails: BTreeSet<Email> = w.org.users.iter().filter(|u| u.username == "wb0").filter_map(|u| Email::parse(&u.email)).collect();
+        for a in &p.actions {
+            if let Some(u) = &a.user {
+                prop_assert_eq!(u.domain(), "example.com");
+                prop_assert!(!w.policy.ignore_users.contains(u));
+                prop_assert!(!self_emails.contains(u), "self {} in {:?}", u, a);
+            }
+        }
+    }
+
+    #[test]
+    fn planning_again_after_applying_ready_actions_has_nothing_ready(w in arb_world()) {
+        let p1 = w.plan();
+        let org2 = simulate(&w.org, p1.ready(), &w.policy);
+        let mut w2 = w.clone();
+        w2.org = org2;
+        w2.state = state_after(&w, &p1);
+        let p2 = w2.plan();
+        let ready: Vec<_> = p2.ready().collect();
+        // One known two-step case: deprovisions free seats that creates held by
+        // seat-limit could not use in the same run (creates apply first).
+        let seat_case = p1.held().any(|a| a.guard == Some(Guard::SeatLimit)) && p1.ready().any(|a| a.kind == ActionKind::DeprovisionUser);
+        if seat_case {
+            let org3 = simulate(&w2.org, p2.ready(), &w.policy);
+            let mut w3 = w2.clone();
+            w3.state = state_after(&w2, &p2);
+            w3.org = org3;
+            prop_assert_eq!(w3.plan().ready().count(), 0);
+        } else {
+            prop_assert!(ready.is_empty(), "still ready after apply: {:#?}\nfirst plan: {:#?}", ready, p1.actions);
+        }
+    }
+
+    #[test]
+    fn same_input_gives_the_same_plan_and_ids(w in arb_world()) {
+        let a = w.plan();
+        let b = w.plan();
+        prop_assert_eq!(&a, &b);
+        let ids: BTreeSet<_> = a.actions.iter().map(|x| &x.id).collect();
+        prop_assert_eq!(ids.len(), a.actions.len(), "duplicate action ids");
+    }
+
+    #[test]
+    fn held_actions_always_name_a_guard_and_a_reason(w in arb_world()) {
+        let p = w.plan();
+        for a in p.held() {
+            prop_assert!(a.guard.is_some() && a.held_reason.as_deref().is_some_and(|r| !r.is_empty()));
+        }
+        let mut summed: BTreeMap<String, usize> = BTreeMap::new();
+        for a in &p.actions {
+            *summed.entry(if a.is_ready() { a.kind.as_str().to_string() } else { "held".into() }).or_default() += 1;
+        }
+        prop_assert_eq!(summed, p.summary);
+    }
+}
