@@ -217,8 +217,11 @@ fn changes_for(
         }
     }
 
-    // Teams: only managed ones.
-    for team in &desired.managed_teams {
+    // Teams: only managed ones, and only those the person wants or has (not every
+    // managed team for every person: orgs have thousands of teams).
+    let mut teams: BTreeSet<&String> = want.teams.keys().collect();
+    teams.extend(current.teams.keys().filter(|t| desired.managed_teams.contains(*t)));
+    for team in teams {
         let wanted = want.teams.get(team);
         let have = current.teams.get(team);
         match (wanted, have) {

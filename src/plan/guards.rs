@@ -5,7 +5,7 @@
 //! the creates still ready, and `last-admin` runs last so that it sees exactly which
 //! promotions and reductions will really happen.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 
@@ -60,17 +60,18 @@ pub(crate) fn run(actions: &mut [Action], input: &GuardInput<'_>) {
         })
         .collect();
 
+    let deps = dependency_positions(actions);
     self_identity(actions, &mut slots, input);
     identity_change(actions, &mut slots, input);
     pipeline_key(actions, &mut slots, input);
     mass_deprovision(actions, &mut slots, input);
     mass_team_removal(actions, &mut slots, input);
     source_health(actions, &mut slots, input);
-    propagate(actions, &mut slots);
+    propagate(actions, &deps, &mut slots);
     seat_limit(actions, &mut slots, input);
-    propagate(actions, &mut slots);
+    propagate(actions, &deps, &mut slots);
     last_admin(actions, &mut slots, input);
-    propagate(actions, &mut slots);
+    propagate(actions, &deps, &mut slots);
 
     for (a, s) in actions.iter_mut().zip(slots) {
         let ready = s.ready();
@@ -95,16 +96,21 @@ pub(crate) fn run(actions: &mut [Action], input: &GuardInput<'_>) {
     }
 }
 
+/// For each action, the positions of the actions it depends on (resolved once).
+fn dependency_positions(actions: &[Action]) -> Vec<Vec<usize>> {
+    let index: HashMap<&ActionId, usize> = actions.iter().enumerate().map(|(i, a)| (&a.id, i)).collect();
+    actions.iter().map(|a| a.depends_on.iter().filter_map(|d| index.get(d).copied()).collect()).collect()
+}
+
 /// Holds dependents of held actions, to a fixpoint.
-fn propagate(actions: &[Action], slots: &mut [Slot]) {
-    let index: BTreeMap<&ActionId, usize> = actions.iter().enumerate().map(|(i, a)| (&a.id, i)).collect();
+fn propagate(actions: &[Action], deps: &[Vec<usize>], slots: &mut [Slot]) {
     loop {
         let mut changed = false;
         for i in 0..actions.len() {
-            if slots[i].dep_hold.is_some() {
+            if slots[i].dep_hold.is_some() || deps[i].is_empty() {
                 continue;
             }
-            let blocked = actions[i].depends_on.iter().filter_map(|d| index.get(d).copied()).find(|&j| !slots[j].ready());
+            let blocked = deps[i].iter().copied().find(|&j| !slots[j].ready());
             if let Some(j) = blocked {
                 let dep = &actions[j];
                 let guard = slots[j]
@@ -276,15 +282,20 @@ fn seat_limit(actions: &[Action], slots: &mut [Slot], input: &GuardInput<'_>) {
 fn last_admin(actions: &[Action], slots: &mut [Slot], input: &GuardInput<'_>) {
     let floors = &input.policy.guards;
     let by_id: BTreeMap<&str, &OrgUser> = input.org.users.iter().map(|u| (u.id.as_str(), u)).collect();
-    let active_admin_in = |u: &OrgUser, team: &str| u.active && u.teams.get(team).is_some_and(TeamRole::is_admin);
 
     // Counts after the promotions that will really happen (SPEC: promotions count first).
     let mut org_admins = input.org.users.iter().filter(|u| u.active && u.org_role == OrgRole::Admin).count();
-    let mut team_admins: BTreeMap<&str, usize> = input
-        .managed_teams
-        .iter()
-        .map(|t| (t.as_str(), input.org.users.iter().filter(|u| active_admin_in(u, t)).count()))
-        .collect();
+    // One pass over users, not one per team.
+    let mut team_admins: BTreeMap<&str, usize> = input.managed_teams.iter().map(|t| (t.as_str(), 0)).collect();
+    for u in input.org.users.iter().filter(|u| u.active) {
+        for (t, r) in &u.teams {
+            if r.is_admin() {
+                if let Some(c) = team_admins.get_mut(t.as_str()) {
+                    *c += 1;
+                }
+            }
+        }
+    }
     for (a, s) in actions.iter().zip(slots.iter()) {
         if !s.ready() {
             continue;
@@ -325,7 +336,7 @@ fn last_admin(actions: &[Action], slots: &mut [Slot], input: &GuardInput<'_>) {
             ActionKind::DeprovisionUser => match user {
                 Some(u) if u.active => (
                     u.org_role == OrgRole::Admin,
-                    input.managed_teams.iter().map(String::as_str).filter(|t| u.teams.get(*t).is_some_and(TeamRole::is_admin)).collect(),
+                    u.teams.iter().filter(|(t, r)| r.is_admin() && input.managed_teams.contains(*t)).map(|(t, _)| t.as_str()).collect(),
                 ),
                 _ => (false, vec![]),
             },

@@ -6,7 +6,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::{DirectorySnapshot, Email, OrgRole, OrgSnapshot, Person, TeamRole};
+use std::collections::{HashMap, HashSet};
+
+use crate::model::{normalize_dn, DirectorySnapshot, Email, Group, OrgRole, OrgSnapshot, Person, TeamRole};
 
 use super::types::{Policy, Skipped};
 
@@ -59,16 +61,40 @@ pub(crate) fn in_domain_scope(email: &Email, policy: &Policy) -> bool {
     policy.managed_domains.iter().any(|d| d == email.domain()) && !policy.ignore_users.contains(email)
 }
 
-/// Resolves a policy group reference to the anchors of its (flattened) members.
-/// `None` when no directory group matches: the rule is then inert, never "empty".
-fn resolve_group<'d>(dir: &'d DirectorySnapshot, reference: &str) -> Option<BTreeSet<&'d str>> {
-    let mut found = false;
-    let mut members = BTreeSet::new();
-    for g in dir.groups.iter().filter(|g| g.matches(reference)) {
-        found = true;
-        members.extend(g.members.iter().map(String::as_str));
+/// Groups indexed by every name a policy may use for them (normalised DN, or name and
+/// id), built once so that thousands of rules do not each scan thousands of groups.
+struct GroupIndex<'d> {
+    by_ref: HashMap<String, Vec<&'d Group>>,
+}
+
+impl<'d> GroupIndex<'d> {
+    fn new(dir: &'d DirectorySnapshot) -> Self {
+        let mut by_ref: HashMap<String, Vec<&'d Group>> = HashMap::new();
+        for g in &dir.groups {
+            match &g.dn {
+                Some(dn) => by_ref.entry(format!("dn:{}", normalize_dn(dn))).or_default().push(g),
+                None => {
+                    by_ref.entry(format!("id:{}", g.name)).or_default().push(g);
+                    if g.anchor != g.name {
+                        by_ref.entry(format!("id:{}", g.anchor)).or_default().push(g);
+                    }
+                }
+            }
+        }
+        GroupIndex { by_ref }
     }
-    found.then_some(members)
+
+    /// Resolves a policy group reference to the anchors of its (flattened) members, the
+    /// way [`Group::matches`] does. `None` when no directory group matches: the rule is
+    /// then inert, never "empty".
+    fn resolve(&self, reference: &str) -> Option<HashSet<&'d str>> {
+        let dn = self.by_ref.get(&format!("dn:{}", normalize_dn(reference)));
+        let id = self.by_ref.get(&format!("id:{reference}"));
+        if dn.is_none() && id.is_none() {
+            return None;
+        }
+        Some(dn.into_iter().chain(id).flatten().flat_map(|g| g.members.iter().map(String::as_str)).collect())
+    }
 }
 
 pub(crate) fn desired_state<'a>(dir: &'a DirectorySnapshot, org: &OrgSnapshot, policy: &Policy, anchors: &BTreeMap<String, Email>) -> Desired<'a> {
@@ -129,10 +155,11 @@ pub(crate) fn desired_state<'a>(dir: &'a DirectorySnapshot, org: &OrgSnapshot, p
     out.usable_enabled = usable.iter().filter(|(_, p)| p.enabled).count();
 
     // Group rules. A rule whose group the directory lacks is inert and reported.
+    let groups = GroupIndex::new(dir);
     let mut missing_groups = BTreeSet::new();
     let auto_add_members = match &policy.auto_add_group {
         Some(g) => {
-            let r = resolve_group(dir, g);
+            let r = groups.resolve(g);
             if r.is_none() {
                 missing_groups.insert(g.clone());
             }
@@ -142,7 +169,7 @@ pub(crate) fn desired_state<'a>(dir: &'a DirectorySnapshot, org: &OrgSnapshot, p
     };
     let mut role_rules = Vec::new();
     for rule in &policy.org_roles {
-        match resolve_group(dir, &rule.group) {
+        match groups.resolve(&rule.group) {
             Some(m) => {
                 if rule.role == OrgRole::Admin {
                     out.admin_group_named = true;
@@ -156,7 +183,7 @@ pub(crate) fn desired_state<'a>(dir: &'a DirectorySnapshot, org: &OrgSnapshot, p
     }
     let mut team_rules = Vec::new();
     for rule in &policy.teams {
-        match resolve_group(dir, &rule.group) {
+        match groups.resolve(&rule.group) {
             Some(m) => {
                 if org.team(&rule.team).is_some() {
                     out.managed_teams.insert(rule.team.clone());
@@ -198,6 +225,21 @@ pub(crate) fn desired_state<'a>(dir: &'a DirectorySnapshot, org: &OrgSnapshot, p
         }
     }
 
+    // Anchor -> the rules whose group contains it, so each person looks up only their own.
+    let mut role_rules_of: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, (_, members)) in role_rules.iter().enumerate() {
+        for m in members {
+            role_rules_of.entry(m).or_default().push(i);
+        }
+    }
+    let mut team_rules_of: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, (_, members)) in team_rules.iter().enumerate() {
+        for m in members {
+            team_rules_of.entry(m).or_default().push(i);
+        }
+    }
+    let no_rules: Vec<usize> = Vec::new();
+
     for (email, p) in usable {
         if !in_domain_scope(&email, policy) || out.self_emails.contains(&email) || out.frozen.contains(&email) {
             continue;
@@ -217,8 +259,9 @@ pub(crate) fn desired_state<'a>(dir: &'a DirectorySnapshot, org: &OrgSnapshot, p
             }
         };
         let mut org_role: Option<Wanted<OrgRole>> = None;
-        for (rule, members) in &role_rules {
-            if members.contains(anchor) {
+        for &i in role_rules_of.get(anchor).unwrap_or(&no_rules) {
+            let rule = role_rules[i].0;
+            {
                 let better = match &org_role {
                     None => true,
                     Some(w) => w.role != OrgRole::Admin && rule.role == OrgRole::Admin,
@@ -232,8 +275,9 @@ pub(crate) fn desired_state<'a>(dir: &'a DirectorySnapshot, org: &OrgSnapshot, p
             }
         }
         let mut teams: BTreeMap<String, Wanted<TeamRole>> = BTreeMap::new();
-        for (rule, members) in &team_rules {
-            if members.contains(anchor) {
+        for &i in team_rules_of.get(anchor).unwrap_or(&no_rules) {
+            let rule = team_rules[i].0;
+            {
                 let better = teams.get(&rule.team).is_none_or(|w| rule.role.rank() > w.role.rank());
                 if better {
                     teams.insert(

@@ -3,6 +3,8 @@
 //! Used for the "after" roster in reports and by the property tests (plan, simulate,
 //! plan again: nothing left to do).
 
+use std::collections::{HashMap, HashSet};
+
 use crate::model::{Email, OrgRole, OrgSnapshot, OrgUser, Team, TeamRole};
 
 use super::types::{Action, ActionKind, DeprovisionMode, Deployment, Policy};
@@ -10,18 +12,30 @@ use super::types::{Action, ActionKind, DeprovisionMode, Deployment, Policy};
 /// Applies `actions` (all of them: pass only the ready ones) to a copy of `org`.
 pub fn simulate<'a>(org: &OrgSnapshot, actions: impl IntoIterator<Item = &'a Action>, policy: &Policy) -> OrgSnapshot {
     let mut org = org.clone();
+    // Index once: a plan can hold tens of thousands of actions over as many users.
+    let mut index: HashMap<Email, usize> = HashMap::new();
+    for (i, u) in org.users.iter().enumerate() {
+        if let Some(e) = Email::parse(&u.email) {
+            index.entry(e).or_insert(i);
+        }
+    }
+    let mut removed: HashSet<usize> = HashSet::new();
     for a in actions {
-        apply_one(&mut org, a, policy);
+        apply_one(&mut org, &mut index, &mut removed, a, policy);
+    }
+    if !removed.is_empty() {
+        let mut i = 0;
+        org.users.retain(|_| {
+            let keep = !removed.contains(&i);
+            i += 1;
+            keep
+        });
     }
     org
 }
 
-fn find<'o>(org: &'o mut OrgSnapshot, email: Option<&Email>) -> Option<&'o mut OrgUser> {
-    let email = email?;
-    org.users.iter_mut().find(|u| Email::parse(&u.email).as_ref() == Some(email))
-}
-
-fn apply_one(org: &mut OrgSnapshot, a: &Action, policy: &Policy) {
+fn apply_one(org: &mut OrgSnapshot, index: &mut HashMap<Email, usize>, removed: &mut HashSet<usize>, a: &Action, policy: &Policy) {
+    let user = a.user.as_ref().and_then(|e| index.get(e).copied()).filter(|i| !removed.contains(i));
     match a.kind {
         ActionKind::CreateTeam => {
             if let Some(t) = &a.team {
@@ -36,6 +50,7 @@ fn apply_one(org: &mut OrgSnapshot, a: &Action, policy: &Policy) {
         }
         ActionKind::CreateUser => {
             if let Some(e) = &a.user {
+                index.insert(e.clone(), org.users.len());
                 org.users.push(OrgUser {
                     id: format!("new-user:{e}"),
                     email: e.to_string(),
@@ -50,7 +65,7 @@ fn apply_one(org: &mut OrgSnapshot, a: &Action, policy: &Policy) {
             }
         }
         ActionKind::ReactivateUser => {
-            if let Some(u) = find(org, a.user.as_ref()) {
+            if let Some(u) = user.map(|i| &mut org.users[i]) {
                 u.active = true;
                 if policy.deployment == Deployment::Saas {
                     // On SaaS a reactivation is a re-add: a fresh member.
@@ -60,18 +75,18 @@ fn apply_one(org: &mut OrgSnapshot, a: &Action, policy: &Policy) {
             }
         }
         ActionKind::SetOrgRole => {
-            if let (Some(u), Some(r)) = (find(org, a.user.as_ref()), a.role.as_deref()) {
-                u.org_role = OrgRole::parse(r);
+            if let (Some(i), Some(r)) = (user, a.role.as_deref()) {
+                org.users[i].org_role = OrgRole::parse(r);
             }
         }
         ActionKind::AddToTeam | ActionKind::SetTeamRole => {
-            if let (Some(u), Some(t), Some(r)) = (find(org, a.user.as_ref()), a.team.as_ref(), a.role.as_deref()) {
-                u.teams.insert(t.clone(), TeamRole::new(r));
+            if let (Some(i), Some(t), Some(r)) = (user, a.team.as_ref(), a.role.as_deref()) {
+                org.users[i].teams.insert(t.clone(), TeamRole::new(r));
             }
         }
         ActionKind::RemoveFromTeam => {
-            if let (Some(u), Some(t)) = (find(org, a.user.as_ref()), a.team.as_ref()) {
-                u.teams.remove(t);
+            if let (Some(i), Some(t)) = (user, a.team.as_ref()) {
+                org.users[i].teams.remove(t);
             }
         }
         ActionKind::DeprovisionUser => {
@@ -80,12 +95,15 @@ fn apply_one(org: &mut OrgSnapshot, a: &Action, policy: &Policy) {
                 DeprovisionMode::Delete => !policy.delete_deactivates,
                 DeprovisionMode::Deactivate => policy.deployment == Deployment::Saas,
             };
-            if removes {
-                if let Some(e) = &a.user {
-                    org.users.retain(|u| Email::parse(&u.email).as_ref() != Some(e));
+            if let Some(i) = user {
+                if removes {
+                    removed.insert(i);
+                    if let Some(e) = &a.user {
+                        index.remove(e);
+                    }
+                } else {
+                    org.users[i].active = false;
                 }
-            } else if let Some(u) = find(org, a.user.as_ref()) {
-                u.active = false;
             }
         }
     }
