@@ -1,0 +1,892 @@
+//! The HTTP side: one `send` with the retry policy, and the SCIM operations on top.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, IF_MATCH};
+use reqwest::{Method, Url};
+use serde_json::Value;
+
+use base64::Engine;
+
+use super::error::TargetError;
+use super::retry::{retry_delay, retryable_status, server_wait, Backoff};
+use super::wire;
+use crate::config::{TargetAuth, TargetConfig};
+use crate::model::{Email, OrgRole, OrgSnapshot, OrgUser, Team, TeamRole};
+use crate::plan::{Deployment, DeprovisionMode};
+use crate::secret::Secret;
+
+/// W&B answers at most 9999 resources per list request.
+const PAGE_SIZE: u64 = 9999;
+/// Hard stop for paging, far above any real org (100k pages): a server that keeps
+/// inventing new ids must not keep idsync busy forever.
+const MAX_PAGES: u32 = 100_000;
+/// Largest response body accepted; a 50,000-user page is a few tens of MiB.
+const MAX_BODY: usize = 256 * 1024 * 1024;
+/// Used when `target.timeout` is zero: a request without any limit could hang a run.
+const FALLBACK_TIMEOUT: Duration = Duration::from_secs(30);
+const ACCEPT_VALUE: &str = "application/scim+json, application/json";
+const SCIM_JSON: &str = "application/scim+json";
+
+/// Request counters for `idsync_http_requests_total{system="target",code}` and
+/// `idsync_http_retries_total{system="target"}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpStats {
+    /// HTTP status code as a string, or `"error"` for transport failures and timeouts.
+    pub requests_by_code: BTreeMap<String, u64>,
+    pub retries: u64,
+}
+
+#[derive(Default)]
+struct Stats {
+    by_code: Mutex<BTreeMap<String, u64>>,
+    retries: AtomicU64,
+}
+
+impl Stats {
+    fn count(&self, code: &str) {
+        // A poisoned lock only means another thread panicked mid-increment; the map is
+        // still usable.
+        let mut m = self.by_code.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(code.to_string()).or_insert(0) += 1;
+    }
+}
+
+/// The outcome of `create_user` / `create_team`: new, or already there (409 "exists",
+/// which is also what a retried POST whose first attempt landed gets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created<T> {
+    New(T),
+    Existing(T),
+}
+
+impl<T> Created<T> {
+    pub fn existed(&self) -> bool {
+        matches!(self, Created::Existing(_))
+    }
+    pub fn get(&self) -> &T {
+        match self {
+            Created::New(t) | Created::Existing(t) => t,
+        }
+    }
+    pub fn into_inner(self) -> T {
+        match self {
+            Created::New(t) | Created::Existing(t) => t,
+        }
+    }
+}
+
+/// A client for W&B's SCIM API. Cheap to clone: everything lives behind one `Arc`.
+#[derive(Clone)]
+pub struct WandbClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Clone)]
+struct Inner {
+    http: reqwest::Client,
+    base: Url,
+    auth: HeaderValue,
+    auth_kind: TargetAuth,
+    username: String,
+    /// Kept only to scrub it from server-supplied text that ends up in errors.
+    key: Secret,
+    deployment: Deployment,
+    max_retries: u32,
+    backoff: Backoff,
+    stats: Arc<Stats>,
+}
+
+impl fmt::Debug for WandbClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("WandbClient")
+            .field("base", &i.base.as_str())
+            .field("auth", &i.auth_kind)
+            .field("username", &i.username)
+            .field("key", &i.key)
+            .field("deployment", &i.deployment)
+            .field("max_retries", &i.max_retries)
+            .field("backoff", &i.backoff)
+            .finish()
+    }
+}
+
+/// A response, read completely, with the headers the client uses.
+struct Reply {
+    status: u16,
+    body: Vec<u8>,
+    etag: Option<String>,
+    location: Option<String>,
+    retry_after: Option<String>,
+    ratelimit_reset: Option<String>,
+    ratelimit_remaining: Option<String>,
+}
+
+impl Reply {
+    fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+fn header(h: &HeaderMap, name: &str) -> Option<String> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(|s| s.to_string())
+}
+
+/// The innermost cause of a transport error ("Connection refused (os error 111)") is
+/// what a human can act on; reqwest's own top-level text only says "error sending request".
+fn root_cause(e: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+impl WandbClient {
+    pub fn new(cfg: &TargetConfig, api_key: Secret) -> Result<WandbClient, TargetError> {
+        let base = base_url(&cfg.url, &cfg.scim_path)?;
+        if api_key.expose().trim().is_empty() {
+            return Err(TargetError::Config(
+                "the W&B API key is empty: check target.api_key_file / target.api_key_env".into(),
+            ));
+        }
+        // Basic auth base64-encodes the key, so a stray space or line break would not be
+        // caught by header validation and would surface later as a puzzling 401.
+        if api_key.expose().chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(TargetError::Config(
+                "the W&B API key contains spaces, line breaks or control characters: check \
+                 target.api_key_file / target.api_key_env (one trailing newline is trimmed)"
+                    .into(),
+            ));
+        }
+        if cfg.username.contains(':') || cfg.username.chars().any(char::is_control) {
+            return Err(TargetError::Config(
+                "target.username must not contain ':' or control characters".into(),
+            ));
+        }
+        let raw = match cfg.auth {
+            TargetAuth::Basic => {
+                let pair = format!("{}:{}", cfg.username, api_key.expose());
+                format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
+            }
+            TargetAuth::Bearer => format!("Bearer {}", api_key.expose()),
+        };
+        let mut auth = HeaderValue::from_str(&raw).map_err(|_| {
+            TargetError::Config(
+                "the W&B API key or target.username contains characters not allowed in an \
+                 HTTP header (stray whitespace or newlines in target.api_key_file?)"
+                    .into(),
+            )
+        })?;
+        // Keeps the value out of any header dump reqwest or hyper might produce.
+        auth.set_sensitive(true);
+        let timeout = if cfg.timeout.0.is_zero() { FALLBACK_TIMEOUT } else { cfg.timeout.0 };
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            // A redirect would turn a POST into a GET and may cross hosts: report it instead.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("idsync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| TargetError::Config(format!("cannot set up the HTTP client: {}", root_cause(&e))))?;
+        Ok(WandbClient {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                auth,
+                auth_kind: cfg.auth,
+                username: cfg.username.clone(),
+                key: api_key,
+                deployment: cfg.deployment,
+                max_retries: cfg.max_retries,
+                backoff: Backoff::default(),
+                stats: Arc::new(Stats::default()),
+            }),
+        })
+    }
+
+    /// Replaces the backoff bounds (tests use milliseconds).
+    pub fn with_backoff(mut self, base: Duration, cap: Duration) -> WandbClient {
+        Arc::make_mut(&mut self.inner).backoff = Backoff { base, cap };
+        self
+    }
+
+    /// `<target.url><target.scim_path>`, as requests use it.
+    pub fn base_url(&self) -> &str {
+        self.inner.base.as_str()
+    }
+
+    pub fn deployment(&self) -> Deployment {
+        self.inner.deployment
+    }
+
+    pub fn http_stats(&self) -> HttpStats {
+        let s = &self.inner.stats;
+        HttpStats {
+            requests_by_code: s.by_code.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            retries: s.retries.load(Ordering::Relaxed),
+        }
+    }
+
+    // ---- reads -------------------------------------------------------------------------
+
+    /// Everything W&B has now: all users and all teams, complete or an error.
+    ///
+    /// Team membership from `/Groups` fills in `teams` for users whose `teamRoles` omit
+    /// the team (older servers), with the default `member` role.
+    pub async fn snapshot(&self) -> Result<OrgSnapshot, TargetError> {
+        let (mut users, teams) = tokio::try_join!(self.list_users(), self.list_teams())?;
+        let index: BTreeMap<String, usize> = users.iter().enumerate().map(|(i, u)| (u.id.clone(), i)).collect();
+        for t in &teams {
+            for m in &t.members {
+                if let Some(&i) = index.get(m) {
+                    users[i].teams.entry(t.name.clone()).or_insert_with(TeamRole::member);
+                }
+            }
+        }
+        Ok(OrgSnapshot { users, teams })
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<OrgUser>, TargetError> {
+        self.list("Users", "users", None, wire::parse_user, |u| &u.id).await
+    }
+
+    pub async fn list_teams(&self) -> Result<Vec<Team>, TargetError> {
+        self.list("Groups", "teams", None, wire::parse_team, |t| &t.id).await
+    }
+
+    /// `None` when W&B answers 404.
+    pub async fn get_user(&self, id: &str) -> Result<Option<OrgUser>, TargetError> {
+        check_id("user", id)?;
+        let op = format!("GET /Users/{id} (read user)");
+        let reply = self.send(&op, Method::GET, self.url(&["Users", id]), &[], None, None).await?;
+        if reply.status == 404 {
+            return Ok(None);
+        }
+        let v = self.json(&op, reply)?;
+        wire::parse_user(&v)
+            .map(Some)
+            .map_err(|detail| TargetError::Malformed { op, detail })
+    }
+
+    /// Looks a user up by email. Matching is re-done locally, so a server that ignores
+    /// the filter (and lists everyone) cannot make this return the wrong user.
+    pub async fn find_user_by_email(&self, email: &Email) -> Result<Option<OrgUser>, TargetError> {
+        let filter = wire::filter_eq("emails.value", email.as_str());
+        let users = self.list("Users", "users", Some(filter), wire::parse_user, |u| &u.id).await?;
+        Ok(users.into_iter().find(|u| Email::parse(&u.email).as_ref() == Some(email)))
+    }
+
+    async fn find_user_by_username(&self, username: &str) -> Result<Option<OrgUser>, TargetError> {
+        let filter = wire::filter_eq("userName", username);
+        let users = self.list("Users", "users", Some(filter), wire::parse_user, |u| &u.id).await?;
+        Ok(users.into_iter().find(|u| u.username.eq_ignore_ascii_case(username)))
+    }
+
+    pub async fn find_team_by_name(&self, name: &str) -> Result<Option<Team>, TargetError> {
+        let filter = wire::filter_eq("displayName", name);
+        let teams = self.list("Groups", "teams", Some(filter), wire::parse_team, |t| &t.id).await?;
+        Ok(teams.into_iter().find(|t| t.name == name))
+    }
+
+    /// Active org admins, read live (the re-check before each reducing action).
+    pub async fn count_active_admins(&self) -> Result<usize, TargetError> {
+        let users = self.list_users().await?;
+        Ok(users.iter().filter(|u| u.active && u.org_role == OrgRole::Admin).count())
+    }
+
+    /// Active users whose team role in `team` is admin, read live.
+    pub async fn team_admin_count(&self, team: &str) -> Result<usize, TargetError> {
+        let users = self.list_users().await?;
+        Ok(users
+            .iter()
+            .filter(|u| u.active && u.teams.get(team).is_some_and(TeamRole::is_admin))
+            .count())
+    }
+
+    /// One cheap authenticated read, for `check-config --connect`.
+    pub async fn check_connection(&self) -> Result<(), TargetError> {
+        let op = "GET /Users (connection check)".to_string();
+        let query = [("startIndex", "1".to_string()), ("count", "1".to_string())];
+        let reply = self.send(&op, Method::GET, self.url(&["Users"]), &query, None, None).await?;
+        let v = self.json(&op, reply)?;
+        wire::parse_list(&v)
+            .map(|_| ())
+            .map_err(|detail| TargetError::Malformed { op, detail })
+    }
+
+    /// Reads every page of a list and checks that the distinct resources received add up
+    /// to `totalResults`. Works whether or not the server honours `startIndex`/`count`,
+    /// and fails (rather than loops) when a page brings nothing new.
+    async fn list<T>(
+        &self,
+        resource: &str,
+        what: &str,
+        filter: Option<String>,
+        parse: fn(&Value) -> Result<T, String>,
+        id_of: fn(&T) -> &String,
+    ) -> Result<Vec<T>, TargetError> {
+        let op = match &filter {
+            Some(f) => format!("GET /{resource}?filter={f} (find {what})"),
+            None => format!("GET /{resource} (list {what})"),
+        };
+        let url = self.url(&[resource]);
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut out: Vec<T> = Vec::new();
+        let mut start: u64 = 1;
+        let mut total: Option<u64> = None;
+        for _ in 0..MAX_PAGES {
+            let mut query = vec![("startIndex", start.to_string()), ("count", PAGE_SIZE.to_string())];
+            if let Some(f) = &filter {
+                query.push(("filter", f.clone()));
+            }
+            let reply = self.send(&op, Method::GET, url.clone(), &query, None, None).await?;
+            let v = self.json(&op, reply)?;
+            let page = wire::parse_list(&v).map_err(|detail| TargetError::Malformed { op: op.clone(), detail })?;
+            match total {
+                Some(t) if t != page.total => {
+                    return Err(TargetError::Malformed {
+                        op,
+                        detail: format!(
+                            "totalResults changed from {t} to {} between pages (the org changed \
+                             during the read); retry",
+                            page.total
+                        ),
+                    })
+                }
+                _ => total = Some(page.total),
+            }
+            let received = page.resources.len() as u64;
+            let mut fresh = 0u64;
+            for r in &page.resources {
+                let item = parse(r).map_err(|detail| TargetError::Malformed { op: op.clone(), detail })?;
+                if seen.insert(id_of(&item).clone()) {
+                    out.push(item);
+                    fresh += 1;
+                }
+            }
+            let got = seen.len() as u64;
+            if got >= page.total || fresh == 0 {
+                // Done, or the server stopped making progress (an empty page, or the same
+                // page again because it ignores startIndex): the count check decides.
+                return finish(what, out, page.total);
+            }
+            start = start.saturating_add(received);
+        }
+        Err(TargetError::Malformed {
+            op,
+            detail: format!("still paging after {MAX_PAGES} pages; refusing to continue"),
+        })
+    }
+
+    // ---- writes ------------------------------------------------------------------------
+
+    /// Creates a user; an existing one (409) is returned instead, never duplicated.
+    pub async fn create_user(&self, email: &Email, username: &str, display_name: &str, teams: &[String]) -> Result<OrgUser, TargetError> {
+        let created = self.create_user_outcome(email, username, display_name, teams).await?;
+        if created.existed() {
+            tracing::info!(email = %email, id = %created.get().id, "W&B user already existed; using it");
+        }
+        Ok(created.into_inner())
+    }
+
+    /// Like [`WandbClient::create_user`], telling whether the user already existed.
+    pub async fn create_user_outcome(
+        &self,
+        email: &Email,
+        username: &str,
+        display_name: &str,
+        teams: &[String],
+    ) -> Result<Created<OrgUser>, TargetError> {
+        let op = format!("POST /Users (create user {email})");
+        // The teams extension is SaaS-only; elsewhere memberships are added afterwards.
+        let with_teams = self.inner.deployment == Deployment::Saas;
+        let body = wire::create_user_body(email, username, display_name, teams, with_teams);
+        let reply = self.send(&op, Method::POST, self.url(&["Users"]), &[], Some(&body), None).await?;
+        if reply.status == 409 {
+            let detail = wire::error_detail(&reply.body);
+            return match self.find_existing_user(email, username).await? {
+                Some(u) => Ok(Created::Existing(u)),
+                None => Err(TargetError::Http {
+                    op,
+                    status: 409,
+                    detail: format!("{}; but no user with that email or userName can be found", self.scrub(&detail)),
+                }),
+            };
+        }
+        let reply = self.expect_ok(&op, reply)?;
+        let parsed = serde_json::from_slice::<Value>(&reply.body)
+            .map_err(|e| e.to_string())
+            .and_then(|v| wire::parse_user(&v));
+        match parsed {
+            Ok(u) => Ok(Created::New(u)),
+            // The user exists now; an unusable echo is not worth failing the action for.
+            Err(detail) => match self.find_user_by_email(email).await? {
+                Some(u) => Ok(Created::New(u)),
+                None => Err(TargetError::Malformed { op, detail }),
+            },
+        }
+    }
+
+    async fn find_existing_user(&self, email: &Email, username: &str) -> Result<Option<OrgUser>, TargetError> {
+        if let Some(u) = self.find_user_by_email(email).await? {
+            return Ok(Some(u));
+        }
+        if username.trim().is_empty() {
+            return Ok(None);
+        }
+        self.find_user_by_username(username).await
+    }
+
+    /// Brings a deactivated user back. On SaaS deactivation removed the user from the org
+    /// and W&B does not support reactivation there, so the user is added again instead.
+    pub async fn reactivate_user(&self, user_id: &str, email: &Email, username: &str) -> Result<(), TargetError> {
+        match self.inner.deployment {
+            Deployment::Saas => {
+                let op = format!("POST /Users (re-add user {email})");
+                let body = wire::create_user_body(email, username, "", &[], false);
+                let reply = self.send(&op, Method::POST, self.url(&["Users"]), &[], Some(&body), None).await?;
+                if reply.status == 409 {
+                    return Ok(());
+                }
+                self.expect_ok(&op, reply).map(|_| ())
+            }
+            Deployment::Dedicated | Deployment::SelfManaged => {
+                check_id("user", user_id)?;
+                let op = format!("PATCH /Users/{user_id} (reactivate)");
+                let body = wire::patch_body(vec![wire::set_active_op(true)]);
+                self.patch(&op, self.url(&["Users", user_id]), &body, false).await
+            }
+        }
+    }
+
+    /// Sets the org role to admin or member. Viewer (deprecated: it resets every team
+    /// role of the user) and unknown roles are refused without sending anything.
+    pub async fn set_org_role(&self, user_id: &str, role: &OrgRole) -> Result<(), TargetError> {
+        if !matches!(role, OrgRole::Admin | OrgRole::Member) {
+            return Err(TargetError::Refused(format!(
+                "refusing to set org role {role:?} for W&B user {user_id}: idsync only sends admin \
+                 or member (W&B's viewer org role is deprecated and resets all the user's team roles)",
+                role = role.as_str()
+            )));
+        }
+        check_id("user", user_id)?;
+        let op = format!("PATCH /Users/{user_id} (set org role {})", role.as_str());
+        let body = wire::patch_body(vec![wire::org_role_op(role.as_str())]);
+        self.patch(&op, self.url(&["Users", user_id]), &body, false).await
+    }
+
+    pub async fn add_to_team(&self, team_id: &str, user_id: &str) -> Result<(), TargetError> {
+        check_id("team", team_id)?;
+        check_id("user", user_id)?;
+        let op = format!("PATCH /Groups/{team_id} (add member {user_id})");
+        let body = wire::patch_body(vec![wire::add_member_op(user_id)]);
+        self.patch(&op, self.url(&["Groups", team_id]), &body, false).await
+    }
+
+    /// Sets the user's role in one team (one team per operation, as W&B requires).
+    pub async fn set_team_role(&self, user_id: &str, team: &str, role: &TeamRole) -> Result<(), TargetError> {
+        check_id("user", user_id)?;
+        if team.trim().is_empty() || role.as_str().trim().is_empty() {
+            return Err(TargetError::Refused(format!(
+                "refusing to set a team role for W&B user {user_id} without a team name and a role"
+            )));
+        }
+        let op = format!("PATCH /Users/{user_id} (set team role {team}:{role})");
+        let body = wire::patch_body(vec![wire::team_role_op(team, role.as_str())]);
+        self.patch(&op, self.url(&["Users", user_id]), &body, false).await
+    }
+
+    /// Removes one member, always through a `members[value eq "<id>"]` filter: a bare
+    /// remove of `members` would empty the team.
+    pub async fn remove_from_team(&self, team_id: &str, user_id: &str) -> Result<(), TargetError> {
+        check_id("team", team_id)?;
+        let op_json = wire::remove_member_op(user_id)
+            .map_err(|why| TargetError::Refused(format!("refusing to remove a member from W&B team {team_id}: {why}")))?;
+        let op = format!("PATCH /Groups/{team_id} (remove member {user_id})");
+        let body = wire::patch_body(vec![op_json]);
+        self.patch(&op, self.url(&["Groups", team_id]), &body, false).await
+    }
+
+    /// Deactivates (on SaaS: removes from the org) or deletes a user. A user already gone
+    /// (404) counts as done.
+    pub async fn deprovision(&self, user_id: &str, mode: DeprovisionMode) -> Result<(), TargetError> {
+        match mode {
+            DeprovisionMode::Off => Err(TargetError::Refused(format!(
+                "refusing to deprovision W&B user {user_id}: policy.deprovision is \"off\""
+            ))),
+            DeprovisionMode::Deactivate => {
+                check_id("user", user_id)?;
+                let op = format!("PATCH /Users/{user_id} (deactivate)");
+                let body = wire::patch_body(vec![wire::set_active_op(false)]);
+                self.patch(&op, self.url(&["Users", user_id]), &body, true).await
+            }
+            DeprovisionMode::Delete => {
+                check_id("user", user_id)?;
+                let op = format!("DELETE /Users/{user_id} (delete user)");
+                let reply = self
+                    .send(&op, Method::DELETE, self.url(&["Users", user_id]), &[], None, None)
+                    .await?;
+                if reply.status == 404 {
+                    return Ok(());
+                }
+                self.expect_ok(&op, reply).map(|_| ())
+            }
+        }
+    }
+
+    /// Creates a team; an existing one (409) is returned instead.
+    pub async fn create_team(&self, name: &str) -> Result<Team, TargetError> {
+        let created = self.create_team_outcome(name).await?;
+        if created.existed() {
+            tracing::info!(team = name, id = %created.get().id, "W&B team already existed; using it");
+        }
+        Ok(created.into_inner())
+    }
+
+    pub async fn create_team_outcome(&self, name: &str) -> Result<Created<Team>, TargetError> {
+        if name.trim().is_empty() {
+            return Err(TargetError::Refused("refusing to create a W&B team without a name".into()));
+        }
+        let op = format!("POST /Groups (create team {name})");
+        let body = wire::create_team_body(name);
+        let reply = self.send(&op, Method::POST, self.url(&["Groups"]), &[], Some(&body), None).await?;
+        if reply.status == 409 {
+            let detail = wire::error_detail(&reply.body);
+            return match self.find_team_by_name(name).await? {
+                Some(t) => Ok(Created::Existing(t)),
+                None => Err(TargetError::Http {
+                    op,
+                    status: 409,
+                    detail: format!("{}; but no team with that name can be found", self.scrub(&detail)),
+                }),
+            };
+        }
+        let reply = self.expect_ok(&op, reply)?;
+        let parsed = serde_json::from_slice::<Value>(&reply.body)
+            .map_err(|e| e.to_string())
+            .and_then(|v| wire::parse_team(&v));
+        match parsed {
+            Ok(t) => Ok(Created::New(t)),
+            Err(detail) => match self.find_team_by_name(name).await? {
+                Some(t) => Ok(Created::New(t)),
+                None => Err(TargetError::Malformed { op, detail }),
+            },
+        }
+    }
+
+    // ---- plumbing ----------------------------------------------------------------------
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut u = self.inner.base.clone();
+        // `new` only accepts http(s) URLs, which always have path segments; ids are
+        // percent-encoded here, so an id with `/` or `?` stays one segment.
+        if let Ok(mut path) = u.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        u
+    }
+
+    /// A PATCH; on 412 (ETag mismatch) the resource's current ETag is read and the PATCH
+    /// sent once more with `If-Match`.
+    async fn patch(&self, op: &str, url: Url, body: &Value, not_found_is_done: bool) -> Result<(), TargetError> {
+        let mut reply = self.send(op, Method::PATCH, url.clone(), &[], Some(body), None).await?;
+        if reply.status == 412 {
+            let get_op = format!("{op}: re-read after 412");
+            let current = self.send(&get_op, Method::GET, url.clone(), &[], None, None).await?;
+            let current = self.expect_ok(&get_op, current)?;
+            let etag = current.etag.clone().or_else(|| {
+                serde_json::from_slice::<Value>(&current.body)
+                    .ok()
+                    .and_then(|v| wire::field(&v, "meta").and_then(|m| wire::field(m, "version")).cloned())
+                    .and_then(|v| v.as_str().map(str::to_string))
+            });
+            if let Some(tag) = etag {
+                reply = self.send(op, Method::PATCH, url, &[], Some(body), Some(&tag)).await?;
+            }
+        }
+        if not_found_is_done && reply.status == 404 {
+            return Ok(());
+        }
+        self.expect_ok(op, reply).map(|_| ())
+    }
+
+    fn json(&self, op: &str, reply: Reply) -> Result<Value, TargetError> {
+        let reply = self.expect_ok(op, reply)?;
+        serde_json::from_slice(&reply.body).map_err(|e| TargetError::Malformed {
+            op: op.to_string(),
+            detail: format!(
+                "invalid JSON ({e}): {}",
+                self.scrub(&wire::truncate(&String::from_utf8_lossy(&reply.body), 200))
+            ),
+        })
+    }
+
+    /// Passes 2xx through; turns anything else into the matching error.
+    fn expect_ok(&self, op: &str, reply: Reply) -> Result<Reply, TargetError> {
+        if reply.ok() {
+            return Ok(reply);
+        }
+        Err(self.error_from(op, &reply))
+    }
+
+    fn error_from(&self, op: &str, reply: &Reply) -> TargetError {
+        let op = op.to_string();
+        let detail = self.scrub(&wire::error_detail(&reply.body));
+        if detail.contains("Seat limit reached") {
+            return TargetError::SeatLimit { op, detail };
+        }
+        match reply.status {
+            401 => TargetError::Unauthorized {
+                op,
+                url: self.inner.base.to_string(),
+                detail,
+            },
+            403 => TargetError::Forbidden { op, detail },
+            s @ 300..=399 => TargetError::Http {
+                op,
+                status: s,
+                detail: format!(
+                    "redirected to {}; set target.url / target.scim_path to the final address",
+                    reply.location.as_deref().unwrap_or("(no Location)")
+                ),
+            },
+            status => TargetError::Http { op, status, detail },
+        }
+    }
+
+    /// Removes the key from server-supplied text, in case a server echoes credentials.
+    fn scrub(&self, text: &str) -> String {
+        let mut t = text.to_string();
+        let key = self.inner.key.expose();
+        if !key.is_empty() {
+            t = t.replace(key, "[redacted]");
+        }
+        if let Ok(h) = self.inner.auth.to_str() {
+            if let Some((_, cred)) = h.split_once(' ') {
+                t = t.replace(cred, "[redacted]");
+            }
+        }
+        t
+    }
+
+    /// Sends one request with the retry policy. Returns the first response that is not
+    /// worth retrying (callers interpret its status) or the final error.
+    async fn send(
+        &self,
+        op: &str,
+        method: Method,
+        url: Url,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        if_match: Option<&str>,
+    ) -> Result<Reply, TargetError> {
+        let body = match body {
+            Some(v) => Some(serde_json::to_vec(v).map_err(|e| TargetError::Malformed {
+                op: op.to_string(),
+                detail: format!("cannot encode the request: {e}"),
+            })?),
+            None => None,
+        };
+        let if_match = if_match.and_then(|t| HeaderValue::from_str(t).ok());
+        let max = self.inner.max_retries;
+        let mut attempt: u32 = 0;
+        loop {
+            let (err, hint) = match self.attempt(op, &method, &url, query, body.as_deref(), if_match.as_ref()).await {
+                Ok(reply) => {
+                    self.inner.stats.count(&reply.status.to_string());
+                    tracing::debug!(op, status = reply.status, "W&B request");
+                    if !retryable_status(reply.status) {
+                        return Ok(reply);
+                    }
+                    let hint = server_wait(
+                        reply.status,
+                        reply.retry_after.as_deref(),
+                        reply.ratelimit_reset.as_deref(),
+                        reply.ratelimit_remaining.as_deref(),
+                        chrono::Utc::now(),
+                    );
+                    (self.error_from(op, &reply), hint)
+                }
+                Err(e) => {
+                    if matches!(e, TargetError::Transport { .. } | TargetError::Timeout { .. }) {
+                        self.inner.stats.count("error");
+                    }
+                    (e, None)
+                }
+            };
+            if !err.is_retryable() {
+                return Err(err);
+            }
+            if attempt >= max {
+                return Err(if max == 0 {
+                    err
+                } else {
+                    TargetError::RetriesExhausted {
+                        op: op.to_string(),
+                        attempts: attempt + 1,
+                        last: Box::new(err),
+                    }
+                });
+            }
+            let unit: f64 = rand::rng().random();
+            let delay = retry_delay(&self.inner.backoff, attempt, unit, hint);
+            self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(op, attempt = attempt + 1, delay_ms = delay.as_millis() as u64, error = %err, "retrying W&B request");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    async fn attempt(
+        &self,
+        op: &str,
+        method: &Method,
+        url: &Url,
+        query: &[(&str, String)],
+        body: Option<&[u8]>,
+        if_match: Option<&HeaderValue>,
+    ) -> Result<Reply, TargetError> {
+        let mut rb = self
+            .inner
+            .http
+            .request(method.clone(), url.clone())
+            .header(AUTHORIZATION, self.inner.auth.clone())
+            .header(ACCEPT, ACCEPT_VALUE);
+        if !query.is_empty() {
+            rb = rb.query(query);
+        }
+        if let Some(b) = body {
+            rb = rb.header(CONTENT_TYPE, SCIM_JSON).body(b.to_vec());
+        }
+        if let Some(tag) = if_match {
+            rb = rb.header(IF_MATCH, tag.clone());
+        }
+        let transport = |e: reqwest::Error| self.transport_error(op, url, e);
+        let mut resp = rb.send().await.map_err(transport)?;
+        let h = resp.headers();
+        let mut reply = Reply {
+            status: resp.status().as_u16(),
+            body: Vec::new(),
+            etag: header(h, "etag"),
+            location: header(h, "location"),
+            retry_after: header(h, "retry-after"),
+            ratelimit_reset: header(h, "ratelimit-reset"),
+            ratelimit_remaining: header(h, "ratelimit-remaining"),
+        };
+        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+            if reply.body.len() + chunk.len() > MAX_BODY {
+                return Err(TargetError::Malformed {
+                    op: op.to_string(),
+                    detail: format!("response body larger than {} MiB", MAX_BODY / (1024 * 1024)),
+                });
+            }
+            reply.body.extend_from_slice(&chunk);
+        }
+        Ok(reply)
+    }
+
+    fn transport_error(&self, op: &str, url: &Url, e: reqwest::Error) -> TargetError {
+        let mut shown = url.clone();
+        shown.set_query(None);
+        let (op, url) = (op.to_string(), shown.to_string());
+        if e.is_timeout() {
+            TargetError::Timeout { op, url }
+        } else if e.is_builder() {
+            TargetError::Config(format!("{op}: cannot build the request for {url}: {}", root_cause(&e)))
+        } else {
+            TargetError::Transport {
+                op,
+                url,
+                cause: self.scrub(&root_cause(&e)),
+            }
+        }
+    }
+}
+
+fn finish<T>(what: &str, out: Vec<T>, total: u64) -> Result<Vec<T>, TargetError> {
+    let got = out.len() as u64;
+    if got != total {
+        return Err(TargetError::IncompleteList {
+            what: what.to_string(),
+            got,
+            total,
+        });
+    }
+    Ok(out)
+}
+
+/// Ids go into URL paths (encoded) and filters; an empty one would address the collection.
+fn check_id(kind: &str, id: &str) -> Result<(), TargetError> {
+    if id.trim().is_empty() {
+        return Err(TargetError::Refused(format!("refusing a W&B request with an empty {kind} id")));
+    }
+    Ok(())
+}
+
+fn base_url(url: &str, scim_path: &str) -> Result<Url, TargetError> {
+    let root = url.trim().trim_end_matches('/');
+    let path = scim_path.trim().trim_matches('/');
+    let joined = if path.is_empty() {
+        root.to_string()
+    } else {
+        format!("{root}/{path}")
+    };
+    // A URL with credentials in it is refused below; never echo one back.
+    let shown = if root.contains('@') {
+        "(not shown: it contains '@')".to_string()
+    } else {
+        format!("{root:?}")
+    };
+    let u = Url::parse(&joined).map_err(|e| {
+        TargetError::Config(format!(
+            "target.url {shown} with target.scim_path {scim_path:?} is not a valid URL ({e}); \
+             expected something like \"https://api.wandb.ai\""
+        ))
+    })?;
+    if !matches!(u.scheme(), "http" | "https") || u.cannot_be_a_base() || u.host().is_none() {
+        return Err(TargetError::Config(format!(
+            "target.url {shown} must be an http:// or https:// address"
+        )));
+    }
+    if u.password().is_some() || !u.username().is_empty() {
+        return Err(TargetError::Config(
+            "target.url must not contain credentials: put the key in target.api_key_file or \
+             target.api_key_env and the user in target.username"
+                .into(),
+        ));
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        return Err(TargetError::Config(format!(
+            "target.url {shown} must not contain a query or fragment"
+        )));
+    }
+    Ok(u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_joins_url_and_scim_path() {
+        let u = |a, b| base_url(a, b).map(|u| u.to_string());
+        assert_eq!(u("https://api.wandb.ai/", "/scim").unwrap(), "https://api.wandb.ai/scim");
+        assert_eq!(u("https://api.wandb.ai", "scim/v2/").unwrap(), "https://api.wandb.ai/scim/v2");
+        assert_eq!(u("http://127.0.0.1:8080//", "/scim").unwrap(), "http://127.0.0.1:8080/scim");
+        assert!(u("api.wandb.ai", "/scim").is_err());
+        assert!(u("ftp://x.com", "/scim").is_err());
+        assert!(u("https://u:p@x.com", "/scim").is_err());
+        assert!(u("", "/scim").is_err());
+        for bad in ["https://u:hunter2@x.com", "https://u:hunter2@x .com", "ftp://u:hunter2@x"] {
+            let e = u(bad, "/scim").unwrap_err().to_string();
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Errors of the W&B client. Every message names the operation and what to do next, and
+//! none carries the API key (server-supplied text is redacted before it gets here).
+
+use super::retry::retryable_status;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// The `[target]` settings cannot work (bad URL, unusable key).
+    #[error("{0}")]
+    Config(String),
+
+    #[error(
+        "W&B rejected the API key (401) at {url}: check target.api_key_file / target.username / \
+         target.auth; team-scoped service-account keys are rejected{}",
+        hint(detail)
+    )]
+    Unauthorized { op: String, url: String, detail: String },
+
+    #[error(
+        "{op}: W&B refused the request (403): {detail}; the key must belong to an org admin \
+         or an org service account{}",
+        hint(detail)
+    )]
+    Forbidden { op: String, detail: String },
+
+    #[error(
+        "{op}: W&B has no free seat (\"{detail}\"): free or buy seats (guards.max_seats can hold \
+         creates before they fail)"
+    )]
+    SeatLimit { op: String, detail: String },
+
+    #[error("{op}: W&B answered {status}: {detail}{}", hint(detail))]
+    Http { op: String, status: u16, detail: String },
+
+    #[error("{op}: cannot reach W&B at {url}: {cause}; check target.url and the network")]
+    Transport { op: String, url: String, cause: String },
+
+    #[error("{op}: W&B at {url} did not answer in time; check target.url and target.timeout")]
+    Timeout { op: String, url: String },
+
+    #[error("{op}: W&B sent a response idsync cannot use: {detail}")]
+    Malformed { op: String, detail: String },
+
+    #[error(
+        "W&B listed {got} distinct {what} but reported totalResults = {total}: refusing to plan \
+         on a partial org (retry later; if it persists, the server's paging is broken)"
+    )]
+    IncompleteList { what: String, got: u64, total: u64 },
+
+    /// A request idsync will not send (W&B's viewer org role, a bare member removal, ...).
+    #[error("{0}")]
+    Refused(String),
+
+    #[error("{op}: gave up after {attempts} attempts; last error: {last}")]
+    RetriesExhausted { op: String, attempts: u32, last: Box<TargetError> },
+}
+
+/// Extra advice for W&B error details that have a known fix.
+fn hint(detail: &str) -> &'static str {
+    if detail.contains("multiple organizations") {
+        " (set a default API organization in the W&B user settings of the key's owner)"
+    } else {
+        ""
+    }
+}
+
+impl TargetError {
+    /// Whether sending the same request again may succeed: 429, 5xx, timeouts and
+    /// connection failures. Never 4xx otherwise, never a refusal or a parse failure.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            TargetError::Http { status, .. } => retryable_status(*status),
+            TargetError::Transport { .. } | TargetError::Timeout { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// The HTTP status behind the error, when there was a response.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            TargetError::Unauthorized { .. } => Some(401),
+            TargetError::Forbidden { .. } => Some(403),
+            TargetError::Http { status, .. } => Some(*status),
+            TargetError::RetriesExhausted { last, .. } => last.status(),
+            _ => None,
+        }
+    }
+}

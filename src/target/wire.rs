@@ -1,0 +1,447 @@
+//! W&B's SCIM payloads: tolerant readers and the request bodies idsync sends.
+//!
+//! Readers work on `serde_json::Value` rather than strict structs because W&B's responses
+//! deviate from SCIM (capitalised keys, `emails` as one object, `members: null`, string
+//! statuses) and vary across server versions. Only what the plan depends on is required
+//! (ids, team names, the list total); anything else odd falls back to a safe default.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use crate::model::{Email, OrgRole, OrgUser, Team, TeamRole};
+
+pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+pub const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+pub const TEAMS_EXTENSION: &str = "urn:ietf:params:scim:schemas:extension:teams:2.0:User";
+
+/// A field by name, falling back to a case-insensitive match (`Value` vs `value`);
+/// JSON `null` counts as absent.
+pub fn field<'a>(obj: &'a Value, name: &str) -> Option<&'a Value> {
+    let map = obj.as_object()?;
+    map.get(name)
+        .or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+        .filter(|v| !v.is_null())
+}
+
+/// A string field; numbers are accepted too since ids are opaque.
+fn str_field(obj: &Value, name: &str) -> Option<String> {
+    match field(obj, name)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.trim().is_empty())
+}
+
+fn bool_value(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        },
+        Value::Number(n) => n.as_u64().map(|n| n != 0),
+        _ => None,
+    }
+}
+
+/// A short, single-line rendering of a value for error messages.
+pub fn preview(v: &Value) -> String {
+    truncate(&v.to_string(), 160)
+}
+
+pub fn truncate(s: &str, max: usize) -> String {
+    let one_line: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let t = one_line.trim();
+    if t.chars().count() <= max {
+        t.to_string()
+    } else {
+        let cut: String = t.chars().take(max).collect();
+        format!("{cut}…")
+    }
+}
+
+/// The resource's id, if it has a usable one.
+pub fn id_of(v: &Value) -> Option<String> {
+    non_empty(str_field(v, "id"))
+}
+
+/// One page of a SCIM list response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListPage {
+    pub resources: Vec<Value>,
+    pub total: u64,
+}
+
+pub fn parse_list(v: &Value) -> Result<ListPage, String> {
+    if !v.is_object() {
+        return Err(format!("expected a SCIM list response, got {}", preview(v)));
+    }
+    let resources = match field(v, "Resources") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items.clone(),
+        Some(other) => return Err(format!("\"Resources\" is not a list: {}", preview(other))),
+    };
+    let total = match field(v, "totalResults") {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| "the list response has no usable totalResults, so its completeness cannot be checked".to_string())?;
+    Ok(ListPage { resources, total })
+}
+
+/// The user's email: `emails` as W&B's single object (`Value`/`value`), as the SCIM array
+/// (primary first, else the first with a value), or as a bare string. Empty when absent:
+/// the plan then skips the user rather than guessing.
+fn pick_email(emails: Option<&Value>) -> String {
+    let value_of = |it: &Value| match it {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(_) => non_empty(str_field(it, "value")),
+        _ => None,
+    };
+    match emails {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter(|it| field(it, "primary").and_then(bool_value) == Some(true))
+            .find_map(value_of)
+            .or_else(|| items.iter().find_map(value_of))
+            .unwrap_or_default(),
+        Some(v) => value_of(v).unwrap_or_default(),
+        None => String::new(),
+    }
+}
+
+fn parse_team_roles(v: Option<&Value>) -> BTreeMap<String, TeamRole> {
+    let mut teams: BTreeMap<String, TeamRole> = BTreeMap::new();
+    let Some(Value::Array(items)) = v else {
+        return teams;
+    };
+    for it in items {
+        let Some(team) = non_empty(str_field(it, "teamName")) else {
+            continue;
+        };
+        let role = non_empty(str_field(it, "roleName"))
+            .map(|r| TeamRole::new(&r))
+            .unwrap_or_else(TeamRole::member);
+        // Conflicting entries for one team: keep the lower role, so admin counts (the
+        // last-admin floor) never count an admin that may not be one.
+        match teams.get(&team) {
+            Some(existing) if existing.rank() <= role.rank() => {}
+            _ => {
+                teams.insert(team, role);
+            }
+        }
+    }
+    teams
+}
+
+fn parse_days(v: Option<&Value>) -> Option<u64> {
+    match v? {
+        Value::Number(n) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64)),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn parse_time(v: Option<&Value>) -> Option<DateTime<Utc>> {
+    let s = v?.as_str()?;
+    DateTime::parse_from_rfc3339(s.trim()).ok().map(|t| t.with_timezone(&Utc))
+}
+
+fn describe_user(v: &Value) -> String {
+    non_empty(str_field(v, "userName"))
+        .or_else(|| non_empty(Some(pick_email(field(v, "emails")))))
+        .map(|s| format!("userName/email {}", truncate(&s, 120)))
+        .unwrap_or_else(|| preview(v))
+}
+
+pub fn parse_user(v: &Value) -> Result<OrgUser, String> {
+    if !v.is_object() {
+        return Err(format!("a user entry is not an object: {}", preview(v)));
+    }
+    let id = id_of(v).ok_or_else(|| format!("a user without an id ({})", describe_user(v)))?;
+    let role = field(v, "organizationRole").and_then(Value::as_str);
+    let org_role = match non_empty(role.map(str::to_string)) {
+        Some(r) => OrgRole::parse(&r),
+        // W&B creates users as members; a missing role is read the same way.
+        None => OrgRole::Member,
+    };
+    Ok(OrgUser {
+        id,
+        email: pick_email(field(v, "emails")).trim().to_string(),
+        username: str_field(v, "userName").unwrap_or_default(),
+        display_name: str_field(v, "displayName").unwrap_or_default(),
+        active: field(v, "active").and_then(bool_value).unwrap_or(true),
+        org_role,
+        teams: parse_team_roles(field(v, "teamRoles")),
+        last_active_at: parse_time(field(v, "lastActiveAt")),
+        days_active: parse_days(field(v, "daysActive")),
+    })
+}
+
+pub fn parse_team(v: &Value) -> Result<Team, String> {
+    if !v.is_object() {
+        return Err(format!("a team entry is not an object: {}", preview(v)));
+    }
+    let id = id_of(v).ok_or_else(|| format!("a team without an id ({})", preview(v)))?;
+    // Policy names teams by displayName, so a team without one cannot be matched safely.
+    let name = non_empty(str_field(v, "displayName")).ok_or_else(|| format!("team {id} has no displayName"))?;
+    let member_id = |m: &Value| match m {
+        Value::String(s) => non_empty(Some(s.clone())),
+        Value::Object(_) => non_empty(str_field(m, "value")),
+        _ => None,
+    };
+    let members = match field(v, "members") {
+        Some(Value::Array(items)) => items.iter().filter_map(member_id).collect(),
+        Some(one) => member_id(one).into_iter().collect(),
+        None => Vec::new(),
+    };
+    Ok(Team { id, name, members })
+}
+
+/// The `detail` of a SCIM error body, else the body text, shortened.
+pub fn error_detail(body: &[u8]) -> String {
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        for key in ["detail", "message", "error"] {
+            if let Some(Value::String(s)) = field(&v, key) {
+                return truncate(s, 500);
+            }
+        }
+    }
+    let text = truncate(&String::from_utf8_lossy(body), 300);
+    if text.is_empty() {
+        "(no details)".into()
+    } else {
+        text
+    }
+}
+
+/// A SCIM filter `attr eq "value"`, with the value escaped as a JSON string.
+pub fn filter_eq(attr: &str, value: &str) -> String {
+    let quoted = Value::String(value.to_string()).to_string();
+    format!("{attr} eq {quoted}")
+}
+
+pub fn create_user_body(email: &Email, username: &str, display_name: &str, teams: &[String], with_teams: bool) -> Value {
+    let username = if username.trim().is_empty() { email.as_str() } else { username };
+    let mut schemas = vec![USER_SCHEMA];
+    let mut body = json!({
+        "userName": username,
+        "emails": [{"value": email.as_str(), "primary": true}],
+    });
+    if !display_name.trim().is_empty() {
+        body["displayName"] = json!(display_name);
+    }
+    if with_teams && !teams.is_empty() {
+        schemas.push(TEAMS_EXTENSION);
+        body[TEAMS_EXTENSION] = json!({ "teams": teams });
+    }
+    body["schemas"] = json!(schemas);
+    body
+}
+
+pub fn create_team_body(name: &str) -> Value {
+    json!({"schemas": [GROUP_SCHEMA], "displayName": name, "members": []})
+}
+
+pub fn patch_body(operations: Vec<Value>) -> Value {
+    json!({"schemas": [PATCH_SCHEMA], "Operations": operations})
+}
+
+pub fn set_active_op(active: bool) -> Value {
+    json!({"op": "replace", "value": {"active": active}})
+}
+
+pub fn org_role_op(role: &str) -> Value {
+    json!({"op": "replace", "path": "organizationRole", "value": role})
+}
+
+pub fn team_role_op(team: &str, role: &str) -> Value {
+    json!({"op": "replace", "path": "teamRoles", "value": [{"teamName": team, "roleName": role}]})
+}
+
+pub fn add_member_op(user_id: &str) -> Value {
+    json!({"op": "add", "path": "members", "value": [{"value": user_id}]})
+}
+
+/// The only way to build a member removal: always filtered to one id. A bare `remove` of
+/// `members` strips the whole team, so ids that are empty or could break out of the
+/// quoted filter are rejected.
+pub fn remove_member_op(user_id: &str) -> Result<Value, String> {
+    if user_id.trim().is_empty() {
+        return Err("empty user id".into());
+    }
+    if user_id
+        .chars()
+        .any(|c| c == '"' || c == '\\' || c == '[' || c == ']' || c.is_control())
+    {
+        return Err(format!(
+            "user id {:?} contains characters that cannot be quoted in a member filter",
+            truncate(user_id, 80)
+        ));
+    }
+    let path = format!("members[value eq \"{user_id}\"]");
+    Ok(json!({"op": "remove", "path": path}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_as_capitalised_object_lowercase_object_array_or_string() {
+        let cap = json!({"id": "1", "emails": {"Value": "A@x.com", "Display": "", "Type": "work", "Primary": true}});
+        assert_eq!(parse_user(&cap).unwrap().email, "A@x.com");
+        let low = json!({"id": "1", "emails": {"value": "b@x.com"}});
+        assert_eq!(parse_user(&low).unwrap().email, "b@x.com");
+        let arr = json!({"id": "1", "emails": [{"value": "old@x.com"}, {"value": "p@x.com", "primary": true}]});
+        assert_eq!(parse_user(&arr).unwrap().email, "p@x.com");
+        let first = json!({"id": "1", "emails": [{"value": "f@x.com", "primary": false}, {"value": "s@x.com"}]});
+        assert_eq!(parse_user(&first).unwrap().email, "f@x.com");
+        let primary_str = json!({"id": "1", "emails": [{"Value": "c@x.com", "Primary": "true"}]});
+        assert_eq!(parse_user(&primary_str).unwrap().email, "c@x.com");
+        let s = json!({"id": "1", "emails": "d@x.com"});
+        assert_eq!(parse_user(&s).unwrap().email, "d@x.com");
+        for odd in [json!(null), json!(5), json!([]), json!([1, 2]), json!({})] {
+            let u = json!({"id": "1", "emails": odd});
+            assert_eq!(parse_user(&u).unwrap().email, "");
+        }
+    }
+
+    #[test]
+    fn user_fields_and_defaults() {
+        let full = json!({
+            "id": "VXNlcjox", "userName": "alice", "displayName": "Alice",
+            "active": false, "organizationRole": "admin",
+            "teamRoles": [{"teamName": "ml", "roleName": "admin"}, {"teamName": "cv", "roleName": "custom-x"},
+                          {"teamName": "nr"}, {"roleName": "admin"}, 7],
+            "lastActiveAt": "2024-04-01T10:00:00Z", "daysActive": 12,
+            "groups": [{"value": "g"}], "meta": {"resourceType": "User"}, "extra": {"a": [1]}
+        });
+        let u = parse_user(&full).unwrap();
+        assert_eq!(u.id, "VXNlcjox");
+        assert_eq!(u.username, "alice");
+        assert_eq!(u.display_name, "Alice");
+        assert!(!u.active);
+        assert_eq!(u.org_role, OrgRole::Admin);
+        assert_eq!(u.teams.len(), 3);
+        assert_eq!(u.teams["ml"], TeamRole::admin());
+        assert_eq!(u.teams["cv"].as_str(), "custom-x");
+        assert_eq!(u.teams["nr"], TeamRole::member());
+        assert_eq!(u.last_active_at.unwrap().to_rfc3339(), "2024-04-01T10:00:00+00:00");
+        assert_eq!(u.days_active, Some(12));
+
+        let min = json!({"id": 42});
+        let u = parse_user(&min).unwrap();
+        assert_eq!(u.id, "42");
+        assert!(u.active);
+        assert_eq!(u.org_role, OrgRole::Member);
+        assert!(u.teams.is_empty());
+        assert_eq!(u.last_active_at, None);
+
+        let wrong = json!({"id": "1", "active": "False", "organizationRole": 3, "teamRoles": "x",
+                           "lastActiveAt": 5, "daysActive": "n/a", "userName": ["x"], "displayName": {}});
+        let u = parse_user(&wrong).unwrap();
+        assert!(!u.active);
+        assert_eq!(u.org_role, OrgRole::Member);
+        assert_eq!(u.username, "");
+        assert_eq!(u.days_active, None);
+        assert_eq!(parse_user(&json!({"id": "1", "lastActiveAt": null})).unwrap().last_active_at, None);
+        assert_eq!(
+            parse_user(&json!({"id": "1", "organizationRole": "viewer"})).unwrap().org_role,
+            OrgRole::Viewer
+        );
+    }
+
+    #[test]
+    fn conflicting_team_roles_keep_the_lower_one() {
+        let u = json!({"id": "1", "teamRoles": [{"teamName": "t", "roleName": "admin"}, {"teamName": "t", "roleName": "member"}]});
+        assert_eq!(parse_user(&u).unwrap().teams["t"], TeamRole::member());
+    }
+
+    #[test]
+    fn a_user_without_id_is_an_error_naming_it() {
+        let e = parse_user(&json!({"userName": "bob", "id": ""})).unwrap_err();
+        assert!(e.contains("bob"), "{e}");
+        assert!(parse_user(&json!("x")).is_err());
+    }
+
+    #[test]
+    fn team_members_with_either_key_case_or_null() {
+        let t = parse_team(&json!({"id": "g1", "displayName": "ml", "members": [
+            {"Value": "u1", "Ref": "x", "Type": "User", "Display": "a"}, {"value": "u2"}, "u3", {"Display": "no id"}, 4
+        ]}))
+        .unwrap();
+        assert_eq!(t.members, vec!["u1", "u2", "u3"]);
+        let t = parse_team(&json!({"id": "g1", "displayName": "ml", "members": null})).unwrap();
+        assert!(t.members.is_empty());
+        let t = parse_team(&json!({"id": "g1", "displayName": "ml"})).unwrap();
+        assert!(t.members.is_empty());
+        assert!(parse_team(&json!({"id": "g1"})).is_err());
+        assert!(parse_team(&json!({"displayName": "ml"})).is_err());
+    }
+
+    #[test]
+    fn list_pages_need_a_total() {
+        let p = parse_list(&json!({"Resources": [{"id": "1"}], "totalResults": 1, "itemsPerPage": 9999})).unwrap();
+        assert_eq!((p.resources.len(), p.total), (1, 1));
+        let p = parse_list(&json!({"resources": null, "totalResults": "0"})).unwrap();
+        assert_eq!((p.resources.len(), p.total), (0, 0));
+        assert!(parse_list(&json!({"Resources": []})).is_err());
+        assert!(parse_list(&json!({"Resources": {}, "totalResults": 1})).is_err());
+        assert!(parse_list(&json!({"totalResults": -1})).is_err());
+        assert!(parse_list(&json!([1])).is_err());
+    }
+
+    #[test]
+    fn error_detail_prefers_the_scim_detail() {
+        let body = br#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"detail":"Seat limit reached","status":"400"}"#;
+        assert_eq!(error_detail(body), "Seat limit reached");
+        assert_eq!(error_detail(b"<html>\nBad Gateway</html>"), "<html> Bad Gateway</html>");
+        assert_eq!(error_detail(b""), "(no details)");
+        assert_eq!(error_detail(&[0xff, 0xfe]), "��");
+    }
+
+    #[test]
+    fn filters_escape_quotes() {
+        assert_eq!(filter_eq("emails.value", "a@x.com"), r#"emails.value eq "a@x.com""#);
+        assert_eq!(filter_eq("userName", r#"a"b\c"#), r#"userName eq "a\"b\\c""#);
+    }
+
+    #[test]
+    fn create_body_sends_the_standard_emails_array_and_teams_only_when_asked() {
+        let e = Email::parse("a@x.com").unwrap();
+        let b = create_user_body(&e, "alice", "Alice A", &["ml".into()], true);
+        assert_eq!(b["emails"], json!([{"value": "a@x.com", "primary": true}]));
+        assert_eq!(b["userName"], "alice");
+        assert_eq!(b["displayName"], "Alice A");
+        assert_eq!(b[TEAMS_EXTENSION], json!({"teams": ["ml"]}));
+        assert_eq!(b["schemas"], json!([USER_SCHEMA, TEAMS_EXTENSION]));
+        let b = create_user_body(&e, "", "", &["ml".into()], false);
+        assert_eq!(b["userName"], "a@x.com");
+        assert!(b.get("displayName").is_none());
+        assert!(b.get(TEAMS_EXTENSION).is_none());
+        assert_eq!(b["schemas"], json!([USER_SCHEMA]));
+        let b = create_user_body(&e, "a", "", &[], true);
+        assert!(b.get(TEAMS_EXTENSION).is_none());
+    }
+
+    #[test]
+    fn member_removal_is_always_filtered_to_one_id() {
+        let op = remove_member_op("VXNlcjox").unwrap();
+        assert_eq!(op, json!({"op": "remove", "path": "members[value eq \"VXNlcjox\"]"}));
+        for bad in ["", "  ", "a\"b", "a\\", "a]", "a\nb"] {
+            assert!(remove_member_op(bad).is_err(), "{bad:?}");
+        }
+    }
+}
