@@ -155,7 +155,7 @@ pub enum TargetKind {
     Wandb,
 }
 
-pub use crate::plan::{DeprovisionMode, Deployment, TeamMembershipMode};
+pub use crate::plan::{Deployment, DeprovisionMode, TeamMembershipMode};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

@@ -1,0 +1,964 @@
+//! Loading, errors, validation, secrets and policy conversion, end to end through text.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::error::KNOWN_KEYS;
+use super::*;
+use crate::model::{Email, OrgRole, TeamRole};
+use crate::plan::{Deployment, DeprovisionMode, TeamMembershipMode};
+
+const SOURCE: &str = "[source]\nkind = \"ldif\"\npath = \"directory.ldif\"\n";
+const TARGET: &str = "[target]\napi_key_env = \"IDSYNC_TEST_KEY\"\n";
+const POLICY: &str = "[policy]\nmanaged_domains = [\"example.com\"]\n";
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn origin() -> &'static Path {
+    Path::new("/cfg/idsync.toml")
+}
+
+fn parse(text: &str) -> Result<Loaded, ConfigError> {
+    parse_with(text, origin(), &no_env)
+}
+
+fn config(source: &str, target: &str, policy: &str, rest: &str) -> String {
+    format!("{source}\n{target}\n{policy}\n{rest}")
+}
+
+/// The error message for a config that must fail.
+fn err(text: &str) -> String {
+    match parse(text) {
+        Ok(_) => panic!("config should have been rejected:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The 1-based line of the first line of `text` containing `needle`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .map(|i| i + 1)
+        .unwrap_or_else(|| panic!("{needle:?} not in text"))
+}
+
+fn example_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml")
+}
+
+// ---------------------------------------------------------------- the example file
+
+#[test]
+fn the_example_config_loads_without_edits() {
+    let loaded = load(&example_path()).unwrap_or_else(|e| panic!("config.example.toml must load: {e}"));
+    // Git does not keep mode 0600, so the only acceptable warning is about that.
+    for w in &loaded.warnings {
+        assert!(w.contains("readable by every user"), "unexpected warning: {w}");
+    }
+    let c = &loaded.config;
+    assert_eq!(c.source.kind, SourceKind::Ldif);
+    assert_eq!(c.target.url, "http://127.0.0.1:8089");
+    let key = c.target_api_key(&loaded.base_dir()).unwrap();
+    assert_eq!(key.expose(), "sandbox-admin-key");
+    let inventory = c
+        .load_inventory(&loaded.base_dir())
+        .unwrap()
+        .expect("the example names an inventory");
+    let policy = c.policy(Some(&inventory)).unwrap();
+    assert_eq!(policy.managed_domains, vec!["example.com"]);
+    assert!(policy.guards.pipeline_owners.iter().any(|o| o.team.is_some()));
+    assert!(policy.guards.pipeline_owners.iter().any(|o| o.team.is_none()));
+}
+
+/// Collects `table -> keys` from a serialised config (nulls included, so optional keys
+/// that the example leaves unset still count).
+fn tables_of(v: &serde_json::Value, table: &str, out: &mut BTreeMap<String, BTreeSet<String>>) {
+    let Some(obj) = v.as_object() else { return };
+    for (k, child) in obj {
+        out.entry(table.to_string()).or_default().insert(k.clone());
+        let path = if table.is_empty() { k.clone() } else { format!("{table}.{k}") };
+        match child {
+            serde_json::Value::Object(_) => tables_of(child, &path, out),
+            serde_json::Value::Array(items) if items.iter().all(|i| i.is_object()) && !items.is_empty() => {
+                for i in items {
+                    tables_of(i, &path, out);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn the_example_config_shows_every_key() {
+    let text = std::fs::read_to_string(example_path()).unwrap();
+    let loaded = load(&example_path()).unwrap();
+    let json = serde_json::to_value(&loaded.config).unwrap();
+    let mut tables = BTreeMap::new();
+    tables_of(&json, "", &mut tables);
+    for (table, keys) in &tables {
+        for key in keys {
+            let path = if table.is_empty() { key.clone() } else { format!("{table}.{key}") };
+            let shown = text.contains(&format!("{key} =")) || text.contains(&format!("[{path}]")) || text.contains(&format!("[[{path}]]"));
+            assert!(shown, "config.example.toml does not show {path}");
+        }
+    }
+    // The suggestion table in error.rs must agree with the structs.
+    let known: BTreeMap<String, BTreeSet<String>> = KNOWN_KEYS
+        .iter()
+        .map(|(t, ks)| (t.to_string(), ks.iter().map(|k| k.to_string()).collect()))
+        .collect();
+    assert_eq!(known, tables);
+}
+
+#[test]
+fn the_example_pipeline_inventory_shows_every_key() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/pipelines.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let inv = parse_inventory(&text, &path).unwrap();
+    assert!(!inv.pipeline.is_empty());
+    for key in ["owner =", "team =", "name ="] {
+        assert!(text.contains(key), "{key}");
+    }
+}
+
+// ---------------------------------------------------------------- defaults
+
+#[test]
+fn defaults_match_the_spec() {
+    let c = parse(&config(SOURCE, TARGET, POLICY, "")).unwrap().config;
+    let s = &c.source;
+    assert_eq!(s.timeout, HumanDuration::from_secs(30));
+    assert_eq!(s.page_size, 500);
+    assert_eq!(s.dialect, LdapDialect::Openldap);
+    assert!(!s.start_tls);
+    assert_eq!(s.users.filter, "(objectClass=inetOrgPerson)");
+    assert_eq!(s.users.email_attr, "mail");
+    assert_eq!(s.users.username_attr, "uid");
+    assert_eq!(s.users.name_attr, "cn");
+    assert_eq!(s.users.anchor_attr, "entryUUID");
+    assert_eq!(s.groups.filter, "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))");
+    assert_eq!(s.groups.member_attr, "member");
+    assert_eq!(s.groups.name_attr, "cn");
+    assert!(s.groups.nested);
+
+    let t = &c.target;
+    assert_eq!(t.kind, TargetKind::Wandb);
+    assert_eq!(t.url, "https://api.wandb.ai");
+    assert_eq!(t.scim_path, "/scim");
+    assert_eq!(t.deployment, Deployment::Saas);
+    assert_eq!(t.server_version, None);
+    assert_eq!(t.username, "");
+    assert_eq!(t.auth, TargetAuth::Basic);
+    assert_eq!(t.timeout, HumanDuration::from_secs(30));
+    assert_eq!(t.max_concurrency, 4);
+    assert_eq!(t.max_retries, 6);
+
+    let p = &c.policy;
+    assert!(p.ignore_users.is_empty());
+    assert!(p.auto_add);
+    assert_eq!(p.auto_add_group, None);
+    assert_eq!(p.default_org_role, "member");
+    assert_eq!(p.deprovision, DeprovisionMode::Deactivate);
+    assert_eq!(p.grace_period, HumanDuration::from_secs(72 * 3600));
+    assert_eq!(p.disabled_grace_period, HumanDuration::from_secs(0));
+    assert_eq!(p.team_membership, TeamMembershipMode::Authoritative);
+
+    let g = &c.guards;
+    assert_eq!(
+        (
+            g.min_org_admins,
+            g.min_team_admins,
+            g.max_deprovisions,
+            g.max_deprovision_percent,
+            g.max_team_removals,
+            g.max_source_shrink_percent,
+            g.max_seats
+        ),
+        (1, 1, 10, 5, 50, 10, 0)
+    );
+    assert_eq!(g.approval_ttl, HumanDuration::from_secs(24 * 3600));
+    assert_eq!(g.pipeline_inventory, None);
+
+    assert_eq!(c.daemon.schedule, "0 */15 * * * *");
+    assert!(c.daemon.run_on_start);
+    assert_eq!(c.daemon.listen, "127.0.0.1:9464");
+    assert_eq!(c.daemon.state_dir, "/var/lib/idsync");
+    assert_eq!(c.log.format, LogFormat::Text);
+    assert_eq!(c.log.level, "info");
+
+    // A team mapping's role defaults to member and create to false.
+    let rest = "[[policy.teams]]\nteam = \"t\"\ngroup = \"g\"\n";
+    let c = parse(&config(SOURCE, TARGET, POLICY, rest)).unwrap().config;
+    assert_eq!((c.policy.teams[0].role.as_str(), c.policy.teams[0].create), ("member", false));
+}
+
+#[test]
+fn default_path_prefers_a_non_empty_idsync_config() {
+    assert_eq!(default_path_from(None), PathBuf::from("/etc/idsync/idsync.toml"));
+    assert_eq!(default_path_from(Some("".into())), PathBuf::from("/etc/idsync/idsync.toml"));
+    assert_eq!(default_path_from(Some("/tmp/x.toml".into())), PathBuf::from("/tmp/x.toml"));
+}
+
+// ---------------------------------------------------------------- parse errors
+
+#[test]
+fn a_missing_file_says_how_to_choose_another() {
+    let e = load(Path::new("/nonexistent/idsync.toml")).unwrap_err();
+    assert!(matches!(e, ConfigError::NotFound { .. }));
+    let m = e.to_string();
+    assert!(m.contains("/nonexistent/idsync.toml"), "{m}");
+    assert!(m.contains("-c") && m.contains("$IDSYNC_CONFIG"), "{m}");
+}
+
+#[test]
+fn an_unknown_key_names_file_line_table_and_nearest_key() {
+    let text =
+        "[source]\nkind = \"ldif\"\npath = \"d.ldif\"\n\n[target]\napi_key_env = \"K\"\n\n[policy]\nmanaged_domain = [\"example.com\"]\n";
+    let m = err(text);
+    assert_eq!(
+        m,
+        "/cfg/idsync.toml:9:1: unknown key \"managed_domain\" in [policy]; did you mean \"managed_domains\"?"
+    );
+}
+
+#[test]
+fn unknown_keys_in_nested_and_array_tables_name_them() {
+    let m = err(&config(
+        SOURCE,
+        TARGET,
+        POLICY,
+        "[[policy.teams]]\nteam = \"t\"\ngroup = \"g\"\ncreat = true\n",
+    ));
+    assert!(m.contains("in [[policy.teams]] #1; did you mean \"create\"?"), "{m}");
+    let m = err(&config(
+        &format!("{SOURCE}[source.users]\nemail_atr = \"mail\"\n"),
+        TARGET,
+        POLICY,
+        "",
+    ));
+    assert!(
+        m.contains("/cfg/idsync.toml:5:1: unknown key \"email_atr\" in [source.users]; did you mean \"email_attr\"?"),
+        "{m}"
+    );
+    let m = err(&config(SOURCE, TARGET, POLICY, "[gaurds]\nmax_seats = 3\n"));
+    assert!(
+        m.contains("unknown key \"gaurds\" in the top level; did you mean \"guards\"?"),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_key_in_the_wrong_table_says_where_it_belongs() {
+    let m = err(&config(SOURCE, TARGET, &format!("{POLICY}max_seats = 5\n"), ""));
+    assert!(
+        m.contains("unknown key \"max_seats\" in [policy]; \"max_seats\" belongs in [guards]"),
+        "{m}"
+    );
+}
+
+#[test]
+fn an_inline_secret_is_refused_without_echoing_it() {
+    let m = err(&config(SOURCE, "[target]\napi_key = \"hunter2-secret\"\n", POLICY, ""));
+    assert!(m.contains("api_key_file") && m.contains("api_key_env"), "{m}");
+    assert!(!m.contains("hunter2"), "{m}");
+    let m = err(&config(
+        SOURCE,
+        "[target]\napi_key_env = \"K\"\napi_key_file = \"hunter2-secret\n",
+        POLICY,
+        "",
+    ));
+    assert!(!m.contains("hunter2"), "a syntax error must not quote the line: {m}");
+}
+
+#[test]
+fn an_invalid_enum_value_lists_the_allowed_ones() {
+    let text = config("[source]\nkind = \"ldapp\"\n", TARGET, POLICY, "");
+    let m = err(&text);
+    assert!(m.starts_with("/cfg/idsync.toml:2:8: [source] kind: invalid value \"ldapp\""), "{m}");
+    assert!(m.contains("\"ldap\", \"scim\", \"okta\", \"entra\", \"ldif\""), "{m}");
+    assert!(m.contains("did you mean \"ldap\"?"), "{m}");
+    let m = err(&config(SOURCE, TARGET, &format!("{POLICY}deprovision = \"remove\"\n"), ""));
+    assert!(
+        m.contains("[policy] deprovision: invalid value \"remove\"; allowed values: \"deactivate\", \"delete\", \"off\""),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_missing_required_key_or_table_is_named() {
+    let m = err(&config(SOURCE, TARGET, "[policy]\nauto_add = true\n", ""));
+    let line = line_of(&config(SOURCE, TARGET, "[policy]\nauto_add = true\n", ""), "[policy]");
+    assert!(
+        m.contains(&format!(":{line}:1: [policy] is missing the required key \"managed_domains\"")),
+        "{m}"
+    );
+    let m = err(&config(SOURCE, POLICY, "", ""));
+    assert!(m.contains("the required table [target] is missing"), "{m}");
+    let m = err(&config(SOURCE, TARGET, POLICY, "[[policy.teams]]\nteam = \"t\"\n"));
+    assert!(m.contains("[[policy.teams]] #1 is missing the required key \"group\""), "{m}");
+}
+
+#[test]
+fn wrong_types_and_bad_durations_name_the_key_and_line() {
+    let text = config(SOURCE, &format!("{TARGET}max_concurrency = \"four\"\n"), POLICY, "");
+    let m = err(&text);
+    let line = line_of(&text, "max_concurrency");
+    assert!(
+        m.starts_with(&format!("/cfg/idsync.toml:{line}:19: [target] max_concurrency: invalid type")),
+        "{m}"
+    );
+    assert!(m.contains("whole number"), "{m}");
+    let m = err(&config(SOURCE, TARGET, &format!("{POLICY}grace_period = \"3 days\"\n"), ""));
+    assert!(m.contains("[policy] grace_period: invalid duration \"3 days\""), "{m}");
+}
+
+#[test]
+fn toml_syntax_errors_are_located() {
+    let m = err("[source\nkind = \"ldif\"\n");
+    assert!(m.starts_with("/cfg/idsync.toml:1:"), "{m}");
+}
+
+// ---------------------------------------------------------------- validation
+
+/// Asserts that `text` fails with a problem on `needle`'s line mentioning every `parts`.
+fn assert_problem(text: &str, needle: &str, parts: &[&str]) {
+    let m = err(text);
+    let line = line_of(text, needle);
+    let found = m
+        .lines()
+        .any(|l| l.contains(&format!("/cfg/idsync.toml:{line}:")) && parts.iter().all(|p| l.contains(p)));
+    assert!(found, "expected a problem on line {line} ({needle}) with {parts:?}, got:\n{m}");
+}
+
+#[test]
+fn managed_domains_must_be_set_and_not_public() {
+    assert_problem(
+        &config(SOURCE, TARGET, "[policy]\nmanaged_domains = []\n", ""),
+        "managed_domains",
+        &["[policy] managed_domains", "is empty"],
+    );
+    assert_problem(
+        &config(SOURCE, TARGET, "[policy]\nmanaged_domains = [\"example.com\", \"Gmail.com\"]\n", ""),
+        "managed_domains",
+        &["[policy] managed_domains", "\"gmail.com\" is a public mail provider"],
+    );
+    for d in [
+        "googlemail.com",
+        "outlook.com",
+        "hotmail.com",
+        "yahoo.com",
+        "icloud.com",
+        "proton.me",
+        "qq.com",
+        "163.com",
+        "mail.ru",
+    ] {
+        let m = err(&config(SOURCE, TARGET, &format!("[policy]\nmanaged_domains = [\"{d}\"]\n"), ""));
+        assert!(m.contains("public mail provider"), "{d}: {m}");
+    }
+}
+
+#[test]
+fn org_roles_must_be_admin_or_member_and_viewer_is_explained() {
+    assert_problem(
+        &config(SOURCE, TARGET, &format!("{POLICY}default_org_role = \"viewer\"\n"), ""),
+        "default_org_role",
+        &["[policy] default_org_role", "deprecated by W&B"],
+    );
+    let rest = "[[policy.org_roles]]\ngroup = \"cn=a\"\nrole = \"admin\"\n\n[[policy.org_roles]]\ngroup = \"cn=b\"\nrole = \"viewer\"\n";
+    assert_problem(
+        &config(SOURCE, TARGET, POLICY, rest),
+        "\"viewer\"",
+        &["[[policy.org_roles]] #2 role", "deprecated by W&B"],
+    );
+    let rest = "[[policy.org_roles]]\ngroup = \"cn=a\"\nrole = \"owner\"\n";
+    assert_problem(
+        &config(SOURCE, TARGET, POLICY, rest),
+        "owner",
+        &["invalid org role \"owner\"", "\"admin\", \"member\""],
+    );
+}
+
+#[test]
+fn a_team_mapped_twice_with_conflicting_create_is_an_error() {
+    let rest = "[[policy.teams]]\nteam = \"ml\"\ngroup = \"cn=a\"\ncreate = true\n\n[[policy.teams]]\nteam = \"ml\"\ngroup = \"cn=b\"\nrole = \"admin\"\n";
+    let text = config(SOURCE, TARGET, POLICY, rest);
+    let m = err(&text);
+    // The second mapping has no `create` line: the error points at its header.
+    let header = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains("[[policy.teams]]"))
+        .nth(1)
+        .map(|(i, _)| i + 1)
+        .unwrap();
+    assert!(
+        m.contains(&format!(
+            "/cfg/idsync.toml:{header}:1: [[policy.teams]] #2 create: team \"ml\" is mapped twice"
+        )),
+        "{m}"
+    );
+    // Same create on both: fine.
+    let ok = rest.replace("role = \"admin\"", "role = \"admin\"\ncreate = true");
+    assert!(parse(&config(SOURCE, TARGET, POLICY, &ok)).is_ok());
+}
+
+#[test]
+fn each_source_kind_needs_its_keys() {
+    let m = err(&config("[source]\nkind = \"ldap\"\n", TARGET, POLICY, ""));
+    assert!(m.contains("[source] url: kind = \"ldap\" needs"), "{m}");
+    assert!(m.contains("[source.users] base: kind = \"ldap\" needs"), "{m}");
+    let m = err(&config("[source]\nkind = \"ldif\"\n", TARGET, POLICY, ""));
+    assert!(m.contains("[source] path: kind = \"ldif\" needs"), "{m}");
+    for kind in ["scim", "okta"] {
+        let m = err(&config(&format!("[source]\nkind = \"{kind}\"\n"), TARGET, POLICY, ""));
+        assert!(m.contains(&format!("[source] url: kind = \"{kind}\" needs")), "{m}");
+        assert!(m.contains("[source] token_file: missing: set token_file"), "{m}");
+    }
+    let m = err(&config("[source]\nkind = \"entra\"\n", TARGET, POLICY, ""));
+    assert!(m.contains("[source] tenant_id: kind = \"entra\" needs"), "{m}");
+    assert!(m.contains("[source] client_id: kind = \"entra\" needs"), "{m}");
+    assert!(m.contains("[source] client_secret_file: missing"), "{m}");
+    // A complete entra source loads.
+    let entra = "[source]\nkind = \"entra\"\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_env = \"S\"\n";
+    assert!(parse(&config(entra, TARGET, POLICY, "")).is_ok());
+}
+
+#[test]
+fn ldap_urls_are_checked() {
+    let users = "[source.users]\nbase = \"ou=people,dc=example,dc=com\"\n";
+    let ldap = |extra: &str| format!("[source]\nkind = \"ldap\"\n{extra}\n{users}");
+    assert_problem(
+        &config(&ldap("url = \"https://ldap.example.com\""), TARGET, POLICY, ""),
+        "url =",
+        &["[source] url", "ldap:// or ldaps://"],
+    );
+    assert_problem(
+        &config(&ldap("url = \"ldaps://ldap.example.com\"\nstart_tls = true"), TARGET, POLICY, ""),
+        "start_tls",
+        &["[source] start_tls", "TLS already"],
+    );
+    assert!(parse(&config(
+        &ldap("url = \"ldap://ldap.example.com\"\nstart_tls = true"),
+        TARGET,
+        POLICY,
+        ""
+    ))
+    .is_ok());
+    // An anonymous bind needs no password; a password needs a bind_dn.
+    assert!(parse(&config(&ldap("url = \"ldaps://ldap.example.com\""), TARGET, POLICY, "")).is_ok());
+    assert_problem(
+        &config(
+            &ldap("url = \"ldaps://ldap.example.com\"\nbind_password_env = \"P\""),
+            TARGET,
+            POLICY,
+            "",
+        ),
+        "bind_password_env",
+        &["without bind_dn"],
+    );
+    assert_problem(
+        &config(
+            &ldap("url = \"ldaps://ldap.example.com\"\nbind_dn = \"cn=idsync\""),
+            TARGET,
+            POLICY,
+            "",
+        ),
+        "[source]",
+        &["[source] bind_password_file: missing"],
+    );
+}
+
+#[test]
+fn keys_of_another_source_kind_are_rejected() {
+    let text = config(&format!("{SOURCE}token_env = \"T\"\nbind_dn = \"cn=x\"\n"), TARGET, POLICY, "");
+    assert_problem(
+        &text,
+        "token_env",
+        &["[source] token_env", "not used by kind = \"ldif\"", "scim, okta"],
+    );
+    assert_problem(&text, "bind_dn", &["[source] bind_dn", "not used by kind = \"ldif\""]);
+    let scim = "[source]\nkind = \"scim\"\nurl = \"https://idp.example.com/scim/v2\"\ntoken_env = \"T\"\n[source.users]\nbase = \"x\"\n";
+    assert_problem(
+        &config(scim, TARGET, POLICY, ""),
+        "[source.users]",
+        &["[source] users", "not used by kind = \"scim\""],
+    );
+}
+
+#[test]
+fn okta_needs_https_and_plain_http_elsewhere_warns() {
+    let okta = "[source]\nkind = \"okta\"\nurl = \"http://org.okta.com\"\ntoken_env = \"T\"\n";
+    assert_problem(&config(okta, TARGET, POLICY, ""), "url =", &["must use https://"]);
+    let target = "[target]\nurl = \"http://wandb.internal\"\napi_key_env = \"K\"\n";
+    let loaded = parse(&config(SOURCE, target, POLICY, "")).unwrap();
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("[target] url") && w.contains("unencrypted")),
+        "{:?}",
+        loaded.warnings
+    );
+    let target = "[target]\nurl = \"wandb.internal\"\napi_key_env = \"K\"\n";
+    assert_problem(
+        &config(SOURCE, target, POLICY, ""),
+        "url =",
+        &["[target] url", "not an http(s) URL"],
+    );
+}
+
+#[test]
+fn secrets_need_exactly_one_of_file_and_env() {
+    assert_problem(
+        &config(SOURCE, "[target]\napi_key_file = \"k\"\napi_key_env = \"K\"\n", POLICY, ""),
+        "api_key_file",
+        &["[target] api_key_file", "both set; keep one"],
+    );
+    assert_problem(
+        &config(SOURCE, "[target]\nurl = \"https://api.wandb.ai\"\n", POLICY, ""),
+        "[target]",
+        &["[target] api_key_file: missing", "api_key_env"],
+    );
+    assert_problem(
+        &config(SOURCE, "[target]\napi_key_env = \"\"\n", POLICY, ""),
+        "api_key_env",
+        &["[target] api_key_env", "empty"],
+    );
+}
+
+#[test]
+fn numeric_limits_are_checked() {
+    for (v, ok) in [(0, false), (1, true), (64, true), (65, false)] {
+        let text = config(SOURCE, &format!("{TARGET}max_concurrency = {v}\n"), POLICY, "");
+        assert_eq!(parse(&text).is_ok(), ok, "max_concurrency = {v}");
+        if !ok {
+            assert_problem(&text, "max_concurrency", &["[target] max_concurrency", "1 to 64"]);
+        }
+    }
+    assert_problem(
+        &config(&format!("{SOURCE}page_size = 0\n"), TARGET, POLICY, ""),
+        "page_size",
+        &["[source] page_size", "at least 1"],
+    );
+    for key in ["max_deprovision_percent", "max_source_shrink_percent"] {
+        assert_problem(
+            &config(SOURCE, TARGET, POLICY, &format!("[guards]\n{key} = 101\n")),
+            key,
+            &[&format!("[guards] {key}"), "0 to 100"],
+        );
+        assert!(parse(&config(SOURCE, TARGET, POLICY, &format!("[guards]\n{key} = 100\n"))).is_ok());
+    }
+}
+
+#[test]
+fn daemon_and_log_settings_are_checked() {
+    assert_problem(
+        &config(SOURCE, TARGET, POLICY, "[daemon]\nschedule = \"*/15 * * * *\"\n"),
+        "schedule",
+        &["[daemon] schedule", "seconds field", "\"0 */15 * * * *\""],
+    );
+    assert_problem(
+        &config(SOURCE, TARGET, POLICY, "[daemon]\nschedule = \"0 0 25 * * *\"\n"),
+        "schedule",
+        &["hours field"],
+    );
+    assert_problem(
+        &config(SOURCE, TARGET, POLICY, "[daemon]\nlisten = \"localhost:9464\"\n"),
+        "listen",
+        &["[daemon] listen", "not a socket address"],
+    );
+    assert_problem(
+        &config(SOURCE, TARGET, POLICY, "[log]\nlevel = \"verbose\"\n"),
+        "level",
+        &["[log] level", "error, warn, info, debug, trace"],
+    );
+    assert!(parse(&config(
+        SOURCE,
+        TARGET,
+        POLICY,
+        "[log]\nlevel = \"debug\"\n[daemon]\nlisten = \"[::1]:9000\"\n"
+    ))
+    .is_ok());
+}
+
+#[test]
+fn email_lists_are_checked_entry_by_entry() {
+    let policy = "[policy]\nmanaged_domains = [\"example.com\"]\nignore_users = [\n  \"ok@example.com\",\n  \"not-an-email\",\n]\n";
+    assert_problem(
+        &config(SOURCE, TARGET, policy, ""),
+        "not-an-email",
+        &["[policy] ignore_users", "\"not-an-email\" is not a valid email"],
+    );
+    assert_problem(
+        &config(SOURCE, TARGET, POLICY, "[guards]\npipeline_key_owners = [\"ci bot@example.com\"]\n"),
+        "pipeline_key_owners",
+        &["[guards] pipeline_key_owners", "not a valid email"],
+    );
+}
+
+#[test]
+fn all_problems_are_reported_together() {
+    let text = config(
+        "[source]\nkind = \"ldap\"\npage_size = 0\n",
+        "[target]\nmax_concurrency = 0\n",
+        "[policy]\nmanaged_domains = []\ndefault_org_role = \"viewer\"\n",
+        "[daemon]\nlisten = \"nowhere\"\n[log]\nlevel = \"loud\"\n",
+    );
+    let e = parse(&text).unwrap_err();
+    let ConfigError::Invalid { problems, .. } = &e else { panic!("{e}") };
+    // url, users.base, page_size, max_concurrency, api key, managed_domains, default_org_role, listen, level
+    assert_eq!(problems.len(), 9, "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("/cfg/idsync.toml: 9 errors in the configuration:\n  /cfg/idsync.toml:"),
+        "{e}"
+    );
+}
+
+#[test]
+fn validate_checks_configs_built_in_code() {
+    let mut c = parse(&config(SOURCE, TARGET, POLICY, "")).unwrap().config;
+    assert!(c.validate(Path::new("/cfg")).is_ok());
+    c.policy.managed_domains.clear();
+    c.source.token_env = Some("T".into());
+    let m = c.validate(Path::new("/cfg")).unwrap_err().to_string();
+    assert!(m.contains("configuration: [policy] managed_domains: is empty"), "{m}");
+    assert!(m.contains("configuration: [source] token_env: not used by kind = \"ldif\""), "{m}");
+}
+
+// ---------------------------------------------------------------- secrets
+
+fn write(dir: &Path, name: &str, content: &str, mode: u32) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, content).unwrap();
+    set_mode(&p, mode);
+    p
+}
+
+#[cfg(unix)]
+fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[cfg(not(unix))]
+fn set_mode(_: &Path, _: u32) {}
+
+#[test]
+fn file_secrets_trim_exactly_one_trailing_newline() {
+    let dir = tempfile::tempdir().unwrap();
+    for (content, want) in [
+        ("k1\n", "k1"),
+        ("k2\r\n", "k2"),
+        ("k3", "k3"),
+        ("k4\n\n", "k4\n"),
+        (" k5 \n", " k5 "),
+    ] {
+        let p = write(dir.path(), "s", content, 0o600);
+        let s = read_secret(p.to_str(), None, "[target] api_key", Path::new("/elsewhere")).unwrap();
+        assert_eq!(s.expose(), want, "{content:?}");
+    }
+}
+
+#[test]
+fn relative_secret_files_prefer_the_credentials_directory() {
+    let config_dir = tempfile::tempdir().unwrap();
+    let cred_dir = tempfile::tempdir().unwrap();
+    write(config_dir.path(), "key", "from-config-dir\n", 0o600);
+    write(config_dir.path(), "only-here", "config-only\n", 0o600);
+    write(cred_dir.path(), "key", "from-credentials\n", 0o600);
+    let cred = cred_dir.path().to_str().unwrap().to_string();
+    let with_creds = move |name: &str| (name == "CREDENTIALS_DIRECTORY").then(|| cred.clone());
+    let read = |file: &str, lookup: &dyn Fn(&str) -> Option<String>| {
+        secrets::read_secret_with(Some(file), None, "[target] api_key", config_dir.path(), lookup).map(|s| s.expose().to_string())
+    };
+    assert_eq!(read("key", &with_creds).unwrap(), "from-credentials");
+    assert_eq!(read("only-here", &with_creds).unwrap(), "config-only");
+    assert_eq!(read("key", &no_env).unwrap(), "from-config-dir");
+    let m = read("nowhere", &with_creds).unwrap_err().to_string();
+    assert!(m.starts_with("[target] api_key_file: cannot read "), "{m}");
+    assert!(m.contains("CREDENTIALS_DIRECTORY"), "{m}");
+}
+
+#[test]
+fn missing_or_empty_secret_files_are_errors_naming_key_and_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = read_secret(Some("absent"), None, "[source] bind_password", dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(m.starts_with("[source] bind_password_file: cannot read "), "{m}");
+    assert!(m.contains(&dir.path().join("absent").display().to_string()), "{m}");
+    write(dir.path(), "empty", "\n", 0o600);
+    let m = read_secret(Some("empty"), None, "[source] token", dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(m.contains("[source] token_file") && m.contains("is empty"), "{m}");
+}
+
+#[test]
+fn env_secrets_are_read_and_unset_ones_are_named() {
+    let lookup = |name: &str| match name {
+        "IDSYNC_T_SET" => Some("env-secret".to_string()),
+        "IDSYNC_T_EMPTY" => Some(String::new()),
+        _ => None,
+    };
+    let read = |var: &str| secrets::read_secret_with(None, Some(var), "[source] token", Path::new("."), &lookup);
+    assert_eq!(read("IDSYNC_T_SET").unwrap().expose(), "env-secret");
+    for var in ["IDSYNC_T_EMPTY", "IDSYNC_T_UNSET"] {
+        let m = read(var).unwrap_err().to_string();
+        assert!(m.starts_with("[source] token_env: environment variable ") && m.contains(var), "{m}");
+    }
+    let m = read_secret(None, None, "[target] api_key", Path::new(".")).unwrap_err().to_string();
+    assert!(m.contains("api_key_file") && m.contains("api_key_env"), "{m}");
+    let m = read_secret(Some("f"), Some("V"), "[target] api_key", Path::new("."))
+        .unwrap_err()
+        .to_string();
+    assert!(m.contains("both set"), "{m}");
+}
+
+#[test]
+fn the_process_environment_is_read_for_env_secrets() {
+    // A name no other test uses, so setting it cannot disturb them.
+    std::env::set_var("IDSYNC_CONFIG_TEST_PROCESS_ENV_SECRET", "from-process-env");
+    let s = read_secret(
+        None,
+        Some("IDSYNC_CONFIG_TEST_PROCESS_ENV_SECRET"),
+        "[target] api_key",
+        Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(s.expose(), "from-process-env");
+}
+
+#[test]
+fn secret_files_are_checked_at_load_and_world_readable_ones_warned() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = dir.path().join("idsync.toml");
+    let target = "[target]\napi_key_file = \"key\"\n";
+    let text = config(SOURCE, target, POLICY, "");
+
+    let m = parse_with(&text, &origin, &no_env).unwrap_err().to_string();
+    assert!(
+        m.contains(&format!(
+            "{}:{}:1: [target] api_key_file: cannot read",
+            origin.display(),
+            line_of(&text, "api_key_file")
+        )),
+        "{m}"
+    );
+
+    write(dir.path(), "key", "top-secret-value\n", 0o644);
+    let loaded = parse_with(&text, &origin, &no_env).unwrap();
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    let w = &loaded.warnings[0];
+    if cfg!(unix) {
+        assert!(
+            w.contains("[target] api_key_file") && w.contains("readable by every user") && w.contains("chmod 600"),
+            "{w}"
+        );
+        assert!(w.contains("0644"), "{w}");
+    }
+    assert!(!w.contains("top-secret-value"), "{w}");
+
+    set_mode(&dir.path().join("key"), 0o600);
+    assert!(parse_with(&text, &origin, &no_env).unwrap().warnings.is_empty());
+    assert_eq!(loaded.config.target_api_key(dir.path()).unwrap().expose(), "top-secret-value");
+}
+
+#[test]
+fn secrets_never_appear_in_errors_or_debug_output() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "key", "sk-super-secret-42\n", 0o600);
+    let origin = dir.path().join("idsync.toml");
+    let loaded = parse_with(&config(SOURCE, "[target]\napi_key_file = \"key\"\n", POLICY, ""), &origin, &no_env).unwrap();
+    let key = loaded.config.target_api_key(dir.path()).unwrap();
+    assert!(!format!("{key:?} {key} {loaded:?}").contains("sk-super-secret"));
+    // A file that exists but is read as something else (a wrong key) is not echoed either.
+    let e = read_secret(Some("key"), Some("ALSO"), "[target] api_key", dir.path()).unwrap_err();
+    assert!(!format!("{e} {e:?}").contains("sk-super-secret"));
+    // An invalid config whose secret file exists: the problem list never includes it.
+    let text = config(SOURCE, "[target]\napi_key_file = \"key\"\nmax_concurrency = 0\n", POLICY, "");
+    let e = parse_with(&text, &origin, &no_env).unwrap_err();
+    assert!(!format!("{e} {e:?}").contains("sk-super-secret"));
+}
+
+#[test]
+fn source_secret_depends_on_the_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "pw", "bind-pw\n", 0o600);
+    let c = parse(&config(SOURCE, TARGET, POLICY, "")).unwrap().config;
+    assert!(c.source_secret(dir.path()).unwrap().is_none());
+
+    let users = "[source.users]\nbase = \"ou=people,dc=example,dc=com\"\n";
+    let anon = format!("[source]\nkind = \"ldap\"\nurl = \"ldaps://ldap.example.com\"\n{users}");
+    let c = parse(&config(&anon, TARGET, POLICY, "")).unwrap().config;
+    assert!(c.source_secret(dir.path()).unwrap().is_none());
+
+    let bound = format!(
+        "[source]\nkind = \"ldap\"\nurl = \"ldaps://ldap.example.com\"\nbind_dn = \"cn=idsync\"\nbind_password_file = \"pw\"\n{users}"
+    );
+    let loaded = parse_with(&config(&bound, TARGET, POLICY, ""), &dir.path().join("idsync.toml"), &no_env).unwrap();
+    assert_eq!(
+        loaded.config.source_secret(&loaded.base_dir()).unwrap().unwrap().expose(),
+        "bind-pw"
+    );
+
+    let scim = "[source]\nkind = \"scim\"\nurl = \"https://idp.example.com/scim/v2\"\ntoken_env = \"IDSYNC_CONFIG_TEST_NEVER_SET\"\n";
+    let c = parse(&config(scim, TARGET, POLICY, "")).unwrap().config;
+    let m = c.source_secret(dir.path()).unwrap_err().to_string();
+    assert!(
+        m.contains("[source] token_env") && m.contains("IDSYNC_CONFIG_TEST_NEVER_SET"),
+        "{m}"
+    );
+}
+
+// ---------------------------------------------------------------- policy
+
+#[test]
+fn policy_converts_every_setting() {
+    let target = "[target]\napi_key_env = \"K\"\nusername = \"idsync-bot\"\ndeployment = \"self-managed\"\nserver_version = \"0.55.2\"\n";
+    let policy = "[policy]\nmanaged_domains = [\"Example.COM\", \" corp.example.org \"]\nignore_users = [\"BreakGlass@Example.com\"]\nauto_add_group = \"cn=wandb-users\"\ndefault_org_role = \"Admin\"\ndeprovision = \"delete\"\ngrace_period = \"7d\"\ndisabled_grace_period = \"1h\"\nteam_membership = \"owned\"\n";
+    let rest = "[[policy.org_roles]]\ngroup = \"cn=admins\"\nrole = \"admin\"\n\n[[policy.teams]]\nteam = \"ml\"\ngroup = \"cn=ml\"\nrole = \"Viewer\"\ncreate = true\n\n[[policy.teams]]\nteam = \"ml\"\ngroup = \"cn=ml-ops\"\nrole = \"ml-engineer\"\ncreate = true\n\n[guards]\nmin_org_admins = 2\nmin_team_admins = 0\nmax_deprovisions = 3\nmax_deprovision_percent = 7\nmax_team_removals = 9\nmax_source_shrink_percent = 20\nmax_seats = 100\npipeline_key_owners = [\"CI@example.com\"]\n";
+    let c = parse(&config(SOURCE, target, policy, rest)).unwrap().config;
+    let inv = parse_inventory(
+        "[[pipeline]]\nowner = \"etl@example.com\"\nteam = \"ml\"\nname = \"etl\"\n",
+        Path::new("p.toml"),
+    )
+    .unwrap();
+    let p = c.policy(Some(&inv)).unwrap();
+
+    assert_eq!(p.managed_domains, vec!["example.com", "corp.example.org"]);
+    assert_eq!(
+        p.ignore_users.iter().map(Email::as_str).collect::<Vec<_>>(),
+        vec!["breakglass@example.com"]
+    );
+    assert_eq!(p.self_username.as_deref(), Some("idsync-bot"));
+    assert_eq!(p.auto_add_group.as_deref(), Some("cn=wandb-users"));
+    assert_eq!(p.default_org_role, OrgRole::Admin);
+    assert_eq!(p.deprovision, DeprovisionMode::Delete);
+    assert_eq!(p.grace_period, Duration::from_secs(7 * 86_400));
+    assert_eq!(p.disabled_grace_period, Duration::from_secs(3600));
+    assert_eq!(p.team_membership, TeamMembershipMode::Owned);
+    assert_eq!(p.org_roles.len(), 1);
+    assert_eq!(p.org_roles[0].role, OrgRole::Admin);
+    assert_eq!(p.teams[0].role, TeamRole::new("viewer"));
+    assert_eq!(p.teams[1].role.as_str(), "ml-engineer");
+    assert!(p.teams.iter().all(|t| t.create));
+    let g = &p.guards;
+    assert_eq!(
+        (
+            g.min_org_admins,
+            g.min_team_admins,
+            g.max_deprovisions,
+            g.max_deprovision_percent,
+            g.max_team_removals,
+            g.max_source_shrink_percent,
+            g.max_seats
+        ),
+        (2, 0, 3, 7, 9, 20, 100)
+    );
+    assert_eq!(g.pipeline_owners.len(), 2);
+    assert_eq!(
+        (g.pipeline_owners[0].owner.as_str(), g.pipeline_owners[0].team.as_deref()),
+        ("ci@example.com", None)
+    );
+    assert_eq!(
+        (g.pipeline_owners[1].owner.as_str(), g.pipeline_owners[1].team.as_deref()),
+        ("etl@example.com", Some("ml"))
+    );
+    assert_eq!(g.pipeline_owners[1].name.as_deref(), Some("etl"));
+    assert_eq!(p.deployment, Deployment::SelfManaged);
+    assert!(p.delete_deactivates);
+}
+
+#[test]
+fn delete_deactivates_only_before_0_56() {
+    let with_version = |v: Option<&str>| {
+        let target = match v {
+            Some(v) => format!("{TARGET}server_version = \"{v}\"\n"),
+            None => TARGET.to_string(),
+        };
+        parse(&config(SOURCE, &target, POLICY, ""))
+            .unwrap()
+            .config
+            .policy(None)
+            .unwrap()
+            .delete_deactivates
+    };
+    assert!(!with_version(None));
+    assert!(with_version(Some("0.55.9")));
+    assert!(!with_version(Some("0.56.0")));
+    assert!(!with_version(Some("v0.84")));
+    assert_problem(
+        &config(SOURCE, &format!("{TARGET}server_version = \"latest\"\n"), POLICY, ""),
+        "server_version",
+        &["[target] server_version"],
+    );
+}
+
+#[test]
+fn policy_rejects_what_validation_would_for_configs_built_in_code() {
+    let mut c = parse(&config(SOURCE, TARGET, POLICY, "")).unwrap().config;
+    c.policy.default_org_role = "viewer".into();
+    c.guards.pipeline_key_owners.push("nobody".into());
+    let m = c.policy(None).unwrap_err().to_string();
+    assert!(m.contains("[policy] default_org_role") && m.contains("deprecated"), "{m}");
+    assert!(m.contains("[guards] pipeline_key_owners") && m.contains("\"nobody\""), "{m}");
+}
+
+#[test]
+fn the_pipeline_inventory_is_read_relative_to_the_config_with_located_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let rest = "[guards]\npipeline_inventory = \"pipelines.toml\"\n";
+    let c = parse(&config(SOURCE, TARGET, POLICY, rest)).unwrap().config;
+
+    let m = c.load_inventory(dir.path()).unwrap_err().to_string();
+    assert!(
+        m.starts_with("[guards] pipeline_inventory: cannot read ") && m.contains("pipelines.toml"),
+        "{m}"
+    );
+
+    write(
+        dir.path(),
+        "pipelines.toml",
+        "[[pipeline]]\nowner = \"ci@example.com\"\n\n[[pipeline]]\nowner = \"bad\"\nteam = \"ml\"\n",
+        0o644,
+    );
+    let m = c.load_inventory(dir.path()).unwrap_err().to_string();
+    let file = dir.path().join("pipelines.toml").display().to_string();
+    assert!(
+        m.starts_with(&format!("{file}:5:1: [[pipeline]] #2 owner: \"bad\" is not a valid email")),
+        "{m}"
+    );
+
+    write(
+        dir.path(),
+        "pipelines.toml",
+        "[[pipeline]]\nowner = \"ci@example.com\"\nteem = \"ml\"\n",
+        0o644,
+    );
+    let m = c.load_inventory(dir.path()).unwrap_err().to_string();
+    assert!(
+        m.starts_with(&format!(
+            "{file}:3:1: unknown key \"teem\" in [[pipeline]] #1; did you mean \"team\"?"
+        )),
+        "{m}"
+    );
+
+    write(
+        dir.path(),
+        "pipelines.toml",
+        "[[pipeline]]\nowner = \"ci@example.com\"\nteam = \"ml\"\n",
+        0o644,
+    );
+    let inv = c.load_inventory(dir.path()).unwrap().unwrap();
+    assert_eq!(inv.pipeline.len(), 1);
+
+    let none = parse(&config(SOURCE, TARGET, POLICY, "")).unwrap().config;
+    assert!(none.load_inventory(dir.path()).unwrap().is_none());
+}

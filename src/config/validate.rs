@@ -1,0 +1,615 @@
+//! Cross-checks after parsing: values that are valid TOML of the right type but make no
+//! sense, or make sense only together. Every problem is collected (the admin fixes them
+//! all in one edit), each located and naming the key and what to do.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use super::cron::check_schedule;
+use super::doc::{entry, key_label, keys, with, Doc, Seg};
+use super::secrets::{check_env_name, read_secret_file, source_secret_keys, Lookup};
+use super::types::{Config, SourceConfig, SourceKind};
+use crate::model::Email;
+
+/// Free mail providers: a managed domain among them would put strangers in scope.
+pub(crate) const PUBLIC_MAIL_DOMAINS: &[&str] = &[
+    "gmail.com",
+    "googlemail.com",
+    "outlook.com",
+    "hotmail.com",
+    "hotmail.co.uk",
+    "hotmail.fr",
+    "live.com",
+    "msn.com",
+    "yahoo.com",
+    "yahoo.co.uk",
+    "yahoo.co.jp",
+    "yahoo.fr",
+    "ymail.com",
+    "icloud.com",
+    "me.com",
+    "mac.com",
+    "aol.com",
+    "proton.me",
+    "protonmail.com",
+    "pm.me",
+    "gmx.com",
+    "gmx.de",
+    "gmx.net",
+    "web.de",
+    "mail.com",
+    "mail.ru",
+    "yandex.ru",
+    "yandex.com",
+    "qq.com",
+    "163.com",
+    "126.com",
+    "sina.com",
+    "naver.com",
+    "zoho.com",
+    "fastmail.com",
+    "tutanota.com",
+    "hey.com",
+];
+
+const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+const MAX_CONCURRENCY: usize = 64;
+
+/// Collects located problems and warnings.
+pub(crate) struct Checker<'d, 'a> {
+    doc: &'d Doc<'a>,
+    /// (byte offset in the file, message): reported in file order.
+    errors: Vec<(usize, String)>,
+    warnings: Vec<(usize, String)>,
+}
+
+impl<'d, 'a> Checker<'d, 'a> {
+    pub(crate) fn new(doc: &'d Doc<'a>) -> Checker<'d, 'a> {
+        Checker {
+            doc,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn located(&self, path: &[Seg], msg: &str) -> (usize, String) {
+        let span = self.doc.span_of(path);
+        let line = format!("{}: {}: {msg}", self.doc.at(span.as_ref()), key_label(path));
+        (span.map_or(usize::MAX, |s| s.start), line)
+    }
+
+    pub(crate) fn error(&mut self, path: &[Seg], msg: impl AsRef<str>) {
+        let e = self.located(path, msg.as_ref());
+        self.errors.push(e);
+    }
+
+    fn warn(&mut self, path: &[Seg], msg: impl AsRef<str>) {
+        let w = self.located(path, msg.as_ref());
+        self.warnings.push(w);
+    }
+
+    /// (errors, warnings), each in the order they appear in the file.
+    pub(crate) fn finish(self) -> (Vec<String>, Vec<String>) {
+        let sorted = |mut v: Vec<(usize, String)>| {
+            v.sort_by_key(|(at, _)| *at);
+            v.into_iter().map(|(_, m)| m).collect()
+        };
+        (sorted(self.errors), sorted(self.warnings))
+    }
+}
+
+/// Checks a parsed config. Returns (errors, warnings).
+pub(crate) fn check(cfg: &Config, doc: &Doc<'_>, base_dir: &Path, lookup: Lookup<'_>) -> (Vec<String>, Vec<String>) {
+    let mut c = Checker::new(doc);
+    check_source(&mut c, &cfg.source, base_dir, lookup);
+    check_target(&mut c, cfg, base_dir, lookup);
+    check_policy(&mut c, cfg);
+    check_guards(&mut c, cfg);
+    check_daemon(&mut c, cfg);
+    check_log(&mut c, cfg);
+    c.finish()
+}
+
+/// Which `[source]` keys each kind reads; any other kind's key is a mistake.
+const SOURCE_KEYS: &[(&str, &[SourceKind])] = {
+    use SourceKind::*;
+    &[
+        ("url", &[Ldap, Scim, Okta]),
+        ("start_tls", &[Ldap]),
+        ("ca_file", &[Ldap]),
+        ("bind_dn", &[Ldap]),
+        ("bind_password_file", &[Ldap]),
+        ("bind_password_env", &[Ldap]),
+        ("timeout", &[Ldap, Scim, Okta, Entra]),
+        ("page_size", &[Ldap, Scim, Okta, Entra]),
+        ("dialect", &[Ldap, Ldif]),
+        ("users", &[Ldap, Ldif]),
+        ("groups", &[Ldap, Ldif]),
+        ("token_file", &[Scim, Okta]),
+        ("token_env", &[Scim, Okta]),
+        ("tenant_id", &[Entra]),
+        ("client_id", &[Entra]),
+        ("client_secret_file", &[Entra]),
+        ("client_secret_env", &[Entra]),
+        ("authority", &[Entra]),
+        ("graph_url", &[Entra]),
+        ("path", &[Ldif]),
+    ]
+};
+
+/// Whether an optional `[source]` key is set, judging by the struct (for configs built in
+/// code, which have no text to look at).
+fn source_key_set(s: &SourceConfig, key: &str) -> bool {
+    match key {
+        "url" => s.url.is_some(),
+        "start_tls" => s.start_tls,
+        "ca_file" => s.ca_file.is_some(),
+        "bind_dn" => s.bind_dn.is_some(),
+        "bind_password_file" => s.bind_password_file.is_some(),
+        "bind_password_env" => s.bind_password_env.is_some(),
+        "token_file" => s.token_file.is_some(),
+        "token_env" => s.token_env.is_some(),
+        "tenant_id" => s.tenant_id.is_some(),
+        "client_id" => s.client_id.is_some(),
+        "client_secret_file" => s.client_secret_file.is_some(),
+        "client_secret_env" => s.client_secret_env.is_some(),
+        "authority" => s.authority.is_some(),
+        "graph_url" => s.graph_url.is_some(),
+        "path" => s.path.is_some(),
+        _ => false,
+    }
+}
+
+fn check_source(c: &mut Checker<'_, '_>, s: &SourceConfig, base_dir: &Path, lookup: Lookup<'_>) {
+    let kind = s.kind.as_str();
+    let src = |k: &str| keys(&["source", k]);
+    for (key, kinds) in SOURCE_KEYS {
+        let set = c.doc.has(&src(key)) || source_key_set(s, key);
+        if set && !kinds.contains(&s.kind) {
+            let used_by: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+            c.error(
+                &src(key),
+                format!("not used by kind = \"{kind}\" (only by {}); remove it", used_by.join(", ")),
+            );
+        }
+    }
+    let url = s.url.as_deref().map(str::trim);
+    match s.kind {
+        SourceKind::Ldap => {
+            match url {
+                None | Some("") => c.error(
+                    &src("url"),
+                    "kind = \"ldap\" needs the directory's url, like \"ldaps://ldap.example.com\"",
+                ),
+                Some(u) => {
+                    let lower = u.to_ascii_lowercase();
+                    let ldaps = lower.starts_with("ldaps://");
+                    if !ldaps && !lower.starts_with("ldap://") || host_of(u).is_empty() {
+                        c.error(
+                            &src("url"),
+                            format!("{u:?} must start with ldap:// or ldaps:// and name a host, like \"ldaps://ldap.example.com\""),
+                        );
+                    } else if ldaps && s.start_tls {
+                        c.error(
+                            &src("start_tls"),
+                            "cannot be used with an ldaps:// url (that connection is TLS already); use ldap:// with start_tls = true, or set start_tls = false",
+                        );
+                    } else if !ldaps && !s.start_tls && s.bind_dn.is_some() && !is_loopback(u) {
+                        c.warn(
+                            &src("url"),
+                            format!("{u:?} without start_tls sends the bind password unencrypted; use ldaps:// or set start_tls = true"),
+                        );
+                    }
+                }
+            }
+            if s.users.base.trim().is_empty() {
+                c.error(
+                    &keys(&["source", "users", "base"]),
+                    "kind = \"ldap\" needs the search base for people, like \"ou=people,dc=example,dc=com\"",
+                );
+            }
+            match s.bind_dn.as_deref().map(str::trim) {
+                Some("") => c.error(
+                    &src("bind_dn"),
+                    "is empty; name the DN to bind as, or remove the key for an anonymous bind",
+                ),
+                None => {
+                    for k in ["bind_password_file", "bind_password_env"] {
+                        if c.doc.has(&src(k)) || source_key_set(s, k) {
+                            c.error(
+                                &src(k),
+                                "a bind password without bind_dn; set bind_dn (or remove the password for an anonymous bind)",
+                            );
+                        }
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        SourceKind::Scim | SourceKind::Okta => {
+            let example = if s.kind == SourceKind::Okta {
+                "https://ORG.okta.com"
+            } else {
+                "https://idp.example.com/scim/v2"
+            };
+            match url {
+                None | Some("") => c.error(&src("url"), format!("kind = \"{kind}\" needs the url, like \"{example}\"")),
+                Some(u) => check_http_url(c, &src("url"), u, s.kind == SourceKind::Okta, "the token"),
+            }
+        }
+        SourceKind::Entra => {
+            for k in ["tenant_id", "client_id"] {
+                let v = if k == "tenant_id" { &s.tenant_id } else { &s.client_id };
+                if v.as_deref().is_none_or(|v| v.trim().is_empty()) {
+                    c.error(
+                        &src(k),
+                        format!("kind = \"entra\" needs {k} (from the app registration in Entra ID)"),
+                    );
+                }
+            }
+            for (k, v) in [("authority", &s.authority), ("graph_url", &s.graph_url)] {
+                if let Some(u) = v {
+                    check_http_url(c, &src(k), u.trim(), true, "the client secret");
+                }
+            }
+        }
+        SourceKind::Ldif => {
+            if s.path.as_deref().is_none_or(|p| p.trim().is_empty()) {
+                c.error(
+                    &src("path"),
+                    "kind = \"ldif\" needs the path of an LDIF export, like \"directory.ldif\"",
+                );
+            }
+        }
+    }
+    if s.page_size == 0 {
+        c.error(&src("page_size"), "must be at least 1 (default 500)");
+    }
+    if s.timeout.0.is_zero() {
+        c.error(&src("timeout"), "must be longer than 0s (default \"30s\")");
+    }
+    if let Some((key, file, env)) = source_secret_keys(s) {
+        check_secret(c, &["source"], key, file, env, true, base_dir, lookup);
+    }
+}
+
+fn check_target(c: &mut Checker<'_, '_>, cfg: &Config, base_dir: &Path, lookup: Lookup<'_>) {
+    let t = &cfg.target;
+    let tgt = |k: &str| keys(&["target", k]);
+    check_http_url(c, &tgt("url"), t.url.trim(), false, "the API key");
+    if !t.scim_path.starts_with('/') {
+        c.error(
+            &tgt("scim_path"),
+            format!("{:?} must start with \"/\", like \"/scim\" or \"/scim/v2\"", t.scim_path),
+        );
+    }
+    if let Some(v) = &t.server_version {
+        if parse_version(v).is_none() {
+            c.error(
+                &tgt("server_version"),
+                format!("{v:?} is not a version like \"0.84.0\"; remove the key if unknown"),
+            );
+        }
+    }
+    if t.timeout.0.is_zero() {
+        c.error(&tgt("timeout"), "must be longer than 0s (default \"30s\")");
+    }
+    if t.max_concurrency == 0 || t.max_concurrency > MAX_CONCURRENCY {
+        c.error(
+            &tgt("max_concurrency"),
+            format!("{} is out of range; use 1 to {MAX_CONCURRENCY} (default 4)", t.max_concurrency),
+        );
+    }
+    check_secret(
+        c,
+        &["target"],
+        "api_key",
+        t.api_key_file.as_deref(),
+        t.api_key_env.as_deref(),
+        true,
+        base_dir,
+        lookup,
+    );
+}
+
+fn check_policy(c: &mut Checker<'_, '_>, cfg: &Config) {
+    let p = &cfg.policy;
+    let domains = keys(&["policy", "managed_domains"]);
+    if p.managed_domains.is_empty() {
+        c.error(
+            &domains,
+            "is empty; list your company's email domains, like [\"example.com\"]: idsync only changes W&B users in them",
+        );
+    }
+    for (i, d) in p.managed_domains.iter().enumerate() {
+        let at = with(&domains, Seg::Index(i));
+        if let Err(e) = check_domain(d) {
+            c.error(&at, e);
+        }
+    }
+    check_emails(c, &keys(&["policy", "ignore_users"]), &p.ignore_users);
+    if let Some(g) = &p.auto_add_group {
+        if g.trim().is_empty() {
+            c.error(
+                &keys(&["policy", "auto_add_group"]),
+                "is empty; name a group, or remove the key to add everyone in scope",
+            );
+        }
+    }
+    if let Err(e) = check_org_role(&p.default_org_role) {
+        c.error(&keys(&["policy", "default_org_role"]), e);
+    }
+    for (i, r) in p.org_roles.iter().enumerate() {
+        if r.group.trim().is_empty() {
+            c.error(
+                &entry(&["policy", "org_roles"], i, "group"),
+                "is empty; name the directory group (a DN for ldap/ldif)",
+            );
+        }
+        if let Err(e) = check_org_role(&r.role) {
+            c.error(&entry(&["policy", "org_roles"], i, "role"), e);
+        }
+    }
+    let mut create_by_team: BTreeMap<&str, (usize, bool)> = BTreeMap::new();
+    for (i, t) in p.teams.iter().enumerate() {
+        let at = |k: &str| entry(&["policy", "teams"], i, k);
+        if t.team.trim().is_empty() {
+            c.error(&at("team"), "is empty; name the W&B team");
+        }
+        if t.group.trim().is_empty() {
+            c.error(&at("group"), "is empty; name the directory group (a DN for ldap/ldif)");
+        }
+        if t.role.trim().is_empty() {
+            c.error(
+                &at("role"),
+                "is empty; use admin, member, viewer or a custom role name (default member)",
+            );
+        }
+        match create_by_team.get(t.team.trim()) {
+            Some(&(first, create)) if create != t.create => c.error(
+                &at("create"),
+                format!(
+                    "team {:?} is mapped twice with conflicting create (#{} says {create}, this one {}); give every mapping of a team the same value",
+                    t.team.trim(),
+                    first + 1,
+                    t.create
+                ),
+            ),
+            Some(_) => {}
+            None => {
+                create_by_team.insert(t.team.trim(), (i, t.create));
+            }
+        }
+    }
+}
+
+fn check_guards(c: &mut Checker<'_, '_>, cfg: &Config) {
+    let g = &cfg.guards;
+    for (k, v) in [
+        ("max_deprovision_percent", g.max_deprovision_percent),
+        ("max_source_shrink_percent", g.max_source_shrink_percent),
+    ] {
+        if v > 100 {
+            c.error(&keys(&["guards", k]), format!("{v} is not a percentage; use 0 to 100"));
+        }
+    }
+    check_emails(c, &keys(&["guards", "pipeline_key_owners"]), &g.pipeline_key_owners);
+    if g.pipeline_inventory.as_deref().is_some_and(|p| p.trim().is_empty()) {
+        c.error(
+            &keys(&["guards", "pipeline_inventory"]),
+            "is empty; name the inventory file, or remove the key",
+        );
+    }
+    if g.approval_ttl.0.is_zero() {
+        c.error(&keys(&["guards", "approval_ttl"]), "must be longer than 0s (default \"24h\")");
+    }
+    if g.min_org_admins == 0 {
+        c.warn(
+            &keys(&["guards", "min_org_admins"]),
+            "0 turns off the last-admin guard: idsync may remove every org admin",
+        );
+    }
+}
+
+fn check_daemon(c: &mut Checker<'_, '_>, cfg: &Config) {
+    let d = &cfg.daemon;
+    if let Err(e) = check_schedule(&d.schedule) {
+        c.error(&keys(&["daemon", "schedule"]), e);
+    }
+    if d.listen.trim().parse::<SocketAddr>().is_err() {
+        c.error(
+            &keys(&["daemon", "listen"]),
+            format!(
+                "{:?} is not a socket address; use an IP and a port, like \"127.0.0.1:9464\" or \"[::1]:9464\"",
+                d.listen
+            ),
+        );
+    }
+    if d.state_dir.trim().is_empty() {
+        c.error(
+            &keys(&["daemon", "state_dir"]),
+            "is empty; name a directory, like \"/var/lib/idsync\"",
+        );
+    }
+}
+
+fn check_log(c: &mut Checker<'_, '_>, cfg: &Config) {
+    let level = cfg.log.level.trim().to_ascii_lowercase();
+    if !LOG_LEVELS.contains(&level.as_str()) {
+        c.error(
+            &keys(&["log", "level"]),
+            format!("invalid level {:?}; use one of {}", cfg.log.level, LOG_LEVELS.join(", ")),
+        );
+    }
+}
+
+/// One secret of a table: exactly one of `{key}_file` / `{key}_env`; a file must exist,
+/// be non-empty, and should not be readable by everyone.
+#[allow(clippy::too_many_arguments)]
+fn check_secret(
+    c: &mut Checker<'_, '_>,
+    table: &[&str],
+    key: &str,
+    file: Option<&str>,
+    env: Option<&str>,
+    required: bool,
+    base_dir: &Path,
+    lookup: Lookup<'_>,
+) {
+    let file_key = format!("{key}_file");
+    let env_key = format!("{key}_env");
+    let at_file = with(&keys(table), Seg::Key(file_key.clone()));
+    let at_env = with(&keys(table), Seg::Key(env_key.clone()));
+    match (file, env) {
+        (Some(_), Some(_)) => c.error(&at_file, format!("{file_key} and {env_key} are both set; keep one")),
+        (None, None) if required => c.error(
+            &at_file,
+            format!("missing: set {file_key} (a path to a file holding the secret) or {env_key} (an environment variable name)"),
+        ),
+        (None, None) => {}
+        (Some(f), None) => match read_secret_file(f, base_dir, lookup) {
+            Err(e) => c.error(&at_file, e),
+            Ok(s) if s.world_readable() => {
+                let shown = s.path.display();
+                let mode = s.mode.unwrap_or(0);
+                c.warn(
+                    &at_file,
+                    format!("{shown} is readable by every user on this machine (mode {mode:04o}); restrict it: chmod 600 {shown}"),
+                );
+            }
+            Ok(_) => {}
+        },
+        (None, Some(v)) => {
+            if let Err(e) = check_env_name(v) {
+                c.error(&at_env, e);
+            }
+        }
+    }
+}
+
+fn check_emails(c: &mut Checker<'_, '_>, path: &[Seg], list: &[String]) {
+    for (i, raw) in list.iter().enumerate() {
+        if Email::parse(raw).is_none() {
+            c.error(
+                &with(path, Seg::Index(i)),
+                format!("{raw:?} is not a valid email address, like \"ci-bot@example.com\""),
+            );
+        }
+    }
+}
+
+/// The org roles idsync may send. W&B's org "viewer" is deprecated.
+pub(crate) fn check_org_role(role: &str) -> Result<(), String> {
+    match role.trim().to_ascii_lowercase().as_str() {
+        "admin" | "member" => Ok(()),
+        "viewer" => Err(
+            "\"viewer\" is deprecated by W&B as an org role and idsync never sends it; use \"member\" \
+             (a team role may still be \"viewer\")"
+                .into(),
+        ),
+        _ => Err(format!("invalid org role {role:?}; allowed: \"admin\", \"member\"")),
+    }
+}
+
+/// A managed domain: a plain DNS name, not a free mail provider.
+pub(crate) fn check_domain(raw: &str) -> Result<(), String> {
+    let d = raw.trim().to_ascii_lowercase();
+    if let Some(rest) = d.strip_prefix('@') {
+        return Err(format!("write the domain without \"@\": {rest:?}"));
+    }
+    let valid = d.contains('.')
+        && !d.starts_with('.')
+        && !d.ends_with('.')
+        && !d.contains("..")
+        && d.chars().all(|ch| ch.is_alphanumeric() || ch == '-' || ch == '.');
+    if !valid {
+        return Err(format!("{raw:?} is not a domain name, like \"example.com\""));
+    }
+    if PUBLIC_MAIL_DOMAINS.contains(&d.as_str()) {
+        return Err(format!(
+            "{d:?} is a public mail provider: managing it would put every W&B user with such an address in scope; list only your company's domains"
+        ));
+    }
+    Ok(())
+}
+
+/// `"0.84.0"`, `"v0.55"`, `"0.56.1-rc1"` → (major, minor, patch).
+pub(crate) fn parse_version(raw: &str) -> Option<(u64, u64, u64)> {
+    let t = raw.trim();
+    let t = t.strip_prefix(['v', 'V']).unwrap_or(t);
+    let core = t.split(['-', '+', ' ']).next().unwrap_or("");
+    let parts: Vec<&str> = core.split('.').collect();
+    if parts.is_empty() || parts.len() > 3 {
+        return None;
+    }
+    let mut nums = [0u64; 3];
+    for (slot, part) in nums.iter_mut().zip(&parts) {
+        *slot = part.parse().ok()?;
+    }
+    Some((nums[0], nums[1], nums[2]))
+}
+
+fn check_http_url(c: &mut Checker<'_, '_>, path: &[Seg], url: &str, https_only: bool, what_leaks: &str) {
+    let lower = url.to_ascii_lowercase();
+    let https = lower.starts_with("https://");
+    let http = lower.starts_with("http://");
+    if !(https || http) || host_of(url).is_empty() {
+        c.error(path, format!("{url:?} is not an http(s) URL, like \"https://api.wandb.ai\""));
+    } else if http && https_only {
+        c.error(path, format!("{url:?} must use https://"));
+    } else if http && !is_loopback(url) {
+        c.warn(
+            path,
+            format!("{url:?} is plain http: {what_leaks} would cross the network unencrypted; use https://"),
+        );
+    }
+}
+
+/// The host part of `scheme://[user@]host[:port]/...`.
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or("");
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
+    if let Some(v6) = host_port.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or("");
+    }
+    host_port.split(':').next().unwrap_or("")
+}
+
+fn is_loopback(url: &str) -> bool {
+    let host = host_of(url).to_ascii_lowercase();
+    host == "localhost" || host == "::1" || host.starts_with("127.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse_loosely() {
+        assert_eq!(parse_version("0.84.0"), Some((0, 84, 0)));
+        assert_eq!(parse_version("v0.55"), Some((0, 55, 0)));
+        assert_eq!(parse_version("0.56.1-rc1"), Some((0, 56, 1)));
+        assert_eq!(parse_version("latest"), None);
+        assert_eq!(parse_version(""), None);
+        assert_eq!(parse_version("1.2.3.4"), None);
+    }
+
+    #[test]
+    fn hosts_are_extracted_for_loopback_checks() {
+        assert_eq!(host_of("http://127.0.0.1:8089/x"), "127.0.0.1");
+        assert_eq!(host_of("ldap://user@[::1]:389"), "::1");
+        assert_eq!(host_of("ldaps://"), "");
+        assert!(is_loopback("http://localhost:8089"));
+        assert!(!is_loopback("http://wandb.example.com"));
+    }
+
+    #[test]
+    fn domains_must_be_plain_and_not_public() {
+        assert!(check_domain("Example.COM").is_ok());
+        assert!(check_domain("@example.com").unwrap_err().contains("without \"@\""));
+        assert!(check_domain("example").is_err());
+        assert!(check_domain("GMail.com").unwrap_err().contains("public mail provider"));
+    }
+}
