@@ -1,1 +1,426 @@
-//! Executes a plan against W&B: ordering, concurrency, admin-floor re-checks, journal.
+//! Executes a plan's ready actions against W&B (SPEC §5).
+//!
+//! Phases run in order; inside a phase independent actions run with bounded concurrency.
+//! Every action is journaled before and after (state store and audit log), so a process
+//! killed mid-apply resumes without repeating or losing an action. Before each action
+//! that takes away an admin, the live admin count is re-read from W&B.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::task::JoinSet;
+
+use crate::model::{DirectorySnapshot, Email, OrgRole, OrgSnapshot, TeamRole};
+use crate::plan::{Action, ActionId, ActionKind, Plan, Policy};
+use crate::state::{AuditLog, AuditRecord, Outcome, StateError, StateStore};
+use crate::target::{TargetError, WandbClient};
+
+/// How one action ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionResult {
+    Applied,
+    /// The change was already in W&B (resumed after a crash, or 409 "exists").
+    AlreadyDone,
+    Failed(String),
+    /// Not attempted: a dependency failed, or the live admin re-check refused it.
+    Skipped(String),
+}
+
+impl ActionResult {
+    pub fn ok(&self) -> bool {
+        matches!(self, ActionResult::Applied | ActionResult::AlreadyDone)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    pub results: Vec<(Action, ActionResult)>,
+}
+
+impl ApplyReport {
+    pub fn failed(&self) -> usize {
+        self.results.iter().filter(|(_, r)| matches!(r, ActionResult::Failed(_))).count()
+    }
+    pub fn skipped(&self) -> usize {
+        self.results.iter().filter(|(_, r)| matches!(r, ActionResult::Skipped(_))).count()
+    }
+    pub fn applied(&self) -> usize {
+        self.results.iter().filter(|(_, r)| r.ok()).count()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// What the executor needs besides the plan.
+pub struct ApplyContext<'a> {
+    pub client: &'a WandbClient,
+    pub store: &'a mut StateStore,
+    pub audit: &'a mut AuditLog,
+    pub policy: &'a Policy,
+    pub directory: &'a DirectorySnapshot,
+    pub org: &'a OrgSnapshot,
+    pub run_id: String,
+    pub actor: String,
+    pub max_concurrency: usize,
+    /// Stop taking new actions when this becomes true (SIGTERM in the daemon).
+    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+/// Username and display name of each directory person, for creates.
+type People = BTreeMap<Email, (String, String)>;
+
+/// Ids known while applying: W&B ids of users and teams, including ones just created.
+#[derive(Debug, Clone, Default)]
+struct Ids {
+    users: BTreeMap<Email, String>,
+    teams: BTreeMap<String, String>,
+}
+
+/// Applies the ready actions of `plan`, resuming any journaled-but-unfinished actions
+/// from an earlier, interrupted apply first.
+pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, ApplyError> {
+    let ApplyContext {
+        client,
+        store,
+        audit,
+        policy,
+        directory,
+        org,
+        run_id,
+        actor,
+        max_concurrency,
+        stop,
+    } = ctx;
+    let mut report = ApplyReport::default();
+
+    // Resume: an action begun earlier and not ended either landed (then the fresh plan no
+    // longer contains it) or did not (then it is in the plan and runs now, under its
+    // original journal entry, so the audit log holds it once).
+    let planned: BTreeSet<&ActionId> = plan.ready().map(|a| &a.id).collect();
+    let mut resumed: BTreeMap<ActionId, String> = BTreeMap::new();
+    for entry in store.journal_incomplete()? {
+        if planned.contains(&entry.action.id) {
+            resumed.insert(entry.action.id.clone(), entry.run_id.clone());
+        } else {
+            let detail = "confirmed on resume: W&B already reflects this change".to_string();
+            finish(store, audit, &entry.run_id, &actor, &entry.action, &ActionResult::AlreadyDone, &detail)?;
+            report.results.push((entry.action, ActionResult::AlreadyDone));
+        }
+    }
+
+    let mut ids = Ids::default();
+    for u in &org.users {
+        if let Some(e) = Email::parse(&u.email) {
+            ids.users.entry(e).or_insert_with(|| u.id.clone());
+        }
+    }
+    for t in &org.teams {
+        ids.teams.insert(t.name.clone(), t.id.clone());
+    }
+    let people: Arc<People> = Arc::new(
+        directory
+            .people
+            .iter()
+            .filter_map(|p| Some((Email::parse(p.email.as_deref()?)?, (p.username.clone(), p.display_name.clone()))))
+            .collect(),
+    );
+
+    let mut failed: BTreeSet<ActionId> = BTreeSet::new();
+    let ready: Vec<&Action> = plan.ready().collect();
+    let phases: BTreeSet<u8> = ready.iter().map(|a| a.phase()).collect();
+    for phase in phases {
+        let batch: Vec<&Action> = ready.iter().copied().filter(|a| a.phase() == phase).collect();
+        // Admin-reducing actions run one at a time, each after a live re-check.
+        let (serial, parallel): (Vec<&Action>, Vec<&Action>) = batch.into_iter().partition(|a| takes_admin(a, org));
+        let mut set: JoinSet<(Action, ActionResult, Option<(Email, String)>, Option<(String, String)>)> = JoinSet::new();
+        let mut queue = parallel.into_iter();
+        loop {
+            while set.len() < max_concurrency.max(1) {
+                let Some(a) = queue.next() else { break };
+                if stopped(&stop) {
+                    break;
+                }
+                if let Some(why) = blocked_by(a, &failed) {
+                    record_skip(audit, &run_id, &actor, a, why, &mut report)?;
+                    failed.insert(a.id.clone());
+                    continue;
+                }
+                begin(store, audit, &run_id, &actor, a, &resumed)?;
+                let (client, ids, people, policy, a) = (client.clone(), ids.clone(), people.clone(), policy.clone(), a.clone());
+                set.spawn(async move {
+                    let (res, new_user, new_team) = execute(&client, &ids, &people, &policy, &a).await;
+                    (a, res, new_user, new_team)
+                });
+            }
+            let Some(joined) = set.join_next().await else { break };
+            let (a, res, new_user, new_team) = match joined {
+                Ok(v) => v,
+                // A panicking task is a bug; the action stays journaled as begun and is
+                // re-checked on the next apply.
+                Err(_) => continue,
+            };
+            if let Some((e, id)) = new_user {
+                ids.users.insert(e, id);
+            }
+            if let Some((t, id)) = new_team {
+                ids.teams.insert(t, id);
+            }
+            let jr = resumed.get(&a.id).cloned().unwrap_or_else(|| run_id.clone());
+            after(store, audit, &jr, &actor, &a, &res)?;
+            if !res.ok() {
+                failed.insert(a.id.clone());
+            }
+            report.results.push((a, res));
+        }
+        for a in serial {
+            if stopped(&stop) {
+                break;
+            }
+            if let Some(why) = blocked_by(a, &failed) {
+                record_skip(audit, &run_id, &actor, a, why, &mut report)?;
+                failed.insert(a.id.clone());
+                continue;
+            }
+            if let Some(why) = live_admin_check(client, policy, a, org).await {
+                record_skip(audit, &run_id, &actor, a, why, &mut report)?;
+                failed.insert(a.id.clone());
+                continue;
+            }
+            begin(store, audit, &run_id, &actor, a, &resumed)?;
+            let (res, _, _) = execute(client, &ids, &people, policy, a).await;
+            let jr = resumed.get(&a.id).cloned().unwrap_or_else(|| run_id.clone());
+            after(store, audit, &jr, &actor, a, &res)?;
+            if !res.ok() {
+                failed.insert(a.id.clone());
+            }
+            report.results.push((a.clone(), res));
+        }
+        if stopped(&stop) {
+            break;
+        }
+    }
+    Ok(report)
+}
+
+fn stopped(stop: &Option<tokio::sync::watch::Receiver<bool>>) -> bool {
+    stop.as_ref().is_some_and(|s| *s.borrow())
+}
+
+fn blocked_by(a: &Action, failed: &BTreeSet<ActionId>) -> Option<String> {
+    a.depends_on.iter().find(|d| failed.contains(*d)).map(|d| format!("not attempted: action {d} it depends on did not succeed"))
+}
+
+/// Whether the action can lower an org or team admin count.
+fn takes_admin(a: &Action, org: &OrgSnapshot) -> bool {
+    match a.kind {
+        ActionKind::SetOrgRole | ActionKind::SetTeamRole | ActionKind::RemoveFromTeam => a.from.as_deref() == Some("admin") && a.role.as_deref() != Some("admin"),
+        ActionKind::DeprovisionUser => a
+            .user_id
+            .as_deref()
+            .and_then(|id| org.users.iter().find(|u| u.id == id))
+            .is_some_and(|u| u.org_role == OrgRole::Admin || u.teams.values().any(TeamRole::is_admin)),
+        _ => false,
+    }
+}
+
+/// Re-reads the live admin counts before an admin-reducing action. `Some(reason)` refuses.
+async fn live_admin_check(client: &WandbClient, policy: &Policy, a: &Action, org: &OrgSnapshot) -> Option<String> {
+    let user = a.user_id.as_deref().and_then(|id| org.users.iter().find(|u| u.id == id));
+    let org_loss = match a.kind {
+        ActionKind::SetOrgRole => a.from.as_deref() == Some("admin"),
+        ActionKind::DeprovisionUser => user.is_some_and(|u| u.org_role == OrgRole::Admin),
+        _ => false,
+    };
+    let floor = policy.guards.min_org_admins;
+    if org_loss {
+        match client.count_active_admins().await {
+            Ok(n) if n > floor => {}
+            Ok(n) => return Some(format!("refused by the live admin re-check: W&B has {n} active org admin(s) now and guards.min_org_admins = {floor}")),
+            Err(e) => return Some(format!("refused: could not re-check the live admin count ({e})")),
+        }
+    }
+    let teams: Vec<&str> = match a.kind {
+        ActionKind::SetTeamRole | ActionKind::RemoveFromTeam => a.team.as_deref().into_iter().collect(),
+        ActionKind::DeprovisionUser => user.map(|u| u.teams.iter().filter(|(_, r)| r.is_admin()).map(|(t, _)| t.as_str()).collect()).unwrap_or_default(),
+        _ => vec![],
+    };
+    let tfloor = policy.guards.min_team_admins;
+    for t in teams {
+        if !policy.teams.iter().any(|r| r.team == t) {
+            continue;
+        }
+        match client.team_admin_count(t).await {
+            Ok(n) if n > tfloor => {}
+            Ok(n) => return Some(format!("refused by the live admin re-check: team {t} has {n} admin(s) now and guards.min_team_admins = {tfloor}")),
+            Err(e) => return Some(format!("refused: could not re-check the admins of team {t} ({e})")),
+        }
+    }
+    None
+}
+
+/// Runs one action. Returns the result and any new W&B id it produced.
+async fn execute(
+    client: &WandbClient,
+    ids: &Ids,
+    people: &People,
+    policy: &Policy,
+    a: &Action,
+) -> (ActionResult, Option<(Email, String)>, Option<(String, String)>) {
+    let user_id = || -> Result<String, String> {
+        a.user_id
+            .clone()
+            .or_else(|| a.user.as_ref().and_then(|e| ids.users.get(e).cloned()))
+            .ok_or_else(|| format!("no W&B id known for {}", a.user.as_ref().map(Email::as_str).unwrap_or("?")))
+    };
+    let team_id = || -> Result<String, String> {
+        let t = a.team.as_deref().unwrap_or_default();
+        ids.teams.get(t).cloned().ok_or_else(|| format!("no W&B team named {t}"))
+    };
+    let role = a.role.as_deref().unwrap_or("member");
+    let fail = |e: TargetError| ActionResult::Failed(e.to_string());
+    let (res, new_user, new_team) = match a.kind {
+        ActionKind::CreateTeam => {
+            let name = a.team.clone().unwrap_or_default();
+            match client.create_team(&name).await {
+                Ok(t) => (ActionResult::Applied, None, Some((name, t.id))),
+                Err(e) => (fail(e), None, None),
+            }
+        }
+        ActionKind::CreateUser => {
+            let Some(email) = a.user.clone() else {
+                return (ActionResult::Failed("create_user without an email".into()), None, None);
+            };
+            let (username, display) = people.get(&email).map(|(u, d)| (u.as_str(), d.as_str())).unwrap_or((email.as_str(), ""));
+            match client.create_user(&email, username, display, &[]).await {
+                Ok(u) => (ActionResult::Applied, Some((email, u.id)), None),
+                Err(e) => (fail(e), None, None),
+            }
+        }
+        ActionKind::ReactivateUser => match (user_id(), a.user.as_ref()) {
+            (Ok(id), Some(email)) => {
+                let username = people.get(email).map(|p| p.0.as_str()).unwrap_or(email.as_str());
+                match client.reactivate_user(&id, email, username).await {
+                    Ok(()) => (ActionResult::Applied, None, None),
+                    Err(e) => (fail(e), None, None),
+                }
+            }
+            (Err(e), _) => (ActionResult::Failed(e), None, None),
+            (_, None) => (ActionResult::Failed("reactivate_user without an email".into()), None, None),
+        },
+        ActionKind::SetOrgRole => match user_id() {
+            Ok(id) => to_result(client.set_org_role(&id, &OrgRole::parse(role)).await),
+            Err(e) => (ActionResult::Failed(e), None, None),
+        },
+        ActionKind::AddToTeam => match (user_id(), team_id()) {
+            (Ok(uid), Ok(tid)) => {
+                let team = a.team.clone().unwrap_or_default();
+                let r = TeamRole::new(role);
+                let res = client.add_to_team(&tid, &uid).await;
+                // New members get the default team role; set any other afterwards.
+                let res = match res {
+                    Ok(()) if r != TeamRole::member() => client.set_team_role(&uid, &team, &r).await,
+                    other => other,
+                };
+                to_result(res)
+            }
+            (Err(e), _) | (_, Err(e)) => (ActionResult::Failed(e), None, None),
+        },
+        ActionKind::SetTeamRole => match user_id() {
+            Ok(uid) => to_result(client.set_team_role(&uid, a.team.as_deref().unwrap_or_default(), &TeamRole::new(role)).await),
+            Err(e) => (ActionResult::Failed(e), None, None),
+        },
+        ActionKind::RemoveFromTeam => match (user_id(), team_id()) {
+            (Ok(uid), Ok(tid)) => to_result(client.remove_from_team(&tid, &uid).await),
+            (Err(e), _) | (_, Err(e)) => (ActionResult::Failed(e), None, None),
+        },
+        ActionKind::DeprovisionUser => match user_id() {
+            Ok(uid) => to_result(client.deprovision(&uid, policy.deprovision).await),
+            Err(e) => (ActionResult::Failed(e), None, None),
+        },
+    };
+    (res, new_user, new_team)
+}
+
+fn to_result(r: Result<(), TargetError>) -> (ActionResult, Option<(Email, String)>, Option<(String, String)>) {
+    match r {
+        Ok(()) => (ActionResult::Applied, None, None),
+        Err(e) => (ActionResult::Failed(e.to_string()), None, None),
+    }
+}
+
+fn audit_record(run_id: &str, actor: &str, a: &Action, event: &str, result: Option<&ActionResult>) -> AuditRecord {
+    AuditRecord {
+        ts: Utc::now(),
+        run_id: run_id.to_string(),
+        actor: actor.to_string(),
+        event: event.to_string(),
+        action_id: a.id.to_string(),
+        kind: a.kind.as_str().to_string(),
+        user: a.user.as_ref().map(|u| u.to_string()),
+        team: a.team.clone(),
+        role: a.role.clone(),
+        from: a.from.clone(),
+        to: a.to.clone(),
+        reason: a.reason.clone(),
+        result: result.map(|r| if r.ok() { "ok".to_string() } else { "error".to_string() }),
+        detail: result.map(describe),
+    }
+}
+
+pub fn describe(r: &ActionResult) -> String {
+    match r {
+        ActionResult::Applied => "applied".into(),
+        ActionResult::AlreadyDone => "already done".into(),
+        ActionResult::Failed(e) => format!("failed: {e}"),
+        ActionResult::Skipped(e) => format!("skipped: {e}"),
+    }
+}
+
+/// Journals the start of an action, unless a resumed journal entry already did.
+fn begin(store: &mut StateStore, audit: &mut AuditLog, run_id: &str, actor: &str, a: &Action, resumed: &BTreeMap<ActionId, String>) -> Result<(), ApplyError> {
+    if resumed.contains_key(&a.id) {
+        return Ok(());
+    }
+    store.journal_begin(run_id, a)?;
+    audit.append(&audit_record(run_id, actor, a, "begin", None))?;
+    Ok(())
+}
+
+fn after(store: &mut StateStore, audit: &mut AuditLog, run_id: &str, actor: &str, a: &Action, res: &ActionResult) -> Result<(), ApplyError> {
+    finish(store, audit, run_id, actor, a, res, &describe(res))
+}
+
+fn finish(store: &mut StateStore, audit: &mut AuditLog, run_id: &str, actor: &str, a: &Action, res: &ActionResult, detail: &str) -> Result<(), ApplyError> {
+    store.journal_end(run_id, &a.id, &Outcome { ok: res.ok(), detail: detail.to_string() })?;
+    let mut rec = audit_record(run_id, actor, a, "end", Some(res));
+    rec.detail = Some(detail.to_string());
+    audit.append(&rec)?;
+    if res.ok() {
+        if let (Some(u), Some(t)) = (&a.user, &a.team) {
+            match a.kind {
+                ActionKind::AddToTeam => store.ledger_grant(u, t)?,
+                ActionKind::RemoveFromTeam => store.ledger_revoke(u, t)?,
+                _ => {}
+            }
+        }
+        if a.approved {
+            store.consume_approval(&a.id)?;
+        }
+    }
+    Ok(())
+}
+
+/// A skipped action never reached W&B: it is audited, not journaled.
+fn record_skip(audit: &mut AuditLog, run_id: &str, actor: &str, a: &Action, why: String, report: &mut ApplyReport) -> Result<(), ApplyError> {
+    let res = ActionResult::Skipped(why);
+    let mut rec = audit_record(run_id, actor, a, "skip", Some(&res));
+    rec.result = Some("skipped".into());
+    audit.append(&rec)?;
+    report.results.push((a.clone(), res));
+    Ok(())
+}

@@ -4,8 +4,10 @@
 //! `source`, `target`, `state`, `apply`, `daemon` and `sandbox` are the shell.
 
 pub mod apply;
+pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod error;
 pub mod model;
 pub mod plan;
 pub mod report;
@@ -13,4 +15,5 @@ pub mod sandbox;
 pub mod secret;
 pub mod source;
 pub mod state;
+pub mod sync;
 pub mod target;

@@ -68,10 +68,10 @@ fn bundled_example_org_loads() {
     let text = include_str!("../../examples/sandbox-org.json");
     let org = SandboxOrg::from_json(text).expect("example parses");
     assert_eq!(org, SandboxOrg::example());
-    assert!(org.users.len() >= 25);
+    assert!(org.users.len() >= 15);
     let store = Store::new(cfg(Deployment::Saas), org).expect("example loads");
     let state = store.snapshot(0);
-    assert_eq!(state.user("alice@example.com").unwrap().org_role, "admin");
+    assert_eq!(state.user("alice.nguyen@example.com").unwrap().org_role, "admin");
     assert!(state.user("pat@partner.io").is_some());
     assert!(state.user("ci-bot@example.com").unwrap().teams.contains_key("ml-research"));
     assert!(state.user("olivia.old@example.com").is_some());

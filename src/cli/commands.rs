@@ -1,0 +1,379 @@
+//! The commands of SPEC §2. Each reads its inputs through `sync`, renders through
+//! `report`, and returns an exit code.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+
+use super::{exit, Cli, Command, ConfigArg};
+use crate::apply::{self, ActionResult, ApplyContext};
+use crate::config;
+use crate::error::Error;
+use crate::plan::{Action, ActionId, Approval, Plan};
+use crate::report::{self, Format, RenderOptions};
+use crate::state::{actor, AuditLog, RunRecord, StateStore};
+use crate::sync::{self, Env};
+
+pub async fn run(cli: Cli) -> Result<u8, Error> {
+    init_logging();
+    match cli.command {
+        Command::CheckConfig { config, connect } => check_config(&config_path(config), connect).await,
+        Command::Plan { config, format, out } => plan(&config_path(config), format, out.as_deref()).await,
+        Command::Apply { config, plan, approve, yes } => {
+            let opts = ApplyOpts {
+                plan_file: plan,
+                approve,
+                yes,
+            };
+            apply(&config_path(config), opts).await
+        }
+        Command::Approve { config, plan, ids } => approve(&config_path(config), &plan, &ids),
+        Command::Status { config } => status(&config_path(config)),
+        Command::Demo => super::demo::run().await,
+        Command::Sandbox(args) => super::demo::sandbox(args).await,
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` tunes them (the daemon uses `[log]`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn config_path(c: ConfigArg) -> PathBuf {
+    c.config.unwrap_or_else(config::default_path)
+}
+
+fn load_env(path: &Path) -> Result<Env, Error> {
+    let env = Env::load(path)?;
+    for w in &env.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(env)
+}
+
+pub(crate) fn new_run_id() -> String {
+    format!("{}-{:06x}", Utc::now().format("%Y%m%dT%H%M%SZ"), rand::random::<u32>() & 0xff_ffff)
+}
+
+/// The exit code a plan implies (SPEC §2).
+pub(crate) fn plan_exit_code(plan: &Plan) -> u8 {
+    if plan.held().next().is_some() {
+        exit::HELD
+    } else if plan.ready().next().is_some() {
+        exit::CHANGES_PENDING
+    } else {
+        exit::IN_SYNC
+    }
+}
+
+fn color_stdout(format: Format) -> bool {
+    format == Format::Text && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), Error> {
+    std::fs::write(path, text).map_err(|source| Error::Io {
+        what: format!("cannot write {}", path.display()),
+        source,
+    })
+}
+
+fn read_file(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|source| Error::Io {
+        what: format!("cannot read {}", path.display()),
+        source,
+    })
+}
+
+fn record(store: &mut StateStore, run_id: &str, command: &str, started: chrono::DateTime<Utc>, result: &str, summary: BTreeMap<String, usize>, error: Option<String>) -> Result<(), Error> {
+    store.record_run(&RunRecord {
+        run_id: run_id.to_string(),
+        command: command.to_string(),
+        started_at: started,
+        finished_at: Utc::now(),
+        result: result.to_string(),
+        summary,
+        error,
+    })?;
+    Ok(())
+}
+
+async fn check_config(path: &Path, connect: bool) -> Result<u8, Error> {
+    let env = load_env(path)?;
+    let c = &env.config;
+    println!("{}: configuration OK", env.path.display());
+    println!("  source: {}", c.source.kind.as_str());
+    println!("  target: {} ({:?}, scim path {})", c.target.url, env.policy.deployment, c.target.scim_path);
+    println!("  managed domains: {}", env.policy.managed_domains.join(", "));
+    println!("  org-role rules: {}, team mappings: {}, pipeline-key owners: {}", env.policy.org_roles.len(), env.policy.teams.len(), env.policy.guards.pipeline_owners.len());
+    println!("  state: {}", env.state_dir().display());
+    if !connect {
+        return Ok(exit::IN_SYNC);
+    }
+    let client = env.client()?;
+    let dir = crate::source::read_directory(&c.source, &env.base_dir).await?;
+    println!("directory: read OK: {} people, {} groups", dir.people.len(), dir.groups.len());
+    let state = crate::plan::PlanState::default();
+    let org = client.snapshot().await?;
+    println!("W&B: {} users ({} active), {} teams", org.users.len(), org.users.iter().filter(|u| u.active).count(), org.teams.len());
+    let plan = sync::plan_now(&env, &dir, &org, &state, Utc::now());
+    let mut refs: Vec<(String, String)> = Vec::new();
+    if let Some(g) = &env.policy.auto_add_group {
+        refs.push(("auto_add_group".into(), g.clone()));
+    }
+    refs.extend(env.policy.org_roles.iter().map(|r| (format!("org_roles ({})", r.role), r.group.clone())));
+    refs.extend(env.policy.teams.iter().map(|r| (format!("team {} ({})", r.team, r.role), r.group.clone())));
+    for (what, g) in refs {
+        let members: BTreeSet<&String> = dir.groups.iter().filter(|x| x.matches(&g)).flat_map(|x| x.members.iter()).collect();
+        let found = dir.groups.iter().any(|x| x.matches(&g));
+        if found {
+            println!("  {what}: {g}: {} members", members.len());
+        } else {
+            println!("  {what}: {g}: NOT FOUND in the directory (the rule does nothing until it is)");
+        }
+    }
+    if plan.skipped.is_empty() {
+        println!("nothing skipped");
+    } else {
+        println!("skipped ({}):", plan.skipped.len());
+        for s in &plan.skipped {
+            println!("  {}: {}", s.entry, s.why);
+        }
+    }
+    Ok(exit::IN_SYNC)
+}
+
+async fn plan(path: &Path, format: Format, out: Option<&Path>) -> Result<u8, Error> {
+    let env = load_env(path)?;
+    let client = env.client()?;
+    let mut store = env.open_store()?;
+    let started = Utc::now();
+    let run_id = new_run_id();
+    let state = store.load_plan_state()?;
+    let (dir, org) = match sync::read_both(&env, &client).await {
+        Ok(v) => v,
+        Err(e) => {
+            record(&mut store, &run_id, "plan", started, "failure", BTreeMap::new(), Some(e.to_string()))?;
+            return Err(e);
+        }
+    };
+    let plan = sync::plan_now(&env, &dir, &org, &state, started);
+    sync::persist_plan_state(&mut store, &env, &plan, &dir, &org, &state)?;
+    if let Some(out) = out {
+        write_file(out, &report::render_json(&plan))?;
+        eprintln!("plan saved to {}", out.display());
+    }
+    print!("{}", report::render(&plan, format, &RenderOptions { color: color_stdout(format) }));
+    let code = plan_exit_code(&plan);
+    record(&mut store, &run_id, "plan", started, "success", plan.summary.clone(), None)?;
+    Ok(code)
+}
+
+struct ApplyOpts {
+    plan_file: Option<PathBuf>,
+    approve: Vec<String>,
+    yes: bool,
+}
+
+/// Whether two actions describe the same change (id and every field that matters).
+fn same_change(a: &Action, b: &Action) -> bool {
+    (a.id == b.id) && (a.kind, &a.user, &a.team, &a.role, &a.from, &a.to) == (b.kind, &b.user, &b.team, &b.role, &b.from, &b.to)
+}
+
+async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
+    let env = load_env(path)?;
+    let client = env.client()?;
+    let mut store = env.open_store()?;
+    let started = Utc::now();
+    let run_id = new_run_id();
+    let saved = match &opts.plan_file {
+        Some(p) => Some(report::parse_plan_json(&read_file(p)?)?),
+        None => None,
+    };
+    let (dir, org) = match sync::read_both(&env, &client).await {
+        Ok(v) => v,
+        Err(e) => {
+            record(&mut store, &run_id, "apply", started, "failure", BTreeMap::new(), Some(e.to_string()))?;
+            return Err(e);
+        }
+    };
+    let mut state = store.load_plan_state()?;
+    let mut fresh = sync::plan_now(&env, &dir, &org, &state, started);
+    if !opts.approve.is_empty() {
+        let approvals = approvals_for(&fresh, &opts.approve, &env, "idsync apply --approve")?;
+        store.add_approvals(&approvals)?;
+        state = store.load_plan_state()?;
+        fresh = sync::plan_now(&env, &dir, &org, &state, started);
+    }
+    sync::persist_plan_state(&mut store, &env, &fresh, &dir, &org, &state)?;
+
+    // With a reviewed plan, apply only what it still says unchanged.
+    let mut to_apply = fresh.clone();
+    if let Some(saved) = &saved {
+        let reviewed: BTreeMap<&ActionId, &Action> = saved.actions.iter().map(|a| (&a.id, a)).collect();
+        let mut dropped = Vec::new();
+        for a in saved.ready() {
+            if !fresh.ready().any(|f| same_change(f, a)) {
+                dropped.push(a);
+            }
+        }
+        for a in &dropped {
+            eprintln!("stale: {} {} {} is not in the fresh plan unchanged: dropped", a.id, a.kind, a.user.as_ref().map(|u| u.as_str()).or(a.team.as_deref()).unwrap_or(""));
+        }
+        to_apply.actions.retain(|f| !f.is_ready() || reviewed.get(&f.id).is_some_and(|r| same_change(f, r)));
+        let extra = fresh.ready().filter(|f| !reviewed.get(&f.id).is_some_and(|r| same_change(f, r))).count();
+        if extra > 0 {
+            eprintln!("{extra} ready action(s) of the fresh plan are not in {}: not applied (plan again to review them)", opts.plan_file.as_deref().map(|p| p.display().to_string()).unwrap_or_default());
+        }
+    }
+
+    print!("{}", report::render(&to_apply, Format::Text, &RenderOptions { color: color_stdout(Format::Text) }));
+    let ready = to_apply.ready().count();
+    if ready == 0 {
+        record(&mut store, &run_id, "apply", started, if fresh.held().next().is_some() { "held" } else { "success" }, fresh.summary.clone(), None)?;
+        return Ok(if fresh.held().next().is_some() { exit::HELD } else { exit::IN_SYNC });
+    }
+    if !opts.yes && std::io::stdin().is_terminal() {
+        print!("Apply {ready} action(s) to {}? Only 'yes' is accepted: ", env.config.target.url);
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if answer.trim() != "yes" {
+            println!("Apply cancelled; nothing was changed.");
+            return Ok(exit::CHANGES_PENDING);
+        }
+    }
+
+    let mut audit = AuditLog::open(&env.state_dir())?;
+    let report = apply::apply(
+        &to_apply,
+        ApplyContext {
+            client: &client,
+            store: &mut store,
+            audit: &mut audit,
+            policy: &env.policy,
+            directory: &dir,
+            org: &org,
+            run_id: run_id.clone(),
+            actor: actor("apply"),
+            max_concurrency: env.config.target.max_concurrency,
+            stop: None,
+        },
+    )
+    .await?;
+    print_results(&report);
+    let held = fresh.held().count();
+    let (result, code) = if report.failed() > 0 {
+        ("failure", exit::ERROR)
+    } else if held > 0 {
+        ("held", exit::HELD)
+    } else {
+        ("success", exit::IN_SYNC)
+    };
+    let mut summary = fresh.summary.clone();
+    summary.insert("applied".into(), report.applied());
+    summary.insert("failed".into(), report.failed());
+    let err = (report.failed() > 0).then(|| format!("{} action(s) failed", report.failed()));
+    record(&mut store, &run_id, "apply", started, result, summary, err)?;
+    Ok(code)
+}
+
+pub(crate) fn print_results(report: &apply::ApplyReport) {
+    println!("\nApplied:");
+    for (a, r) in &report.results {
+        let mark = match r {
+            ActionResult::Applied | ActionResult::AlreadyDone => "ok  ",
+            ActionResult::Failed(_) => "FAIL",
+            ActionResult::Skipped(_) => "skip",
+        };
+        let who = a.user.as_ref().map(|u| u.to_string()).unwrap_or_default();
+        let team = a.team.as_deref().map(|t| format!(" team {t}")).unwrap_or_default();
+        println!("  {mark} {} {} {who}{team}: {}", a.id, a.kind, apply::describe(r));
+    }
+    println!("{} applied, {} failed, {} skipped", report.applied(), report.failed(), report.skipped());
+}
+
+/// Builds approvals for `ids` (all overridable held actions when empty), refusing ids
+/// that are not held or that a non-overridable guard holds.
+fn approvals_for(plan: &Plan, ids: &[String], env: &Env, by: &str) -> Result<Vec<Approval>, Error> {
+    let now = Utc::now();
+    let ttl = chrono::Duration::from_std(env.config.guards.approval_ttl.0).unwrap_or(chrono::Duration::hours(24));
+    let chosen: Vec<&Action> = if ids.is_empty() {
+        plan.held().filter(|a| a.overridable()).collect()
+    } else {
+        let mut out = Vec::new();
+        for id in ids {
+            let a = plan.actions.iter().find(|a| a.id.as_str() == id).ok_or_else(|| Error::Usage(format!("action {id} is not in the plan: plan again and use an id it shows")))?;
+            if a.is_ready() {
+                return Err(Error::Usage(format!("action {id} is not held: nothing to approve")));
+            }
+            if !a.overridable() {
+                return Err(Error::Usage(format!(
+                    "action {id} is held by {} and cannot be approved: {}",
+                    a.guard.map(|g| g.to_string()).unwrap_or_default(),
+                    a.held_reason.clone().unwrap_or_default()
+                )));
+            }
+            out.push(a);
+        }
+        out
+    };
+    Ok(chosen
+        .into_iter()
+        .map(|a| Approval {
+            action_id: a.id.clone(),
+            approved_at: now,
+            expires_at: now + ttl,
+            approved_by: by.to_string(),
+        })
+        .collect())
+}
+
+fn approve(path: &Path, plan_file: &Path, ids: &[String]) -> Result<u8, Error> {
+    let env = load_env(path)?;
+    let plan = report::parse_plan_json(&read_file(plan_file)?)?;
+    let approvals = approvals_for(&plan, ids, &env, &actor("approve"))?;
+    if approvals.is_empty() {
+        println!("No held action in {} can be approved.", plan_file.display());
+        return Ok(exit::IN_SYNC);
+    }
+    let mut store = env.open_store()?;
+    store.add_approvals(&approvals)?;
+    for a in &approvals {
+        if let Some(act) = plan.action(&a.action_id) {
+            println!("approved {} {} {} (held by {}) until {}", a.action_id, act.kind, act.user.as_ref().map(|u| u.as_str()).or(act.team.as_deref()).unwrap_or(""), act.guard.map(|g| g.to_string()).unwrap_or_default(), a.expires_at.format("%Y-%m-%dT%H:%M:%SZ"));
+        }
+    }
+    println!("{} approval(s) recorded. The next `idsync apply` (or daemon run) applies them if they are still in the plan unchanged.", approvals.len());
+    Ok(exit::IN_SYNC)
+}
+
+fn status(path: &Path) -> Result<u8, Error> {
+    let env = load_env(path)?;
+    let store = env.open_store()?;
+    let runs = store.last_runs(10)?;
+    println!("state: {}", env.state_dir().display());
+    if runs.is_empty() {
+        println!("no runs yet");
+    } else {
+        println!("last runs:");
+        for r in &runs {
+            let counts: Vec<String> = r.summary.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!("  {} {:<6} {:<8} {} {}{}", r.started_at.format("%Y-%m-%dT%H:%M:%SZ"), r.command, r.result, r.run_id, counts.join(" "), r.error.as_deref().map(|e| format!(" error: {e}")).unwrap_or_default());
+        }
+    }
+    let state = store.load_plan_state()?;
+    let now = Utc::now();
+    println!("tombstones: {}", state.tombstones.len());
+    for (e, t) in &state.tombstones {
+        println!("  {e} since {}", t.since.format("%Y-%m-%dT%H:%M:%SZ"));
+    }
+    let pending: Vec<_> = state.approvals.iter().filter(|a| a.expires_at > now).collect();
+    println!("pending approvals: {}", pending.len());
+    for a in pending {
+        println!("  {} by {} until {}", a.action_id, a.approved_by, a.expires_at.format("%Y-%m-%dT%H:%M:%SZ"));
+    }
+    Ok(exit::IN_SYNC)
+}

@@ -1,0 +1,159 @@
+//! Command-line interface (SPEC §2): argument parsing and dispatch. Each command lives in
+//! `commands.rs`; `main.rs` only calls [`main`].
+
+mod commands;
+mod demo;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::report::Format;
+
+/// Exit codes shared by `plan` and `apply` (like `terraform plan -detailed-exitcode`).
+pub mod exit {
+    pub const IN_SYNC: u8 = 0;
+    pub const ERROR: u8 = 1;
+    pub const CHANGES_PENDING: u8 = 2;
+    pub const HELD: u8 = 3;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "idsync",
+    version,
+    about = "Keeps a Weights & Biases organization in step with a company directory, safely.",
+    long_about = "Keeps a Weights & Biases organization in step with a company directory, safely.\n\n\
+Reads people and groups from the directory, computes what the W&B org and its teams should look like, \
+and applies the safe part of the difference. Guards hold back dangerous changes (the last admin, \
+pipeline-key owners, mass deprovisions, suspicious directory reads) until a human approves them.\n\n\
+Try it without touching anything real: `idsync demo`."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// Configuration file [default: $IDSYNC_CONFIG, then /etc/idsync/idsync.toml]
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the configuration; with --connect also read the directory and call W&B.
+    CheckConfig {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Also read the directory and the W&B org, and report what was found.
+        #[arg(long)]
+        connect: bool,
+    },
+    /// Show what would change (a dry run). Exit 0 in sync, 2 changes pending, 3 some held, 1 error.
+    Plan {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Report format [default: text]
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Also save the plan as JSON, for review and `apply --plan` / `approve`.
+        #[arg(long, value_name = "PLAN.json")]
+        out: Option<PathBuf>,
+    },
+    /// Re-read both sides and apply the ready actions. Exit 0 all applied, 3 some held, 1 error.
+    Apply {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Apply only actions of this reviewed plan that the fresh plan still contains unchanged.
+        #[arg(long, value_name = "PLAN.json")]
+        plan: Option<PathBuf>,
+        /// Approve these held action ids for this run (and record the approval).
+        #[arg(long = "approve", value_name = "ID")]
+        approve: Vec<String>,
+        /// Do not ask for confirmation on a terminal.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Record approval of held actions of a saved plan (all overridable ones if no --id).
+    Approve {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// A plan saved with `idsync plan --out`.
+        #[arg(value_name = "PLAN.json")]
+        plan: PathBuf,
+        /// Approve only these action ids.
+        #[arg(long = "id", value_name = "ID")]
+        ids: Vec<String>,
+    },
+    /// Show the last runs, tombstones and pending approvals from the state store.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// A self-contained tour: a W&B sandbox on loopback, an example directory, plan, apply, re-plan.
+    Demo,
+    /// Serve the W&B sandbox (an emulator of W&B's SCIM API) to try idsync safely.
+    Sandbox(SandboxArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    pub listen: std::net::SocketAddr,
+    /// Seed org (JSON); default: the bundled example org.
+    #[arg(long, value_name = "FILE")]
+    pub org: Option<PathBuf>,
+    /// The API key clients must present.
+    #[arg(long, default_value = "sandbox-admin-key")]
+    pub api_key: String,
+    /// saas | dedicated | self-managed
+    #[arg(long, default_value = "saas")]
+    pub deployment: String,
+    /// Emulated server version (e.g. 0.55.0 for DELETE-deactivates, < 0.79 rejects Bearer).
+    #[arg(long)]
+    pub server_version: Option<String>,
+    /// Path the SCIM API is served under.
+    #[arg(long, default_value = "/scim")]
+    pub scim_path: String,
+    /// Added to every SCIM response, like "20ms".
+    #[arg(long, default_value = "0ms")]
+    pub latency: String,
+    /// Share of requests answered 500.
+    #[arg(long, default_value_t = 0.0)]
+    pub fail_rate: f64,
+    /// Share of requests answered 429.
+    #[arg(long, default_value_t = 0.0)]
+    pub throttle_rate: f64,
+    /// Share of requests answered with malformed JSON.
+    #[arg(long, default_value_t = 0.0)]
+    pub malformed_rate: f64,
+    /// Seed for the fault injection.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Seats in the org (POST /Users fails with "Seat limit reached" beyond it).
+    #[arg(long)]
+    pub seat_limit: Option<usize>,
+}
+
+/// Parses arguments, runs the command and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::ERROR);
+        }
+    };
+    match rt.block_on(commands::run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(exit::ERROR)
+        }
+    }
+}
