@@ -1,1 +1,1250 @@
-//! The SQLite state store and the append-only audit log.
+//! The SQLite state store and the append-only audit log, both in `daemon.state_dir`.
+//!
+//! - [`StateStore`] (`idsync.db`): what the plan core reads back between runs
+//!   ([`PlanState`]: tombstone clocks, the last good directory size and anchors, the
+//!   ledger, approvals), the apply journal, and the run history. Every write is committed
+//!   before the method returns, with `synchronous = FULL`, so a crash loses nothing that
+//!   a method reported as done.
+//! - [`AuditLog`] (`audit.jsonl`): one JSON object per line for every journaled step,
+//!   for humans and SIEMs. It is kept separate from the store on purpose: it is
+//!   append-only, never rewritten or migrated, and readable with `jq` alone. The apply
+//!   step writes the journal first and the audit line second.
+//!
+//! Schema changes are ordered SQL scripts in [`MIGRATIONS`], applied in a transaction
+//! each and counted in `PRAGMA user_version`. A database from a newer idsync is refused
+//! rather than guessed at.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+
+use crate::model::Email;
+use crate::plan::{Action, ActionId, Approval, PlanState, Tombstone, TombstoneCause, TombstoneRecord};
+
+/// The database file inside the state directory.
+pub const DB_FILE: &str = "idsync.db";
+/// The audit log inside the state directory.
+pub const AUDIT_FILE: &str = "audit.jsonl";
+
+/// Schema migrations, oldest first; migration `i` takes `user_version` from `i` to
+/// `i + 1`. Append only: a released script never changes.
+const MIGRATIONS: &[&str] = &[
+    // 1: initial schema.
+    "
+    CREATE TABLE tombstones (
+        email TEXT PRIMARY KEY,
+        since TEXT NOT NULL,
+        deprovision_after TEXT,
+        cause TEXT NOT NULL DEFAULT 'missing'
+    );
+    CREATE TABLE source_health (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        last_good_size INTEGER NOT NULL,
+        read_at TEXT NOT NULL
+    );
+    CREATE TABLE anchors (
+        anchor TEXT PRIMARY KEY,
+        email TEXT NOT NULL
+    );
+    CREATE TABLE ledger (
+        email TEXT NOT NULL,
+        team TEXT NOT NULL,
+        granted_at TEXT NOT NULL,
+        PRIMARY KEY (email, team)
+    );
+    CREATE TABLE approvals (
+        action_id TEXT PRIMARY KEY,
+        approved_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        approved_by TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE journal (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        action_id TEXT NOT NULL,
+        action TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('begun', 'ended')),
+        begun_at TEXT NOT NULL,
+        ended_at TEXT,
+        ok INTEGER,
+        detail TEXT,
+        UNIQUE (run_id, action_id)
+    );
+    CREATE INDEX journal_open ON journal (seq) WHERE state = 'begun';
+    CREATE TABLE runs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL UNIQUE,
+        command TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT NOT NULL,
+        result TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        error TEXT
+    );
+    ",
+];
+
+/// Why the state store or audit log failed; each message names the file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot {what} {}: {source}; {hint}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+        hint: String,
+    },
+    #[error("{}: {msg}", path.display())]
+    Db {
+        path: PathBuf,
+        #[source]
+        source: Box<rusqlite::Error>,
+        /// SQLite's message (without the path it sometimes repeats) and what to do.
+        msg: String,
+    },
+    #[error("{} was written by a newer idsync (schema version {found}; this idsync knows up to {supported}): upgrade idsync, or point daemon.state_dir at another directory", path.display())]
+    TooNew { path: PathBuf, found: i64, supported: i64 },
+    #[error("{}: {msg}", path.display())]
+    Corrupt { path: PathBuf, msg: String },
+    #[error("journal: {0}")]
+    Journal(String),
+}
+
+const DIR_HINT: &str = "check daemon.state_dir in the config";
+const PERMISSION_HINT: &str = "check daemon.state_dir in the config and that the user idsync runs as may write there (under systemd, StateDirectory=idsync creates it with the right owner)";
+
+/// What to tell the user about an I/O failure in the state directory.
+fn io_hint(kind: io::ErrorKind) -> String {
+    match kind {
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => PERMISSION_HINT.into(),
+        io::ErrorKind::StorageFull => "free some disk space".into(),
+        _ => DIR_HINT.into(),
+    }
+}
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StateError + 'a {
+    move |source| StateError::Io {
+        what,
+        path: path.to_path_buf(),
+        hint: io_hint(source.kind()),
+        source,
+    }
+}
+
+fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> StateError + '_ {
+    move |source| {
+        let hint = match source.sqlite_error_code() {
+            Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::PermissionDenied) => format!("; {PERMISSION_HINT}"),
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => "; another idsync process is using the state store: let it finish and retry".into(),
+            Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+                "; the file is not a healthy idsync database: move it aside to start afresh (tombstone clocks, approvals and the ledger are then forgotten)".into()
+            }
+            Some(ErrorCode::DiskFull) => "; free some disk space".into(),
+            _ => String::new(),
+        };
+        let detail = source.to_string().replace(&format!(": {}", path.display()), "");
+        StateError::Db {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+            msg: format!("{detail}{hint}"),
+        }
+    }
+}
+
+/// Creates the state directory (mode 0700 on unix) when missing.
+fn ensure_dir(dir: &Path) -> Result<(), StateError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        // Tombstones, approvals and the audit trail are nobody else's business.
+        b.mode(0o700);
+    }
+    b.create(dir).map_err(io_err("create the state directory", dir))
+}
+
+/// Fixed-width RFC 3339 in UTC, so stored timestamps also sort as text.
+fn ts(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// The outcome of one applied action, stored with its journal entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// An action that was begun and not (yet) ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalEntry {
+    pub run_id: String,
+    pub action: Action,
+    pub begun_at: DateTime<Utc>,
+}
+
+/// Where one action of one run stands in the journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalState {
+    Begun,
+    Ended(Outcome),
+}
+
+/// One finished `plan`, `apply` or `run`, for `idsync status` and `/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    /// `plan`, `apply` or `run`.
+    pub command: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    /// `success`, `failure` or `held`.
+    pub result: String,
+    pub summary: BTreeMap<String, usize>,
+    pub error: Option<String>,
+}
+
+/// The SQLite state store. See the module docs.
+#[derive(Debug)]
+pub struct StateStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl StateStore {
+    /// Opens (creating when missing) `<state_dir>/idsync.db` and brings its schema up to
+    /// date. Fails on a database written by a newer idsync.
+    pub fn open(state_dir: &Path) -> Result<StateStore, StateError> {
+        ensure_dir(state_dir)?;
+        let path = state_dir.join(DB_FILE);
+        let mut conn = Connection::open(&path).map_err(db_err(&path))?;
+        configure(&conn).map_err(db_err(&path))?;
+        migrate(&mut conn, &path, MIGRATIONS)?;
+        Ok(StateStore { conn, path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> StateError + '_ {
+        db_err(&self.path)
+    }
+
+    fn corrupt(&self, msg: String) -> StateError {
+        StateError::Corrupt {
+            path: self.path.clone(),
+            msg,
+        }
+    }
+
+    fn time(&self, s: &str) -> Result<DateTime<Utc>, StateError> {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| self.corrupt(format!("stored timestamp {s:?} is not RFC 3339")))
+    }
+
+    fn email(&self, s: &str) -> Result<Email, StateError> {
+        Email::parse(s).ok_or_else(|| self.corrupt(format!("stored email {s:?} is not an email address")))
+    }
+
+    /// Everything the plan core reads from the store. Approvals are all of them; dropping
+    /// expired ones is the core's job.
+    pub fn load_plan_state(&self) -> Result<PlanState, StateError> {
+        let mut tombstones = BTreeMap::new();
+        for (email, since) in self.rows2("SELECT email, since FROM tombstones")? {
+            tombstones.insert(self.email(&email)?, TombstoneRecord { since: self.time(&since)? });
+        }
+        let size: Option<i64> = self
+            .conn
+            .query_row("SELECT last_good_size FROM source_health WHERE id = 1", [], |r| r.get(0))
+            .optional()
+            .map_err(self.err())?;
+        let last_good_source_size = match size {
+            Some(n) => Some(usize::try_from(n).map_err(|_| self.corrupt(format!("stored directory size {n} is negative")))?),
+            None => None,
+        };
+        let mut ledger = BTreeSet::new();
+        for (email, team) in self.rows2("SELECT email, team FROM ledger")? {
+            ledger.insert((self.email(&email)?, team));
+        }
+        let mut anchors = BTreeMap::new();
+        for (anchor, email) in self.rows2("SELECT anchor, email FROM anchors")? {
+            anchors.insert(anchor, self.email(&email)?);
+        }
+        Ok(PlanState {
+            tombstones,
+            last_good_source_size,
+            ledger,
+            approvals: self.approvals()?,
+            anchors,
+        })
+    }
+
+    fn rows2(&self, sql: &str) -> Result<Vec<(String, String)>, StateError> {
+        let mut st = self.conn.prepare(sql).map_err(self.err())?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(self.err())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+    }
+
+    /// Replaces the whole set of tombstones in one transaction.
+    pub fn replace_tombstones(&mut self, t: &[Tombstone]) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let e = db_err(&path);
+        let tx = self.conn.transaction().map_err(&e)?;
+        tx.execute("DELETE FROM tombstones", []).map_err(&e)?;
+        {
+            let mut ins = tx
+                .prepare("INSERT OR REPLACE INTO tombstones (email, since, deprovision_after, cause) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(&e)?;
+            for s in t {
+                let cause = match s.cause {
+                    TombstoneCause::Missing => "missing",
+                    TombstoneCause::Disabled => "disabled",
+                };
+                ins.execute(params![s.user.as_str(), ts(&s.since), s.deprovision_after.as_ref().map(ts), cause])
+                    .map_err(&e)?;
+            }
+        }
+        tx.commit().map_err(&e)
+    }
+
+    /// The stored tombstones with cause and deadline, oldest first (for `status`).
+    pub fn tombstones(&self) -> Result<Vec<Tombstone>, StateError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT email, since, deprovision_after, cause FROM tombstones ORDER BY since, email")
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(self.err())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.err())?;
+        rows.into_iter()
+            .map(|(email, since, after, cause)| {
+                Ok(Tombstone {
+                    user: self.email(&email)?,
+                    since: self.time(&since)?,
+                    deprovision_after: after.as_deref().map(|a| self.time(a)).transpose()?,
+                    cause: if cause == "disabled" {
+                        TombstoneCause::Disabled
+                    } else {
+                        TombstoneCause::Missing
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// Records a healthy directory read: its size (the baseline for the source-health
+    /// guard) and each anchor's email (for identity-change), replacing the previous ones.
+    pub fn record_good_read(&mut self, source_size: usize, anchors: &BTreeMap<String, Email>) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let e = db_err(&path);
+        let size = i64::try_from(source_size).unwrap_or(i64::MAX);
+        let tx = self.conn.transaction().map_err(&e)?;
+        tx.execute(
+            "INSERT INTO source_health (id, last_good_size, read_at) VALUES (1, ?1, ?2)
+             ON CONFLICT (id) DO UPDATE SET last_good_size = excluded.last_good_size, read_at = excluded.read_at",
+            params![size, ts(&Utc::now())],
+        )
+        .map_err(&e)?;
+        tx.execute("DELETE FROM anchors", []).map_err(&e)?;
+        {
+            let mut ins = tx
+                .prepare("INSERT OR REPLACE INTO anchors (anchor, email) VALUES (?1, ?2)")
+                .map_err(&e)?;
+            for (anchor, email) in anchors {
+                ins.execute(params![anchor, email.as_str()]).map_err(&e)?;
+            }
+        }
+        tx.commit().map_err(&e)
+    }
+
+    /// Notes that idsync added `email` to `team` (idempotent).
+    pub fn ledger_grant(&mut self, email: &Email, team: &str) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO ledger (email, team, granted_at) VALUES (?1, ?2, ?3) ON CONFLICT (email, team) DO NOTHING",
+                params![email.as_str(), team, ts(&Utc::now())],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Forgets a grant (idempotent).
+    pub fn ledger_revoke(&mut self, email: &Email, team: &str) -> Result<(), StateError> {
+        self.conn
+            .execute("DELETE FROM ledger WHERE email = ?1 AND team = ?2", params![email.as_str(), team])
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Stores approvals; a later approval of the same action replaces the earlier one.
+    pub fn add_approvals(&mut self, a: &[Approval]) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let e = db_err(&path);
+        let tx = self.conn.transaction().map_err(&e)?;
+        {
+            let mut up = tx
+                .prepare(
+                    "INSERT INTO approvals (action_id, approved_at, expires_at, approved_by) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (action_id) DO UPDATE SET approved_at = excluded.approved_at,
+                         expires_at = excluded.expires_at, approved_by = excluded.approved_by",
+                )
+                .map_err(&e)?;
+            for ap in a {
+                up.execute(params![
+                    ap.action_id.as_str(),
+                    ts(&ap.approved_at),
+                    ts(&ap.expires_at),
+                    ap.approved_by
+                ])
+                .map_err(&e)?;
+            }
+        }
+        tx.commit().map_err(&e)
+    }
+
+    /// Deletes approvals expired at `now`; returns how many.
+    pub fn prune_approvals(&mut self, now: DateTime<Utc>) -> Result<usize, StateError> {
+        self.conn
+            .execute("DELETE FROM approvals WHERE expires_at <= ?1", params![ts(&now)])
+            .map_err(self.err())
+    }
+
+    /// All stored approvals, oldest first.
+    pub fn approvals(&self) -> Result<Vec<Approval>, StateError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT action_id, approved_at, expires_at, approved_by FROM approvals ORDER BY approved_at, action_id")
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(self.err())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.err())?;
+        rows.into_iter()
+            .map(|(id, at, exp, by)| {
+                Ok(Approval {
+                    action_id: ActionId(id),
+                    approved_at: self.time(&at)?,
+                    expires_at: self.time(&exp)?,
+                    approved_by: by,
+                })
+            })
+            .collect()
+    }
+
+    /// Uses up the approval of an applied action; returns whether there was one.
+    pub fn consume_approval(&mut self, id: &ActionId) -> Result<bool, StateError> {
+        let n = self
+            .conn
+            .execute("DELETE FROM approvals WHERE action_id = ?1", params![id.as_str()])
+            .map_err(self.err())?;
+        Ok(n > 0)
+    }
+
+    /// Journals the start of `action` in `run_id`, durably, before it touches W&B.
+    /// Idempotent while the entry is begun; beginning an action the run already ended is
+    /// an error (a run applies each action once).
+    pub fn journal_begin(&mut self, run_id: &str, action: &Action) -> Result<(), StateError> {
+        let json = serde_json::to_string(action).map_err(|e| StateError::Journal(format!("cannot encode action {}: {e}", action.id)))?;
+        let n = self
+            .conn
+            .execute(
+                "INSERT INTO journal (run_id, action_id, action, state, begun_at) VALUES (?1, ?2, ?3, 'begun', ?4)
+                 ON CONFLICT (run_id, action_id) DO NOTHING",
+                params![run_id, action.id.as_str(), json, ts(&Utc::now())],
+            )
+            .map_err(self.err())?;
+        if n == 0 {
+            if let Some(JournalState::Ended(_)) = self.journal_state(run_id, &action.id)? {
+                return Err(StateError::Journal(format!(
+                    "action {} already ended in run {run_id}; it is not applied twice",
+                    action.id
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Journals the end of an action begun in `run_id` (which may be an earlier,
+    /// interrupted run being resumed), durably. Ending an ended entry keeps the first
+    /// outcome; ending an entry never begun is an error.
+    pub fn journal_end(&mut self, run_id: &str, action_id: &ActionId, outcome: &Outcome) -> Result<(), StateError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE journal SET state = 'ended', ended_at = ?1, ok = ?2, detail = ?3
+                 WHERE run_id = ?4 AND action_id = ?5 AND state = 'begun'",
+                params![ts(&Utc::now()), outcome.ok, outcome.detail, run_id, action_id.as_str()],
+            )
+            .map_err(self.err())?;
+        if n == 0 && self.journal_state(run_id, action_id)?.is_none() {
+            return Err(StateError::Journal(format!(
+                "no journal entry for action {action_id} in run {run_id}: it must be begun first"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Actions begun and never ended, from any run, oldest first: what a crash left.
+    pub fn journal_incomplete(&self) -> Result<Vec<JournalEntry>, StateError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT run_id, action, begun_at FROM journal WHERE state = 'begun' ORDER BY seq")
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+            .map_err(self.err())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.err())?;
+        rows.into_iter()
+            .map(|(run_id, json, at)| {
+                let action: Action = serde_json::from_str(&json)
+                    .map_err(|e| self.corrupt(format!("journal entry of run {run_id} holds an unreadable action: {e}")))?;
+                Ok(JournalEntry {
+                    run_id,
+                    action,
+                    begun_at: self.time(&at)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Where `action_id` stands in `run_id`: `None` when never begun.
+    pub fn journal_state(&self, run_id: &str, action_id: &ActionId) -> Result<Option<JournalState>, StateError> {
+        let row: Option<(String, Option<bool>, Option<String>)> = self
+            .conn
+            .query_row(
+                "SELECT state, ok, detail FROM journal WHERE run_id = ?1 AND action_id = ?2",
+                params![run_id, action_id.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(self.err())?;
+        Ok(row.map(|(state, ok, detail)| match state.as_str() {
+            "ended" => JournalState::Ended(Outcome {
+                ok: ok.unwrap_or(false),
+                detail: detail.unwrap_or_default(),
+            }),
+            _ => JournalState::Begun,
+        }))
+    }
+
+    /// Whether `action_id` has ended (either way) in `run_id`.
+    pub fn journal_has_ended(&self, run_id: &str, action_id: &ActionId) -> Result<bool, StateError> {
+        Ok(matches!(self.journal_state(run_id, action_id)?, Some(JournalState::Ended(_))))
+    }
+
+    /// Records a run; recording the same `run_id` again replaces it.
+    pub fn record_run(&mut self, r: &RunRecord) -> Result<(), StateError> {
+        let summary = serde_json::to_string(&r.summary).map_err(|e| StateError::Journal(format!("cannot encode run summary: {e}")))?;
+        self.conn
+            .execute(
+                "INSERT INTO runs (run_id, command, started_at, finished_at, result, summary, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (run_id) DO UPDATE SET command = excluded.command, started_at = excluded.started_at,
+                     finished_at = excluded.finished_at, result = excluded.result, summary = excluded.summary, error = excluded.error",
+                params![
+                    r.run_id,
+                    r.command,
+                    ts(&r.started_at),
+                    ts(&r.finished_at),
+                    r.result,
+                    summary,
+                    r.error
+                ],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// The latest `n` runs, newest first.
+    pub fn last_runs(&self, n: usize) -> Result<Vec<RunRecord>, StateError> {
+        let limit = i64::try_from(n).unwrap_or(i64::MAX);
+        let mut st = self
+            .conn
+            .prepare("SELECT run_id, command, started_at, finished_at, result, summary, error FROM runs ORDER BY started_at DESC, seq DESC LIMIT ?1")
+            .map_err(self.err())?;
+        type Row = (String, String, String, String, String, String, Option<String>);
+        let rows: Vec<Row> = st
+            .query_map(params![limit], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+            })
+            .map_err(self.err())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.err())?;
+        rows.into_iter()
+            .map(|(run_id, command, started, finished, result, summary, error)| {
+                let summary =
+                    serde_json::from_str(&summary).map_err(|e| self.corrupt(format!("run {run_id} has an unreadable summary: {e}")))?;
+                Ok(RunRecord {
+                    run_id,
+                    command,
+                    started_at: self.time(&started)?,
+                    finished_at: self.time(&finished)?,
+                    result,
+                    summary,
+                    error,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes ended journal entries and runs finished before `before` (the audit log
+    /// keeps the full history); returns how many rows went.
+    pub fn prune_history(&mut self, before: DateTime<Utc>) -> Result<usize, StateError> {
+        let cut = ts(&before);
+        let j = self
+            .conn
+            .execute("DELETE FROM journal WHERE state = 'ended' AND ended_at < ?1", params![cut])
+            .map_err(self.err())?;
+        let r = self
+            .conn
+            .execute("DELETE FROM runs WHERE finished_at < ?1", params![cut])
+            .map_err(self.err())?;
+        Ok(j + r)
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    // Waits out another idsync process (e.g. `idsync status` while the daemon writes).
+    conn.busy_timeout(Duration::from_secs(10))?;
+    // WAL lets readers run during a write; FULL makes each commit survive power loss,
+    // which the journal's "durable before it returns" relies on.
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(())
+}
+
+/// Applies the pending `migrations`, each in its own immediate transaction together with
+/// its `user_version` bump, so a failed script leaves the previous version intact.
+fn migrate(conn: &mut Connection, path: &Path, migrations: &[&str]) -> Result<(), StateError> {
+    let e = db_err(path);
+    let supported = i64::try_from(migrations.len()).unwrap_or(i64::MAX);
+    loop {
+        // Immediate: a second idsync opening at the same time waits, then sees the bump.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&e)?;
+        let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(&e)?;
+        if found > supported {
+            return Err(StateError::TooNew {
+                path: path.to_path_buf(),
+                found,
+                supported,
+            });
+        }
+        let Some(script) = usize::try_from(found).ok().and_then(|v| migrations.get(v)) else {
+            if found < 0 {
+                return Err(StateError::Corrupt {
+                    path: path.to_path_buf(),
+                    msg: format!("schema version {found} is not one idsync writes"),
+                });
+            }
+            return Ok(());
+        };
+        tx.execute_batch(script).map_err(&e)?;
+        tx.pragma_update(None, "user_version", found + 1).map_err(&e)?;
+        tx.commit().map_err(&e)?;
+    }
+}
+
+/// One audit line: a journaled step of one action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub ts: DateTime<Utc>,
+    pub run_id: String,
+    /// Who did it: see [`actor`].
+    pub actor: String,
+    /// `begin`, `end` or `skip`.
+    pub event: String,
+    pub action_id: String,
+    pub kind: String,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub team: Option<String>,
+    #[serde(default)]
+    pub role: Option<String>,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+    #[serde(default)]
+    pub reason: String,
+    /// `ok`, `error` or `skipped`; `None` on `begin`.
+    #[serde(default)]
+    pub result: Option<String>,
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+/// The actor string for audit lines: the command and the OS user, e.g.
+/// `idsync apply (user alice)`.
+pub fn actor(command: &str) -> String {
+    format!("idsync {command} (user {})", os_user())
+}
+
+fn os_user() -> String {
+    for var in ["USER", "LOGNAME"] {
+        if let Ok(u) = std::env::var(var) {
+            if !u.trim().is_empty() {
+                return u.trim().to_string();
+            }
+        }
+    }
+    // DynamicUser services have no USER; the uid still identifies them.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = std::fs::metadata("/proc/self") {
+            return format!("uid {}", m.uid());
+        }
+    }
+    "unknown".into()
+}
+
+/// The append-only JSON-lines audit log, `<state_dir>/audit.jsonl`.
+#[derive(Debug)]
+pub struct AuditLog {
+    file: File,
+    path: PathBuf,
+}
+
+impl AuditLog {
+    /// Opens the log for appending, creating it (mode 0600) and the directory when
+    /// missing. A last line torn by a crash is terminated so the next record starts on
+    /// a line of its own.
+    pub fn open(state_dir: &Path) -> Result<AuditLog, StateError> {
+        ensure_dir(state_dir)?;
+        let path = state_dir.join(AUDIT_FILE);
+        let existed = path.exists();
+        let mut opts = OpenOptions::new();
+        opts.read(true).append(true).create(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut file = opts.open(&path).map_err(io_err("open the audit log", &path))?;
+        let len = file.metadata().map_err(io_err("read the audit log", &path))?.len();
+        if len > 0 {
+            let mut last = [0u8; 1];
+            file.seek(SeekFrom::End(-1)).map_err(io_err("read the audit log", &path))?;
+            file.read_exact(&mut last).map_err(io_err("read the audit log", &path))?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n").map_err(io_err("append to the audit log", &path))?;
+                file.sync_data().map_err(io_err("sync the audit log", &path))?;
+            }
+        }
+        if !existed {
+            // Make the new file's directory entry durable too; some filesystems cannot
+            // sync a directory, and the file itself is synced on every append anyway.
+            if let Ok(d) = File::open(state_dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(AuditLog { file, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one record as one line with a single write (atomic under O_APPEND), then
+    /// fsyncs it.
+    pub fn append(&mut self, rec: &AuditRecord) -> Result<(), StateError> {
+        let mut line = serde_json::to_string(rec).map_err(|e| StateError::Corrupt {
+            path: self.path.clone(),
+            msg: format!("cannot encode an audit record: {e}"),
+        })?;
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(io_err("append to the audit log", &self.path))?;
+        self.file.sync_data().map_err(io_err("sync the audit log", &self.path))
+    }
+
+    /// Reads every record (none when the log does not exist). Lines that do not parse
+    /// (a write torn by a crash) are skipped with a warning rather than hiding the rest
+    /// of the history.
+    pub fn read_all(state_dir: &Path) -> Result<Vec<AuditRecord>, StateError> {
+        let path = state_dir.join(AUDIT_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("read the audit log", &path)(e)),
+        };
+        let mut out = Vec::new();
+        for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice::<AuditRecord>(line) {
+                Ok(r) => out.push(r),
+                Err(e) => tracing::warn!(path = %path.display(), line = i + 1, error = %e, "skipping an unreadable audit log line"),
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::ActionKind;
+    use chrono::TimeZone;
+
+    fn email(s: &str) -> Email {
+        Email::parse(s).unwrap()
+    }
+
+    fn t(h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2025, 3, 1, h, 0, 0).unwrap()
+    }
+
+    fn action(user: &str, team: &str) -> Action {
+        Action::new(
+            ActionKind::AddToTeam,
+            Some(email(user)),
+            Some(team.into()),
+            Some("member".into()),
+            "test".into(),
+        )
+    }
+
+    fn approval(id: &str, at: u32, exp: u32) -> Approval {
+        Approval {
+            action_id: ActionId(id.into()),
+            approved_at: t(at),
+            expires_at: t(exp),
+            approved_by: "ops".into(),
+        }
+    }
+
+    fn user_version(dir: &Path) -> i64 {
+        let c = Connection::open(dir.join(DB_FILE)).unwrap();
+        c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn open_creates_a_private_directory_and_migrates_from_empty() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a/b/state");
+        let s = StateStore::open(&dir).unwrap();
+        assert_eq!(s.path(), dir.join(DB_FILE));
+        assert_eq!(user_version(&dir), MIGRATIONS.len() as i64);
+        let mode: String = s.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        }
+        assert_eq!(s.load_plan_state().unwrap(), PlanState::default());
+        drop(s);
+        // Opening an up-to-date database again applies nothing and keeps the version.
+        StateStore::open(&dir).unwrap();
+        assert_eq!(user_version(&dir), MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn reopen_keeps_data() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut anchors = BTreeMap::new();
+        anchors.insert("uuid-a".to_string(), email("a@example.com"));
+        {
+            let mut s = StateStore::open(tmp.path()).unwrap();
+            s.replace_tombstones(&[Tombstone {
+                user: email("gone@example.com"),
+                since: t(1),
+                deprovision_after: Some(t(5)),
+                cause: TombstoneCause::Disabled,
+            }])
+            .unwrap();
+            s.record_good_read(42, &anchors).unwrap();
+            s.ledger_grant(&email("a@example.com"), "ml").unwrap();
+            s.add_approvals(&[approval("abc", 1, 9)]).unwrap();
+        }
+        let s = StateStore::open(tmp.path()).unwrap();
+        let st = s.load_plan_state().unwrap();
+        assert_eq!(
+            st.tombstones.get(&email("gone@example.com")),
+            Some(&TombstoneRecord { since: t(1) })
+        );
+        assert_eq!(st.last_good_source_size, Some(42));
+        assert_eq!(st.anchors, anchors);
+        assert!(st.ledger.contains(&(email("a@example.com"), "ml".to_string())));
+        assert_eq!(st.approvals, vec![approval("abc", 1, 9)]);
+        let ts = s.tombstones().unwrap();
+        assert_eq!(ts[0].cause, TombstoneCause::Disabled);
+        assert_eq!(ts[0].deprovision_after, Some(t(5)));
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_with_advice() {
+        let tmp = tempfile::tempdir().unwrap();
+        drop(StateStore::open(tmp.path()).unwrap());
+        Connection::open(tmp.path().join(DB_FILE))
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let err = StateStore::open(tmp.path()).unwrap_err();
+        assert!(matches!(err, StateError::TooNew { found: 99, .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("upgrade idsync") && msg.contains(DB_FILE), "{msg}");
+    }
+
+    #[test]
+    fn a_failing_migration_rolls_back_to_the_previous_version() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(DB_FILE);
+        let mut c = Connection::open(&path).unwrap();
+        let bad = [MIGRATIONS[0], "CREATE TABLE extra (x INTEGER); THIS IS NOT SQL;"];
+        let err = migrate(&mut c, &path, &bad).unwrap_err();
+        assert!(err.to_string().contains(DB_FILE), "{err}");
+        let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v, 1, "the first migration stays, the failed one is undone");
+        let extra: i64 = c
+            .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'extra'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(extra, 0);
+    }
+
+    #[test]
+    fn tombstones_are_replaced_as_a_set() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = StateStore::open(tmp.path()).unwrap();
+        let ts = |u: &str, h| Tombstone {
+            user: email(u),
+            since: t(h),
+            deprovision_after: None,
+            cause: TombstoneCause::Missing,
+        };
+        s.replace_tombstones(&[ts("a@x.com", 1), ts("b@x.com", 2)]).unwrap();
+        s.replace_tombstones(&[ts("b@x.com", 2), ts("c@x.com", 3)]).unwrap();
+        let got: Vec<_> = s
+            .load_plan_state()
+            .unwrap()
+            .tombstones
+            .into_iter()
+            .map(|(e, r)| (e.to_string(), r.since))
+            .collect();
+        assert_eq!(got, vec![("b@x.com".to_string(), t(2)), ("c@x.com".to_string(), t(3))]);
+        s.replace_tombstones(&[]).unwrap();
+        assert!(s.tombstones().unwrap().is_empty());
+    }
+
+    #[test]
+    fn good_reads_replace_size_and_anchors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = StateStore::open(tmp.path()).unwrap();
+        let one: BTreeMap<_, _> = [("x".to_string(), email("x@e.com")), ("y".to_string(), email("y@e.com"))].into();
+        s.record_good_read(10, &one).unwrap();
+        let two: BTreeMap<_, _> = [("y".to_string(), email("new@e.com"))].into();
+        s.record_good_read(9, &two).unwrap();
+        let st = s.load_plan_state().unwrap();
+        assert_eq!(st.last_good_source_size, Some(9));
+        assert_eq!(st.anchors, two);
+    }
+
+    #[test]
+    fn ledger_grants_and_revokes_idempotently() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = StateStore::open(tmp.path()).unwrap();
+        let a = email("a@x.com");
+        s.ledger_grant(&a, "ml").unwrap();
+        s.ledger_grant(&a, "ml").unwrap();
+        s.ledger_grant(&a, "ops").unwrap();
+        s.ledger_revoke(&a, "ml").unwrap();
+        s.ledger_revoke(&a, "never-granted").unwrap();
+        let ledger = s.load_plan_state().unwrap().ledger;
+        assert_eq!(ledger.into_iter().collect::<Vec<_>>(), vec![(a, "ops".to_string())]);
+    }
+
+    #[test]
+    fn approvals_upsert_prune_and_consume() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = StateStore::open(tmp.path()).unwrap();
+        s.add_approvals(&[approval("a", 1, 3), approval("b", 1, 10)]).unwrap();
+        s.add_approvals(&[approval("a", 2, 12)]).unwrap();
+        assert_eq!(s.approvals().unwrap(), vec![approval("b", 1, 10), approval("a", 2, 12)]);
+        assert_eq!(s.prune_approvals(t(10)).unwrap(), 1, "expired at exactly now counts as expired");
+        assert_eq!(s.approvals().unwrap(), vec![approval("a", 2, 12)]);
+        assert!(s.consume_approval(&ActionId("a".into())).unwrap());
+        assert!(!s.consume_approval(&ActionId("a".into())).unwrap());
+        assert!(s.approvals().unwrap().is_empty());
+    }
+
+    #[test]
+    fn journal_survives_a_crash_and_resumes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a1, a2, a3) = (action("a@x.com", "ml"), action("b@x.com", "ml"), action("c@x.com", "ops"));
+        {
+            let mut s = StateStore::open(tmp.path()).unwrap();
+            s.journal_begin("run-1", &a1).unwrap();
+            s.journal_begin("run-1", &a1).unwrap();
+            s.journal_end(
+                "run-1",
+                &a1.id,
+                &Outcome {
+                    ok: true,
+                    detail: "applied".into(),
+                },
+            )
+            .unwrap();
+            s.journal_begin("run-1", &a2).unwrap();
+            s.journal_begin("run-2", &a3).unwrap();
+            // Dropped without ending a2 and a3: a crash.
+        }
+        let mut s = StateStore::open(tmp.path()).unwrap();
+        let open = s.journal_incomplete().unwrap();
+        let got: Vec<_> = open.iter().map(|e| (e.run_id.as_str(), e.action.clone())).collect();
+        assert_eq!(got, vec![("run-1", a2.clone()), ("run-2", a3.clone())], "oldest first, across runs");
+        assert!(s.journal_has_ended("run-1", &a1.id).unwrap());
+        assert!(!s.journal_has_ended("run-1", &a2.id).unwrap());
+        assert_eq!(
+            s.journal_state("run-1", &a1.id).unwrap(),
+            Some(JournalState::Ended(Outcome {
+                ok: true,
+                detail: "applied".into()
+            }))
+        );
+        assert_eq!(s.journal_state("run-9", &a1.id).unwrap(), None);
+
+        // Resume ends the old entries under their original run.
+        s.journal_end(
+            "run-1",
+            &a2.id,
+            &Outcome {
+                ok: false,
+                detail: "409".into(),
+            },
+        )
+        .unwrap();
+        s.journal_end(
+            "run-2",
+            &a3.id,
+            &Outcome {
+                ok: true,
+                detail: "ok".into(),
+            },
+        )
+        .unwrap();
+        s.journal_end(
+            "run-2",
+            &a3.id,
+            &Outcome {
+                ok: false,
+                detail: "late".into(),
+            },
+        )
+        .unwrap();
+        assert!(s.journal_incomplete().unwrap().is_empty());
+        assert_eq!(
+            s.journal_state("run-2", &a3.id).unwrap(),
+            Some(JournalState::Ended(Outcome {
+                ok: true,
+                detail: "ok".into()
+            })),
+            "the first outcome stays"
+        );
+
+        let err = s.journal_begin("run-1", &a1).unwrap_err();
+        assert!(err.to_string().contains("already ended"), "{err}");
+        let err = s
+            .journal_end(
+                "run-3",
+                &a1.id,
+                &Outcome {
+                    ok: true,
+                    detail: String::new(),
+                },
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("must be begun first"), "{err}");
+        // The same action in a new run is a new entry.
+        s.journal_begin("run-3", &a1).unwrap();
+        assert_eq!(s.journal_incomplete().unwrap().len(), 1);
+
+        assert_eq!(
+            s.prune_history(Utc::now() + chrono::Duration::hours(1)).unwrap(),
+            3,
+            "ended entries go, the begun one stays"
+        );
+        assert_eq!(s.journal_incomplete().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn runs_are_listed_newest_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = StateStore::open(tmp.path()).unwrap();
+        let run = |id: &str, h, result: &str| RunRecord {
+            run_id: id.into(),
+            command: "run".into(),
+            started_at: t(h),
+            finished_at: t(h + 1),
+            result: result.into(),
+            summary: [("add_to_team".to_string(), 2usize), ("held".to_string(), 1)].into(),
+            error: None,
+        };
+        s.record_run(&run("r1", 1, "success")).unwrap();
+        s.record_run(&run("r3", 3, "held")).unwrap();
+        s.record_run(&run("r2", 2, "success")).unwrap();
+        let mut failed = run("r2", 2, "failure");
+        failed.error = Some("W&B: 503".into());
+        s.record_run(&failed).unwrap();
+        drop(s);
+        let s = StateStore::open(tmp.path()).unwrap();
+        let last = s.last_runs(2).unwrap();
+        assert_eq!(last, vec![run("r3", 3, "held"), failed]);
+        assert_eq!(s.last_runs(10).unwrap().len(), 3);
+        assert!(s.last_runs(0).unwrap().is_empty());
+    }
+
+    fn record(event: &str, result: Option<&str>) -> AuditRecord {
+        let a = action("a@x.com", "ml");
+        AuditRecord {
+            ts: t(1),
+            run_id: "run-1".into(),
+            actor: actor("apply"),
+            event: event.into(),
+            action_id: a.id.to_string(),
+            kind: a.kind.as_str().into(),
+            user: a.user.as_ref().map(|u| u.to_string()),
+            team: a.team.clone(),
+            role: a.role.clone(),
+            from: None,
+            to: None,
+            reason: a.reason.clone(),
+            result: result.map(str::to_string),
+            detail: result.map(|_| "applied".to_string()),
+        }
+    }
+
+    #[test]
+    fn audit_log_appends_one_line_per_record_and_reads_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        assert!(AuditLog::read_all(&dir).unwrap().is_empty(), "no log yet is an empty history");
+        {
+            let mut log = AuditLog::open(&dir).unwrap();
+            log.append(&record("begin", None)).unwrap();
+        }
+        let mut log = AuditLog::open(&dir).unwrap();
+        log.append(&record("end", Some("ok"))).unwrap();
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        for l in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["user"], "a@x.com");
+            assert_eq!(v["kind"], "add_to_team");
+        }
+        assert_eq!(
+            AuditLog::read_all(&dir).unwrap(),
+            vec![record("begin", None), record("end", Some("ok"))]
+        );
+        assert!(record("begin", None).actor.starts_with("idsync apply (user "));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(log.path()).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn a_torn_audit_line_does_not_swallow_the_next_record() {
+        let tmp = tempfile::tempdir().unwrap();
+        {
+            let mut log = AuditLog::open(tmp.path()).unwrap();
+            log.append(&record("begin", None)).unwrap();
+        }
+        let path = tmp.path().join(AUDIT_FILE);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"ts\":\"2025-03-01T01:").unwrap();
+        drop(f);
+        let mut log = AuditLog::open(tmp.path()).unwrap();
+        log.append(&record("end", Some("ok"))).unwrap();
+        assert_eq!(
+            AuditLog::read_all(tmp.path()).unwrap(),
+            vec![record("begin", None), record("end", Some("ok"))]
+        );
+    }
+
+    #[test]
+    fn unusable_state_dirs_are_explained() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        let err = StateStore::open(&file.join("state")).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("state directory") && msg.contains("file/state") && msg.contains("daemon.state_dir"),
+            "{msg}"
+        );
+        assert!(AuditLog::open(&file.join("state")).is_err());
+
+        assert!(io_hint(io::ErrorKind::PermissionDenied).contains("StateDirectory="));
+        assert!(io_hint(io::ErrorKind::NotFound).contains("daemon.state_dir"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn permission_denied_names_the_path_and_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let locked = tmp.path().join("locked");
+        std::fs::create_dir(&locked).unwrap();
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o500)).unwrap();
+        if std::fs::write(locked.join("probe"), "x").is_ok() {
+            // Running privileged (root in a container): permissions are not enforced.
+            return;
+        }
+        for err in [
+            StateStore::open(&locked.join("state")).unwrap_err(),
+            StateStore::open(&locked).unwrap_err(),
+        ] {
+            let msg = err.to_string();
+            assert!(
+                msg.contains("locked") && msg.contains("daemon.state_dir") && msg.contains("StateDirectory="),
+                "{msg}"
+            );
+        }
+        let err = AuditLog::open(&locked).unwrap_err();
+        assert!(err.to_string().contains("StateDirectory="), "{err}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_explained() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join(DB_FILE), vec![b'x'; 4096]).unwrap();
+        let msg = StateStore::open(tmp.path()).unwrap_err().to_string();
+        assert!(msg.contains(DB_FILE) && msg.contains("move it aside"), "{msg}");
+    }
+}
