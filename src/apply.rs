@@ -71,6 +71,9 @@ pub struct ApplyContext<'a> {
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
+/// How an action ended, and any new W&B user or team id it produced.
+type Executed = (ActionResult, Option<(Email, String)>, Option<(String, String)>);
+
 /// Username and display name of each directory person, for creates.
 type People = BTreeMap<Email, (String, String)>;
 
@@ -108,7 +111,15 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
             resumed.insert(entry.action.id.clone(), entry.run_id.clone());
         } else {
             let detail = "confirmed on resume: W&B already reflects this change".to_string();
-            finish(store, audit, &entry.run_id, &actor, &entry.action, &ActionResult::AlreadyDone, &detail)?;
+            finish(
+                store,
+                audit,
+                &entry.run_id,
+                &actor,
+                &entry.action,
+                &ActionResult::AlreadyDone,
+                &detail,
+            )?;
             report.results.push((entry.action, ActionResult::AlreadyDone));
         }
     }
@@ -137,7 +148,7 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
         let batch: Vec<&Action> = ready.iter().copied().filter(|a| a.phase() == phase).collect();
         // Admin-reducing actions run one at a time, each after a live re-check.
         let (serial, parallel): (Vec<&Action>, Vec<&Action>) = batch.into_iter().partition(|a| takes_admin(a, org));
-        let mut set: JoinSet<(Action, ActionResult, Option<(Email, String)>, Option<(String, String)>)> = JoinSet::new();
+        let mut set: JoinSet<(Action, Executed)> = JoinSet::new();
         let mut queue = parallel.into_iter();
         loop {
             while set.len() < max_concurrency.max(1) {
@@ -153,12 +164,12 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
                 begin(store, audit, &run_id, &actor, a, &resumed)?;
                 let (client, ids, people, policy, a) = (client.clone(), ids.clone(), people.clone(), policy.clone(), a.clone());
                 set.spawn(async move {
-                    let (res, new_user, new_team) = execute(&client, &ids, &people, &policy, &a).await;
-                    (a, res, new_user, new_team)
+                    let done = execute(&client, &ids, &people, &policy, &a).await;
+                    (a, done)
                 });
             }
             let Some(joined) = set.join_next().await else { break };
-            let (a, res, new_user, new_team) = match joined {
+            let (a, (res, new_user, new_team)) = match joined {
                 Ok(v) => v,
                 // A panicking task is a bug; the action stays journaled as begun and is
                 // re-checked on the next apply.
@@ -204,6 +215,17 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
             break;
         }
     }
+    // A deprovisioned user's tombstone has served its purpose.
+    let gone: BTreeSet<&Email> = report
+        .results
+        .iter()
+        .filter(|(a, r)| a.kind == ActionKind::DeprovisionUser && r.ok())
+        .filter_map(|(a, _)| a.user.as_ref())
+        .collect();
+    if !gone.is_empty() {
+        let keep: Vec<_> = store.tombstones()?.into_iter().filter(|t| !gone.contains(&t.user)).collect();
+        store.replace_tombstones(&keep)?;
+    }
     Ok(report)
 }
 
@@ -212,13 +234,18 @@ fn stopped(stop: &Option<tokio::sync::watch::Receiver<bool>>) -> bool {
 }
 
 fn blocked_by(a: &Action, failed: &BTreeSet<ActionId>) -> Option<String> {
-    a.depends_on.iter().find(|d| failed.contains(*d)).map(|d| format!("not attempted: action {d} it depends on did not succeed"))
+    a.depends_on
+        .iter()
+        .find(|d| failed.contains(*d))
+        .map(|d| format!("not attempted: action {d} it depends on did not succeed"))
 }
 
 /// Whether the action can lower an org or team admin count.
 fn takes_admin(a: &Action, org: &OrgSnapshot) -> bool {
     match a.kind {
-        ActionKind::SetOrgRole | ActionKind::SetTeamRole | ActionKind::RemoveFromTeam => a.from.as_deref() == Some("admin") && a.role.as_deref() != Some("admin"),
+        ActionKind::SetOrgRole | ActionKind::SetTeamRole | ActionKind::RemoveFromTeam => {
+            a.from.as_deref() == Some("admin") && a.role.as_deref() != Some("admin")
+        }
         ActionKind::DeprovisionUser => a
             .user_id
             .as_deref()
@@ -240,13 +267,19 @@ async fn live_admin_check(client: &WandbClient, policy: &Policy, a: &Action, org
     if org_loss {
         match client.count_active_admins().await {
             Ok(n) if n > floor => {}
-            Ok(n) => return Some(format!("refused by the live admin re-check: W&B has {n} active org admin(s) now and guards.min_org_admins = {floor}")),
+            Ok(n) => {
+                return Some(format!(
+                    "refused by the live admin re-check: W&B has {n} active org admin(s) now and guards.min_org_admins = {floor}"
+                ))
+            }
             Err(e) => return Some(format!("refused: could not re-check the live admin count ({e})")),
         }
     }
     let teams: Vec<&str> = match a.kind {
         ActionKind::SetTeamRole | ActionKind::RemoveFromTeam => a.team.as_deref().into_iter().collect(),
-        ActionKind::DeprovisionUser => user.map(|u| u.teams.iter().filter(|(_, r)| r.is_admin()).map(|(t, _)| t.as_str()).collect()).unwrap_or_default(),
+        ActionKind::DeprovisionUser => user
+            .map(|u| u.teams.iter().filter(|(_, r)| r.is_admin()).map(|(t, _)| t.as_str()).collect())
+            .unwrap_or_default(),
         _ => vec![],
     };
     let tfloor = policy.guards.min_team_admins;
@@ -256,7 +289,11 @@ async fn live_admin_check(client: &WandbClient, policy: &Policy, a: &Action, org
         }
         match client.team_admin_count(t).await {
             Ok(n) if n > tfloor => {}
-            Ok(n) => return Some(format!("refused by the live admin re-check: team {t} has {n} admin(s) now and guards.min_team_admins = {tfloor}")),
+            Ok(n) => {
+                return Some(format!(
+                    "refused by the live admin re-check: team {t} has {n} admin(s) now and guards.min_team_admins = {tfloor}"
+                ))
+            }
             Err(e) => return Some(format!("refused: could not re-check the admins of team {t} ({e})")),
         }
     }
@@ -264,13 +301,7 @@ async fn live_admin_check(client: &WandbClient, policy: &Policy, a: &Action, org
 }
 
 /// Runs one action. Returns the result and any new W&B id it produced.
-async fn execute(
-    client: &WandbClient,
-    ids: &Ids,
-    people: &People,
-    policy: &Policy,
-    a: &Action,
-) -> (ActionResult, Option<(Email, String)>, Option<(String, String)>) {
+async fn execute(client: &WandbClient, ids: &Ids, people: &People, policy: &Policy, a: &Action) -> Executed {
     let user_id = || -> Result<String, String> {
         a.user_id
             .clone()
@@ -295,7 +326,10 @@ async fn execute(
             let Some(email) = a.user.clone() else {
                 return (ActionResult::Failed("create_user without an email".into()), None, None);
             };
-            let (username, display) = people.get(&email).map(|(u, d)| (u.as_str(), d.as_str())).unwrap_or((email.as_str(), ""));
+            let (username, display) = people
+                .get(&email)
+                .map(|(u, d)| (u.as_str(), d.as_str()))
+                .unwrap_or((email.as_str(), ""));
             match client.create_user(&email, username, display, &[]).await {
                 Ok(u) => (ActionResult::Applied, Some((email, u.id)), None),
                 Err(e) => (fail(e), None, None),
@@ -331,7 +365,11 @@ async fn execute(
             (Err(e), _) | (_, Err(e)) => (ActionResult::Failed(e), None, None),
         },
         ActionKind::SetTeamRole => match user_id() {
-            Ok(uid) => to_result(client.set_team_role(&uid, a.team.as_deref().unwrap_or_default(), &TeamRole::new(role)).await),
+            Ok(uid) => to_result(
+                client
+                    .set_team_role(&uid, a.team.as_deref().unwrap_or_default(), &TeamRole::new(role))
+                    .await,
+            ),
             Err(e) => (ActionResult::Failed(e), None, None),
         },
         ActionKind::RemoveFromTeam => match (user_id(), team_id()) {
@@ -346,7 +384,7 @@ async fn execute(
     (res, new_user, new_team)
 }
 
-fn to_result(r: Result<(), TargetError>) -> (ActionResult, Option<(Email, String)>, Option<(String, String)>) {
+fn to_result(r: Result<(), TargetError>) -> Executed {
     match r {
         Ok(()) => (ActionResult::Applied, None, None),
         Err(e) => (ActionResult::Failed(e.to_string()), None, None),
@@ -382,7 +420,14 @@ pub fn describe(r: &ActionResult) -> String {
 }
 
 /// Journals the start of an action, unless a resumed journal entry already did.
-fn begin(store: &mut StateStore, audit: &mut AuditLog, run_id: &str, actor: &str, a: &Action, resumed: &BTreeMap<ActionId, String>) -> Result<(), ApplyError> {
+fn begin(
+    store: &mut StateStore,
+    audit: &mut AuditLog,
+    run_id: &str,
+    actor: &str,
+    a: &Action,
+    resumed: &BTreeMap<ActionId, String>,
+) -> Result<(), ApplyError> {
     if resumed.contains_key(&a.id) {
         return Ok(());
     }
@@ -391,12 +436,34 @@ fn begin(store: &mut StateStore, audit: &mut AuditLog, run_id: &str, actor: &str
     Ok(())
 }
 
-fn after(store: &mut StateStore, audit: &mut AuditLog, run_id: &str, actor: &str, a: &Action, res: &ActionResult) -> Result<(), ApplyError> {
+fn after(
+    store: &mut StateStore,
+    audit: &mut AuditLog,
+    run_id: &str,
+    actor: &str,
+    a: &Action,
+    res: &ActionResult,
+) -> Result<(), ApplyError> {
     finish(store, audit, run_id, actor, a, res, &describe(res))
 }
 
-fn finish(store: &mut StateStore, audit: &mut AuditLog, run_id: &str, actor: &str, a: &Action, res: &ActionResult, detail: &str) -> Result<(), ApplyError> {
-    store.journal_end(run_id, &a.id, &Outcome { ok: res.ok(), detail: detail.to_string() })?;
+fn finish(
+    store: &mut StateStore,
+    audit: &mut AuditLog,
+    run_id: &str,
+    actor: &str,
+    a: &Action,
+    res: &ActionResult,
+    detail: &str,
+) -> Result<(), ApplyError> {
+    store.journal_end(
+        run_id,
+        &a.id,
+        &Outcome {
+            ok: res.ok(),
+            detail: detail.to_string(),
+        },
+    )?;
     let mut rec = audit_record(run_id, actor, a, "end", Some(res));
     rec.detail = Some(detail.to_string());
     audit.append(&rec)?;
@@ -416,7 +483,14 @@ fn finish(store: &mut StateStore, audit: &mut AuditLog, run_id: &str, actor: &st
 }
 
 /// A skipped action never reached W&B: it is audited, not journaled.
-fn record_skip(audit: &mut AuditLog, run_id: &str, actor: &str, a: &Action, why: String, report: &mut ApplyReport) -> Result<(), ApplyError> {
+fn record_skip(
+    audit: &mut AuditLog,
+    run_id: &str,
+    actor: &str,
+    a: &Action,
+    why: String,
+    report: &mut ApplyReport,
+) -> Result<(), ApplyError> {
     let res = ActionResult::Skipped(why);
     let mut rec = audit_record(run_id, actor, a, "skip", Some(&res));
     rec.result = Some("skipped".into());

@@ -30,7 +30,11 @@ impl Env {
 
     pub fn from_loaded(loaded: Loaded) -> Result<Env, Error> {
         let Loaded { config, path, warnings } = loaded;
-        let base_dir = path.parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from("."));
+        let base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
         let inventory = config.load_inventory(&base_dir)?;
         let policy = config.policy(inventory.as_ref())?;
         Ok(Env {
@@ -85,7 +89,14 @@ pub fn plan_now(env: &Env, dir: &DirectorySnapshot, org: &OrgSnapshot, state: &P
 
 /// Stores what a plan learned: tombstone clocks, and the directory size and anchors when
 /// the read looks healthy (a suspicious read never becomes the new baseline).
-pub fn persist_plan_state(store: &mut StateStore, env: &Env, plan: &Plan, dir: &DirectorySnapshot, org: &OrgSnapshot, state: &PlanState) -> Result<(), Error> {
+pub fn persist_plan_state(
+    store: &mut StateStore,
+    env: &Env,
+    plan: &Plan,
+    dir: &DirectorySnapshot,
+    org: &OrgSnapshot,
+    state: &PlanState,
+) -> Result<(), Error> {
     store.replace_tombstones(&plan.tombstones)?;
     if plan::source_read_is_good(dir, org, &env.policy, state) {
         let anchors = dir

@@ -21,7 +21,12 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
     match cli.command {
         Command::CheckConfig { config, connect } => check_config(&config_path(config), connect).await,
         Command::Plan { config, format, out } => plan(&config_path(config), format, out.as_deref()).await,
-        Command::Apply { config, plan, approve, yes } => {
+        Command::Apply {
+            config,
+            plan,
+            approve,
+            yes,
+        } => {
             let opts = ApplyOpts {
                 plan_file: plan,
                 approve,
@@ -39,7 +44,10 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
 /// Logs go to stderr; `RUST_LOG` tunes them (the daemon uses `[log]`).
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn config_path(c: ConfigArg) -> PathBuf {
@@ -87,7 +95,15 @@ fn read_file(path: &Path) -> Result<String, Error> {
     })
 }
 
-fn record(store: &mut StateStore, run_id: &str, command: &str, started: chrono::DateTime<Utc>, result: &str, summary: BTreeMap<String, usize>, error: Option<String>) -> Result<(), Error> {
+fn record(
+    store: &mut StateStore,
+    run_id: &str,
+    command: &str,
+    started: chrono::DateTime<Utc>,
+    result: &str,
+    summary: BTreeMap<String, usize>,
+    error: Option<String>,
+) -> Result<(), Error> {
     store.record_run(&RunRecord {
         run_id: run_id.to_string(),
         command: command.to_string(),
@@ -105,9 +121,17 @@ async fn check_config(path: &Path, connect: bool) -> Result<u8, Error> {
     let c = &env.config;
     println!("{}: configuration OK", env.path.display());
     println!("  source: {}", c.source.kind.as_str());
-    println!("  target: {} ({:?}, scim path {})", c.target.url, env.policy.deployment, c.target.scim_path);
+    println!(
+        "  target: {} ({:?}, scim path {})",
+        c.target.url, env.policy.deployment, c.target.scim_path
+    );
     println!("  managed domains: {}", env.policy.managed_domains.join(", "));
-    println!("  org-role rules: {}, team mappings: {}, pipeline-key owners: {}", env.policy.org_roles.len(), env.policy.teams.len(), env.policy.guards.pipeline_owners.len());
+    println!(
+        "  org-role rules: {}, team mappings: {}, pipeline-key owners: {}",
+        env.policy.org_roles.len(),
+        env.policy.teams.len(),
+        env.policy.guards.pipeline_owners.len()
+    );
     println!("  state: {}", env.state_dir().display());
     if !connect {
         return Ok(exit::IN_SYNC);
@@ -117,14 +141,29 @@ async fn check_config(path: &Path, connect: bool) -> Result<u8, Error> {
     println!("directory: read OK: {} people, {} groups", dir.people.len(), dir.groups.len());
     let state = crate::plan::PlanState::default();
     let org = client.snapshot().await?;
-    println!("W&B: {} users ({} active), {} teams", org.users.len(), org.users.iter().filter(|u| u.active).count(), org.teams.len());
+    println!(
+        "W&B: {} users ({} active), {} teams",
+        org.users.len(),
+        org.users.iter().filter(|u| u.active).count(),
+        org.teams.len()
+    );
     let plan = sync::plan_now(&env, &dir, &org, &state, Utc::now());
     let mut refs: Vec<(String, String)> = Vec::new();
     if let Some(g) = &env.policy.auto_add_group {
         refs.push(("auto_add_group".into(), g.clone()));
     }
-    refs.extend(env.policy.org_roles.iter().map(|r| (format!("org_roles ({})", r.role), r.group.clone())));
-    refs.extend(env.policy.teams.iter().map(|r| (format!("team {} ({})", r.team, r.role), r.group.clone())));
+    refs.extend(
+        env.policy
+            .org_roles
+            .iter()
+            .map(|r| (format!("org_roles ({})", r.role), r.group.clone())),
+    );
+    refs.extend(
+        env.policy
+            .teams
+            .iter()
+            .map(|r| (format!("team {} ({})", r.team, r.role), r.group.clone())),
+    );
     for (what, g) in refs {
         let members: BTreeSet<&String> = dir.groups.iter().filter(|x| x.matches(&g)).flat_map(|x| x.members.iter()).collect();
         let found = dir.groups.iter().any(|x| x.matches(&g));
@@ -155,7 +194,15 @@ async fn plan(path: &Path, format: Format, out: Option<&Path>) -> Result<u8, Err
     let (dir, org) = match sync::read_both(&env, &client).await {
         Ok(v) => v,
         Err(e) => {
-            record(&mut store, &run_id, "plan", started, "failure", BTreeMap::new(), Some(e.to_string()))?;
+            record(
+                &mut store,
+                &run_id,
+                "plan",
+                started,
+                "failure",
+                BTreeMap::new(),
+                Some(e.to_string()),
+            )?;
             return Err(e);
         }
     };
@@ -165,7 +212,16 @@ async fn plan(path: &Path, format: Format, out: Option<&Path>) -> Result<u8, Err
         write_file(out, &report::render_json(&plan))?;
         eprintln!("plan saved to {}", out.display());
     }
-    print!("{}", report::render(&plan, format, &RenderOptions { color: color_stdout(format) }));
+    print!(
+        "{}",
+        report::render(
+            &plan,
+            format,
+            &RenderOptions {
+                color: color_stdout(format)
+            }
+        )
+    );
     let code = plan_exit_code(&plan);
     record(&mut store, &run_id, "plan", started, "success", plan.summary.clone(), None)?;
     Ok(code)
@@ -195,7 +251,15 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
     let (dir, org) = match sync::read_both(&env, &client).await {
         Ok(v) => v,
         Err(e) => {
-            record(&mut store, &run_id, "apply", started, "failure", BTreeMap::new(), Some(e.to_string()))?;
+            record(
+                &mut store,
+                &run_id,
+                "apply",
+                started,
+                "failure",
+                BTreeMap::new(),
+                Some(e.to_string()),
+            )?;
             return Err(e);
         }
     };
@@ -220,19 +284,49 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
             }
         }
         for a in &dropped {
-            eprintln!("stale: {} {} {} is not in the fresh plan unchanged: dropped", a.id, a.kind, a.user.as_ref().map(|u| u.as_str()).or(a.team.as_deref()).unwrap_or(""));
+            eprintln!(
+                "stale: {} {} {} is not in the fresh plan unchanged: dropped",
+                a.id,
+                a.kind,
+                a.user.as_ref().map(|u| u.as_str()).or(a.team.as_deref()).unwrap_or("")
+            );
         }
-        to_apply.actions.retain(|f| !f.is_ready() || reviewed.get(&f.id).is_some_and(|r| same_change(f, r)));
-        let extra = fresh.ready().filter(|f| !reviewed.get(&f.id).is_some_and(|r| same_change(f, r))).count();
+        to_apply
+            .actions
+            .retain(|f| !f.is_ready() || reviewed.get(&f.id).is_some_and(|r| same_change(f, r)));
+        let extra = fresh
+            .ready()
+            .filter(|f| !reviewed.get(&f.id).is_some_and(|r| same_change(f, r)))
+            .count();
         if extra > 0 {
-            eprintln!("{extra} ready action(s) of the fresh plan are not in {}: not applied (plan again to review them)", opts.plan_file.as_deref().map(|p| p.display().to_string()).unwrap_or_default());
+            eprintln!(
+                "{extra} ready action(s) of the fresh plan are not in {}: not applied (plan again to review them)",
+                opts.plan_file.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
+            );
         }
     }
 
-    print!("{}", report::render(&to_apply, Format::Text, &RenderOptions { color: color_stdout(Format::Text) }));
+    print!(
+        "{}",
+        report::render(
+            &to_apply,
+            Format::Text,
+            &RenderOptions {
+                color: color_stdout(Format::Text)
+            }
+        )
+    );
     let ready = to_apply.ready().count();
     if ready == 0 {
-        record(&mut store, &run_id, "apply", started, if fresh.held().next().is_some() { "held" } else { "success" }, fresh.summary.clone(), None)?;
+        record(
+            &mut store,
+            &run_id,
+            "apply",
+            started,
+            if fresh.held().next().is_some() { "held" } else { "success" },
+            fresh.summary.clone(),
+            None,
+        )?;
         return Ok(if fresh.held().next().is_some() { exit::HELD } else { exit::IN_SYNC });
     }
     if !opts.yes && std::io::stdin().is_terminal() {
@@ -292,7 +386,12 @@ pub(crate) fn print_results(report: &apply::ApplyReport) {
         let team = a.team.as_deref().map(|t| format!(" team {t}")).unwrap_or_default();
         println!("  {mark} {} {} {who}{team}: {}", a.id, a.kind, apply::describe(r));
     }
-    println!("{} applied, {} failed, {} skipped", report.applied(), report.failed(), report.skipped());
+    println!(
+        "{} applied, {} failed, {} skipped",
+        report.applied(),
+        report.failed(),
+        report.skipped()
+    );
 }
 
 /// Builds approvals for `ids` (all overridable held actions when empty), refusing ids
@@ -305,7 +404,11 @@ fn approvals_for(plan: &Plan, ids: &[String], env: &Env, by: &str) -> Result<Vec
     } else {
         let mut out = Vec::new();
         for id in ids {
-            let a = plan.actions.iter().find(|a| a.id.as_str() == id).ok_or_else(|| Error::Usage(format!("action {id} is not in the plan: plan again and use an id it shows")))?;
+            let a = plan
+                .actions
+                .iter()
+                .find(|a| a.id.as_str() == id)
+                .ok_or_else(|| Error::Usage(format!("action {id} is not in the plan: plan again and use an id it shows")))?;
             if a.is_ready() {
                 return Err(Error::Usage(format!("action {id} is not held: nothing to approve")));
             }
@@ -343,10 +446,20 @@ fn approve(path: &Path, plan_file: &Path, ids: &[String]) -> Result<u8, Error> {
     store.add_approvals(&approvals)?;
     for a in &approvals {
         if let Some(act) = plan.action(&a.action_id) {
-            println!("approved {} {} {} (held by {}) until {}", a.action_id, act.kind, act.user.as_ref().map(|u| u.as_str()).or(act.team.as_deref()).unwrap_or(""), act.guard.map(|g| g.to_string()).unwrap_or_default(), a.expires_at.format("%Y-%m-%dT%H:%M:%SZ"));
+            println!(
+                "approved {} {} {} (held by {}) until {}",
+                a.action_id,
+                act.kind,
+                act.user.as_ref().map(|u| u.as_str()).or(act.team.as_deref()).unwrap_or(""),
+                act.guard.map(|g| g.to_string()).unwrap_or_default(),
+                a.expires_at.format("%Y-%m-%dT%H:%M:%SZ")
+            );
         }
     }
-    println!("{} approval(s) recorded. The next `idsync apply` (or daemon run) applies them if they are still in the plan unchanged.", approvals.len());
+    println!(
+        "{} approval(s) recorded. The next `idsync apply` (or daemon run) applies them if they are still in the plan unchanged.",
+        approvals.len()
+    );
     Ok(exit::IN_SYNC)
 }
 
@@ -361,7 +474,15 @@ fn status(path: &Path) -> Result<u8, Error> {
         println!("last runs:");
         for r in &runs {
             let counts: Vec<String> = r.summary.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            println!("  {} {:<6} {:<8} {} {}{}", r.started_at.format("%Y-%m-%dT%H:%M:%SZ"), r.command, r.result, r.run_id, counts.join(" "), r.error.as_deref().map(|e| format!(" error: {e}")).unwrap_or_default());
+            println!(
+                "  {} {:<6} {:<8} {} {}{}",
+                r.started_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                r.command,
+                r.result,
+                r.run_id,
+                counts.join(" "),
+                r.error.as_deref().map(|e| format!(" error: {e}")).unwrap_or_default()
+            );
         }
     }
     let state = store.load_plan_state()?;
@@ -373,7 +494,12 @@ fn status(path: &Path) -> Result<u8, Error> {
     let pending: Vec<_> = state.approvals.iter().filter(|a| a.expires_at > now).collect();
     println!("pending approvals: {}", pending.len());
     for a in pending {
-        println!("  {} by {} until {}", a.action_id, a.approved_by, a.expires_at.format("%Y-%m-%dT%H:%M:%SZ"));
+        println!(
+            "  {} by {} until {}",
+            a.action_id,
+            a.approved_by,
+            a.expires_at.format("%Y-%m-%dT%H:%M:%SZ")
+        );
     }
     Ok(exit::IN_SYNC)
 }

@@ -89,7 +89,9 @@ pub async fn run() -> Result<u8, Error> {
         ..SandboxOptions::default()
     };
     let addr = "127.0.0.1:0".parse().map_err(|_| Error::Usage("bad loopback address".into()))?;
-    let sb = sandbox::spawn(opts, org, addr).await.map_err(|e| Error::Usage(format!("cannot start the W&B sandbox on loopback: {e}")))?;
+    let sb = sandbox::spawn(opts, org, addr)
+        .await
+        .map_err(|e| Error::Usage(format!("cannot start the W&B sandbox on loopback: {e}")))?;
     let tmp = tempdir()?;
     let dir = tmp.path();
     std::fs::write(dir.join("directory.ldif"), DEMO_LDIF).map_err(io(format!("cannot write {}", dir.display())))?;
@@ -97,7 +99,10 @@ pub async fn run() -> Result<u8, Error> {
     let cfg_path = dir.join("idsync.toml");
     std::fs::write(&cfg_path, demo_config(&sb.url())).map_err(io(format!("cannot write {}", cfg_path.display())))?;
 
-    println!("idsync demo: a W&B sandbox is serving on {} (SaaS semantics), with an example org.", sb.url());
+    println!(
+        "idsync demo: a W&B sandbox is serving on {} (SaaS semantics), with an example org.",
+        sb.url()
+    );
     println!("The directory is an example LDIF (a few dozen people, nested groups, an admin group).");
     println!("Config: {}\n", cfg_path.display());
 
@@ -118,7 +123,10 @@ async fn tour(env: &Env) -> Result<u8, Error> {
     let plan = sync::plan_now(env, &dir, &org, &state, Utc::now());
     sync::persist_plan_state(&mut store, env, &plan, &dir, &org, &state)?;
     print!("{}", report::render(&plan, Format::Text, &RenderOptions { color }));
-    println!("\n(exit code would be {}: some actions are held for a human)\n", plan_exit_code(&plan));
+    println!(
+        "\n(exit code would be {}: some actions are held for a human)\n",
+        plan_exit_code(&plan)
+    );
 
     println!("== 2. idsync apply --yes =====================================================\n");
     let mut audit = AuditLog::open(&env.state_dir())?;
@@ -152,11 +160,18 @@ async fn tour(env: &Env) -> Result<u8, Error> {
     } else {
         println!("{ready} action(s) still ready: the org did not converge (this is a bug; please report it).");
     }
-    Ok(if ready == 0 && result.failed() == 0 { exit::IN_SYNC } else { exit::ERROR })
+    Ok(if ready == 0 && result.failed() == 0 {
+        exit::IN_SYNC
+    } else {
+        exit::ERROR
+    })
 }
 
 fn tempdir() -> Result<tempfile::TempDir, Error> {
-    tempfile::Builder::new().prefix("idsync-demo-").tempdir().map_err(io("cannot create a temporary directory".into()))
+    tempfile::Builder::new()
+        .prefix("idsync-demo-")
+        .tempdir()
+        .map_err(io("cannot create a temporary directory".into()))
 }
 
 pub async fn sandbox(args: SandboxArgs) -> Result<u8, Error> {
@@ -171,10 +186,18 @@ pub async fn sandbox(args: SandboxArgs) -> Result<u8, Error> {
         "saas" => Deployment::Saas,
         "dedicated" => Deployment::Dedicated,
         "self-managed" => Deployment::SelfManaged,
-        other => return Err(Error::Usage(format!("--deployment {other:?}: expected saas, dedicated or self-managed"))),
+        other => {
+            return Err(Error::Usage(format!(
+                "--deployment {other:?}: expected saas, dedicated or self-managed"
+            )))
+        }
     };
     let latency = HumanDuration::parse(&args.latency).map_err(|e| Error::Usage(format!("--latency: {e}")))?;
-    for (name, v) in [("--fail-rate", args.fail_rate), ("--throttle-rate", args.throttle_rate), ("--malformed-rate", args.malformed_rate)] {
+    for (name, v) in [
+        ("--fail-rate", args.fail_rate),
+        ("--throttle-rate", args.throttle_rate),
+        ("--malformed-rate", args.malformed_rate),
+    ] {
         if !(0.0..=1.0).contains(&v) {
             return Err(Error::Usage(format!("{name} {v}: expected a share between 0 and 1")));
         }
@@ -192,7 +215,12 @@ pub async fn sandbox(args: SandboxArgs) -> Result<u8, Error> {
         seat_limit: args.seat_limit,
         ..SandboxOptions::default()
     };
-    eprintln!("W&B sandbox on http://{} (Ctrl-C stops it). State: GET /_sandbox/state", args.listen);
-    sandbox::serve_forever(opts, org, args.listen).await.map_err(|e| Error::Usage(format!("sandbox: {e}")))?;
+    eprintln!(
+        "W&B sandbox on http://{} (Ctrl-C stops it). State: GET /_sandbox/state",
+        args.listen
+    );
+    sandbox::serve_forever(opts, org, args.listen)
+        .await
+        .map_err(|e| Error::Usage(format!("sandbox: {e}")))?;
     Ok(exit::IN_SYNC)
 }

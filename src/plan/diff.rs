@@ -7,7 +7,9 @@ use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use crate::model::{Email, OrgRole, OrgSnapshot, OrgUser, TeamRole};
 
 use super::mapping::{in_domain_scope, Desired, DesiredPerson};
-use super::types::{Action, ActionId, ActionKind, DeprovisionMode, Deployment, PlanState, Policy, TeamMembershipMode, Tombstone, TombstoneCause};
+use super::types::{
+    Action, ActionId, ActionKind, Deployment, DeprovisionMode, PlanState, Policy, TeamMembershipMode, Tombstone, TombstoneCause,
+};
 
 /// What the diff produces before the guards look at it.
 #[derive(Debug, Default)]
@@ -33,7 +35,10 @@ pub(crate) fn org_by_email(org: &OrgSnapshot) -> BTreeMap<Email, &OrgUser> {
 
 fn add_chrono(t: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
     // Durations come from config and are bounded by parsing; saturate rather than panic.
-    ChronoDuration::from_std(d).ok().and_then(|d| t.checked_add_signed(d)).unwrap_or(DateTime::<Utc>::MAX_UTC)
+    ChronoDuration::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 pub(crate) fn diff(desired: &Desired<'_>, org: &OrgSnapshot, policy: &Policy, state: &PlanState, now: DateTime<Utc>) -> Diff {
@@ -57,25 +62,67 @@ pub(crate) fn diff(desired: &Desired<'_>, org: &OrgSnapshot, policy: &Policy, st
                     let dep = create.id.clone();
                     out.actions.push(create);
                     // W&B creates users as org members.
-                    let current = UserView { role: OrgRole::Member, teams: BTreeMap::new() };
-                    changes_for(&mut out.actions, email, None, want, &current, desired, policy, state, Some(&dep), &team_create_ids);
+                    let current = UserView {
+                        role: OrgRole::Member,
+                        teams: BTreeMap::new(),
+                    };
+                    changes_for(
+                        &mut out.actions,
+                        email,
+                        None,
+                        want,
+                        &current,
+                        desired,
+                        policy,
+                        state,
+                        Some(&dep),
+                        &team_create_ids,
+                    );
                 }
             }
             Some(u) if !u.active => {
                 if let Some(reason) = &want.may_create {
-                    let mut re = Action::new(ActionKind::ReactivateUser, Some(email.clone()), None, None, format!("{reason}; the W&B user is inactive"));
+                    let mut re = Action::new(
+                        ActionKind::ReactivateUser,
+                        Some(email.clone()),
+                        None,
+                        None,
+                        format!("{reason}; the W&B user is inactive"),
+                    );
                     re.user_id = Some(u.id.clone());
                     re.from = Some("inactive".into());
                     re.to = Some("active".into());
                     let dep = re.id.clone();
                     out.actions.push(re);
                     let current = UserView::of(u, policy.deployment, true);
-                    changes_for(&mut out.actions, email, Some(&u.id), want, &current, desired, policy, state, Some(&dep), &team_create_ids);
+                    changes_for(
+                        &mut out.actions,
+                        email,
+                        Some(&u.id),
+                        want,
+                        &current,
+                        desired,
+                        policy,
+                        state,
+                        Some(&dep),
+                        &team_create_ids,
+                    );
                 }
             }
             Some(u) => {
                 let current = UserView::of(u, policy.deployment, false);
-                changes_for(&mut out.actions, email, Some(&u.id), want, &current, desired, policy, state, None, &team_create_ids);
+                changes_for(
+                    &mut out.actions,
+                    email,
+                    Some(&u.id),
+                    want,
+                    &current,
+                    desired,
+                    policy,
+                    state,
+                    None,
+                    &team_create_ids,
+                );
             }
         }
     }
@@ -98,7 +145,12 @@ pub(crate) fn diff(desired: &Desired<'_>, org: &OrgSnapshot, policy: &Policy, st
             if out.actions.iter().any(|a| a.id == create_id) {
                 out.identity_pairs.insert(create_id.clone());
                 if policy.deprovision != DeprovisionMode::Off {
-                    let mut d = deprovision(email, u, policy, format!("identity change: {source_ref} kept its anchor but its email moved from {email} to {new_email}"));
+                    let mut d = deprovision(
+                        email,
+                        u,
+                        policy,
+                        format!("identity change: {source_ref} kept its anchor but its email moved from {email} to {new_email}"),
+                    );
                     d.depends_on.push(create_id);
                     out.identity_pairs.insert(d.id.clone());
                     out.actions.push(d);
@@ -107,8 +159,16 @@ pub(crate) fn diff(desired: &Desired<'_>, org: &OrgSnapshot, policy: &Policy, st
             }
         }
         let (cause, grace, what) = match desired.disabled.get(email) {
-            Some(p) => (TombstoneCause::Disabled, policy.disabled_grace_period, format!("disabled in the directory ({})", p.source_ref)),
-            None => (TombstoneCause::Missing, policy.grace_period, "missing from the directory".to_string()),
+            Some(p) => (
+                TombstoneCause::Disabled,
+                policy.disabled_grace_period,
+                format!("disabled in the directory ({})", p.source_ref),
+            ),
+            None => (
+                TombstoneCause::Missing,
+                policy.grace_period,
+                "missing from the directory".to_string(),
+            ),
         };
         let since = state.tombstones.get(email).map(|t| t.since).filter(|s| *s <= now).unwrap_or(now);
         let after = (policy.deprovision != DeprovisionMode::Off).then(|| add_chrono(since, grace));
@@ -120,13 +180,18 @@ pub(crate) fn diff(desired: &Desired<'_>, org: &OrgSnapshot, policy: &Policy, st
         });
         if let Some(after) = after {
             if now >= after {
-                let reason = format!("{what} since {} (grace {} expired)", since.format("%Y-%m-%dT%H:%M:%SZ"), crate::config::HumanDuration(grace));
+                let reason = format!(
+                    "{what} since {} (grace {} expired)",
+                    since.format("%Y-%m-%dT%H:%M:%SZ"),
+                    crate::config::HumanDuration(grace)
+                );
                 out.actions.push(deprovision(email, u, policy, reason));
             }
         }
     }
 
-    out.actions.sort_by(|a, b| (a.phase(), &a.user, &a.team, a.kind, &a.id).cmp(&(b.phase(), &b.user, &b.team, b.kind, &b.id)));
+    out.actions
+        .sort_by(|a, b| (a.phase(), &a.user, &a.team, a.kind, &a.id).cmp(&(b.phase(), &b.user, &b.team, b.kind, &b.id)));
     out
 }
 
@@ -198,11 +263,17 @@ fn changes_for(
         Some(w) => Some((w.role.clone(), w.reason.clone())),
         None if dep.is_some() && current.role != policy.default_org_role => Some((
             policy.default_org_role.clone(),
-            format!("policy.default_org_role = {} for a new user in no org-role group", policy.default_org_role),
+            format!(
+                "policy.default_org_role = {} for a new user in no org-role group",
+                policy.default_org_role
+            ),
         )),
         None if current.role == OrgRole::Admin && desired.admin_group_named && policy.default_org_role != OrgRole::Admin => Some((
             policy.default_org_role.clone(),
-            format!("{} is in no org-role group and policy.org_roles names an admin group: demote to default_org_role", want.person.source_ref),
+            format!(
+                "{} is in no org-role group and policy.org_roles names an admin group: demote to default_org_role",
+                want.person.source_ref
+            ),
         )),
         None => None,
     };
@@ -210,7 +281,13 @@ fn changes_for(
         let demotes_admin = current.role == OrgRole::Admin && role != OrgRole::Admin;
         let allowed = matches!(role, OrgRole::Admin | OrgRole::Member) && (!demotes_admin || desired.admin_group_named);
         if allowed && role != current.role {
-            let mut a = Action::new(ActionKind::SetOrgRole, Some(email.clone()), None, Some(role.as_str().to_string()), reason);
+            let mut a = Action::new(
+                ActionKind::SetOrgRole,
+                Some(email.clone()),
+                None,
+                Some(role.as_str().to_string()),
+                reason,
+            );
             a.from = Some(current.role.as_str().to_string());
             a.to = Some(role.as_str().to_string());
             push(a, None);
@@ -226,12 +303,24 @@ fn changes_for(
         let have = current.teams.get(team);
         match (wanted, have) {
             (Some(w), None) => {
-                let mut a = Action::new(ActionKind::AddToTeam, Some(email.clone()), Some(team.clone()), Some(w.role.as_str().to_string()), w.reason.clone());
+                let mut a = Action::new(
+                    ActionKind::AddToTeam,
+                    Some(email.clone()),
+                    Some(team.clone()),
+                    Some(w.role.as_str().to_string()),
+                    w.reason.clone(),
+                );
                 a.to = Some(w.role.as_str().to_string());
                 push(a, team_create_ids.get(team.as_str()));
             }
             (Some(w), Some(h)) if &w.role != h => {
-                let mut a = Action::new(ActionKind::SetTeamRole, Some(email.clone()), Some(team.clone()), Some(w.role.as_str().to_string()), w.reason.clone());
+                let mut a = Action::new(
+                    ActionKind::SetTeamRole,
+                    Some(email.clone()),
+                    Some(team.clone()),
+                    Some(w.role.as_str().to_string()),
+                    w.reason.clone(),
+                );
                 a.from = Some(h.as_str().to_string());
                 a.to = Some(w.role.as_str().to_string());
                 push(a, None);

@@ -50,7 +50,13 @@ impl Slot {
 
 /// Runs every guard over `actions` and sets each action's status, guard and reason.
 pub(crate) fn run(actions: &mut [Action], input: &GuardInput<'_>) {
-    let approved: BTreeSet<&ActionId> = input.state.approvals.iter().filter(|a| a.expires_at > input.now).map(|a| &a.action_id).collect();
+    let approved: BTreeSet<&ActionId> = input
+        .state
+        .approvals
+        .iter()
+        .filter(|a| a.expires_at > input.now)
+        .map(|a| &a.action_id)
+        .collect();
     let mut slots: Vec<Slot> = actions
         .iter()
         .map(|a| Slot {
@@ -99,7 +105,10 @@ pub(crate) fn run(actions: &mut [Action], input: &GuardInput<'_>) {
 /// For each action, the positions of the actions it depends on (resolved once).
 fn dependency_positions(actions: &[Action]) -> Vec<Vec<usize>> {
     let index: HashMap<&ActionId, usize> = actions.iter().enumerate().map(|(i, a)| (&a.id, i)).collect();
-    actions.iter().map(|a| a.depends_on.iter().filter_map(|d| index.get(d).copied()).collect()).collect()
+    actions
+        .iter()
+        .map(|a| a.depends_on.iter().filter_map(|d| index.get(d).copied()).collect())
+        .collect()
 }
 
 /// Holds dependents of held actions, to a fixpoint.
@@ -137,7 +146,10 @@ fn propagate(actions: &[Action], deps: &[Vec<usize>], slots: &mut [Slot]) {
 fn self_identity(actions: &[Action], slots: &mut [Slot], input: &GuardInput<'_>) {
     for (a, s) in actions.iter().zip(slots.iter_mut()) {
         if a.user.as_ref().is_some_and(|u| input.self_emails.contains(u)) {
-            s.hold(Guard::SelfIdentity, "this is the identity idsync authenticates as (target.username): idsync never changes itself".into());
+            s.hold(
+                Guard::SelfIdentity,
+                "this is the identity idsync authenticates as (target.username): idsync never changes itself".into(),
+            );
         }
     }
 }
@@ -195,10 +207,16 @@ fn mass_deprovision(actions: &[Action], slots: &mut [Slot], input: &GuardInput<'
     }
     // The base counts users this plan adds, so that it is the same on the next run after
     // they exist: a plan must not release on re-plan what it held now.
-    let adds = actions.iter().filter(|a| matches!(a.kind, ActionKind::CreateUser | ActionKind::ReactivateUser)).count();
+    let adds = actions
+        .iter()
+        .filter(|a| matches!(a.kind, ActionKind::CreateUser | ActionKind::ReactivateUser))
+        .count();
     let base = input.in_scope_active + adds;
     let reason = if n > g.max_deprovisions {
-        Some(format!("{n} deprovisions in one run exceed guards.max_deprovisions = {}", g.max_deprovisions))
+        Some(format!(
+            "{n} deprovisions in one run exceed guards.max_deprovisions = {}",
+            g.max_deprovisions
+        ))
     } else if (n as u128) * 100 > (g.max_deprovision_percent as u128) * (base as u128) {
         Some(format!(
             "{n} deprovisions are more than guards.max_deprovision_percent = {}% of {base} in-scope users",
@@ -229,7 +247,10 @@ fn mass_team_removal(actions: &[Action], slots: &mut [Slot], input: &GuardInput<
         let team = a.team.as_deref().unwrap_or("");
         let n = per_team.get(team).copied().unwrap_or(0);
         if n > max {
-            s.hold(Guard::MassTeamRemoval, format!("{n} removals from team {team} in one run exceed guards.max_team_removals = {max}"));
+            s.hold(
+                Guard::MassTeamRemoval,
+                format!("{n} removals from team {team} in one run exceed guards.max_team_removals = {max}"),
+            );
         }
     }
 }
@@ -274,7 +295,10 @@ fn seat_limit(actions: &[Action], slots: &mut [Slot], input: &GuardInput<'_>) {
         if free > 0 {
             free -= 1;
         } else {
-            s.hold(Guard::SeatLimit, format!("{active} active users and guards.max_seats = {max}: no seat left for this user"));
+            s.hold(
+                Guard::SeatLimit,
+                format!("{active} active users and guards.max_seats = {max}: no seat left for this user"),
+            );
         }
     }
 }
@@ -336,20 +360,37 @@ fn last_admin(actions: &[Action], slots: &mut [Slot], input: &GuardInput<'_>) {
             ActionKind::DeprovisionUser => match user {
                 Some(u) if u.active => (
                     u.org_role == OrgRole::Admin,
-                    u.teams.iter().filter(|(t, r)| r.is_admin() && input.managed_teams.contains(*t)).map(|(t, _)| t.as_str()).collect(),
+                    u.teams
+                        .iter()
+                        .filter(|(t, r)| r.is_admin() && input.managed_teams.contains(*t))
+                        .map(|(t, _)| t.as_str())
+                        .collect(),
                 ),
                 _ => (false, vec![]),
             },
-            ActionKind::RemoveFromTeam => (false, a.team.as_deref().filter(|_| a.from.as_deref() == Some("admin")).into_iter().collect()),
+            ActionKind::RemoveFromTeam => (
+                false,
+                a.team
+                    .as_deref()
+                    .filter(|_| a.from.as_deref() == Some("admin"))
+                    .into_iter()
+                    .collect(),
+            ),
             ActionKind::SetTeamRole => (
                 false,
-                a.team.as_deref().filter(|_| a.from.as_deref() == Some("admin") && a.role.as_deref() != Some("admin")).into_iter().collect(),
+                a.team
+                    .as_deref()
+                    .filter(|_| a.from.as_deref() == Some("admin") && a.role.as_deref() != Some("admin"))
+                    .into_iter()
+                    .collect(),
             ),
             _ => (false, vec![]),
         };
         let team_losses: Vec<&str> = team_losses.into_iter().filter(|t| teams_with_admins.contains(t)).collect();
         let org_breach = org_loss && org_admins < floors.min_org_admins + 1;
-        let team_breach = team_losses.iter().find(|t| team_admins.get(**t).copied().unwrap_or(0) < floors.min_team_admins + 1);
+        let team_breach = team_losses
+            .iter()
+            .find(|t| team_admins.get(**t).copied().unwrap_or(0) < floors.min_team_admins + 1);
         if org_breach {
             s.hold(
                 Guard::LastAdmin,

@@ -93,11 +93,22 @@ impl<'d> GroupIndex<'d> {
         if dn.is_none() && id.is_none() {
             return None;
         }
-        Some(dn.into_iter().chain(id).flatten().flat_map(|g| g.members.iter().map(String::as_str)).collect())
+        Some(
+            dn.into_iter()
+                .chain(id)
+                .flatten()
+                .flat_map(|g| g.members.iter().map(String::as_str))
+                .collect(),
+        )
     }
 }
 
-pub(crate) fn desired_state<'a>(dir: &'a DirectorySnapshot, org: &OrgSnapshot, policy: &Policy, anchors: &BTreeMap<String, Email>) -> Desired<'a> {
+pub(crate) fn desired_state<'a>(
+    dir: &'a DirectorySnapshot,
+    org: &OrgSnapshot,
+    policy: &Policy,
+    anchors: &BTreeMap<String, Email>,
+) -> Desired<'a> {
     let mut out = Desired::default();
 
     // idsync's own identity, found by its W&B username.
@@ -144,7 +155,10 @@ pub(crate) fn desired_state<'a>(dir: &'a DirectorySnapshot, org: &OrgSnapshot, p
             for p in &people {
                 out.skipped.push(Skipped {
                     entry: p.source_ref.clone(),
-                    why: format!("email {email} is used by {} directory entries: none of them drives changes", people.len()),
+                    why: format!(
+                        "email {email} is used by {} directory entries: none of them drives changes",
+                        people.len()
+                    ),
                 });
             }
             out.frozen.insert(email);
@@ -191,7 +205,10 @@ pub(crate) fn desired_state<'a>(dir: &'a DirectorySnapshot, org: &OrgSnapshot, p
                 } else if rule.create {
                     out.managed_teams.insert(rule.team.clone());
                     out.teams_to_create.entry(rule.team.clone()).or_insert_with(|| {
-                        format!("policy.teams maps {} to team {} with create = true, and W&B has no such team", rule.group, rule.team)
+                        format!(
+                            "policy.teams maps {} to team {} with create = true, and W&B has no such team",
+                            rule.group, rule.team
+                        )
                     });
                     team_rules.push((rule, m));
                 }
@@ -253,7 +270,9 @@ pub(crate) fn desired_state<'a>(dir: &'a DirectorySnapshot, org: &OrgSnapshot, p
             None
         } else {
             match (&policy.auto_add_group, &auto_add_members) {
-                (Some(g), Some(Some(m))) => m.contains(anchor).then(|| format!("auto_add: {} is a member of auto_add_group {g}", p.source_ref)),
+                (Some(g), Some(Some(m))) => m
+                    .contains(anchor)
+                    .then(|| format!("auto_add: {} is a member of auto_add_group {g}", p.source_ref)),
                 (Some(_), _) => None,
                 (None, _) => Some(format!("auto_add: {} is in managed domain {}", p.source_ref, email.domain())),
             }
@@ -269,7 +288,10 @@ pub(crate) fn desired_state<'a>(dir: &'a DirectorySnapshot, org: &OrgSnapshot, p
                 if better {
                     org_role = Some(Wanted {
                         role: rule.role.clone(),
-                        reason: format!("policy.org_roles: {} is a member of {} (role {})", p.source_ref, rule.group, rule.role),
+                        reason: format!(
+                            "policy.org_roles: {} is a member of {} (role {})",
+                            p.source_ref, rule.group, rule.role
+                        ),
                     });
                 }
             }
@@ -284,7 +306,10 @@ pub(crate) fn desired_state<'a>(dir: &'a DirectorySnapshot, org: &OrgSnapshot, p
                         rule.team.clone(),
                         Wanted {
                             role: rule.role.clone(),
-                            reason: format!("policy.teams: {} is a member of {} (team {}, role {})", p.source_ref, rule.group, rule.team, rule.role),
+                            reason: format!(
+                                "policy.teams: {} is a member of {} (team {}, role {})",
+                                p.source_ref, rule.group, rule.team, rule.role
+                            ),
                         },
                     );
                 }

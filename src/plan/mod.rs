@@ -33,7 +33,13 @@ pub struct PlanInput<'a> {
 
 /// Computes the plan: desired state, diff, guards, summary and rosters.
 pub fn plan(input: PlanInput<'_>) -> Plan {
-    let PlanInput { directory, org, policy, state, now } = input;
+    let PlanInput {
+        directory,
+        org,
+        policy,
+        state,
+        now,
+    } = input;
     let desired = mapping::desired_state(directory, org, policy, &state.anchors);
     let mut d = diff::diff(&desired, org, policy, state, now);
     let gi = guards::GuardInput {

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::model::{Email, OrgRole, OrgSnapshot, OrgUser, Team, TeamRole};
 
-use super::types::{Action, ActionKind, DeprovisionMode, Deployment, Policy};
+use super::types::{Action, ActionKind, Deployment, DeprovisionMode, Policy};
 
 /// Applies `actions` (all of them: pass only the ready ones) to a copy of `org`.
 pub fn simulate<'a>(org: &OrgSnapshot, actions: impl IntoIterator<Item = &'a Action>, policy: &Policy) -> OrgSnapshot {
@@ -117,10 +117,12 @@ pub fn roster(org: &OrgSnapshot) -> Vec<String> {
         .map(|u| {
             let teams: Vec<String> = u.teams.iter().map(|(t, r)| format!("{t}:{r}")).collect();
             let email = Email::parse(&u.email).map(|e| e.to_string()).unwrap_or_else(|| u.email.clone());
-            let role = if u.active { u.org_role.to_string() } else { format!("{} (inactive)", u.org_role) };
-            format!("{email}  {role}  {}", teams.join(","))
-                .trim_end()
-                .to_string()
+            let role = if u.active {
+                u.org_role.to_string()
+            } else {
+                format!("{} (inactive)", u.org_role)
+            };
+            format!("{email}  {role}  {}", teams.join(",")).trim_end().to_string()
         })
         .collect();
     lines.sort();

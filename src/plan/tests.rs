@@ -134,7 +134,12 @@ fn kinds(p: &Plan, status: Status) -> Vec<(ActionKind, String)> {
     p.actions
         .iter()
         .filter(|a| a.status == status)
-        .map(|a| (a.kind, a.user.as_ref().map(|u| u.to_string()).or(a.team.clone()).unwrap_or_default()))
+        .map(|a| {
+            (
+                a.kind,
+                a.user.as_ref().map(|u| u.to_string()).or(a.team.clone()).unwrap_or_default(),
+            )
+        })
         .collect()
 }
 
@@ -150,7 +155,10 @@ fn find(p: &Plan, kind: ActionKind, user: &str) -> Action {
 
 #[test]
 fn in_domain_people_missing_from_wandb_are_created() {
-    let w = World::new().person("alice@example.com").user("root@example.com", OrgRole::Admin, &[]).person("root@example.com");
+    let w = World::new()
+        .person("alice@example.com")
+        .user("root@example.com", OrgRole::Admin, &[])
+        .person("root@example.com");
     let p = w.plan();
     assert_eq!(kinds(&p, Status::Ready), vec![(ActionKind::CreateUser, "alice@example.com".into())]);
     assert!(find(&p, ActionKind::CreateUser, "alice@example.com").reason.contains("auto_add"));
@@ -158,7 +166,10 @@ fn in_domain_people_missing_from_wandb_are_created() {
 
 #[test]
 fn auto_add_group_limits_creation_to_its_members() {
-    let mut w = World::new().person("alice@example.com").person("bob@example.com").group("wandb-users", &["alice"]);
+    let mut w = World::new()
+        .person("alice@example.com")
+        .person("bob@example.com")
+        .group("wandb-users", &["alice"]);
     w.policy.auto_add_group = Some("CN=wandb-users, ou=groups,dc=example,dc=com".into());
     let p = w.plan();
     assert_eq!(kinds(&p, Status::Ready), vec![(ActionKind::CreateUser, "alice@example.com".into())]);
@@ -181,7 +192,13 @@ fn out_of_domain_users_are_never_touched() {
         .group("ml", &[])
         .maps_team("ml", "ml", "member");
     let p = w.plan();
-    assert!(p.actions.iter().all(|a| a.user.as_ref().is_none_or(|u| u.domain() == "example.com")), "{:#?}", p.actions);
+    assert!(
+        p.actions
+            .iter()
+            .all(|a| a.user.as_ref().is_none_or(|u| u.domain() == "example.com")),
+        "{:#?}",
+        p.actions
+    );
     assert!(p.tombstones.iter().all(|t| t.user.domain() == "example.com"));
 }
 
@@ -224,7 +241,10 @@ fn duplicate_directory_emails_freeze_the_wandb_user() {
     let p = w.plan();
     assert!(p.actions.is_empty(), "{:#?}", p.actions);
     assert!(p.tombstones.is_empty());
-    assert_eq!(p.skipped.iter().filter(|s| s.why.contains("used by 2 directory entries")).count(), 2);
+    assert_eq!(
+        p.skipped.iter().filter(|s| s.why.contains("used by 2 directory entries")).count(),
+        2
+    );
 }
 
 #[test]
@@ -280,7 +300,10 @@ fn owned_mode_only_removes_what_idsync_granted() {
     w.policy.team_membership = TeamMembershipMode::Owned;
     w.state.ledger.insert((e("carol@example.com"), "ml".into()));
     let p = w.plan();
-    assert_eq!(kinds(&p, Status::Ready), vec![(ActionKind::RemoveFromTeam, "carol@example.com".into())]);
+    assert_eq!(
+        kinds(&p, Status::Ready),
+        vec![(ActionKind::RemoveFromTeam, "carol@example.com".into())]
+    );
 }
 
 #[test]
@@ -329,12 +352,18 @@ fn viewer_org_role_is_never_planned() {
         role: OrgRole::Viewer,
     });
     let p = w.plan();
-    assert!(p.actions.iter().all(|a| a.role.as_deref() != Some("viewer") || a.kind != ActionKind::SetOrgRole));
+    assert!(p
+        .actions
+        .iter()
+        .all(|a| a.role.as_deref() != Some("viewer") || a.kind != ActionKind::SetOrgRole));
 }
 
 #[test]
 fn created_admins_get_create_then_promotion_depending_on_it() {
-    let w = World::new().person("alice@example.com").group("wandb-admins", &["alice"]).admins_group("wandb-admins");
+    let w = World::new()
+        .person("alice@example.com")
+        .group("wandb-admins", &["alice"])
+        .admins_group("wandb-admins");
     let p = w.plan();
     let create = find(&p, ActionKind::CreateUser, "alice@example.com");
     let promote = find(&p, ActionKind::SetOrgRole, "alice@example.com");
@@ -344,7 +373,10 @@ fn created_admins_get_create_then_promotion_depending_on_it() {
 
 #[test]
 fn teams_are_created_only_when_the_mapping_says_create() {
-    let mut w = World::new().person("alice@example.com").group("new", &["alice"]).maps_team("new-team", "new", "member");
+    let mut w = World::new()
+        .person("alice@example.com")
+        .group("new", &["alice"])
+        .maps_team("new-team", "new", "member");
     let p = w.plan();
     assert!(p.actions.iter().all(|a| a.kind != ActionKind::CreateTeam));
     assert!(p.skipped.iter().any(|s| s.why.contains("create = false")));
@@ -362,7 +394,10 @@ fn returning_person_inactive_on_dedicated_is_reactivated() {
     w.org.users[0].active = false;
     w.policy.deployment = Deployment::Dedicated;
     let p = w.plan();
-    assert_eq!(kinds(&p, Status::Ready), vec![(ActionKind::ReactivateUser, "alice@example.com".into())]);
+    assert_eq!(
+        kinds(&p, Status::Ready),
+        vec![(ActionKind::ReactivateUser, "alice@example.com".into())]
+    );
 }
 
 // ---- tombstones and grace ------------------------------------------------------------
@@ -387,20 +422,41 @@ fn missing_person_is_tombstoned_first_then_deprovisioned_after_grace() {
     assert!(p.actions.is_empty());
     assert_eq!(p.tombstones.len(), 1);
     let t = &p.tombstones[0];
-    assert_eq!((t.user.as_str(), t.since, t.cause), ("gone@example.com", now(), TombstoneCause::Missing));
+    assert_eq!(
+        (t.user.as_str(), t.since, t.cause),
+        ("gone@example.com", now(), TombstoneCause::Missing)
+    );
     assert_eq!(t.deprovision_after, Some(now() + chrono::Duration::hours(72)));
 
-    w.state.tombstones.insert(e("gone@example.com"), TombstoneRecord { since: now() - chrono::Duration::hours(71) });
+    w.state.tombstones.insert(
+        e("gone@example.com"),
+        TombstoneRecord {
+            since: now() - chrono::Duration::hours(71),
+        },
+    );
     assert!(w.plan().actions.is_empty());
-    w.state.tombstones.insert(e("gone@example.com"), TombstoneRecord { since: now() - chrono::Duration::hours(72) });
+    w.state.tombstones.insert(
+        e("gone@example.com"),
+        TombstoneRecord {
+            since: now() - chrono::Duration::hours(72),
+        },
+    );
     let p = w.plan();
-    assert_eq!(kinds(&p, Status::Ready), vec![(ActionKind::DeprovisionUser, "gone@example.com".into())]);
+    assert_eq!(
+        kinds(&p, Status::Ready),
+        vec![(ActionKind::DeprovisionUser, "gone@example.com".into())]
+    );
 }
 
 #[test]
 fn a_returning_person_drops_the_tombstone() {
     let mut w = grace_world().person("gone@example.com");
-    w.state.tombstones.insert(e("gone@example.com"), TombstoneRecord { since: now() - chrono::Duration::days(30) });
+    w.state.tombstones.insert(
+        e("gone@example.com"),
+        TombstoneRecord {
+            since: now() - chrono::Duration::days(30),
+        },
+    );
     let p = w.plan();
     assert!(p.tombstones.is_empty());
     assert!(p.actions.is_empty());
@@ -418,7 +474,12 @@ fn disabled_people_use_the_disabled_grace_period() {
 fn deprovision_off_keeps_tombstones_without_a_deadline() {
     let mut w = grace_world();
     w.policy.deprovision = DeprovisionMode::Off;
-    w.state.tombstones.insert(e("gone@example.com"), TombstoneRecord { since: now() - chrono::Duration::days(300) });
+    w.state.tombstones.insert(
+        e("gone@example.com"),
+        TombstoneRecord {
+            since: now() - chrono::Duration::days(300),
+        },
+    );
     let p = w.plan();
     assert!(p.actions.is_empty());
     assert_eq!(p.tombstones[0].deprovision_after, None);
@@ -428,7 +489,10 @@ fn deprovision_off_keeps_tombstones_without_a_deadline() {
 
 #[test]
 fn last_admin_is_never_deprovisioned() {
-    let w = World::new().person("bob@example.com").user("bob@example.com", OrgRole::Member, &[]).user("root@example.com", OrgRole::Admin, &[]);
+    let w = World::new()
+        .person("bob@example.com")
+        .user("bob@example.com", OrgRole::Member, &[])
+        .user("root@example.com", OrgRole::Admin, &[]);
     let p = w.plan();
     let d = find(&p, ActionKind::DeprovisionUser, "root@example.com");
     assert_eq!((d.status, d.guard), (Status::Held, Some(Guard::LastAdmin)));
@@ -437,10 +501,21 @@ fn last_admin_is_never_deprovisioned() {
 
 #[test]
 fn last_admin_holds_even_when_approved() {
-    let mut w = World::new().person("bob@example.com").user("bob@example.com", OrgRole::Member, &[]).user("root@example.com", OrgRole::Admin, &[]);
+    let mut w = World::new()
+        .person("bob@example.com")
+        .user("bob@example.com", OrgRole::Member, &[])
+        .user("root@example.com", OrgRole::Admin, &[]);
     let id = find(&w.plan(), ActionKind::DeprovisionUser, "root@example.com").id;
-    w.state.approvals.push(Approval { action_id: id, approved_at: now(), expires_at: now() + chrono::Duration::hours(1), approved_by: "t".into() });
-    assert_eq!(find(&w.plan(), ActionKind::DeprovisionUser, "root@example.com").status, Status::Held);
+    w.state.approvals.push(Approval {
+        action_id: id,
+        approved_at: now(),
+        expires_at: now() + chrono::Duration::hours(1),
+        approved_by: "t".into(),
+    });
+    assert_eq!(
+        find(&w.plan(), ActionKind::DeprovisionUser, "root@example.com").status,
+        Status::Held
+    );
 }
 
 #[test]
@@ -453,7 +528,11 @@ fn promotions_in_the_same_plan_count_first() {
         .admins_group("wandb-admins");
     let p = w.plan();
     assert!(find(&p, ActionKind::SetOrgRole, "alice@example.com").is_ready());
-    assert!(find(&p, ActionKind::DeprovisionUser, "root@example.com").is_ready(), "{:#?}", p.actions);
+    assert!(
+        find(&p, ActionKind::DeprovisionUser, "root@example.com").is_ready(),
+        "{:#?}",
+        p.actions
+    );
 }
 
 #[test]
@@ -468,7 +547,10 @@ fn a_held_promotion_does_not_count_toward_the_floor() {
     let p = w.plan();
     assert_eq!(find(&p, ActionKind::CreateUser, "alice@example.com").guard, Some(Guard::SeatLimit));
     assert_eq!(find(&p, ActionKind::SetOrgRole, "alice@example.com").status, Status::Held);
-    assert_eq!(find(&p, ActionKind::DeprovisionUser, "root@example.com").guard, Some(Guard::LastAdmin));
+    assert_eq!(
+        find(&p, ActionKind::DeprovisionUser, "root@example.com").guard,
+        Some(Guard::LastAdmin)
+    );
 }
 
 #[test]
@@ -489,12 +571,26 @@ fn last_team_admin_is_protected() {
 #[test]
 fn pipeline_key_owner_is_held_and_approvable() {
     let mut w = grace_world();
-    w.policy.guards.pipeline_owners.push(PipelineOwner { owner: e("gone@example.com"), team: None, name: Some("nightly".into()) });
-    w.state.tombstones.insert(e("gone@example.com"), TombstoneRecord { since: now() - chrono::Duration::days(5) });
+    w.policy.guards.pipeline_owners.push(PipelineOwner {
+        owner: e("gone@example.com"),
+        team: None,
+        name: Some("nightly".into()),
+    });
+    w.state.tombstones.insert(
+        e("gone@example.com"),
+        TombstoneRecord {
+            since: now() - chrono::Duration::days(5),
+        },
+    );
     let d = find(&w.plan(), ActionKind::DeprovisionUser, "gone@example.com");
     assert_eq!((d.status, d.guard), (Status::Held, Some(Guard::PipelineKey)));
     assert!(d.overridable());
-    w.state.approvals.push(Approval { action_id: d.id.clone(), approved_at: now(), expires_at: now() + chrono::Duration::hours(24), approved_by: "ops".into() });
+    w.state.approvals.push(Approval {
+        action_id: d.id.clone(),
+        approved_at: now(),
+        expires_at: now() + chrono::Duration::hours(24),
+        approved_by: "ops".into(),
+    });
     let d2 = find(&w.plan(), ActionKind::DeprovisionUser, "gone@example.com");
     assert!(d2.is_ready() && d2.approved);
 }
@@ -502,11 +598,28 @@ fn pipeline_key_owner_is_held_and_approvable() {
 #[test]
 fn expired_approvals_release_nothing() {
     let mut w = grace_world();
-    w.policy.guards.pipeline_owners.push(PipelineOwner { owner: e("gone@example.com"), team: None, name: None });
-    w.state.tombstones.insert(e("gone@example.com"), TombstoneRecord { since: now() - chrono::Duration::days(5) });
+    w.policy.guards.pipeline_owners.push(PipelineOwner {
+        owner: e("gone@example.com"),
+        team: None,
+        name: None,
+    });
+    w.state.tombstones.insert(
+        e("gone@example.com"),
+        TombstoneRecord {
+            since: now() - chrono::Duration::days(5),
+        },
+    );
     let id = find(&w.plan(), ActionKind::DeprovisionUser, "gone@example.com").id;
-    w.state.approvals.push(Approval { action_id: id, approved_at: now() - chrono::Duration::hours(25), expires_at: now() - chrono::Duration::hours(1), approved_by: "ops".into() });
-    assert_eq!(find(&w.plan(), ActionKind::DeprovisionUser, "gone@example.com").status, Status::Held);
+    w.state.approvals.push(Approval {
+        action_id: id,
+        approved_at: now() - chrono::Duration::hours(25),
+        expires_at: now() - chrono::Duration::hours(1),
+        approved_by: "ops".into(),
+    });
+    assert_eq!(
+        find(&w.plan(), ActionKind::DeprovisionUser, "gone@example.com").status,
+        Status::Held
+    );
 }
 
 #[test]
@@ -520,15 +633,26 @@ fn inventory_team_narrows_pipeline_key_team_removals() {
         .group("b", &["root"])
         .maps_team("a", "a", "admin")
         .maps_team("b", "b", "admin");
-    w.policy.guards.pipeline_owners.push(PipelineOwner { owner: e("ci@example.com"), team: Some("a".into()), name: None });
+    w.policy.guards.pipeline_owners.push(PipelineOwner {
+        owner: e("ci@example.com"),
+        team: Some("a".into()),
+        name: None,
+    });
     let p = w.plan();
-    let held: Vec<_> = p.actions.iter().filter(|a| a.kind == ActionKind::RemoveFromTeam).map(|a| (a.team.clone().unwrap(), a.status)).collect();
+    let held: Vec<_> = p
+        .actions
+        .iter()
+        .filter(|a| a.kind == ActionKind::RemoveFromTeam)
+        .map(|a| (a.team.clone().unwrap(), a.status))
+        .collect();
     assert_eq!(held, vec![("a".to_string(), Status::Held), ("b".to_string(), Status::Ready)]);
 }
 
 #[test]
 fn six_of_twenty_missing_with_max_five_holds_all_six() {
-    let mut w = World::new().person("root@example.com").user("root@example.com", OrgRole::Admin, &[]);
+    let mut w = World::new()
+        .person("root@example.com")
+        .user("root@example.com", OrgRole::Admin, &[]);
     for i in 0..20 {
         let m = format!("p{i}@example.com");
         w = w.user(&m, OrgRole::Member, &[]);
@@ -547,14 +671,26 @@ fn six_of_twenty_missing_with_max_five_holds_all_six() {
 #[test]
 fn deprovision_percent_limit_holds_all() {
     let mut w = grace_world();
-    w.state.tombstones.insert(e("gone@example.com"), TombstoneRecord { since: now() - chrono::Duration::days(5) });
+    w.state.tombstones.insert(
+        e("gone@example.com"),
+        TombstoneRecord {
+            since: now() - chrono::Duration::days(5),
+        },
+    );
     w.policy.guards.max_deprovision_percent = 1; // 1 of 32 users is over 1 %
-    assert_eq!(find(&w.plan(), ActionKind::DeprovisionUser, "gone@example.com").guard, Some(Guard::MassDeprovision));
+    assert_eq!(
+        find(&w.plan(), ActionKind::DeprovisionUser, "gone@example.com").guard,
+        Some(Guard::MassDeprovision)
+    );
 }
 
 #[test]
 fn mass_team_removal_holds_every_removal_from_that_team() {
-    let mut w = World::new().person("root@example.com").user("root@example.com", OrgRole::Admin, &[]).group("ml", &[]).maps_team("ml", "ml", "member");
+    let mut w = World::new()
+        .person("root@example.com")
+        .user("root@example.com", OrgRole::Admin, &[])
+        .group("ml", &[])
+        .maps_team("ml", "ml", "member");
     for i in 0..4 {
         let m = format!("p{i}@example.com");
         w = w.person(&m).user(&m, OrgRole::Member, &[("ml", "member")]);
@@ -567,22 +703,35 @@ fn mass_team_removal_holds_every_removal_from_that_team() {
 
 #[test]
 fn empty_directory_holds_every_removal() {
-    let mut w = World::new().user("root@example.com", OrgRole::Admin, &[]).user("a@example.com", OrgRole::Member, &[]);
+    let mut w = World::new()
+        .user("root@example.com", OrgRole::Admin, &[])
+        .user("a@example.com", OrgRole::Member, &[]);
     w.policy.guards.max_deprovision_percent = 100;
     let p = w.plan();
     assert!(!p.actions.is_empty());
     assert!(p.actions.iter().all(|a| !a.is_ready()));
-    assert_eq!(find(&p, ActionKind::DeprovisionUser, "a@example.com").guard, Some(Guard::SourceHealth));
+    assert_eq!(
+        find(&p, ActionKind::DeprovisionUser, "a@example.com").guard,
+        Some(Guard::SourceHealth)
+    );
 }
 
 #[test]
 fn shrinking_directory_holds_removals_but_not_additions() {
     let mut w = grace_world().person("new@example.com");
     w.state.last_good_source_size = Some(100);
-    w.state.tombstones.insert(e("gone@example.com"), TombstoneRecord { since: now() - chrono::Duration::days(5) });
+    w.state.tombstones.insert(
+        e("gone@example.com"),
+        TombstoneRecord {
+            since: now() - chrono::Duration::days(5),
+        },
+    );
     w.policy.guards.max_deprovision_percent = 100;
     let p = w.plan();
-    assert_eq!(find(&p, ActionKind::DeprovisionUser, "gone@example.com").guard, Some(Guard::SourceHealth));
+    assert_eq!(
+        find(&p, ActionKind::DeprovisionUser, "gone@example.com").guard,
+        Some(Guard::SourceHealth)
+    );
     assert!(find(&p, ActionKind::CreateUser, "new@example.com").is_ready());
 }
 
@@ -635,17 +784,28 @@ fn approving_a_root_releases_its_dependents() {
     let p = w.plan();
     let c = find(&p, ActionKind::CreateUser, "a@example.com");
     assert_eq!(c.status, Status::Held);
-    w.state.approvals.push(Approval { action_id: c.id, approved_at: now(), expires_at: now() + chrono::Duration::hours(1), approved_by: "ops".into() });
+    w.state.approvals.push(Approval {
+        action_id: c.id,
+        approved_at: now(),
+        expires_at: now() + chrono::Duration::hours(1),
+        approved_by: "ops".into(),
+    });
     let p = w.plan();
     assert!(p.actions.iter().all(Action::is_ready), "{:#?}", p.actions);
 }
 
 #[test]
 fn roster_diff_lines_reflect_ready_actions() {
-    let w = World::new().person("alice@example.com").person("root@example.com").user("root@example.com", OrgRole::Admin, &[]);
+    let w = World::new()
+        .person("alice@example.com")
+        .person("root@example.com")
+        .user("root@example.com", OrgRole::Admin, &[]);
     let p = w.plan();
     assert_eq!(p.roster_before, vec!["root@example.com  admin".to_string()]);
-    assert_eq!(p.roster_after, vec!["alice@example.com  member".to_string(), "root@example.com  admin".to_string()]);
+    assert_eq!(
+        p.roster_after,
+        vec!["alice@example.com  member".to_string(), "root@example.com  admin".to_string()]
+    );
 }
 
 // ---- property tests --------------------------------------------------------------------
@@ -658,7 +818,13 @@ fn arb_world() -> impl Strategy<Value = World> {
     let people = prop::collection::vec((0usize..12, 0usize..3, any::<bool>(), 0u8..10), 0..14);
     let groups = prop::collection::vec(prop::collection::btree_set(0usize..12, 0..6), 4);
     let users = prop::collection::vec(
-        (0usize..12, 0usize..3, any::<bool>(), 0u8..4, prop::collection::btree_map(0usize..3, 0usize..4, 0..3)),
+        (
+            0usize..12,
+            0usize..3,
+            any::<bool>(),
+            0u8..4,
+            prop::collection::btree_map(0usize..3, 0usize..4, 0..3),
+        ),
         0..14,
     );
     let policy = (
@@ -674,7 +840,12 @@ fn arb_world() -> impl Strategy<Value = World> {
         0u8..3,
         prop::collection::vec((0usize..4, 0usize..3, 0usize..4, any::<bool>()), 0..4),
     );
-    let state = (prop::option::of(0usize..20), prop::collection::btree_map(0usize..12, 0i64..200, 0..6), prop::collection::vec(any::<bool>(), 16), any::<bool>());
+    let state = (
+        prop::option::of(0usize..20),
+        prop::collection::btree_map(0usize..12, 0i64..200, 0..6),
+        prop::collection::vec(any::<bool>(), 16),
+        any::<bool>(),
+    );
     (people, groups, users, policy, state).prop_map(|(people, groups, users, pol, st)| {
         let mut w = World::new();
         for (n, d, enabled, emailish) in people {
@@ -709,13 +880,20 @@ fn arb_world() -> impl Strategy<Value = World> {
                 display_name: String::new(),
                 active,
                 org_role: [OrgRole::Admin, OrgRole::Member, OrgRole::Viewer, OrgRole::Admin][role as usize].clone(),
-                teams: teams.into_iter().map(|(t, r)| (TEAMS[t].to_string(), TeamRole::new(ROLES[r]))).collect(),
+                teams: teams
+                    .into_iter()
+                    .map(|(t, r)| (TEAMS[t].to_string(), TeamRole::new(ROLES[r])))
+                    .collect(),
                 last_active_at: None,
                 days_active: None,
             });
         }
         for (i, t) in TEAMS.iter().enumerate().take(2) {
-            w.org.teams.push(Team { id: format!("tid{i}"), name: t.to_string(), members: vec![] });
+            w.org.teams.push(Team {
+                id: format!("tid{i}"),
+                name: t.to_string(),
+                members: vec![],
+            });
         }
         let (auto_add, aag, min_org, min_team, max_dep, pct, max_seats, owned, deploy, mode, team_rules) = pol;
         w.policy.auto_add = auto_add;
@@ -726,13 +904,31 @@ fn arb_world() -> impl Strategy<Value = World> {
         w.policy.guards.max_deprovision_percent = pct;
         w.policy.guards.max_team_removals = 2;
         w.policy.guards.max_seats = if max_seats == 0 { 0 } else { max_seats * 4 };
-        w.policy.team_membership = if owned { TeamMembershipMode::Owned } else { TeamMembershipMode::Authoritative };
+        w.policy.team_membership = if owned {
+            TeamMembershipMode::Owned
+        } else {
+            TeamMembershipMode::Authoritative
+        };
         w.policy.deployment = [Deployment::Saas, Deployment::Dedicated, Deployment::SelfManaged][deploy as usize];
         w.policy.deprovision = [DeprovisionMode::Deactivate, DeprovisionMode::Delete, DeprovisionMode::Off][mode as usize];
-        w.policy.org_roles = vec![OrgRoleRule { group: "g0".into(), role: OrgRole::Admin }, OrgRoleRule { group: "g1".into(), role: OrgRole::Member }];
+        w.policy.org_roles = vec![
+            OrgRoleRule {
+                group: "g0".into(),
+                role: OrgRole::Admin,
+            },
+            OrgRoleRule {
+                group: "g1".into(),
+                role: OrgRole::Member,
+            },
+        ];
         w.policy.teams = team_rules
             .into_iter()
-            .map(|(g, t, r, create)| TeamRule { team: TEAMS[t].into(), group: format!("g{g}"), role: TeamRole::new(ROLES[r]), create })
+            .map(|(g, t, r, create)| TeamRule {
+                team: TEAMS[t].into(),
+                group: format!("g{g}"),
+                role: TeamRole::new(ROLES[r]),
+                create,
+            })
             .collect();
         // Config validation rejects one team mapped with conflicting `create`.
         let creates: BTreeSet<String> = w.policy.teams.iter().filter(|r| r.create).map(|r| r.team.clone()).collect();
@@ -744,15 +940,26 @@ fn arb_world() -> impl Strategy<Value = World> {
         let (last_good, tombs, ledger_bits, pipeline) = st;
         w.state.last_good_source_size = last_good;
         for (n, hours) in tombs {
-            w.state.tombstones.insert(e(&format!("u{n}@example.com")), TombstoneRecord { since: now() - chrono::Duration::hours(hours) });
+            w.state.tombstones.insert(
+                e(&format!("u{n}@example.com")),
+                TombstoneRecord {
+                    since: now() - chrono::Duration::hours(hours),
+                },
+            );
         }
         for (i, bit) in ledger_bits.into_iter().enumerate() {
             if bit {
-                w.state.ledger.insert((e(&format!("u{}@example.com", i % 12)), TEAMS[i % 3].to_string()));
+                w.state
+                    .ledger
+                    .insert((e(&format!("u{}@example.com", i % 12)), TEAMS[i % 3].to_string()));
             }
         }
         if pipeline {
-            w.policy.guards.pipeline_owners.push(PipelineOwner { owner: e("u3@example.com"), team: None, name: None });
+            w.policy.guards.pipeline_owners.push(PipelineOwner {
+                owner: e("u3@example.com"),
+                team: None,
+                name: None,
+            });
         }
         w
     })
@@ -763,13 +970,20 @@ fn org_admins(org: &OrgSnapshot) -> usize {
 }
 
 fn team_admins(org: &OrgSnapshot, team: &str) -> usize {
-    org.users.iter().filter(|u| u.active && u.teams.get(team).is_some_and(TeamRole::is_admin)).count()
+    org.users
+        .iter()
+        .filter(|u| u.active && u.teams.get(team).is_some_and(TeamRole::is_admin))
+        .count()
 }
 
 /// The state the shell would store after applying the ready actions of `p`.
 fn state_after(w: &World, p: &Plan) -> PlanState {
     let mut s = w.state.clone();
-    s.tombstones = p.tombstones.iter().map(|t| (t.user.clone(), TombstoneRecord { since: t.since })).collect();
+    s.tombstones = p
+        .tombstones
+        .iter()
+        .map(|t| (t.user.clone(), TombstoneRecord { since: t.since }))
+        .collect();
     for a in p.ready() {
         if let (ActionKind::AddToTeam, Some(u), Some(t)) = (a.kind, &a.user, &a.team) {
             s.ledger.insert((u.clone(), t.clone()));

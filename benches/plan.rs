@@ -1,0 +1,123 @@
+//! Planning benchmark (SPEC §10): 100,000 directory people / 5,000 groups against
+//! 50,000 W&B users / 2,000 teams, planning alone (no network). Prints figures; run with
+//! `cargo bench --bench plan`. Budget: under 1 s and under 500 MiB peak RSS.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use idsync::model::{DirectorySnapshot, Group, OrgRole, OrgSnapshot, OrgUser, Person, Team, TeamRole};
+use idsync::plan::{plan, OrgRoleRule, PlanInput, PlanState, Policy, TeamRule};
+
+fn world(people: usize, groups: usize, users: usize, teams: usize) -> (DirectorySnapshot, OrgSnapshot, Policy) {
+    let mut dir = DirectorySnapshot {
+        kind: "bench".into(),
+        ..Default::default()
+    };
+    for i in 0..people {
+        dir.people.push(Person {
+            anchor: format!("a{i}"),
+            email: Some(format!("user{i}@example.com")),
+            username: format!("user{i}"),
+            display_name: format!("User {i}"),
+            enabled: i % 97 != 0,
+            source_ref: format!("uid=user{i},ou=people,dc=example,dc=com"),
+        });
+    }
+    for g in 0..groups {
+        // Every person is in ~3 groups; groups average 60 members.
+        let members = (0..people).filter(|p| (p * 7 + g) % groups < 3).map(|p| format!("a{p}")).collect();
+        dir.groups.push(Group {
+            anchor: format!("g{g}"),
+            name: format!("group{g}"),
+            dn: Some(format!("cn=group{g},ou=groups,dc=example,dc=com")),
+            members,
+        });
+    }
+    let mut org = OrgSnapshot::default();
+    for t in 0..teams {
+        org.teams.push(Team {
+            id: format!("t{t}"),
+            name: format!("team{t}"),
+            members: vec![],
+        });
+    }
+    for i in 0..users {
+        // Half of the org overlaps the directory, the rest left long ago or is external.
+        let n = if i % 2 == 0 { i } else { people + i };
+        let domain = if i % 50 == 0 { "partner.io" } else { "example.com" };
+        let mut t = BTreeMap::new();
+        t.insert(format!("team{}", i % teams), TeamRole::member());
+        org.users.push(OrgUser {
+            id: format!("u{i}"),
+            email: format!("user{n}@{domain}"),
+            username: format!("wb{i}"),
+            display_name: String::new(),
+            active: true,
+            org_role: if i % 1000 == 0 { OrgRole::Admin } else { OrgRole::Member },
+            teams: t,
+            last_active_at: None,
+            days_active: None,
+        });
+    }
+    let mut policy = Policy {
+        managed_domains: vec!["example.com".into()],
+        ..Policy::default()
+    };
+    policy.org_roles.push(OrgRoleRule {
+        group: "cn=group0,ou=groups,dc=example,dc=com".into(),
+        role: OrgRole::Admin,
+    });
+    for t in 0..teams {
+        policy.teams.push(TeamRule {
+            team: format!("team{t}"),
+            group: format!("cn=group{},ou=groups,dc=example,dc=com", t % groups),
+            role: TeamRole::member(),
+            create: false,
+        });
+    }
+    (dir, org, policy)
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn time_plan(dir: &DirectorySnapshot, org: &OrgSnapshot, policy: &Policy) -> (Duration, usize) {
+    let state = PlanState::default();
+    let now = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).single().unwrap_or_default();
+    let t = Instant::now();
+    let p = plan(PlanInput {
+        directory: dir,
+        org,
+        policy,
+        state: &state,
+        now,
+    });
+    (t.elapsed(), p.actions.len())
+}
+
+fn main() {
+    // Growth check on smaller sizes first, then the budgeted size.
+    for scale in [10usize, 4, 2, 1] {
+        let (people, groups, users, teams) = (100_000 / scale, 5_000 / scale, 50_000 / scale, 2_000 / scale);
+        let (dir, org, policy) = world(people, groups, users, teams);
+        let mut best = Duration::MAX;
+        let mut actions = 0;
+        for _ in 0..3 {
+            let (d, n) = time_plan(&dir, &org, &policy);
+            best = best.min(d);
+            actions = n;
+        }
+        println!(
+            "plan: {people:>6} people / {groups:>4} groups vs {users:>5} users / {teams:>4} teams: {:>8.1} ms (best of 3), {actions} actions",
+            best.as_secs_f64() * 1000.0
+        );
+    }
+    if let Some(rss) = peak_rss_mib() {
+        println!("peak RSS (whole process, including the generated inputs): {rss:.0} MiB");
+    }
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every check and test idsync has. Installs what the tests need when it is missing,
+# so a fresh Debian 12 machine (as root) needs nothing else. CI calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+# Test peers for later issues (slapd, promtool) are added here as their tests land.
+if ((${#need_apt[@]})); then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing ${need_apt[*]}: run as root or install them with apt-get" >&2
+    exit 1
+  fi
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need_apt[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "cargo is missing: install Rust (https://rustup.rs) first" >&2
+  exit 1
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+echo "== cargo test"
+cargo test --all-targets
+# Doc tests are not part of --all-targets.
+cargo test --doc --quiet

@@ -1,0 +1,515 @@
+//! End to end: the real `idsync` binary against the W&B sandbox over HTTP on loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use idsync::plan::Deployment;
+use idsync::sandbox::SandboxOptions;
+use serde_json::Value;
+
+const TEAM_ML: &str = r#"
+[[policy.teams]]
+team = "ml"
+group = "cn=ml,ou=groups,dc=example,dc=com"
+role = "member"
+"#;
+
+fn held_by<'a>(plan: &'a Value, guard: &str) -> Vec<&'a Value> {
+    plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["status"] == "held" && a["guard"] == guard)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_runs_the_whole_loop() {
+    let out = tokio::task::spawn_blocking(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_idsync"))
+            .arg("demo")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let t = text(&out);
+    assert_eq!(code(&out), 0, "{t}");
+    assert!(t.contains("pipeline-key"), "the demo shows a held pipeline-key owner:\n{t}");
+    assert!(t.contains("The org is in sync"), "{t}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn domain_auto_add_and_outsiders_untouched() {
+    let f = Fixture::start(Setup {
+        org: org(
+            &[
+                ("root@example.com", "admin", &[]),
+                ("pat@partner.io", "member", &[("ml", "member")]),
+            ],
+            &["ml"],
+        ),
+        ldif: ldif(
+            &[P("root", true), P("alice", true), P("dana@partner.io", true)],
+            &[("ml", &["alice", "dana"])],
+        ),
+        tables: TEAM_ML,
+        ..Setup::default()
+    })
+    .await;
+    let plan = f.run(&["plan"]).await;
+    assert_eq!(code(&plan), 2, "{}", text(&plan));
+    let apply = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    let users = f.users().await;
+    assert_eq!(users["alice@example.com"]["teams"]["ml"], "member");
+    assert!(!users.contains_key("dana@partner.io"), "out-of-domain people are never created");
+    assert_eq!(
+        users["pat@partner.io"]["teams"]["ml"], "member",
+        "external collaborators stay in their teams"
+    );
+    let again = f.run(&["plan"]).await;
+    assert_eq!(code(&again), 0, "converged:\n{}", text(&again));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn team_add_remove_and_role_change() {
+    let f = Fixture::start(Setup {
+        org: org(
+            &[
+                ("root@example.com", "admin", &[("ml", "admin")]),
+                ("bob@example.com", "member", &[("ml", "member")]),
+                ("carol@example.com", "member", &[("ml", "member")]),
+            ],
+            &["ml"],
+        ),
+        ldif: ldif(
+            &[P("root", true), P("alice", true), P("bob", true), P("carol", true)],
+            &[("ml", &["root", "alice"]), ("ml-leads", &["bob", "root"])],
+        ),
+        tables: r#"
+[[policy.teams]]
+team = "ml"
+group = "cn=ml,ou=groups,dc=example,dc=com"
+role = "member"
+[[policy.teams]]
+team = "ml"
+group = "cn=ml-leads,ou=groups,dc=example,dc=com"
+role = "admin"
+"#,
+        ..Setup::default()
+    })
+    .await;
+    let apply = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    let users = f.users().await;
+    assert_eq!(users["alice@example.com"]["teams"]["ml"], "member");
+    assert_eq!(users["bob@example.com"]["teams"]["ml"], "admin");
+    assert!(users["carol@example.com"]["teams"].get("ml").is_none(), "carol removed from ml");
+    assert_eq!(users["root@example.com"]["teams"]["ml"], "admin");
+    assert_eq!(code(&f.run(&["plan"]).await), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_only_admin_missing_is_held_and_stays_admin() {
+    let f = Fixture::start(Setup {
+        org: org(&[("root@example.com", "admin", &[]), ("bob@example.com", "member", &[])], &[]),
+        ldif: ldif(&[P("bob", true)], &[]),
+        ..Setup::default()
+    })
+    .await;
+    let plan = f.run(&["plan", "--out", "plan.json"]).await;
+    assert_eq!(code(&plan), 3, "{}", text(&plan));
+    assert!(text(&plan).contains("last-admin"));
+    let p = plan_json(&f, "plan.json");
+    assert_eq!(held_by(&p, "last-admin").len(), 1);
+    let apply = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&apply), 3, "{}", text(&apply));
+    let users = f.users().await;
+    assert_eq!(users["root@example.com"]["org_role"], "admin");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idsyncs_own_identity_is_never_changed() {
+    let f = Fixture::start(Setup {
+        org: org(&[("svc-idsync@example.com", "admin", &[]), ("root@example.com", "admin", &[])], &[]),
+        ldif: ldif(&[P("root", true)], &[]),
+        target: r#"username = "svc-idsync""#,
+        ..Setup::default()
+    })
+    .await;
+    let plan = f.run(&["plan", "--out", "plan.json"]).await;
+    assert_eq!(code(&plan), 0, "{}", text(&plan));
+    let p = plan_json(&f, "plan.json");
+    assert!(p["actions"].as_array().unwrap().is_empty());
+    assert!(p["tombstones"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pipeline_key_owner_is_held_until_approved_and_approval_expires() {
+    let f = Fixture::start(Setup {
+        org: org(
+            &[
+                ("root@example.com", "admin", &[]),
+                ("ci-bot@example.com", "member", &[]),
+                ("ci-2@example.com", "member", &[]),
+            ],
+            &[],
+        ),
+        ldif: ldif(&[P("root", true)], &[]),
+        guards: r#"pipeline_key_owners = ["ci-bot@example.com", "ci-2@example.com"]
+approval_ttl = "2s""#,
+        ..Setup::default()
+    })
+    .await;
+    let plan = f.run(&["plan", "--out", "plan.json"]).await;
+    assert_eq!(code(&plan), 3, "{}", text(&plan));
+    let p = plan_json(&f, "plan.json");
+    let held = held_by(&p, "pipeline-key");
+    assert_eq!(held.len(), 2);
+    let ci_bot = held.iter().find(|a| a["user"] == "ci-bot@example.com").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // An approval that expires releases nothing.
+    let ok = f.run(&["approve", "plan.json", "--id", &ci_bot]).await;
+    assert_eq!(code(&ok), 0, "{}", text(&ok));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let apply = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&apply), 3, "{}", text(&apply));
+    assert!(
+        f.users().await.contains_key("ci-bot@example.com"),
+        "expired approval released nothing"
+    );
+
+    // A fresh approval releases exactly the approved action.
+    let ok = f.run(&["approve", "plan.json", "--id", &ci_bot]).await;
+    assert_eq!(code(&ok), 0, "{}", text(&ok));
+    let apply = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&apply), 3, "still one held:\n{}", text(&apply));
+    let users = f.users().await;
+    assert!(!users.contains_key("ci-bot@example.com"), "approved deprovision applied");
+    assert!(users.contains_key("ci-2@example.com"), "unapproved one still held");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn six_of_twenty_missing_with_max_five_holds_all_six() {
+    let mut users: Vec<String> = (0..20).map(|i| format!("p{i}@example.com")).collect();
+    users.push("root@example.com".into());
+    let seed: Vec<SeedUser> = users
+        .iter()
+        .map(|u| (u.as_str(), if u.starts_with("root") { "admin" } else { "member" }, &[][..]))
+        .collect();
+    let present: Vec<String> = (6..20).map(|i| format!("p{i}")).chain(["root".to_string()]).collect();
+    let people: Vec<P> = present.iter().map(|u| P(u, true)).collect();
+    let f = Fixture::start(Setup {
+        org: org(&seed, &[]),
+        ldif: ldif(&people, &[]),
+        guards: "max_deprovisions = 5",
+        ..Setup::default()
+    })
+    .await;
+    let plan = f.run(&["plan", "--out", "plan.json"]).await;
+    assert_eq!(code(&plan), 3, "{}", text(&plan));
+    assert_eq!(held_by(&plan_json(&f, "plan.json"), "mass-deprovision").len(), 6);
+    let apply = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&apply), 3);
+    assert_eq!(f.users().await.len(), 21, "nobody deprovisioned");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grace_period_tombstone_first_then_deprovision_and_return_cancels() {
+    let f = Fixture::start(Setup {
+        org: org(
+            &[
+                ("root@example.com", "admin", &[]),
+                ("gone@example.com", "member", &[]),
+                ("back@example.com", "member", &[]),
+            ],
+            &[],
+        ),
+        ldif: ldif(&[P("root", true)], &[]),
+        policy: r#"grace_period = "2s""#,
+        ..Setup::default()
+    })
+    .await;
+    let first = f.run(&["plan", "--out", "p1.json"]).await;
+    assert_eq!(code(&first), 0, "only tombstones, no actions:\n{}", text(&first));
+    assert_eq!(plan_json(&f, "p1.json")["tombstones"].as_array().unwrap().len(), 2);
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    // back@ returns before apply: its tombstone is dropped; gone@ is deprovisioned.
+    f.write_ldif(&ldif(&[P("root", true), P("back", true)], &[]));
+    let apply = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    let users = f.users().await;
+    assert!(!users.contains_key("gone@example.com"));
+    assert!(users.contains_key("back@example.com"));
+    let status = f.run(&["status"]).await;
+    assert!(text(&status).contains("tombstones: 0"), "{}", text(&status));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_directory_plans_no_ready_removals() {
+    let f = Fixture::start(Setup {
+        org: org(
+            &[("root@example.com", "admin", &[]), ("a@example.com", "member", &[("ml", "member")])],
+            &["ml"],
+        ),
+        ldif: ldif(&[], &[("ml", &[])]),
+        tables: TEAM_ML,
+        ..Setup::default()
+    })
+    .await;
+    let plan = f.run(&["plan", "--out", "plan.json"]).await;
+    assert_eq!(code(&plan), 3, "{}", text(&plan));
+    let p = plan_json(&f, "plan.json");
+    assert!(p["actions"].as_array().unwrap().iter().all(|a| a["status"] == "held"));
+    assert!(!held_by(&p, "source-health").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dedicated_deprovision_deactivates_and_converges() {
+    let f = Fixture::start(Setup {
+        org: org(&[("root@example.com", "admin", &[]), ("gone@example.com", "member", &[])], &[]),
+        ldif: ldif(&[P("root", true)], &[]),
+        target: r#"deployment = "dedicated""#,
+        opts: SandboxOptions {
+            api_key: KEY.into(),
+            deployment: Deployment::Dedicated,
+            ..SandboxOptions::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let apply = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    let st = f.state().await;
+    let gone = st["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "gone@example.com")
+        .unwrap();
+    assert_eq!(gone["active"], false, "dedicated keeps the user, inactive");
+    assert_eq!(code(&f.run(&["plan"]).await), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn saas_deprovision_converges() {
+    let f = Fixture::start(Setup {
+        org: org(&[("root@example.com", "admin", &[]), ("gone@example.com", "member", &[])], &[]),
+        ldif: ldif(&[P("root", true)], &[]),
+        ..Setup::default()
+    })
+    .await;
+    let apply = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    assert!(!f.users().await.contains_key("gone@example.com"));
+    assert_eq!(code(&f.run(&["plan"]).await), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_and_server_errors_converge_without_duplicates() {
+    let people: Vec<String> = (0..15).map(|i| format!("n{i}")).collect();
+    let mut ps: Vec<P> = people.iter().map(|p| P(p, true)).collect();
+    ps.push(P("root", true));
+    let f = Fixture::start(Setup {
+        org: org(&[("root@example.com", "admin", &[("ml", "member")])], &["ml"]),
+        ldif: ldif(
+            &ps,
+            &[("ml", &people.iter().map(String::as_str).chain(["root"]).collect::<Vec<_>>())],
+        ),
+        tables: TEAM_ML,
+        target: "max_retries = 12",
+        opts: SandboxOptions {
+            api_key: KEY.into(),
+            deployment: Deployment::Saas,
+            throttle_rate: 0.3,
+            fail_rate: 0.1,
+            seed: 7,
+            ..SandboxOptions::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    // Faults may fail a run; it must converge within a few runs and never duplicate.
+    let mut converged = false;
+    for _ in 0..5 {
+        let apply = f.run(&["apply", "--yes"]).await;
+        if code(&apply) == 0 {
+            converged = true;
+            break;
+        }
+        eprintln!("apply under faults did not finish cleanly (retrying):\n{}", text(&apply));
+    }
+    assert!(converged, "apply converged under 30% 429 and 10% 500");
+    f.sb.set_faults(0.0, 0.0, 0.0);
+    assert_eq!(code(&f.run(&["plan"]).await), 0);
+    let st = f.state().await;
+    let emails: Vec<&str> = st["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap())
+        .collect();
+    let unique: std::collections::BTreeSet<_> = emails.iter().collect();
+    assert_eq!(emails.len(), unique.len(), "no duplicate users");
+    assert_eq!(emails.len(), 16);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_mid_apply_resumes_and_audits_each_action_once() {
+    let people: Vec<String> = (0..12).map(|i| format!("k{i}")).collect();
+    let mut ps: Vec<P> = people.iter().map(|p| P(p, true)).collect();
+    ps.push(P("root", true));
+    let f = Fixture::start(Setup {
+        org: org(&[("root@example.com", "admin", &[])], &[]),
+        ldif: ldif(&ps, &[]),
+        target: "max_concurrency = 1",
+        opts: SandboxOptions {
+            api_key: KEY.into(),
+            deployment: Deployment::Saas,
+            latency: Duration::from_millis(150),
+            ..SandboxOptions::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let mut child = f
+        .command(&["apply", "--yes"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until some, not all, creates landed, then kill -9.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = f.users().await.len();
+        if n >= 4 || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    let partial = f.users().await.len();
+    assert!(partial > 1 && partial < 13, "killed mid-apply ({partial} users)");
+
+    let apply = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    assert_eq!(f.users().await.len(), 13);
+    assert_eq!(code(&f.run(&["plan"]).await), 0);
+    let audit = f.audit();
+    let mut ends: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut begins: std::collections::BTreeMap<String, usize> = Default::default();
+    for r in &audit {
+        let id = r["action_id"].as_str().unwrap().to_string();
+        match r["event"].as_str().unwrap() {
+            "end" => *ends.entry(id).or_default() += 1,
+            "begin" => *begins.entry(id).or_default() += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(ends.len(), 12, "every create audited: {audit:#?}");
+    assert!(ends.values().all(|n| *n == 1), "each action ended once: {ends:?}");
+    assert!(begins.values().all(|n| *n == 1), "each action begun once: {begins:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_inputs_get_clear_errors_and_change_nothing() {
+    let f = Fixture::start(Setup {
+        org: org(&[("root@example.com", "admin", &[]), ("dup@example.com", "member", &[])], &[]),
+        ldif: "version: 1\n\ndn: uid=x,ou=people,dc=example,dc=com\nmail:: !!!notbase64\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    let before = f.state().await;
+    let out = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(text(&out).contains("directory.ldif:4"), "names file and line:\n{}", text(&out));
+    assert_eq!(f.state().await["users"], before["users"]);
+
+    // Duplicate emails and people without email: reported, nothing driven by them.
+    let mut dup = ldif(&[P("root", true), P("dup", true)], &[]);
+    dup.push_str("dn: uid=dup2,ou=people,dc=example,dc=com\nobjectClass: inetOrgPerson\nuid: dup2\ncn: d\nsn: d\nmail: DUP@example.com\nentryUUID: anchor-dup2\n\n");
+    dup.push_str(
+        "dn: uid=nomail,ou=people,dc=example,dc=com\nobjectClass: inetOrgPerson\nuid: nomail\ncn: n\nsn: n\nentryUUID: anchor-nomail\n\n",
+    );
+    f.write_ldif(&dup);
+    let out = f.run(&["plan", "--out", "plan.json"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let p = plan_json(&f, "plan.json");
+    let skipped = p["skipped"].as_array().unwrap();
+    assert_eq!(
+        skipped
+            .iter()
+            .filter(|s| s["why"].as_str().unwrap().contains("directory entries"))
+            .count(),
+        2
+    );
+    assert!(skipped.iter().any(|s| s["entry"].as_str().unwrap().contains("nomail")));
+
+    // A target answering malformed JSON: an error naming W&B, nothing applied.
+    f.sb.set_faults(0.0, 0.0, 1.0);
+    let out = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("W&B"), "{}", text(&out));
+    f.sb.set_faults(0.0, 0.0, 0.0);
+    assert_eq!(f.state().await["users"], before["users"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_capped_user_list_is_an_error_not_a_smaller_org() {
+    let f = Fixture::start(Setup {
+        org: org(
+            &[
+                ("root@example.com", "admin", &[]),
+                ("a@example.com", "member", &[]),
+                ("b@example.com", "member", &[]),
+            ],
+            &[],
+        ),
+        ldif: ldif(&[P("root", true)], &[]),
+        opts: SandboxOptions {
+            api_key: KEY.into(),
+            deployment: Deployment::Saas,
+            page_cap: Some(2),
+            honour_paging: false,
+            ..SandboxOptions::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let out = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert_eq!(f.users().await.len(), 3, "nobody deprovisioned on a partial list");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_api_key_is_a_clear_error() {
+    let f = Fixture::start(Setup::default()).await;
+    std::fs::write(f.path("key"), "wrong-key\n").unwrap();
+    let out = f.run(&["plan"]).await;
+    assert_eq!(code(&out), 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("401") && err.contains("api_key"), "{err}");
+    assert!(!err.contains("wrong-key"), "the key never appears in errors");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn example_config_loads_unchanged() {
+    let out = tokio::task::spawn_blocking(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_idsync"))
+            .args(["check-config", "-c", concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml")])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK"));
+}
