@@ -99,28 +99,35 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
         max_concurrency,
         stop,
     } = ctx;
-    let mut report = ApplyReport::default();
+    let mut books = Books {
+        store,
+        audit,
+        run_id,
+        actor,
+        resumed: BTreeMap::new(),
+        failed: BTreeSet::new(),
+        report: ApplyReport::default(),
+    };
 
     // Resume: an action begun earlier and not ended either landed (then the fresh plan no
     // longer contains it) or did not (then it is in the plan and runs now, under its
     // original journal entry, so the audit log holds it once).
     let planned: BTreeSet<&ActionId> = plan.ready().map(|a| &a.id).collect();
-    let mut resumed: BTreeMap<ActionId, String> = BTreeMap::new();
-    for entry in store.journal_incomplete()? {
+    for entry in books.store.journal_incomplete()? {
         if planned.contains(&entry.action.id) {
-            resumed.insert(entry.action.id.clone(), entry.run_id.clone());
+            books.resumed.insert(entry.action.id.clone(), entry.run_id.clone());
         } else {
-            let detail = "confirmed on resume: W&B already reflects this change".to_string();
+            let detail = "confirmed on resume: W&B already reflects this change";
             finish(
-                store,
-                audit,
+                books.store,
+                books.audit,
                 &entry.run_id,
-                &actor,
+                &books.actor,
                 &entry.action,
                 &ActionResult::AlreadyDone,
-                &detail,
+                detail,
             )?;
-            report.results.push((entry.action, ActionResult::AlreadyDone));
+            books.report.results.push((entry.action, ActionResult::AlreadyDone));
         }
     }
 
@@ -141,7 +148,6 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
             .collect(),
     );
 
-    let mut failed: BTreeSet<ActionId> = BTreeSet::new();
     let ready: Vec<&Action> = plan.ready().collect();
     let phases: BTreeSet<u8> = ready.iter().map(|a| a.phase()).collect();
     for phase in phases {
@@ -156,12 +162,11 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
                 if stopped(&stop) {
                     break;
                 }
-                if let Some(why) = blocked_by(a, &failed) {
-                    record_skip(audit, &run_id, &actor, a, why, &mut report)?;
-                    failed.insert(a.id.clone());
+                if let Some(why) = blocked_by(a, &books.failed) {
+                    books.skip(a, why)?;
                     continue;
                 }
-                begin(store, audit, &run_id, &actor, a, &resumed)?;
+                books.begin(a)?;
                 let (client, ids, people, policy, a) = (client.clone(), ids.clone(), people.clone(), policy.clone(), a.clone());
                 set.spawn(async move {
                     let done = execute(&client, &ids, &people, &policy, &a).await;
@@ -181,41 +186,30 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
             if let Some((t, id)) = new_team {
                 ids.teams.insert(t, id);
             }
-            let jr = resumed.get(&a.id).cloned().unwrap_or_else(|| run_id.clone());
-            after(store, audit, &jr, &actor, &a, &res)?;
-            if !res.ok() {
-                failed.insert(a.id.clone());
-            }
-            report.results.push((a, res));
+            books.settle(a, res)?;
         }
         for a in serial {
             if stopped(&stop) {
                 break;
             }
-            if let Some(why) = blocked_by(a, &failed) {
-                record_skip(audit, &run_id, &actor, a, why, &mut report)?;
-                failed.insert(a.id.clone());
+            if let Some(why) = blocked_by(a, &books.failed) {
+                books.skip(a, why)?;
                 continue;
             }
             if let Some(why) = live_admin_check(client, policy, a, org).await {
-                record_skip(audit, &run_id, &actor, a, why, &mut report)?;
-                failed.insert(a.id.clone());
+                books.skip(a, why)?;
                 continue;
             }
-            begin(store, audit, &run_id, &actor, a, &resumed)?;
+            books.begin(a)?;
             let (res, _, _) = execute(client, &ids, &people, policy, a).await;
-            let jr = resumed.get(&a.id).cloned().unwrap_or_else(|| run_id.clone());
-            after(store, audit, &jr, &actor, a, &res)?;
-            if !res.ok() {
-                failed.insert(a.id.clone());
-            }
-            report.results.push((a.clone(), res));
+            books.settle(a.clone(), res)?;
         }
         if stopped(&stop) {
             break;
         }
     }
     // A deprovisioned user's tombstone has served its purpose.
+    let Books { store, report, .. } = books;
     let gone: BTreeSet<&Email> = report
         .results
         .iter()
@@ -419,32 +413,51 @@ pub fn describe(r: &ActionResult) -> String {
     }
 }
 
-/// Journals the start of an action, unless a resumed journal entry already did.
-fn begin(
-    store: &mut StateStore,
-    audit: &mut AuditLog,
-    run_id: &str,
-    actor: &str,
-    a: &Action,
-    resumed: &BTreeMap<ActionId, String>,
-) -> Result<(), ApplyError> {
-    if resumed.contains_key(&a.id) {
-        return Ok(());
-    }
-    store.journal_begin(run_id, a)?;
-    audit.append(&audit_record(run_id, actor, a, "begin", None))?;
-    Ok(())
+/// The apply's bookkeeping: journal, audit log and report, kept in step for every action.
+struct Books<'a> {
+    store: &'a mut StateStore,
+    audit: &'a mut AuditLog,
+    run_id: String,
+    actor: String,
+    /// Actions resumed from an interrupted apply, with the run that began them.
+    resumed: BTreeMap<ActionId, String>,
+    /// Actions that did not succeed; their dependents are skipped.
+    failed: BTreeSet<ActionId>,
+    report: ApplyReport,
 }
 
-fn after(
-    store: &mut StateStore,
-    audit: &mut AuditLog,
-    run_id: &str,
-    actor: &str,
-    a: &Action,
-    res: &ActionResult,
-) -> Result<(), ApplyError> {
-    finish(store, audit, run_id, actor, a, res, &describe(res))
+impl Books<'_> {
+    /// Journals the start of an action, unless a resumed journal entry already did.
+    fn begin(&mut self, a: &Action) -> Result<(), ApplyError> {
+        if self.resumed.contains_key(&a.id) {
+            return Ok(());
+        }
+        self.store.journal_begin(&self.run_id, a)?;
+        self.audit.append(&audit_record(&self.run_id, &self.actor, a, "begin", None))?;
+        Ok(())
+    }
+
+    /// Journals the end of an action (under the run that began it) and reports it.
+    fn settle(&mut self, a: Action, res: ActionResult) -> Result<(), ApplyError> {
+        let run = self.resumed.get(&a.id).unwrap_or(&self.run_id).clone();
+        finish(self.store, self.audit, &run, &self.actor, &a, &res, &describe(&res))?;
+        if !res.ok() {
+            self.failed.insert(a.id.clone());
+        }
+        self.report.results.push((a, res));
+        Ok(())
+    }
+
+    /// A skipped action never reached W&B: it is audited, not journaled.
+    fn skip(&mut self, a: &Action, why: String) -> Result<(), ApplyError> {
+        let res = ActionResult::Skipped(why);
+        let mut rec = audit_record(&self.run_id, &self.actor, a, "skip", Some(&res));
+        rec.result = Some("skipped".into());
+        self.audit.append(&rec)?;
+        self.failed.insert(a.id.clone());
+        self.report.results.push((a.clone(), res));
+        Ok(())
+    }
 }
 
 fn finish(
@@ -479,22 +492,5 @@ fn finish(
             store.consume_approval(&a.id)?;
         }
     }
-    Ok(())
-}
-
-/// A skipped action never reached W&B: it is audited, not journaled.
-fn record_skip(
-    audit: &mut AuditLog,
-    run_id: &str,
-    actor: &str,
-    a: &Action,
-    why: String,
-    report: &mut ApplyReport,
-) -> Result<(), ApplyError> {
-    let res = ActionResult::Skipped(why);
-    let mut rec = audit_record(run_id, actor, a, "skip", Some(&res));
-    rec.result = Some("skipped".into());
-    audit.append(&rec)?;
-    report.results.push((a.clone(), res));
     Ok(())
 }

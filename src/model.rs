@@ -220,11 +220,20 @@ impl TeamRole {
     /// admin > member > custom role > viewer. Custom roles in W&B extend member or viewer
     /// and idsync cannot tell which, so they sit between the two.
     pub fn rank(&self) -> u8 {
-        match self.0.as_str() {
-            "admin" => 3,
-            "member" => 2,
-            "viewer" => 0,
-            _ => 1,
+        TeamRole::rank_of(&self.0)
+    }
+
+    /// [`TeamRole::rank`] of a role name, without building a `TeamRole`.
+    pub fn rank_of(role: &str) -> u8 {
+        let r = role.trim();
+        if r.eq_ignore_ascii_case("admin") {
+            3
+        } else if r.eq_ignore_ascii_case("member") {
+            2
+        } else if r.eq_ignore_ascii_case("viewer") {
+            0
+        } else {
+            1
         }
     }
 }

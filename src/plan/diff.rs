@@ -190,8 +190,9 @@ pub(crate) fn diff(desired: &Desired<'_>, org: &OrgSnapshot, policy: &Policy, st
         }
     }
 
+    // Keys computed once per action: plans can hold hundreds of thousands.
     out.actions
-        .sort_by(|a, b| (a.phase(), &a.user, &a.team, a.kind, &a.id).cmp(&(b.phase(), &b.user, &b.team, b.kind, &b.id)));
+        .sort_by_cached_key(|a| (a.phase(), a.user.clone(), a.team.clone(), a.kind, a.id.clone()));
     out
 }
 

@@ -243,8 +243,8 @@ impl Action {
     }
 
     fn is_team_raise(&self) -> bool {
-        let from = self.from.as_deref().map(TeamRole::new).map(|r| r.rank()).unwrap_or(0);
-        let to = self.role.as_deref().map(TeamRole::new).map(|r| r.rank()).unwrap_or(0);
+        let from = self.from.as_deref().map(TeamRole::rank_of).unwrap_or(0);
+        let to = self.role.as_deref().map(TeamRole::rank_of).unwrap_or(0);
         to > from
     }
 
