@@ -30,7 +30,15 @@ impl Entry {
 
     /// Adds one value; the attribute name is lower-cased.
     pub fn add(&mut self, attr: &str, value: impl Into<Vec<u8>>) {
-        self.attrs.entry(attr.to_ascii_lowercase()).or_default().push(value.into());
+        let key = lower_key(attr);
+        // Look up before inserting: most values join an attribute already present, and
+        // `entry()` would need an owned key every time.
+        match self.attrs.get_mut(key.as_ref()) {
+            Some(vs) => vs.push(value.into()),
+            None => {
+                self.attrs.insert(key.into_owned(), vec![value.into()]);
+            }
+        }
     }
 
     /// Builder form of [`Entry::add`], for tests and fixtures.
@@ -41,12 +49,7 @@ impl Entry {
 
     /// The raw values of `attr` (any case), empty when absent.
     pub fn values(&self, attr: &str) -> &[Vec<u8>] {
-        let key: Cow<'_, str> = if attr.bytes().any(|b| b.is_ascii_uppercase()) {
-            Cow::Owned(attr.to_ascii_lowercase())
-        } else {
-            Cow::Borrowed(attr)
-        };
-        self.attrs.get(key.as_ref()).map(Vec::as_slice).unwrap_or(&[])
+        self.attrs.get(lower_key(attr).as_ref()).map(Vec::as_slice).unwrap_or(&[])
     }
 
     /// Whether the entry has at least one value of `attr`.
@@ -62,6 +65,15 @@ impl Entry {
     /// Every value of `attr` as text (invalid UTF-8 replaced).
     pub fn values_str(&self, attr: &str) -> Vec<String> {
         self.values(attr).iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect()
+    }
+}
+
+/// `attr` lower-cased, borrowing when it already is.
+fn lower_key(attr: &str) -> Cow<'_, str> {
+    if attr.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(attr.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(attr)
     }
 }
 
@@ -123,6 +135,11 @@ pub fn guid_to_string(b: &[u8; 16]) -> String {
     )
 }
 
+/// The first value of `attr` as trimmed text, allocating once.
+fn first_trimmed(e: &Entry, attr: &str) -> Option<String> {
+    e.values(attr).first().map(|v| String::from_utf8_lossy(v).trim().to_string())
+}
+
 /// The anchor of an entry from `anchor_attr`, or `None` when the attribute is absent.
 fn anchor_of(e: &Entry, anchor_attr: &str) -> Option<String> {
     let v = e.values(anchor_attr).first()?;
@@ -157,6 +174,54 @@ fn enabled_of(e: &Entry, dialect: LdapDialect) -> Result<bool, SourceError> {
             Ok(v & ACCOUNTDISABLE == 0)
         }
     }
+}
+
+/// [`normalize_dn`] with one allocation for ASCII DNs, the common case: a large
+/// directory normalises several DNs per entry. Same result (property-tested); non-ASCII
+/// DNs take the model's path so Unicode lower-casing stays identical.
+pub fn dn_key(dn: &str) -> String {
+    if !dn.is_ascii() {
+        return normalize_dn(dn);
+    }
+    fn push_lower(out: &mut String, s: &str) {
+        out.extend(s.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+    }
+    let mut out = String::with_capacity(dn.len());
+    let mut part_start = 0;
+    let mut escaped = false;
+    let bytes = dn.as_bytes();
+    for i in 0..=bytes.len() {
+        // Split on unescaped commas exactly as the model does.
+        let end = match bytes.get(i) {
+            Some(b'\\') if !escaped => {
+                escaped = true;
+                continue;
+            }
+            Some(b',') if !escaped => true,
+            Some(_) => {
+                escaped = false;
+                false
+            }
+            None => true,
+        };
+        if !end {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        let part = dn[part_start..i].trim();
+        match part.split_once('=') {
+            Some((k, v)) => {
+                push_lower(&mut out, k.trim());
+                out.push('=');
+                push_lower(&mut out, v.trim());
+            }
+            None => push_lower(&mut out, part),
+        }
+        part_start = i + 1;
+    }
+    out
 }
 
 /// Strips the optional `#'0101'B` unique-identifier suffix of a `uniqueMember` value.
@@ -199,13 +264,11 @@ pub fn build_snapshot(
             Some(a) if !a.is_empty() => a,
             _ => {
                 dn_anchors += 1;
-                normalize_dn(&e.dn)
+                dn_key(&e.dn)
             }
         };
-        let username = e.first_str(&ucfg.username_attr).map(|s| s.trim().to_string()).unwrap_or_default();
-        let display_name = e
-            .first_str(&ucfg.name_attr)
-            .map(|s| s.trim().to_string())
+        let username = first_trimmed(e, &ucfg.username_attr).unwrap_or_default();
+        let display_name = first_trimmed(e, &ucfg.name_attr)
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| username.clone());
         people.push(Person {
@@ -226,8 +289,8 @@ pub fn build_snapshot(
         );
     }
 
-    let person_by_dn: HashMap<String, usize> = users.iter().enumerate().map(|(i, e)| (normalize_dn(&e.dn), i)).collect();
-    let group_by_dn: HashMap<String, usize> = groups.iter().enumerate().map(|(i, e)| (normalize_dn(&e.dn), i)).collect();
+    let person_by_dn: HashMap<String, usize> = users.iter().enumerate().map(|(i, e)| (dn_key(&e.dn), i)).collect();
+    let group_by_dn: HashMap<String, usize> = groups.iter().enumerate().map(|(i, e)| (dn_key(&e.dn), i)).collect();
     let mut person_by_username: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, p) in people.iter().enumerate() {
         if !p.username.is_empty() {
@@ -266,7 +329,7 @@ pub fn build_snapshot(
         }
         for attr in &dn_attrs {
             for v in member_values(g, attr) {
-                let dn = normalize_dn(strip_unique_id(v.trim()));
+                let dn = dn_key(strip_unique_id(v.trim()));
                 let mut known = false;
                 if let Some(&pi) = person_by_dn.get(&dn) {
                     direct[gi].insert(pi);
@@ -301,11 +364,9 @@ pub fn build_snapshot(
         anchors.dedup();
         let anchor = match anchor_of(g, &ucfg.anchor_attr) {
             Some(a) if !a.is_empty() => a,
-            _ => normalize_dn(&g.dn),
+            _ => dn_key(&g.dn),
         };
-        let name = g
-            .first_str(&gcfg.name_attr)
-            .map(|s| s.trim().to_string())
+        let name = first_trimmed(g, &gcfg.name_attr)
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| g.dn.clone());
         out_groups.push(Group {
@@ -666,6 +727,29 @@ mod tests {
             "member;range=0-99999999999",
         ] {
             assert_eq!(parse_range_attr(bad), None, "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn dn_key_equals_the_model_normalisation(dn in r"[a-zA-Z0-9=,\\ #'+\t.Éé-]{0,40}") {
+            proptest::prop_assert_eq!(dn_key(&dn), normalize_dn(&dn));
+        }
+    }
+
+    #[test]
+    fn dn_key_examples() {
+        for dn in [
+            "",
+            ",",
+            ",dc=x",
+            "dc=x,",
+            "CN=A\\,B , OU=X",
+            "cn=a\\\\,dc=x",
+            "cn = A=B ,DC=Com",
+            "nokey,  ,x",
+        ] {
+            assert_eq!(dn_key(dn), normalize_dn(dn), "{dn:?}");
         }
     }
 

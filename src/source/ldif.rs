@@ -4,6 +4,7 @@
 //! Only content records are accepted. Any problem fails the whole read with the file, the
 //! line and what is wrong: a partial directory is never returned.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -12,9 +13,9 @@ use base64::engine::DecodePaddingMode;
 use base64::Engine;
 
 use crate::config::{LdapDialect, LdapGroupsConfig, LdapUsersConfig};
-use crate::model::{normalize_dn, DirectorySnapshot};
+use crate::model::DirectorySnapshot;
 
-use super::entries::{build_snapshot, Entry};
+use super::entries::{build_snapshot, dn_key, Entry};
 use super::{filter, SourceError};
 
 /// Standard alphabet; padding optional, since hand-written LDIF often drops it.
@@ -52,12 +53,12 @@ pub fn read_ldif(
         key: "source.groups.filter".into(),
         msg,
     })?;
-    let user_base = normalize_dn(&ucfg.base);
-    let group_base = normalize_dn(&gcfg.base);
+    let user_base = dn_key(&ucfg.base);
+    let group_base = dn_key(&gcfg.base);
     let mut users = Vec::new();
     let mut groups = Vec::new();
     for e in entries {
-        let dn = normalize_dn(&e.dn);
+        let dn = dn_key(&e.dn);
         let is_user = under_base(&dn, &user_base) && user_filter.matches(&e);
         let is_group = under_base(&dn, &group_base) && group_filter.matches(&e);
         match (is_user, is_group) {
@@ -93,10 +94,11 @@ pub fn parse_ldif(text: &str) -> Result<Vec<Entry>, SourceError> {
     parse_named(text, Path::new("<ldif>"))
 }
 
-/// One unfolded line and the physical line it starts on.
-struct Logical {
+/// One unfolded line and the physical line it starts on. Borrowed unless folded, so a
+/// large export is not copied line by line.
+struct Logical<'a> {
     line: usize,
-    text: String,
+    text: Cow<'a, str>,
 }
 
 fn parse_named(text: &str, path: &Path) -> Result<Vec<Entry>, SourceError> {
@@ -143,7 +145,7 @@ fn parse_named(text: &str, path: &Path) -> Result<Vec<Entry>, SourceError> {
             match (lname.as_str(), entry.as_mut()) {
                 ("dn", None) => {
                     let dn = String::from_utf8(value).map_err(|_| err(l.line, "the dn is not valid UTF-8".into()))?;
-                    if let Some(prev) = seen.insert(normalize_dn(&dn), l.line) {
+                    if let Some(prev) = seen.insert(dn_key(&dn), l.line) {
                         return Err(err(l.line, format!("entry {dn:?} appears twice (first at line {prev})")));
                     }
                     entry = Some(Entry::new(dn));
@@ -173,7 +175,7 @@ fn parse_named(text: &str, path: &Path) -> Result<Vec<Entry>, SourceError> {
 }
 
 /// Splits the text into records of unfolded lines, dropping comments.
-fn unfold(text: &str, err: &dyn Fn(usize, String) -> SourceError) -> Result<Vec<Vec<Logical>>, SourceError> {
+fn unfold<'a>(text: &'a str, err: &dyn Fn(usize, String) -> SourceError) -> Result<Vec<Vec<Logical<'a>>>, SourceError> {
     #[derive(PartialEq)]
     enum Last {
         None,
@@ -190,7 +192,7 @@ fn unfold(text: &str, err: &dyn Fn(usize, String) -> SourceError) -> Result<Vec<
             match last {
                 Last::Line => {
                     if let Some(l) = cur.last_mut() {
-                        l.text.push_str(cont);
+                        l.text.to_mut().push_str(cont);
                     }
                     continue;
                 }
@@ -215,7 +217,7 @@ fn unfold(text: &str, err: &dyn Fn(usize, String) -> SourceError) -> Result<Vec<
         } else {
             cur.push(Logical {
                 line: line_no,
-                text: line.to_string(),
+                text: Cow::Borrowed(line),
             });
             last = Last::Line;
         }
@@ -227,7 +229,7 @@ fn unfold(text: &str, err: &dyn Fn(usize, String) -> SourceError) -> Result<Vec<
 }
 
 /// Splits `name: value`, `name:: base64` and rejects `name:< url`.
-fn attr_value<'a>(l: &'a Logical, err: &dyn Fn(usize, String) -> SourceError) -> Result<(&'a str, Vec<u8>), SourceError> {
+fn attr_value<'a>(l: &'a Logical<'_>, err: &dyn Fn(usize, String) -> SourceError) -> Result<(&'a str, Vec<u8>), SourceError> {
     let Some((name, rest)) = l.text.split_once(':') else {
         return Err(err(l.line, "expected 'attribute: value' (no ':' on this line)".into()));
     };
@@ -258,7 +260,7 @@ fn attr_value<'a>(l: &'a Logical, err: &dyn Fn(usize, String) -> SourceError) ->
 
 /// `ldapsearch` without `-LLL` ends with `search: N` / `result: 0 Success`; a non-zero
 /// result (e.g. a size limit) means the export is incomplete.
-fn check_search_trailer(rec: &[Logical], err: &dyn Fn(usize, String) -> SourceError) -> Result<(), SourceError> {
+fn check_search_trailer(rec: &[Logical<'_>], err: &dyn Fn(usize, String) -> SourceError) -> Result<(), SourceError> {
     for l in rec {
         let (name, value) = attr_value(l, err)?;
         if name.eq_ignore_ascii_case("result") {
@@ -383,14 +385,14 @@ mod tests {
 
     #[test]
     fn base_matching_is_a_normalised_subtree_suffix() {
-        let base = normalize_dn("ou=People, dc=Example,dc=com");
-        assert!(under_base(&normalize_dn("uid=a,ou=people,dc=example,dc=com"), &base));
-        assert!(under_base(&normalize_dn("uid=a,ou=x,ou=people,dc=example,dc=com"), &base));
+        let base = dn_key("ou=People, dc=Example,dc=com");
+        assert!(under_base(&dn_key("uid=a,ou=people,dc=example,dc=com"), &base));
+        assert!(under_base(&dn_key("uid=a,ou=x,ou=people,dc=example,dc=com"), &base));
         assert!(under_base(&base, &base));
-        assert!(!under_base(&normalize_dn("uid=a,ou=groups,dc=example,dc=com"), &base));
-        assert!(!under_base(&normalize_dn("uid=a,ou=xpeople,dc=example,dc=com"), &base));
+        assert!(!under_base(&dn_key("uid=a,ou=groups,dc=example,dc=com"), &base));
+        assert!(!under_base(&dn_key("uid=a,ou=xpeople,dc=example,dc=com"), &base));
         assert!(
-            !under_base(&normalize_dn("cn=a\\,ou=people,dc=example,dc=com"), &base),
+            !under_base(&dn_key("cn=a\\,ou=people,dc=example,dc=com"), &base),
             "an escaped comma is not a separator"
         );
         assert!(under_base("anything", ""));
