@@ -113,8 +113,25 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
     // longer contains it) or did not (then it is in the plan and runs now, under its
     // original journal entry, so the audit log holds it once).
     let planned: BTreeSet<&ActionId> = plan.ready().map(|a| &a.id).collect();
-    for entry in books.store.journal_incomplete()? {
-        if planned.contains(&entry.action.id) {
+    let incomplete = books.store.journal_incomplete()?;
+    // Ends the audit log already holds (a crash came between the two writes of `finish`).
+    let audited: BTreeMap<(String, String), bool> = match (incomplete.is_empty(), books.audit.path().parent()) {
+        (false, Some(dir)) => AuditLog::read_all(dir)?
+            .into_iter()
+            .filter(|r| r.event == "end")
+            .map(|r| ((r.run_id, r.action_id), r.result.as_deref() == Some("ok")))
+            .collect(),
+        _ => BTreeMap::new(),
+    };
+    for entry in incomplete {
+        if let Some(&ok) = audited.get(&(entry.run_id.clone(), entry.action.id.to_string())) {
+            let outcome = Outcome {
+                ok,
+                detail: "ended before an interruption; the audit log holds its result".into(),
+            };
+            books.store.journal_end(&entry.run_id, &entry.action.id, &outcome)?;
+            record_effects(books.store, &entry.action, ok)?;
+        } else if planned.contains(&entry.action.id) {
             books.resumed.insert(entry.action.id.clone(), entry.run_id.clone());
         } else {
             let detail = "confirmed on resume: W&B already reflects this change";
@@ -469,6 +486,11 @@ fn finish(
     res: &ActionResult,
     detail: &str,
 ) -> Result<(), ApplyError> {
+    // The audit line goes first: a crash between the two writes leaves the journal
+    // entry open, and resume closes it without a second audit line (see `apply`).
+    let mut rec = audit_record(run_id, actor, a, "end", Some(res));
+    rec.detail = Some(detail.to_string());
+    audit.append(&rec)?;
     store.journal_end(
         run_id,
         &a.id,
@@ -477,10 +499,12 @@ fn finish(
             detail: detail.to_string(),
         },
     )?;
-    let mut rec = audit_record(run_id, actor, a, "end", Some(res));
-    rec.detail = Some(detail.to_string());
-    audit.append(&rec)?;
-    if res.ok() {
+    record_effects(store, a, res.ok())
+}
+
+/// What the state store keeps of a succeeded action: ledger grants and used approvals.
+fn record_effects(store: &mut StateStore, a: &Action, ok: bool) -> Result<(), ApplyError> {
+    if ok {
         if let (Some(u), Some(t)) = (&a.user, &a.team) {
             match a.kind {
                 ActionKind::AddToTeam => store.ledger_grant(u, t)?,
