@@ -74,7 +74,13 @@ impl ActionId {
             h.update(p.as_bytes());
         }
         let digest = h.finalize();
-        ActionId(digest.iter().take(6).map(|b| format!("{b:02x}")).collect())
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut id = String::with_capacity(12);
+        for b in digest.iter().take(6) {
+            id.push(HEX[(b >> 4) as usize] as char);
+            id.push(HEX[(b & 0xf) as usize] as char);
+        }
+        ActionId(id)
     }
     pub fn as_str(&self) -> &str {
         &self.0
