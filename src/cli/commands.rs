@@ -116,6 +116,24 @@ fn record(
     Ok(())
 }
 
+/// Reads both sides; a failed read is recorded as a failed run before it is returned.
+async fn read_both_or_record(
+    env: &Env,
+    client: &crate::target::WandbClient,
+    store: &mut StateStore,
+    run_id: &str,
+    command: &str,
+    started: chrono::DateTime<Utc>,
+) -> Result<(crate::model::DirectorySnapshot, crate::model::OrgSnapshot), Error> {
+    match sync::read_both(env, client).await {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            record(store, run_id, command, started, "failure", BTreeMap::new(), Some(e.to_string()))?;
+            Err(e)
+        }
+    }
+}
+
 async fn check_config(path: &Path, connect: bool) -> Result<u8, Error> {
     let env = load_env(path)?;
     let c = &env.config;
@@ -191,21 +209,7 @@ async fn plan(path: &Path, format: Format, out: Option<&Path>) -> Result<u8, Err
     let started = Utc::now();
     let run_id = new_run_id();
     let state = store.load_plan_state()?;
-    let (dir, org) = match sync::read_both(&env, &client).await {
-        Ok(v) => v,
-        Err(e) => {
-            record(
-                &mut store,
-                &run_id,
-                "plan",
-                started,
-                "failure",
-                BTreeMap::new(),
-                Some(e.to_string()),
-            )?;
-            return Err(e);
-        }
-    };
+    let (dir, org) = read_both_or_record(&env, &client, &mut store, &run_id, "plan", started).await?;
     let plan = sync::plan_now(&env, &dir, &org, &state, started);
     sync::persist_plan_state(&mut store, &env, &plan, &dir, &org, &state)?;
     if let Some(out) = out {
@@ -248,21 +252,7 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
         Some(p) => Some(report::parse_plan_json(&read_file(p)?)?),
         None => None,
     };
-    let (dir, org) = match sync::read_both(&env, &client).await {
-        Ok(v) => v,
-        Err(e) => {
-            record(
-                &mut store,
-                &run_id,
-                "apply",
-                started,
-                "failure",
-                BTreeMap::new(),
-                Some(e.to_string()),
-            )?;
-            return Err(e);
-        }
-    };
+    let (dir, org) = read_both_or_record(&env, &client, &mut store, &run_id, "apply", started).await?;
     let mut state = store.load_plan_state()?;
     let mut fresh = sync::plan_now(&env, &dir, &org, &state, started);
     if !opts.approve.is_empty() {
