@@ -89,22 +89,15 @@ pub fn plan_now(env: &Env, dir: &DirectorySnapshot, org: &OrgSnapshot, state: &P
 
 /// Stores what a plan learned: tombstone clocks, and the directory size and anchors when
 /// the read looks healthy (a suspicious read never becomes the new baseline).
-pub fn persist_plan_state(
-    store: &mut StateStore,
-    env: &Env,
-    plan: &Plan,
-    dir: &DirectorySnapshot,
-    org: &OrgSnapshot,
-    state: &PlanState,
-) -> Result<(), Error> {
+pub fn persist_plan_state(store: &mut StateStore, plan: &Plan, dir: &DirectorySnapshot) -> Result<(), Error> {
     store.replace_tombstones(&plan.tombstones)?;
-    if plan::source_read_is_good(dir, org, &env.policy, state) {
+    if plan.source.suspicious.is_none() {
         let anchors = dir
             .people
             .iter()
             .filter_map(|p| Some((p.anchor.clone(), Email::parse(p.email.as_deref()?)?)))
             .collect();
-        store.record_good_read(plan::usable_enabled_people(dir, org, &env.policy), &anchors)?;
+        store.record_good_read(plan.source.usable_enabled, &anchors)?;
     }
     Ok(())
 }

@@ -211,7 +211,7 @@ async fn plan(path: &Path, format: Format, out: Option<&Path>) -> Result<u8, Err
     let state = store.load_plan_state()?;
     let (dir, org) = read_both_or_record(&env, &client, &mut store, &run_id, "plan", started).await?;
     let plan = sync::plan_now(&env, &dir, &org, &state, started);
-    sync::persist_plan_state(&mut store, &env, &plan, &dir, &org, &state)?;
+    sync::persist_plan_state(&mut store, &plan, &dir)?;
     if let Some(out) = out {
         write_file(out, &report::render_json(&plan))?;
         eprintln!("plan saved to {}", out.display());
@@ -261,7 +261,7 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
         state = store.load_plan_state()?;
         fresh = sync::plan_now(&env, &dir, &org, &state, started);
     }
-    sync::persist_plan_state(&mut store, &env, &fresh, &dir, &org, &state)?;
+    sync::persist_plan_state(&mut store, &fresh, &dir)?;
 
     // With a reviewed plan, apply only what it still says unchanged.
     let mut to_apply = fresh.clone();

@@ -55,6 +55,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         usable_enabled: desired.usable_enabled,
     };
     guards::run(&mut d.actions, &gi);
+    let suspicious = guards::source_suspicion(&gi);
 
     let mut summary: BTreeMap<String, usize> = BTreeMap::new();
     for a in &d.actions {
@@ -69,6 +70,8 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
             kind: directory.kind.clone(),
             users: directory.people.len(),
             groups: directory.groups.len(),
+            usable_enabled: desired.usable_enabled,
+            suspicious,
         },
         target: TargetSummary {
             users: org.users.len(),
@@ -81,28 +84,4 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         roster_before: roster(org),
         roster_after: roster(&after),
     }
-}
-
-/// Whether this directory read counts as good (source-health would not hold removals):
-/// the shell records its size as the new baseline only then.
-pub fn source_read_is_good(directory: &DirectorySnapshot, org: &OrgSnapshot, policy: &Policy, state: &PlanState) -> bool {
-    let desired = mapping::desired_state(directory, org, policy, &state.anchors);
-    let gi = guards::GuardInput {
-        org,
-        policy,
-        state,
-        now: DateTime::<Utc>::MIN_UTC,
-        self_emails: &desired.self_emails,
-        managed_teams: &desired.managed_teams,
-        identity_pairs: &Default::default(),
-        in_scope_active: 0,
-        directory_people: directory.people.len(),
-        usable_enabled: desired.usable_enabled,
-    };
-    guards::source_suspicion(&gi).is_none()
-}
-
-/// Enabled people with a usable, unique email: the directory size source-health tracks.
-pub fn usable_enabled_people(directory: &DirectorySnapshot, org: &OrgSnapshot, policy: &Policy) -> usize {
-    mapping::desired_state(directory, org, policy, &Default::default()).usable_enabled
 }

@@ -299,6 +299,13 @@ pub struct SourceSummary {
     pub kind: String,
     pub users: usize,
     pub groups: usize,
+    /// Enabled people with a usable, unique email: the size source-health tracks.
+    #[serde(default)]
+    pub usable_enabled: usize,
+    /// Why source-health finds this read suspicious; `None` for a good read, which the
+    /// shell then records as the new baseline.
+    #[serde(default)]
+    pub suspicious: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

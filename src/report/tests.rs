@@ -25,6 +25,7 @@ fn empty_plan() -> Plan {
             kind: "ldap".into(),
             users: 4,
             groups: 2,
+            ..SourceSummary::default()
         },
         target: TargetSummary { users: 3, teams: 1 },
         summary: BTreeMap::new(),
