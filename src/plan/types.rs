@@ -300,11 +300,12 @@ pub struct SourceSummary {
     pub users: usize,
     pub groups: usize,
     /// Enabled people with a usable, unique email: the size source-health tracks.
-    #[serde(default)]
+    /// In-process only: the JSON `source` object stays SPEC §6's `{kind, users, groups}`.
+    #[serde(skip)]
     pub usable_enabled: usize,
     /// Why source-health finds this read suspicious; `None` for a good read, which the
-    /// shell then records as the new baseline.
-    #[serde(default)]
+    /// shell then records as the new baseline. In-process only, like `usable_enabled`.
+    #[serde(skip)]
     pub suspicious: Option<String>,
 }
 
