@@ -52,7 +52,10 @@ impl DesiredPerson<'_> {
     }
 
     pub fn org_role_reason(&self, w: &Wanted<'_, OrgRole>) -> String {
-        format!("policy.org_roles: {} is a member of {} (role {})", self.person.source_ref, w.group, w.role)
+        format!(
+            "policy.org_roles: {} is a member of {} (role {})",
+            self.person.source_ref, w.group, w.role
+        )
     }
 
     pub fn team_reason(&self, team: &str, w: &Wanted<'_, TeamRole>) -> String {
@@ -168,10 +171,18 @@ pub(crate) fn desired_state<'a>(
     }
 
     // Usable people: a parseable email, claimed by exactly one directory person.
-    let mut by_email: BTreeMap<Email, Vec<&Person>> = BTreeMap::new();
+    // One person per email; the rare duplicates wait aside, so the common case allocates
+    // no list per person.
+    let mut by_email: BTreeMap<Email, &Person> = BTreeMap::new();
+    let mut dupes: BTreeMap<Email, Vec<&Person>> = BTreeMap::new();
     for p in &dir.people {
         match p.email.as_deref().and_then(Email::parse) {
-            Some(e) => by_email.entry(e).or_default().push(p),
+            Some(e) => match by_email.entry(e) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(p);
+                }
+                std::collections::btree_map::Entry::Occupied(o) => dupes.entry(o.key().clone()).or_default().push(p),
+            },
             None => out.skipped.push(Skipped {
                 entry: p.source_ref.clone(),
                 why: match &p.email {
@@ -181,9 +192,10 @@ pub(crate) fn desired_state<'a>(
             }),
         }
     }
-    let mut usable: Vec<(Email, &Person)> = Vec::new();
-    for (email, people) in by_email {
-        if people.len() > 1 {
+    let mut usable: Vec<(Email, &Person)> = Vec::with_capacity(by_email.len());
+    for (email, first) in by_email {
+        if let Some(more) = dupes.remove(&email) {
+            let people: Vec<&Person> = std::iter::once(first).chain(more).collect();
             for p in &people {
                 out.skipped.push(Skipped {
                     entry: p.source_ref.clone(),
@@ -195,7 +207,7 @@ pub(crate) fn desired_state<'a>(
             }
             out.frozen.insert(email);
         } else {
-            usable.push((email, people[0]));
+            usable.push((email, first));
         }
     }
     out.usable_enabled = usable.iter().filter(|(_, p)| p.enabled).count();

@@ -62,7 +62,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         let key = if a.is_ready() { a.kind.as_str() } else { "held" };
         *summary.entry(key.to_string()).or_default() += 1;
     }
-    let after = simulate(org, d.actions.iter().filter(|a| a.is_ready()), policy);
+    let (roster_before, roster_after) = simulate::rosters(org, d.actions.iter().filter(|a| a.is_ready()), policy);
     Plan {
         version: 1,
         generated_at: now,
@@ -81,7 +81,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         actions: d.actions,
         tombstones: d.tombstones,
         skipped: desired.skipped,
-        roster_before: roster(org),
-        roster_after: roster(&after),
+        roster_before,
+        roster_after,
     }
 }

@@ -999,6 +999,9 @@ proptest! {
     fn ready_actions_never_leave_fewer_admins_than_the_floors(w in arb_world()) {
         let p = w.plan();
         let after = simulate(&w.org, p.ready(), &w.policy);
+        // The plan's rosters (built without copying the org) agree with the full simulation.
+        prop_assert_eq!(&p.roster_before, &crate::plan::roster(&w.org));
+        prop_assert_eq!(&p.roster_after, &crate::plan::roster(&after));
         let floor = w.policy.guards.min_org_admins;
         prop_assert!(org_admins(&after) >= floor.min(org_admins(&w.org)), "org admins {} -> {}\n{:#?}", org_admins(&w.org), org_admins(&after), p.actions);
         for t in TEAMS {
