@@ -32,6 +32,8 @@ pub const MAX_RETRIES: u32 = 5;
 pub const MAX_PAGES: u32 = 100_000;
 /// Largest response body accepted (one page).
 const MAX_BODY: usize = 64 * 1024 * 1024;
+/// Shortest secret scrubbed from error text.
+const MIN_SCRUB: usize = 6;
 /// Longest server text quoted in an error.
 const MAX_DETAIL: usize = 300;
 
@@ -238,9 +240,10 @@ impl SourceHttp {
         self
     }
 
-    /// Registers a secret to scrub from server text quoted in errors.
+    /// Registers a secret to scrub from server text quoted in errors. Values shorter
+    /// than [`MIN_SCRUB`] are not real credentials and would garble every message.
     pub fn scrub_secret(&mut self, s: Secret) {
-        if !s.expose().is_empty() {
+        if s.expose().len() >= MIN_SCRUB {
             self.scrub.push(s);
         }
     }

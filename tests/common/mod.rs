@@ -5,6 +5,7 @@
 
 pub mod entra_fake;
 pub mod okta_fake;
+pub mod scim_server;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
