@@ -232,11 +232,11 @@ async fn okta_bad_token_says_which_credential_and_secrets_never_show() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn okta_check_config_connect_reports_the_directory() {
-    let (_fake, f) = okta_fixture(&[("root@example.com", "admin", &[])]).await;
+    let (fake, f) = okta_fixture(&[("root@example.com", "admin", &[])]).await;
     let out = f.run(&["check-config", "--connect"]).await;
     assert_eq!(code(&out), 0, "{}", text(&out));
     let t = text(&out);
-    assert!(t.contains("source: okta"), "{t}");
+    assert!(t.contains("source: okta") && t.contains(&format!("Okta org {}", fake.url())), "{t}");
     assert!(t.contains("directory: read OK: 7 people, 3 groups"), "{t}");
     assert!(t.contains("team ml (member): ml: 4 members"), "{t}");
     assert!(t.contains("org_roles (admin): wandb-admins: 1 members"), "{t}");

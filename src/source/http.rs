@@ -526,6 +526,23 @@ pub fn source_secret(cfg: &SourceConfig, config_dir: &std::path::Path) -> Result
     Ok(secret)
 }
 
+/// Where an identity-provider source reads from, for `check-config`; `None` for other kinds.
+pub fn describe(cfg: &SourceConfig) -> Option<String> {
+    let url = cfg.url.as_deref().unwrap_or("?");
+    match cfg.kind {
+        SourceKind::Scim => Some(format!("SCIM server {url}, pages of {}", cfg.page_size)),
+        SourceKind::Okta => Some(format!("Okta org {url}")),
+        SourceKind::Entra => Some(format!(
+            "Entra ID tenant {}, app {}, token from {}, Graph at {}",
+            cfg.tenant_id.as_deref().unwrap_or("?"),
+            cfg.client_id.as_deref().unwrap_or("?"),
+            cfg.authority.as_deref().unwrap_or(super::entra::DEFAULT_AUTHORITY),
+            cfg.graph_url.as_deref().unwrap_or(super::entra::DEFAULT_GRAPH_URL)
+        )),
+        SourceKind::Ldap | SourceKind::Ldif => None,
+    }
+}
+
 /// The innermost cause of a transport error: what a human can act on.
 fn root_cause(e: &reqwest::Error) -> String {
     let mut cause: &dyn std::error::Error = e;
