@@ -94,6 +94,12 @@ async fn okta_reads_every_page_and_maps_statuses() {
     assert!(reqs.iter().any(|r| r.contains("filter=status eq \"DEPROVISIONED\"")), "{reqs:#?}");
     let member_pages = reqs.iter().filter(|r| r.starts_with("/api/v1/groups/00g1/users")).count();
     assert_eq!(member_pages, 3, "5 members in pages of 2");
+    // The process-wide counters the daemon exports include this read's requests.
+    let (local, global) = (src.http_stats(), idsync::source::http::http_stats());
+    assert_eq!(local.requests_by_code.get("200"), Some(&(reqs.len() as u64)));
+    for (code, n) in &local.requests_by_code {
+        assert!(global.requests_by_code.get(code).is_some_and(|g| g >= n), "{code}: {global:?}");
+    }
     let auths: Vec<String> = fake.state.lock().unwrap().log.iter().map(|l| l.1.clone()).collect();
     assert!(auths.iter().all(|a| a == &format!("SSWS {OKTA_TOKEN}")));
 }
