@@ -338,7 +338,8 @@ async fn entra_renews_the_token_once_on_a_401() {
     assert_eq!(dir.people.len(), 5);
     let renewals = fake.token_requests() as u64 - 1;
     let refused = *src.http_stats().requests_by_code.get("401").unwrap_or(&0);
-    assert!(renewals >= 1 && refused == renewals, "renewals {renewals}, 401s {refused}");
+    // Concurrent requests refused with the same token share one renewal.
+    assert!(renewals >= 1 && refused >= renewals, "renewals {renewals}, 401s {refused}");
 
     // A token Graph never accepts: one renewal, then a clear error.
     let mut world = entra_world();

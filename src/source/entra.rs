@@ -12,6 +12,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use futures_util::{stream, StreamExt, TryStreamExt};
 use reqwest::header::HeaderValue;
 use reqwest::{Method, Url};
 use serde_json::Value;
@@ -161,11 +162,13 @@ impl EntraSource {
         s
     }
 
-    /// A usable token: the cached one unless it is near expiry or `renew` is set.
-    async fn token(&self, renew: bool) -> Result<HeaderValue, IdpError> {
+    /// A usable token: the cached one unless it is near expiry or is `refused` (the token
+    /// Graph just answered 401 to; when a concurrent request already renewed it, the new
+    /// one is used without asking again).
+    async fn token(&self, refused: Option<&HeaderValue>) -> Result<HeaderValue, IdpError> {
         let mut slot = self.token.lock().await;
         if let Some(t) = slot.as_ref() {
-            if !renew && Instant::now() < t.renew_at {
+            if Instant::now() < t.renew_at && refused != Some(&t.header) {
                 return Ok(t.header.clone());
             }
         }
@@ -226,11 +229,11 @@ impl EntraSource {
 
     /// One Graph GET: with a fresh token, and once more with a renewed one on a 401.
     async fn get(&self, op: &str, url: &Url) -> Result<Value, IdpError> {
-        let token = self.token(false).await?;
+        let token = self.token(None).await?;
         let mut reply = self.graph.send(op, &Request::get(url.clone(), &token)).await?;
         if reply.status == 401 {
             tracing::debug!(op, "Graph answered 401; renewing the token once");
-            let token = self.token(true).await?;
+            let token = self.token(Some(&token)).await?;
             reply = self.graph.send(op, &Request::get(url.clone(), &token)).await?;
         }
         if !reply.ok() {
@@ -311,39 +314,51 @@ impl EntraSource {
                 self.url(&["groups"], &[("$select", "id,displayName"), ("$top", &top)]),
             )
             .await?;
-        let mut groups = Vec::with_capacity(raw.len());
+        let mut parsed = Vec::with_capacity(raw.len());
         for g in &raw {
             let id = g["id"]
                 .as_str()
                 .filter(|s| !s.is_empty())
                 .ok_or_else(|| self.graph.malformed("GET /v1.0/groups (read groups)", "a group has no id"))?;
             let name = g["displayName"].as_str().map(str::trim).filter(|s| !s.is_empty()).unwrap_or(id);
-            let op = format!("GET /v1.0/groups/{id}/transitiveMembers (members of {name})");
-            let members = self
-                .pages(
-                    &op,
-                    self.url(&["groups", id, "transitiveMembers"], &[("$select", "id"), ("$top", &top)]),
-                )
-                .await?;
-            let ids: BTreeSet<String> = members
-                .iter()
-                .filter(|m| m["@odata.type"].as_str() == Some("#microsoft.graph.user"))
-                .filter_map(|m| m["id"].as_str())
-                .filter(|id| known.contains(id))
-                .map(str::to_string)
-                .collect();
-            groups.push(Group {
-                anchor: id.to_string(),
-                name: name.to_string(),
-                dn: None,
-                members: ids.into_iter().collect(),
-            });
+            parsed.push((id.to_string(), name.to_string()));
         }
+        // A few groups at a time; the first failure fails the read.
+        let groups: Vec<Group> = stream::iter(parsed.into_iter().map(|(id, name)| self.group(id, name, &known, &top)))
+            .buffered(super::http::GROUP_CONCURRENCY)
+            .try_collect()
+            .await?;
         warn_duplicate_names(&groups, "Entra ID");
         Ok(DirectorySnapshot {
             kind: "entra".into(),
             people,
             groups,
+        })
+    }
+}
+
+impl EntraSource {
+    /// One group with its transitive user members (those listed by `/users`).
+    async fn group(&self, id: String, name: String, known: &HashSet<&str>, top: &str) -> Result<Group, IdpError> {
+        let op = format!("GET /v1.0/groups/{id}/transitiveMembers (members of {name})");
+        let members = self
+            .pages(
+                &op,
+                self.url(&["groups", &id, "transitiveMembers"], &[("$select", "id"), ("$top", top)]),
+            )
+            .await?;
+        let ids: BTreeSet<String> = members
+            .iter()
+            .filter(|m| m["@odata.type"].as_str() == Some("#microsoft.graph.user"))
+            .filter_map(|m| m["id"].as_str())
+            .filter(|id| known.contains(id))
+            .map(str::to_string)
+            .collect();
+        Ok(Group {
+            anchor: id,
+            name,
+            dn: None,
+            members: ids.into_iter().collect(),
         })
     }
 }

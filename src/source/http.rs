@@ -30,6 +30,9 @@ pub const MAX_RETRIES: u32 = 5;
 /// Hard stop for paging, far above any real directory: a server that keeps handing out
 /// new `next` links must not keep idsync busy forever.
 pub const MAX_PAGES: u32 = 100_000;
+/// Groups whose members are read at once (Okta, Entra): a few requests in flight cut a
+/// read of thousands of groups several-fold without provoking the IdPs' rate limits.
+pub const GROUP_CONCURRENCY: usize = 4;
 /// Largest response body accepted (one page).
 const MAX_BODY: usize = 64 * 1024 * 1024;
 /// Shortest secret scrubbed from error text.
