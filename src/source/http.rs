@@ -80,7 +80,8 @@ pub enum IdpError {
     #[error("{op}: {server} sent a response idsync cannot use: {detail}")]
     Malformed { server: String, op: String, detail: String },
 
-    #[error("{op}: gave up after {attempts} attempts; last error: {last}")]
+    /// Reads as the last failure (which names the operation), then how often it was tried.
+    #[error("{last} (gave up after {attempts} attempts)")]
     RetriesExhausted { op: String, attempts: u32, last: Box<IdpError> },
 }
 
