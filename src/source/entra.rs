@@ -293,27 +293,25 @@ impl EntraSource {
 
     pub async fn read(&self) -> Result<DirectorySnapshot, IdpError> {
         let top = self.top.to_string();
-        let users = self
-            .pages(
+        let (users, raw) = tokio::try_join!(
+            self.pages(
                 "GET /v1.0/users (list users)",
                 self.url(
                     &["users"],
                     &[("$select", "id,userPrincipalName,mail,displayName,accountEnabled"), ("$top", &top)],
                 ),
-            )
-            .await?;
+            ),
+            self.pages(
+                "GET /v1.0/groups (list groups)",
+                self.url(&["groups"], &[("$select", "id,displayName"), ("$top", &top)]),
+            ),
+        )?;
         let people = users
             .iter()
             .map(parse_user)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|d| self.graph.malformed("GET /v1.0/users (read users)", d))?;
         let known: HashSet<&str> = people.iter().map(|p| p.anchor.as_str()).collect();
-        let raw = self
-            .pages(
-                "GET /v1.0/groups (list groups)",
-                self.url(&["groups"], &[("$select", "id,displayName"), ("$top", &top)]),
-            )
-            .await?;
         let mut parsed = Vec::with_capacity(raw.len());
         for g in &raw {
             let id = g["id"]

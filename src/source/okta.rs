@@ -113,29 +113,33 @@ impl OktaSource {
 
     pub async fn read(&self) -> Result<DirectorySnapshot, IdpError> {
         let users_limit = self.page_size.min(USERS_LIMIT).to_string();
-        let listed = self
-            .pages(
+        let groups_limit = self.page_size.min(GROUPS_LIMIT).to_string();
+        // The default user listing omits deactivated people: they are read too, so that a
+        // person deactivated in Okta counts as disabled (disabled_grace_period) rather than
+        // as vanished (grace_period).
+        let (listed, deactivated, raw_groups) = tokio::try_join!(
+            self.pages(
                 "GET /api/v1/users (list users)",
                 self.url(&["api", "v1", "users"], &[("limit", users_limit.clone())]),
-            )
-            .await?;
-        // The default listing omits deactivated users: read them too, so that a person
-        // deactivated in Okta counts as disabled (disabled_grace_period) rather than as
-        // vanished (grace_period).
-        let deactivated = self
-            .pages(
+            ),
+            self.pages(
                 "GET /api/v1/users?filter=status eq \"DEPROVISIONED\" (list deactivated users)",
                 self.url(
                     &["api", "v1", "users"],
                     &[("filter", "status eq \"DEPROVISIONED\"".into()), ("limit", users_limit)],
                 ),
-            )
-            .await?;
+            ),
+            self.pages(
+                "GET /api/v1/groups (list groups)",
+                self.url(&["api", "v1", "groups"], &[("limit", groups_limit)]),
+            ),
+        )?;
         let op = "GET /api/v1/users (read users)";
         let mut by_id: BTreeMap<String, Person> = BTreeMap::new();
         let mut staged = 0usize;
-        // The later listing wins: a person deactivated between the two reads is disabled.
-        for v in listed.iter().chain(&deactivated) {
+        // A person in both listings changed status during the read: the default listing
+        // (not deactivated) wins, so doubt never removes anyone; the next run settles it.
+        for v in deactivated.iter().chain(&listed) {
             let (id, person) = parse_user(v).map_err(|d| self.http.malformed(op, d))?;
             match person {
                 Some(p) => {
@@ -156,13 +160,6 @@ impl OktaSource {
         let people: Vec<Person> = by_id.into_values().collect();
         let known: HashSet<&str> = people.iter().map(|p| p.anchor.as_str()).collect();
 
-        let groups_limit = self.page_size.min(GROUPS_LIMIT).to_string();
-        let raw_groups = self
-            .pages(
-                "GET /api/v1/groups (list groups)",
-                self.url(&["api", "v1", "groups"], &[("limit", groups_limit)]),
-            )
-            .await?;
         let parsed = raw_groups
             .iter()
             .map(parse_group)

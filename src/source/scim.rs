@@ -74,8 +74,10 @@ impl ScimSource {
     /// Everything the server has, complete or an error.
     pub async fn read(&self) -> Result<DirectorySnapshot, IdpError> {
         let sort = self.sort_supported().await?;
-        let users = self.list("Users", sort.then_some("userName")).await?;
-        let groups = self.list("Groups", sort.then_some("displayName")).await?;
+        let (users, groups) = tokio::try_join!(
+            self.list("Users", sort.then_some("userName")),
+            self.list("Groups", sort.then_some("displayName"))
+        )?;
         let op = "GET /Users (read users)";
         let people = users
             .iter()
