@@ -104,8 +104,12 @@ async fn scim_plan_and_apply_into_the_sandbox() {
     .await;
     f.set_source(&block(&s, 2));
     f.write_secret("scim-token", TOKEN);
-    let plan = f.run(&["plan", "--format", "json", "--out", "plan.json"]).await;
+    let plan = f
+        .run_with_env(&["plan", "--format", "json", "--out", "plan.json"], &[("RUST_LOG", "debug")])
+        .await;
     assert_eq!(code(&plan), 2, "{}", text(&plan));
+    assert!(text(&plan).contains("source request"), "debug logging is on");
+    assert!(!text(&plan).contains(TOKEN), "{}", text(&plan));
     let p = plan_json(&f, "plan.json");
     assert_eq!(p["source"], json!({"kind": "scim", "users": 11, "groups": 3}));
     let apply = f.run(&["apply", "--yes"]).await;
@@ -164,7 +168,10 @@ async fn scim_short_read_is_an_error_not_a_smaller_directory() {
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().route("/Users", get(users));
+    async fn groups() -> axum::Json<serde_json::Value> {
+        axum::Json(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"], "totalResults": 0, "Resources": []}))
+    }
+    let app = axum::Router::new().route("/Users", get(users)).route("/Groups", get(groups));
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
