@@ -15,6 +15,24 @@ if ((${#need_apt[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need_apt[@]}"
 fi
 
+# The SCIM source's tests run the real third-party SCIM server from PyPI, in a venv inside
+# the clone (Debian's python3 needs python3-venv for `python3 -m venv`).
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing python3 / python3-venv: run as root or install them with apt-get" >&2
+    exit 1
+  fi
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3 python3-venv
+fi
+SCIM_VENV=target/scim-venv
+if ! "$SCIM_VENV/bin/scim2-server" --help >/dev/null 2>&1; then
+  echo "== installing scim2-server into $SCIM_VENV"
+  rm -rf "$SCIM_VENV"
+  python3 -m venv "$SCIM_VENV"
+  "$SCIM_VENV/bin/pip" install -q --disable-pip-version-check scim2-server==0.8.3
+fi
+
 if ! command -v cargo >/dev/null; then
   echo "cargo is missing: install Rust (https://rustup.rs) first" >&2
   exit 1

@@ -139,6 +139,9 @@ async fn check_config(path: &Path, connect: bool) -> Result<u8, Error> {
     let c = &env.config;
     println!("{}: configuration OK", env.path.display());
     println!("  source: {}", c.source.kind.as_str());
+    if let Some(from) = crate::source::http::describe(&c.source) {
+        println!("    {from}");
+    }
     println!(
         "  target: {} ({:?}, scim path {})",
         c.target.url, env.policy.deployment, c.target.scim_path

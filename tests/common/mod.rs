@@ -3,6 +3,10 @@
 
 #![allow(dead_code)]
 
+pub mod entra_fake;
+pub mod okta_fake;
+pub mod scim_server;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -177,6 +181,39 @@ state_dir = "state"
             .env("NO_COLOR", "1")
             .env_remove("IDSYNC_CONFIG");
         cmd
+    }
+
+    /// Runs `idsync ARGS -c CFG` with extra environment variables (e.g. `RUST_LOG`).
+    pub async fn run_with_env(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
+        let mut cmd = self.command(args);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        tokio::task::spawn_blocking(move || {
+            let child = cmd
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn idsync");
+            wait_bounded(child, Duration::from_secs(120))
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Replaces the config's `[source]` block (everything before `[target]`) with `block`,
+    /// for sources other than the generated LDIF file.
+    pub fn set_source(&self, block: &str) {
+        let text = std::fs::read_to_string(&self.cfg).unwrap();
+        let at = text.find("[target]").expect("config has [target]");
+        std::fs::write(&self.cfg, format!("{block}\n\n{}", &text[at..])).unwrap();
+    }
+
+    /// Writes a secret file (mode 600) next to the config.
+    pub fn write_secret(&self, name: &str, value: &str) {
+        let path = self.path(name);
+        std::fs::write(&path, format!("{value}\n")).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     }
 
     pub fn write_ldif(&self, text: &str) {

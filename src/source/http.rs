@@ -1,0 +1,676 @@
+//! HTTP plumbing shared by the identity-provider sources (`scim`, `okta`, `entra`).
+//!
+//! One client per server: timeouts, no redirects (a redirect could carry the credential
+//! to another host), bounded retries of 429/5xx/timeouts through the one retry policy of
+//! [`crate::target::retry`] (honouring `Retry-After`, `RateLimit-Reset` and Okta's
+//! `X-Rate-Limit-Reset`), request counters for the daemon's metrics, and errors that name
+//! the server, the operation and the credential to check. Secrets are never logged: auth
+//! headers are marked sensitive and server-supplied text is scrubbed before it reaches an
+//! error.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION};
+use reqwest::{Method, Url};
+use serde_json::Value;
+
+use super::SourceError;
+use crate::config::{SourceConfig, SourceKind};
+use crate::secret::Secret;
+use crate::target::retry::{retry_delay, retryable_status, server_wait, Backoff};
+use crate::target::HttpStats;
+
+/// Retries per request after the first attempt: with the default backoff and honoured
+/// server hints this rides out a throttling window, and still fails a run in minutes.
+pub const MAX_RETRIES: u32 = 5;
+/// Hard stop for paging, far above any real directory: a server that keeps handing out
+/// new `next` links must not keep idsync busy forever.
+pub const MAX_PAGES: u32 = 100_000;
+/// Groups whose members are read at once (Okta, Entra): a few requests in flight cut a
+/// read of thousands of groups several-fold without provoking the IdPs' rate limits.
+pub const GROUP_CONCURRENCY: usize = 4;
+/// Largest response body accepted (one page).
+const MAX_BODY: usize = 64 * 1024 * 1024;
+/// Shortest secret scrubbed from error text.
+const MIN_SCRUB: usize = 6;
+/// Longest server text quoted in an error.
+const MAX_DETAIL: usize = 300;
+
+/// Why an identity provider could not be read. Every message names the server and the
+/// operation, and says what to check; none carries a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdpError {
+    #[error("{0}")]
+    Config(String),
+
+    #[error("{server} rejected the credential (401) during {op}: {detail}; check {credential}")]
+    Unauthorized {
+        server: String,
+        op: String,
+        detail: String,
+        credential: String,
+    },
+
+    #[error("{server} refused {op} (403): {detail}; {advice}")]
+    Forbidden {
+        server: String,
+        op: String,
+        detail: String,
+        advice: String,
+    },
+
+    #[error("{server} answered {status} to {op}: {detail}")]
+    Http {
+        server: String,
+        op: String,
+        status: u16,
+        detail: String,
+    },
+
+    #[error("{op}: cannot reach {server}: {cause}; check the source url and the network")]
+    Transport { server: String, op: String, cause: String },
+
+    #[error("{op}: {server} did not answer in time; check the source url and source.timeout")]
+    Timeout { server: String, op: String },
+
+    #[error("{op}: {server} sent a response idsync cannot use: {detail}")]
+    Malformed { server: String, op: String, detail: String },
+
+    /// Reads as the last failure (which names the operation), then how often it was tried.
+    #[error("{last} (gave up after {attempts} attempts)")]
+    RetriesExhausted { op: String, attempts: u32, last: Box<IdpError> },
+}
+
+impl IdpError {
+    /// Whether sending the same request again may succeed: 429, 5xx (not 501), timeouts
+    /// and connection failures.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            IdpError::Http { status, .. } => retryable_status(*status),
+            IdpError::Transport { .. } | IdpError::Timeout { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// The HTTP status behind the error, when there was a response.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            IdpError::Unauthorized { .. } => Some(401),
+            IdpError::Forbidden { .. } => Some(403),
+            IdpError::Http { status, .. } => Some(*status),
+            IdpError::RetriesExhausted { last, .. } => last.status(),
+            _ => None,
+        }
+    }
+}
+
+impl From<IdpError> for SourceError {
+    fn from(e: IdpError) -> SourceError {
+        SourceError::Other(e.to_string())
+    }
+}
+
+/// Request counters: per client (tests look at one read) and process-wide (the daemon
+/// exports `idsync_http_requests_total{system="source",code}` from [`http_stats`]).
+#[derive(Default)]
+struct Stats {
+    by_code: Mutex<BTreeMap<String, u64>>,
+    retries: AtomicU64,
+}
+
+impl Stats {
+    const fn new() -> Stats {
+        Stats {
+            by_code: Mutex::new(BTreeMap::new()),
+            retries: AtomicU64::new(0),
+        }
+    }
+
+    fn count(&self, code: &str) {
+        // A poisoned lock only means another thread panicked mid-increment.
+        let mut m = self.by_code.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(code.to_string()).or_insert(0) += 1;
+    }
+
+    fn snapshot(&self) -> HttpStats {
+        HttpStats {
+            requests_by_code: self.by_code.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            retries: self.retries.load(Ordering::Relaxed),
+        }
+    }
+}
+
+static GLOBAL: Stats = Stats::new();
+
+/// Every request any identity-provider source sent in this process, by status code
+/// (`"error"` for transport failures and timeouts), and the retries among them.
+pub fn http_stats() -> HttpStats {
+    GLOBAL.snapshot()
+}
+
+/// A response read completely.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// How a request is sent: its method, URL, auth header and optional form body.
+pub struct Request<'a> {
+    pub method: Method,
+    pub url: Url,
+    pub auth: Option<&'a HeaderValue>,
+    pub form: Option<&'a [(&'a str, &'a str)]>,
+}
+
+impl<'a> Request<'a> {
+    pub fn get(url: Url, auth: &'a HeaderValue) -> Request<'a> {
+        Request {
+            method: Method::GET,
+            url,
+            auth: Some(auth),
+            form: None,
+        }
+    }
+}
+
+/// One HTTP client for one identity-provider server.
+pub struct SourceHttp {
+    http: reqwest::Client,
+    /// How errors name the server, e.g. `Okta at https://acme.okta.com`.
+    server: String,
+    /// The config keys a 401 should send the admin to.
+    credential: String,
+    /// What a 403 usually means for this server.
+    forbidden_advice: String,
+    /// Values scrubbed from any server text before it lands in an error.
+    scrub: Vec<Secret>,
+    max_retries: u32,
+    backoff: Backoff,
+    stats: Arc<Stats>,
+}
+
+impl std::fmt::Debug for SourceHttp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceHttp")
+            .field("server", &self.server)
+            .field("max_retries", &self.max_retries)
+            .field("backoff", &self.backoff)
+            .finish()
+    }
+}
+
+impl SourceHttp {
+    pub fn new(server: String, credential: &str, forbidden_advice: &str, timeout: Duration) -> Result<SourceHttp, IdpError> {
+        let timeout = if timeout.is_zero() { Duration::from_secs(30) } else { timeout };
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("idsync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| IdpError::Config(format!("cannot set up the HTTP client: {}", root_cause(&e))))?;
+        Ok(SourceHttp {
+            http,
+            server,
+            credential: credential.to_string(),
+            forbidden_advice: forbidden_advice.to_string(),
+            scrub: Vec::new(),
+            max_retries: MAX_RETRIES,
+            backoff: Backoff::default(),
+            stats: Arc::new(Stats::default()),
+        })
+    }
+
+    /// Replaces the retry bounds (tests use milliseconds).
+    pub fn with_retries(mut self, max_retries: u32, backoff: Backoff) -> SourceHttp {
+        self.max_retries = max_retries;
+        self.backoff = backoff;
+        self
+    }
+
+    /// Registers a secret to scrub from server text quoted in errors. Values shorter
+    /// than [`MIN_SCRUB`] are not real credentials and would garble every message.
+    pub fn scrub_secret(&mut self, s: Secret) {
+        if s.expose().len() >= MIN_SCRUB {
+            self.scrub.push(s);
+        }
+    }
+
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// This client's requests by status code, and its retries.
+    pub fn stats(&self) -> HttpStats {
+        self.stats.snapshot()
+    }
+
+    fn count(&self, code: &str) {
+        self.stats.count(code);
+        GLOBAL.count(code);
+    }
+
+    fn count_retry(&self) {
+        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+        GLOBAL.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sends a request, retrying 429/5xx/timeouts/connection failures with backoff and
+    /// the server's hints. Returns any other response as it is (callers decide what a
+    /// 401 means); an exhausted retry budget is an error.
+    pub async fn send(&self, op: &str, req: &Request<'_>) -> Result<Reply, IdpError> {
+        let mut attempt: u32 = 0;
+        loop {
+            let (err, hint) = match self.attempt(op, req).await {
+                Ok(reply) => {
+                    self.count(&reply.status.to_string());
+                    tracing::debug!(op, status = reply.status, server = %self.server, "source request");
+                    if !retryable_status(reply.status) {
+                        return Ok(reply);
+                    }
+                    (self.error_from(op, &reply), wait_hint(&reply))
+                }
+                Err(e) => {
+                    self.count("error");
+                    (e, None)
+                }
+            };
+            if !err.is_retryable() {
+                return Err(err);
+            }
+            if attempt >= self.max_retries {
+                return Err(if self.max_retries == 0 {
+                    err
+                } else {
+                    IdpError::RetriesExhausted {
+                        op: op.to_string(),
+                        attempts: attempt + 1,
+                        last: Box::new(err),
+                    }
+                });
+            }
+            let unit: f64 = rand::rng().random();
+            let delay = retry_delay(&self.backoff, attempt, unit, hint);
+            self.count_retry();
+            tracing::warn!(op, attempt = attempt + 1, delay_ms = delay.as_millis() as u64, error = %err, "retrying source request");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    /// [`SourceHttp::send`], then any non-2xx answer becomes an error.
+    pub async fn send_ok(&self, op: &str, req: &Request<'_>) -> Result<Reply, IdpError> {
+        let reply = self.send(op, req).await?;
+        if reply.ok() {
+            Ok(reply)
+        } else {
+            Err(self.error_from(op, &reply))
+        }
+    }
+
+    /// GETs a JSON document (2xx only).
+    pub async fn get_json(&self, op: &str, url: Url, auth: &HeaderValue) -> Result<(Value, Reply), IdpError> {
+        let reply = self.send_ok(op, &Request::get(url, auth)).await?;
+        let v = self.json(op, &reply)?;
+        Ok((v, reply))
+    }
+
+    pub fn json(&self, op: &str, reply: &Reply) -> Result<Value, IdpError> {
+        serde_json::from_slice(&reply.body).map_err(|e| self.malformed(op, format!("the body is not JSON ({e})")))
+    }
+
+    pub fn malformed(&self, op: &str, detail: impl Into<String>) -> IdpError {
+        IdpError::Malformed {
+            server: self.server.clone(),
+            op: op.to_string(),
+            detail: self.scrubbed(&detail.into()),
+        }
+    }
+
+    /// The typed error for a non-2xx reply.
+    pub fn error_from(&self, op: &str, reply: &Reply) -> IdpError {
+        let detail = self.scrubbed(&error_detail(reply));
+        let (server, op) = (self.server.clone(), op.to_string());
+        match reply.status {
+            401 => IdpError::Unauthorized {
+                server,
+                op,
+                detail,
+                credential: self.credential.clone(),
+            },
+            403 => IdpError::Forbidden {
+                server,
+                op,
+                detail,
+                advice: self.forbidden_advice.clone(),
+            },
+            s @ 300..=399 => IdpError::Http {
+                server,
+                op,
+                status: s,
+                detail: format!(
+                    "a redirect to {} (idsync does not follow redirects, so the credential never goes elsewhere); put the final address in the config",
+                    reply.header("location").unwrap_or("?")
+                ),
+            },
+            status => IdpError::Http { server, op, status, detail },
+        }
+    }
+
+    fn scrubbed(&self, text: &str) -> String {
+        let mut t = text.to_string();
+        for s in &self.scrub {
+            t = t.replace(s.expose(), "[redacted]");
+        }
+        t
+    }
+
+    async fn attempt(&self, op: &str, req: &Request<'_>) -> Result<Reply, IdpError> {
+        let mut rb = self
+            .http
+            .request(req.method.clone(), req.url.clone())
+            .header(ACCEPT, "application/scim+json, application/json");
+        if let Some(a) = req.auth {
+            rb = rb.header(AUTHORIZATION, a.clone());
+        }
+        if let Some(form) = req.form {
+            rb = rb.form(form);
+        }
+        let transport = |e: reqwest::Error| self.transport_error(op, e);
+        let mut resp = rb.send().await.map_err(transport)?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(self.malformed(op, format!("response body larger than {} MiB", MAX_BODY / (1024 * 1024))));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Reply { status, headers, body })
+    }
+
+    fn transport_error(&self, op: &str, e: reqwest::Error) -> IdpError {
+        let (server, op) = (self.server.clone(), op.to_string());
+        if e.is_timeout() {
+            IdpError::Timeout { server, op }
+        } else if e.is_builder() {
+            IdpError::Config(format!("{op}: cannot build the request for {server}: {}", root_cause(&e)))
+        } else {
+            IdpError::Transport {
+                server,
+                op,
+                cause: self.scrubbed(&root_cause(&e)),
+            }
+        }
+    }
+}
+
+/// The wait a throttled or failing reply asks for: `Retry-After`, and the rate-limit
+/// reset (`RateLimit-Reset`, or Okta's `X-Rate-Limit-Reset`, an epoch time) when the
+/// quota is the problem.
+fn wait_hint(reply: &Reply) -> Option<Duration> {
+    let reset = reply.header("ratelimit-reset").or_else(|| reply.header("x-rate-limit-reset"));
+    let remaining = reply
+        .header("ratelimit-remaining")
+        .or_else(|| reply.header("x-rate-limit-remaining"));
+    server_wait(reply.status, reply.header("retry-after"), reset, remaining, chrono::Utc::now())
+}
+
+/// The useful part of an error body: SCIM `detail`, Okta `errorSummary`, Graph
+/// `error.message`, OAuth `error_description`, or the start of the text.
+pub fn error_detail(reply: &Reply) -> String {
+    if let Ok(v) = serde_json::from_slice::<Value>(&reply.body) {
+        let s = |v: &Value| v.as_str().map(str::to_string);
+        let found = s(&v["detail"])
+            .or_else(|| {
+                s(&v["errorSummary"]).map(|sum| match s(&v["errorCode"]) {
+                    Some(code) => format!("{sum} ({code})"),
+                    None => sum,
+                })
+            })
+            .or_else(|| {
+                s(&v["error"]["message"]).map(|m| match s(&v["error"]["code"]) {
+                    Some(code) => format!("{m} ({code})"),
+                    None => m,
+                })
+            })
+            .or_else(|| s(&v["error_description"]))
+            .or_else(|| s(&v["error"]))
+            .or_else(|| s(&v["message"]));
+        if let Some(d) = found {
+            return truncate(d.trim());
+        }
+    }
+    let text = String::from_utf8_lossy(&reply.body);
+    let text = text.trim();
+    if text.is_empty() {
+        format!("HTTP {} with an empty body", reply.status)
+    } else {
+        truncate(text)
+    }
+}
+
+fn truncate(s: &str) -> String {
+    if s.chars().count() <= MAX_DETAIL {
+        return s.to_string();
+    }
+    let mut t: String = s.chars().take(MAX_DETAIL).collect();
+    t.push('…');
+    t
+}
+
+/// Whether `link` may receive the credential meant for `base`: same scheme, host and port.
+pub fn same_origin(base: &Url, link: &Url) -> bool {
+    base.scheme() == link.scheme() && base.host_str() == link.host_str() && base.port_or_known_default() == link.port_or_known_default()
+}
+
+/// Parses a configured base URL, dropping one trailing slash so paths join cleanly.
+pub fn parse_base(key: &str, raw: &str) -> Result<Url, IdpError> {
+    let trimmed = raw.trim().trim_end_matches('/');
+    let url = Url::parse(trimmed).map_err(|e| IdpError::Config(format!("source.{key} = {raw:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(IdpError::Config(format!(
+            "source.{key} = {raw:?} must be an http(s) URL with a host"
+        )));
+    }
+    Ok(url)
+}
+
+/// `base` with path segments appended (each escaped).
+pub fn join(base: &Url, segments: &[&str]) -> Url {
+    let mut url = base.clone();
+    if let Ok(mut p) = url.path_segments_mut() {
+        p.pop_if_empty();
+        p.extend(segments);
+    }
+    url
+}
+
+/// An `Authorization` header value that never shows up in a header dump.
+pub fn auth_header(scheme: &str, secret: &Secret, what: &str) -> Result<HeaderValue, IdpError> {
+    let mut v = HeaderValue::from_str(&format!("{scheme} {}", secret.expose())).map_err(|_| {
+        IdpError::Config(format!(
+            "{what} contains characters not allowed in an HTTP header (stray whitespace or line breaks in the file?)"
+        ))
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// The source's credential, read from `*_file` / `*_env` as the config says.
+pub fn source_secret(cfg: &SourceConfig, config_dir: &std::path::Path) -> Result<Secret, SourceError> {
+    let (key, file, env) = match cfg.kind {
+        SourceKind::Entra => ("client_secret", cfg.client_secret_file.as_deref(), cfg.client_secret_env.as_deref()),
+        _ => ("token", cfg.token_file.as_deref(), cfg.token_env.as_deref()),
+    };
+    let secret =
+        crate::config::read_secret(file, env, &format!("[source] {key}"), config_dir).map_err(|e| SourceError::Other(e.to_string()))?;
+    if secret.expose().trim().is_empty() || secret.expose().chars().any(|c| c.is_control()) {
+        return Err(SourceError::Other(format!(
+            "[source] {key}: the secret is blank or contains line breaks or control characters; check source.{key}_file / source.{key}_env"
+        )));
+    }
+    Ok(secret)
+}
+
+/// Where an identity-provider source reads from, for `check-config`; `None` for other kinds.
+pub fn describe(cfg: &SourceConfig) -> Option<String> {
+    let url = cfg.url.as_deref().unwrap_or("?");
+    match cfg.kind {
+        SourceKind::Scim => Some(format!("SCIM server {url}, pages of {}", cfg.page_size)),
+        SourceKind::Okta => Some(format!("Okta org {url}")),
+        SourceKind::Entra => Some(format!(
+            "Entra ID tenant {}, app {}, token from {}, Graph at {}",
+            cfg.tenant_id.as_deref().unwrap_or("?"),
+            cfg.client_id.as_deref().unwrap_or("?"),
+            cfg.authority.as_deref().unwrap_or(super::entra::DEFAULT_AUTHORITY),
+            cfg.graph_url.as_deref().unwrap_or(super::entra::DEFAULT_GRAPH_URL)
+        )),
+        SourceKind::Ldap | SourceKind::Ldif => None,
+    }
+}
+
+/// The innermost cause of a transport error: what a human can act on.
+fn root_cause(e: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(status: u16, body: &str) -> Reply {
+        Reply {
+            status,
+            headers: HeaderMap::new(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn error_details_come_from_each_vendors_error_body() {
+        let scim = r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"status":"401","detail":"Authorization failure"}"#;
+        assert_eq!(error_detail(&reply(401, scim)), "Authorization failure");
+        let okta =
+            r#"{"errorCode":"E0000011","errorSummary":"Invalid token provided","errorLink":"E0000011","errorId":"oae1","errorCauses":[]}"#;
+        assert_eq!(error_detail(&reply(401, okta)), "Invalid token provided (E0000011)");
+        let graph = r#"{"error":{"code":"Authorization_RequestDenied","message":"Insufficient privileges to complete the operation."}}"#;
+        assert_eq!(
+            error_detail(&reply(403, graph)),
+            "Insufficient privileges to complete the operation. (Authorization_RequestDenied)"
+        );
+        let oauth = r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}"#;
+        assert_eq!(error_detail(&reply(401, oauth)), "AADSTS7000215: Invalid client secret provided.");
+        assert_eq!(error_detail(&reply(502, "")), "HTTP 502 with an empty body");
+        let long = "x".repeat(1000);
+        assert_eq!(error_detail(&reply(500, &long)).chars().count(), MAX_DETAIL + 1);
+    }
+
+    #[test]
+    fn errors_name_the_server_operation_and_credential_and_scrub_secrets() {
+        let mut h = SourceHttp::new(
+            "Okta at https://acme.okta.com".into(),
+            "source.token_file / source.token_env",
+            "use an admin token",
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        h.scrub_secret(Secret::new("s3cr3t-token"));
+        let e = h.error_from(
+            "GET /api/v1/users (list users)",
+            &reply(401, r#"{"errorSummary":"bad token s3cr3t-token"}"#),
+        );
+        let m = e.to_string();
+        assert!(
+            m.contains("Okta at https://acme.okta.com") && m.contains("GET /api/v1/users"),
+            "{m}"
+        );
+        assert!(m.contains("source.token_file"), "{m}");
+        assert!(!m.contains("s3cr3t-token"), "{m}");
+        assert_eq!(e.status(), Some(401));
+        assert!(!e.is_retryable());
+        let e = h.error_from("op", &reply(403, "{}"));
+        assert!(e.to_string().contains("use an admin token"), "{e}");
+        let mut r = reply(302, "");
+        r.headers
+            .insert("location", HeaderValue::from_static("https://elsewhere.example/x"));
+        let e = h.error_from("op", &r);
+        assert!(
+            e.to_string().contains("elsewhere.example") && e.to_string().contains("redirect"),
+            "{e}"
+        );
+        assert!(h.error_from("op", &reply(503, "")).is_retryable());
+        assert!(!h.error_from("op", &reply(501, "")).is_retryable());
+        assert!(!format!("{h:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn okta_rate_limit_reset_is_an_epoch_time_and_only_counts_when_throttled() {
+        let now = chrono::Utc::now().timestamp();
+        let mut r = reply(429, "");
+        r.headers
+            .insert("x-rate-limit-reset", HeaderValue::from_str(&(now + 30).to_string()).unwrap());
+        let w = wait_hint(&r).unwrap();
+        assert!(w >= Duration::from_secs(28) && w <= Duration::from_secs(31), "{w:?}");
+        r.status = 503;
+        r.headers.insert("x-rate-limit-remaining", HeaderValue::from_static("17"));
+        assert_eq!(wait_hint(&r), None);
+        r.headers.insert("retry-after", HeaderValue::from_static("2"));
+        assert_eq!(wait_hint(&r), Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn same_origin_compares_scheme_host_and_port() {
+        let base = Url::parse("https://acme.okta.com").unwrap();
+        assert!(same_origin(
+            &base,
+            &Url::parse("https://acme.okta.com/api/v1/users?after=x").unwrap()
+        ));
+        assert!(same_origin(&base, &Url::parse("https://acme.okta.com:443/x").unwrap()));
+        assert!(!same_origin(&base, &Url::parse("http://acme.okta.com/x").unwrap()));
+        assert!(!same_origin(&base, &Url::parse("https://evil.example/x").unwrap()));
+        assert!(!same_origin(&base, &Url::parse("https://acme.okta.com:8443/x").unwrap()));
+    }
+
+    #[test]
+    fn base_urls_join_path_segments_with_escaping() {
+        let b = parse_base("url", "https://idp.example.com/scim/v2/").unwrap();
+        assert_eq!(join(&b, &["Users"]).as_str(), "https://idp.example.com/scim/v2/Users");
+        assert_eq!(
+            join(&b, &["Groups", "a/b c"]).as_str(),
+            "https://idp.example.com/scim/v2/Groups/a%2Fb%20c"
+        );
+        let root = parse_base("url", "https://acme.okta.com").unwrap();
+        assert_eq!(join(&root, &["api", "v1", "users"]).as_str(), "https://acme.okta.com/api/v1/users");
+        assert!(parse_base("url", "ftp://x").is_err());
+        assert!(parse_base("url", "not a url").is_err());
+    }
+
+    #[test]
+    fn auth_headers_are_sensitive_and_reject_line_breaks() {
+        let h = auth_header("SSWS", &Secret::new("abc"), "the token").unwrap();
+        assert!(h.is_sensitive());
+        assert!(auth_header("Bearer", &Secret::new("a\nb"), "the token").is_err());
+    }
+}

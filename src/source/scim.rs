@@ -1,0 +1,454 @@
+//! The SCIM 2.0 source (RFC 7643/7644): `GET /Users` and `GET /Groups`, paged with
+//! `startIndex`/`count`, every page checked against `totalResults`.
+//!
+//! People: anchor = SCIM `id`, email = the primary address (else the `work` one, else
+//! the first), `active: false` = disabled. Groups: referenced in policy by `displayName`
+//! or `id`; members of type `Group` are flattened (cycle-safe); members that are neither a
+//! listed user nor a listed group (a deleted user some servers leave behind) are ignored.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::header::HeaderValue;
+use reqwest::Url;
+use serde_json::Value;
+
+use super::http::{auth_header, join, parse_base, source_secret, IdpError, SourceHttp};
+use super::SourceError;
+use crate::config::SourceConfig;
+use crate::model::{DirectorySnapshot, Group, Person};
+use crate::secret::Secret;
+use crate::target::retry::Backoff;
+use crate::target::HttpStats;
+
+/// Reads the whole directory from the SCIM server `[source]` describes.
+pub async fn read(cfg: &SourceConfig, config_dir: &Path) -> Result<DirectorySnapshot, SourceError> {
+    let url = cfg
+        .url
+        .as_deref()
+        .ok_or_else(|| SourceError::Other("source.url is required when source.kind = \"scim\"".into()))?;
+    let token = source_secret(cfg, config_dir)?;
+    let src = ScimSource::new(url, token, cfg.page_size, cfg.timeout.0)?;
+    Ok(src.read().await?)
+}
+
+/// A client for one SCIM server's `/Users` and `/Groups`.
+#[derive(Debug)]
+pub struct ScimSource {
+    http: SourceHttp,
+    base: Url,
+    auth: HeaderValue,
+    page_size: u32,
+}
+
+impl ScimSource {
+    pub fn new(url: &str, token: Secret, page_size: u32, timeout: Duration) -> Result<ScimSource, IdpError> {
+        let base = parse_base("url", url)?;
+        let auth = auth_header("Bearer", &token, "source.token_file / source.token_env")?;
+        let mut http = SourceHttp::new(
+            format!("the SCIM server at {base}"),
+            "source.token_file / source.token_env (a bearer token the SCIM server accepts)",
+            "the token must be allowed to read /Users and /Groups",
+            timeout,
+        )?;
+        http.scrub_secret(token);
+        Ok(ScimSource {
+            http,
+            base,
+            auth,
+            page_size: page_size.max(1),
+        })
+    }
+
+    /// Replaces the retry bounds (tests use milliseconds).
+    pub fn with_retries(mut self, max_retries: u32, backoff: Backoff) -> ScimSource {
+        self.http = self.http.with_retries(max_retries, backoff);
+        self
+    }
+
+    pub fn http_stats(&self) -> HttpStats {
+        self.http.stats()
+    }
+
+    /// Everything the server has, complete or an error.
+    pub async fn read(&self) -> Result<DirectorySnapshot, IdpError> {
+        let sort = self.sort_supported().await?;
+        let (users, groups) = tokio::try_join!(
+            self.list("Users", sort.then_some("userName")),
+            self.list("Groups", sort.then_some("displayName"))
+        )?;
+        let op = "GET /Users (read users)";
+        let people = users
+            .iter()
+            .map(parse_user)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|d| self.http.malformed(op, d))?;
+        let op = "GET /Groups (read groups)";
+        let raw = groups
+            .iter()
+            .map(parse_group)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|d| self.http.malformed(op, d))?;
+        let (groups, ignored) = flatten_groups(&people, &raw);
+        if ignored > 0 {
+            tracing::info!(
+                ignored,
+                "SCIM group members that are neither a listed user nor a listed group were ignored (deleted users some servers keep in members)"
+            );
+        }
+        warn_duplicate_names(&groups, "SCIM");
+        Ok(DirectorySnapshot {
+            kind: "scim".into(),
+            people,
+            groups,
+        })
+    }
+
+    /// Whether to send `sortBy`: paging over a server's random default order can skip or
+    /// repeat resources. Sent unless `/ServiceProviderConfig` says sorting is unsupported
+    /// (an unreadable config is no reason to fail; the count check guards the result).
+    async fn sort_supported(&self) -> Result<bool, IdpError> {
+        let op = "GET /ServiceProviderConfig (capabilities)";
+        let url = join(&self.base, &["ServiceProviderConfig"]);
+        let reply = self.http.send(op, &super::http::Request::get(url, &self.auth)).await?;
+        if reply.status == 401 {
+            return Err(self.http.error_from(op, &reply));
+        }
+        if !reply.ok() {
+            return Ok(true);
+        }
+        Ok(match serde_json::from_slice::<Value>(&reply.body) {
+            Ok(v) => v["sort"]["supported"].as_bool() != Some(false),
+            Err(_) => true,
+        })
+    }
+
+    /// Every resource of a list, by `startIndex`/`count` pages. Each page must agree on
+    /// `totalResults` and bring new resources until that many distinct ids are in hand:
+    /// anything else is a short read and an error, never a smaller directory.
+    async fn list(&self, resource: &str, sort_by: Option<&str>) -> Result<Vec<Value>, IdpError> {
+        let op = format!("GET /{resource} (list {})", resource.to_lowercase());
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut out = Vec::new();
+        let mut start: u64 = 1;
+        let mut total: Option<u64> = None;
+        for _ in 0..super::http::MAX_PAGES {
+            let mut url = join(&self.base, &[resource]);
+            {
+                let mut q = url.query_pairs_mut();
+                q.append_pair("startIndex", &start.to_string());
+                q.append_pair("count", &self.page_size.to_string());
+                if let Some(s) = sort_by {
+                    q.append_pair("sortBy", s);
+                    q.append_pair("sortOrder", "ascending");
+                }
+            }
+            let (v, _) = self.http.get_json(&op, url, &self.auth).await?;
+            let page_total = v["totalResults"]
+                .as_u64()
+                .ok_or_else(|| self.http.malformed(&op, "the list response has no totalResults"))?;
+            if let Some(t) = total.filter(|t| *t != page_total) {
+                return Err(self.http.malformed(
+                    &op,
+                    format!("totalResults changed from {t} to {page_total} between pages (the directory changed during the read); retry"),
+                ));
+            }
+            total = Some(page_total);
+            let resources = match &v["Resources"] {
+                Value::Array(a) => a.as_slice(),
+                Value::Null => &[],
+                _ => return Err(self.http.malformed(&op, "Resources is not a list")),
+            };
+            let mut fresh = 0u64;
+            for r in resources {
+                let id = id_of(r).ok_or_else(|| self.http.malformed(&op, format!("a {resource} resource has no id")))?;
+                if seen.insert(id) {
+                    out.push(r.clone());
+                    fresh += 1;
+                }
+            }
+            let got = seen.len() as u64;
+            if got > page_total {
+                return Err(self
+                    .http
+                    .malformed(&op, format!("received {got} distinct resources but totalResults is {page_total}")));
+            }
+            if got == page_total {
+                return Ok(out);
+            }
+            if fresh == 0 {
+                return Err(self.http.malformed(
+                    &op,
+                    format!(
+                        "short read: {got} of totalResults = {page_total} received, and the page at startIndex {start} brought nothing new \
+                         (the server's paging or sorting is unstable); refusing to use a partial directory"
+                    ),
+                ));
+            }
+            start = start.saturating_add(resources.len() as u64);
+        }
+        Err(self.http.malformed(&op, "still paging after too many pages; refusing to continue"))
+    }
+}
+
+/// Reads a field by name, falling back to a case-insensitive match (some servers send
+/// `Value`, `Primary`, ...).
+fn field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    let obj = v.as_object()?;
+    obj.get(name)
+        .or_else(|| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+        .filter(|v| !v.is_null())
+}
+
+fn str_field(v: &Value, name: &str) -> Option<String> {
+    match field(v, name)? {
+        Value::String(s) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn bool_field(v: &Value, name: &str) -> Option<bool> {
+    match field(v, name)? {
+        Value::Bool(b) => Some(*b),
+        // Some servers send "True"/"False".
+        Value::String(s) => s.trim().to_ascii_lowercase().parse().ok(),
+        _ => None,
+    }
+}
+
+fn id_of(v: &Value) -> Option<String> {
+    str_field(v, "id")
+}
+
+/// The address a person is joined on: the primary email, else the `work` one, else the
+/// first with a value. `emails` may be a list or (some servers) a single object.
+fn pick_email(v: &Value) -> Option<String> {
+    let emails: Vec<&Value> = match field(v, "emails") {
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(o @ Value::Object(_)) => vec![o],
+        _ => return None,
+    };
+    let with_value: Vec<(&Value, String)> = emails.into_iter().filter_map(|e| Some((e, str_field(e, "value")?))).collect();
+    with_value
+        .iter()
+        .find(|(e, _)| bool_field(e, "primary") == Some(true))
+        .or_else(|| {
+            with_value
+                .iter()
+                .find(|(e, _)| str_field(e, "type").is_some_and(|t| t.eq_ignore_ascii_case("work")))
+        })
+        .or_else(|| with_value.first())
+        .map(|(_, s)| s.clone())
+}
+
+/// One SCIM User as a directory person.
+pub fn parse_user(v: &Value) -> Result<Person, String> {
+    let id = id_of(v).ok_or("a user has no id")?;
+    let username = str_field(v, "userName").unwrap_or_default();
+    let name = field(v, "name");
+    let display_name = str_field(v, "displayName")
+        .or_else(|| name.and_then(|n| str_field(n, "formatted")))
+        .or_else(|| {
+            let n = name?;
+            let parts: Vec<String> = [str_field(n, "givenName"), str_field(n, "familyName")]
+                .into_iter()
+                .flatten()
+                .collect();
+            (!parts.is_empty()).then(|| parts.join(" "))
+        })
+        .unwrap_or_else(|| username.clone());
+    // RFC 7643 makes `active` optional; absent means nobody said the account is off.
+    let enabled = bool_field(v, "active").unwrap_or(true);
+    Ok(Person {
+        anchor: id.clone(),
+        email: pick_email(v),
+        source_ref: format!("{} (scim id {id})", if username.is_empty() { "?" } else { &username }),
+        username,
+        display_name,
+        enabled,
+    })
+}
+
+/// What a group member reference says it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberKind {
+    User,
+    Group,
+    Unknown,
+}
+
+/// A group as listed, before nested groups are flattened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawGroup {
+    pub id: String,
+    pub name: String,
+    pub members: Vec<(String, MemberKind)>,
+}
+
+pub fn parse_group(v: &Value) -> Result<RawGroup, String> {
+    let id = id_of(v).ok_or("a group has no id")?;
+    let name = str_field(v, "displayName").unwrap_or_else(|| id.clone());
+    let members = match field(v, "members") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|m| {
+                let value = str_field(m, "value")?;
+                let kind = match str_field(m, "type").map(|t| t.to_ascii_lowercase()) {
+                    Some(t) if t == "user" => MemberKind::User,
+                    Some(t) if t == "group" => MemberKind::Group,
+                    _ => match str_field(m, "$ref") {
+                        Some(r) if r.contains("/Groups/") => MemberKind::Group,
+                        Some(r) if r.contains("/Users/") => MemberKind::User,
+                        _ => MemberKind::Unknown,
+                    },
+                };
+                Some((value, kind))
+            })
+            .collect(),
+        Some(_) => return Err(format!("group {name} ({id}): members is not a list")),
+        None => Vec::new(),
+    };
+    Ok(RawGroup { id, name, members })
+}
+
+/// Resolves members to people's anchors, flattening nested groups (cycle-safe). Returns
+/// the groups and how many member references matched nothing listed.
+pub fn flatten_groups(people: &[Person], raw: &[RawGroup]) -> (Vec<Group>, usize) {
+    let users: HashSet<&str> = people.iter().map(|p| p.anchor.as_str()).collect();
+    let index: HashMap<&str, usize> = raw.iter().enumerate().map(|(i, g)| (g.id.as_str(), i)).collect();
+    let mut ignored = 0usize;
+    // Direct users and child groups of each group, resolved once.
+    let mut direct: Vec<(Vec<&str>, Vec<usize>)> = Vec::with_capacity(raw.len());
+    for g in raw {
+        let (mut us, mut gs) = (Vec::new(), Vec::new());
+        for (value, kind) in &g.members {
+            let as_user = users.contains(value.as_str());
+            let as_group = index.get(value.as_str()).copied();
+            match (kind, as_user, as_group) {
+                (MemberKind::User | MemberKind::Unknown, true, _) => us.push(value.as_str()),
+                (MemberKind::Group | MemberKind::Unknown, _, Some(i)) => gs.push(i),
+                _ => ignored += 1,
+            }
+        }
+        direct.push((us, gs));
+    }
+    let groups = raw
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let mut members: BTreeMap<&str, ()> = BTreeMap::new();
+            let mut visited = vec![false; raw.len()];
+            let mut stack = vec![i];
+            visited[i] = true;
+            while let Some(j) = stack.pop() {
+                for u in &direct[j].0 {
+                    members.insert(u, ());
+                }
+                for &k in &direct[j].1 {
+                    if !visited[k] {
+                        visited[k] = true;
+                        stack.push(k);
+                    }
+                }
+            }
+            Group {
+                anchor: g.id.clone(),
+                name: g.name.clone(),
+                dn: None,
+                members: members.into_keys().map(str::to_string).collect(),
+            }
+        })
+        .collect();
+    (groups, ignored)
+}
+
+/// Policy matches groups by name: several groups sharing a name are merged, which an
+/// admin should know about (and can avoid by referencing the id).
+pub(crate) fn warn_duplicate_names(groups: &[Group], kind: &str) {
+    let mut by_name: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for g in groups {
+        by_name.entry(g.name.as_str()).or_default().push(g.anchor.as_str());
+    }
+    for (name, ids) in by_name.into_iter().filter(|(_, ids)| ids.len() > 1) {
+        tracing::warn!(
+            group = name,
+            ids = ids.join(", "),
+            "several {kind} groups share this name; a policy rule naming it covers all of them (name one by its id instead)"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn users_take_the_primary_then_work_then_first_email() {
+        let u = parse_user(&json!({"id": "1", "userName": "a", "emails": [
+            {"value": "home@x.com", "type": "home"},
+            {"value": "work@x.com", "type": "work"},
+            {"value": "main@x.com", "primary": true}
+        ]}))
+        .unwrap();
+        assert_eq!(u.email.as_deref(), Some("main@x.com"));
+        let u = parse_user(&json!({"id": "1", "emails": [{"value": "home@x.com", "type": "home"}, {"value": "w@x.com", "type": "Work"}]}))
+            .unwrap();
+        assert_eq!(u.email.as_deref(), Some("w@x.com"));
+        let u = parse_user(&json!({"id": "1", "emails": [{"value": "only@x.com"}]})).unwrap();
+        assert_eq!(u.email.as_deref(), Some("only@x.com"));
+        let u = parse_user(&json!({"id": "1", "emails": {"Value": "obj@x.com", "Primary": true}})).unwrap();
+        assert_eq!(u.email.as_deref(), Some("obj@x.com"));
+        let u = parse_user(&json!({"id": "1", "userName": "a@x.com"})).unwrap();
+        assert_eq!(u.email, None, "never guessed from userName");
+    }
+
+    #[test]
+    fn users_map_active_names_and_anchor() {
+        let u = parse_user(&json!({"id": "u1", "userName": "alice", "active": false,
+            "name": {"givenName": "Alice", "familyName": "Ng"}}))
+        .unwrap();
+        assert_eq!(u.anchor, "u1");
+        assert_eq!(u.username, "alice");
+        assert_eq!(u.display_name, "Alice Ng");
+        assert!(!u.enabled);
+        assert!(u.source_ref.contains("alice") && u.source_ref.contains("u1"));
+        assert!(parse_user(&json!({"id": "u2", "active": "True"})).unwrap().enabled);
+        assert!(!parse_user(&json!({"id": "u2", "active": "false"})).unwrap().enabled);
+        assert!(parse_user(&json!({"id": "u3"})).unwrap().enabled, "absent active is not disabled");
+        assert!(parse_user(&json!({"userName": "x"})).is_err());
+    }
+
+    #[test]
+    fn groups_flatten_nested_members_cycle_safe_and_ignore_dangling_ones() {
+        let people: Vec<Person> = ["a", "b", "c"]
+            .iter()
+            .map(|id| parse_user(&json!({"id": id, "userName": id})).unwrap())
+            .collect();
+        let raw = vec![
+            parse_group(&json!({"id": "g1", "displayName": "outer", "members": [
+                {"value": "a", "type": "User"}, {"value": "g2", "type": "Group"}, {"value": "deleted", "type": "User"}]}))
+            .unwrap(),
+            parse_group(&json!({"id": "g2", "displayName": "inner", "members": [
+                {"value": "b"}, {"value": "g1", "$ref": "https://x/Groups/g1"}]}))
+            .unwrap(),
+            parse_group(&json!({"id": "g3", "displayName": "empty", "members": null})).unwrap(),
+            parse_group(
+                &json!({"id": "g4", "displayName": "self", "members": [{"value": "g4", "type": "Group"}, {"value": "c", "type": "user"}]}),
+            )
+            .unwrap(),
+        ];
+        let (groups, ignored) = flatten_groups(&people, &raw);
+        assert_eq!(ignored, 1);
+        let m = |name: &str| groups.iter().find(|g| g.name == name).unwrap().members.clone();
+        assert_eq!(m("outer"), vec!["a", "b"]);
+        assert_eq!(m("inner"), vec!["a", "b"], "a cycle is followed once");
+        assert!(m("empty").is_empty());
+        assert_eq!(m("self"), vec!["c"]);
+        assert!(groups.iter().all(|g| g.dn.is_none()));
+        assert!(groups[0].matches("outer") && groups[0].matches("g1"));
+        assert!(parse_group(&json!({"id": "g", "members": "x"})).is_err());
+    }
+}
