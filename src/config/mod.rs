@@ -15,6 +15,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
+pub use cron::parse_schedule;
 pub use duration::HumanDuration;
 pub use error::ConfigError;
 pub use policy::parse_inventory;
