@@ -389,3 +389,35 @@ async fn sighup_keeps_the_old_config_when_the_new_one_is_broken_and_takes_a_good
     d.signal("TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(20)).await, 0, "{}", d.log());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_once_logs_one_json_summary_line_and_exits_like_apply() {
+    let f = Fixture::start(Setup {
+        org: org(&[("root@example.com", "admin", &[]), ("gone@example.com", "member", &[])], &[]),
+        ldif: ldif(&[P("root", true), P("alice", true)], &[]),
+        tables: "[log]\nformat = \"json\"\nlevel = \"info\"\n",
+        ..Setup::default()
+    })
+    .await;
+    let out = tokio::task::spawn_blocking({
+        let mut cmd = f.command(&["run", "--once"]);
+        move || cmd.env_remove("RUST_LOG").output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let summaries: Vec<&Value> = lines.iter().filter(|l| l["message"] == "run finished").collect();
+    assert_eq!(summaries.len(), 1, "{stderr}");
+    let s = summaries[0];
+    assert_eq!(s["result"], "success", "{s}");
+    assert_eq!(s["applied"], 2, "alice created, gone deprovisioned: {s}");
+    assert_eq!(s["held"], 0, "{s}");
+    assert!(s["duration_ms"].as_i64().is_some(), "{s}");
+    let users = f.users().await;
+    assert!(users.contains_key("alice@example.com") && !users.contains_key("gone@example.com"));
+}
