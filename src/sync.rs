@@ -237,6 +237,9 @@ pub async fn execute(
         mut phases,
     } = prepared;
     let stopped_before = stop.as_ref().is_some_and(|s| *s.borrow());
+    // Held until the run is recorded: the daemon and a manual `apply` never interleave
+    // their actions in one journal.
+    let _lock = lock_apply(&env.state_dir())?;
     let mut audit = AuditLog::open(&env.state_dir())?;
     let t = Instant::now();
     // Always called, even with nothing ready: it also settles what an interrupted apply
@@ -374,6 +377,33 @@ async fn run_inner(
         phases: phases.clone(),
     };
     execute(env, &client, &mut store, prepared, &to_apply, stop).await
+}
+
+/// Takes `<state_dir>/apply.lock` (an advisory lock the OS drops when the process dies,
+/// so a killed run never leaves it stale), or fails at once if another run holds it.
+fn lock_apply(state_dir: &Path) -> Result<std::fs::File, Error> {
+    let path = state_dir.join("apply.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| Error::Io {
+            what: format!("cannot open the apply lock {}", path.display()),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Usage(format!(
+            "another idsync run (the daemon or an `idsync apply`) is applying with this state directory ({} is locked); \
+             try again when it has finished",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(source)) => Err(Error::Io {
+            what: format!("cannot lock {}", path.display()),
+            source,
+        }),
+    }
 }
 
 /// A run id that sorts by time: `20260101T120000Z-3f2a1c`.

@@ -421,3 +421,24 @@ async fn run_once_logs_one_json_summary_line_and_exits_like_apply() {
     let users = f.users().await;
     assert!(users.contains_key("alice@example.com") && !users.contains_key("gone@example.com"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_run_never_applies_while_another_holds_the_state_directory() {
+    let f = Fixture::start(Setup {
+        org: org(&[("root@example.com", "admin", &[])], &[]),
+        ldif: ldif(&[P("root", true), P("alice", true)], &[]),
+        ..Setup::default()
+    })
+    .await;
+    std::fs::create_dir_all(f.path("state")).unwrap();
+    let lock = std::fs::File::create(f.path("state/apply.lock")).unwrap();
+    lock.try_lock().unwrap();
+    let out = f.run(&["run", "--once"]).await;
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(text(&out).contains("another idsync run"), "{}", text(&out));
+    assert!(!f.users().await.contains_key("alice@example.com"), "nothing applied");
+    drop(lock);
+    let out = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(f.users().await.contains_key("alice@example.com"));
+}
