@@ -442,3 +442,49 @@ async fn a_second_run_never_applies_while_another_holds_the_state_directory() {
     assert_eq!(code(&out), 0, "{}", text(&out));
     assert!(f.users().await.contains_key("alice@example.com"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tells_systemd_ready_status_and_watchdog() {
+    let f = Fixture::start(Setup {
+        org: org(&[("root@example.com", "admin", &[])], &[]),
+        ldif: ldif(&[P("root", true), P("alice", true)], &[]),
+        ..Setup::default()
+    })
+    .await;
+    let port = free_port();
+    daemon_config(&f, port, "0 0 0 1 1 * 2099");
+    let sock_path = f.path("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let log = f.path("notify-daemon.log");
+    let mut child = f
+        .command(&["run"])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "400000")
+        .env_remove("WATCHDOG_PID")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut got: Vec<String> = Vec::new();
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < Duration::from_secs(30) {
+        if let Ok(n) = sock.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        let status_after_run = got.iter().any(|m| m.starts_with("STATUS=last run"));
+        if status_after_run && got.iter().filter(|m| m.as_str() == "WATCHDOG=1").count() >= 2 {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(got.iter().any(|m| m.starts_with("READY=1")), "{got:?}");
+    let status = got
+        .iter()
+        .find(|m| m.starts_with("STATUS=last run"))
+        .unwrap_or_else(|| panic!("{got:?}"));
+    assert!(status.contains("success") && status.contains("1 applied"), "{status}");
+    assert!(got.iter().filter(|m| m.as_str() == "WATCHDOG=1").count() >= 2, "{got:?}");
+}
