@@ -128,12 +128,18 @@ impl Metrics {
         }
         for k in ActionKind::ALL {
             m.drift_actions.with_label_values(&[k.as_str()]);
+            for r in ["ok", "error", "skipped"] {
+                m.actions_applied_total.with_label_values(&[k.as_str(), r]);
+            }
         }
         for g in Guard::ALL {
             m.held_actions.with_label_values(&[g.as_str()]);
         }
         for s in ["source", "target"] {
             m.http_retries_total.with_label_values(&[s]);
+        }
+        for p in ["source", "target", "plan", "apply"] {
+            m.run_duration.with_label_values(&[p]);
         }
         Ok(m)
     }
@@ -286,5 +292,58 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("idsync_run_duration_seconds_count{phase=\"source\"} 2"), "{text}");
+    }
+}
+
+/// The alert rules and the dashboard name only metrics this module exports.
+#[cfg(test)]
+mod deploy_tests {
+    use super::Metrics;
+    use std::collections::BTreeSet;
+
+    fn names_in(text: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut rest = text;
+        while let Some(i) = rest.find("idsync_") {
+            let tail = &rest[i..];
+            let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+            let name = &tail[..end];
+            // Histogram series and the alert/dashboard's own names are not metrics.
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
+            if base.len() > "idsync_".len() {
+                out.insert(base.to_string());
+            }
+            rest = &tail[end..];
+        }
+        out
+    }
+
+    #[test]
+    fn alert_rules_and_dashboard_use_exported_metric_names() {
+        let m = Metrics::new().unwrap();
+        // Status codes are only known once requests were made.
+        m.http_requests_total.with_label_values(&["target", "200"]).inc();
+        let exported: BTreeSet<String> = m
+            .render()
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_string)
+            .collect();
+        assert!(exported.contains("idsync_runs_total"), "{exported:?}");
+        for (file, text) in [
+            ("idsync-alerts.yml", include_str!("../../deploy/prometheus/idsync-alerts.yml")),
+            ("idsync-dashboard.json", include_str!("../../deploy/grafana/idsync-dashboard.json")),
+        ] {
+            let used = names_in(text);
+            assert!(used.len() >= 5, "{file}: {used:?}");
+            let unknown: Vec<&String> = used.difference(&exported).collect();
+            assert!(unknown.is_empty(), "{file} names metrics idsync does not export: {unknown:?}");
+        }
+        let dashboard: serde_json::Value = serde_json::from_str(include_str!("../../deploy/grafana/idsync-dashboard.json")).unwrap();
+        assert!(dashboard["panels"].as_array().is_some_and(|p| !p.is_empty()));
     }
 }
