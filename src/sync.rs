@@ -305,10 +305,8 @@ pub async fn execute(
 pub async fn run_once(env: &Env, command: &str, stop: Option<tokio::sync::watch::Receiver<bool>>) -> RunOutcome {
     let started = Utc::now();
     let run_id = new_run_id(started);
-    let mut phases = PhaseDurations::default();
-    let mut http = HttpStats::default();
-    let mut sides = None;
-    let err = match run_inner(env, command, &run_id, started, stop, &mut phases, &mut http, &mut sides).await {
+    let mut progress = Progress::default();
+    let err = match run_inner(env, command, &run_id, started, stop, &mut progress).await {
         Ok(outcome) => return outcome,
         Err(e) => e.to_string(),
     };
@@ -335,36 +333,41 @@ pub async fn run_once(env: &Env, command: &str, stop: Option<tokio::sync::watch:
         error: Some(err),
         plan: None,
         report: None,
-        phases,
-        sides,
-        http,
+        phases: progress.phases,
+        sides: progress.sides,
+        http: progress.http,
         stopped: false,
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a run learned before it failed: a failed run still reports its timings and requests.
+#[derive(Default)]
+struct Progress {
+    phases: PhaseDurations,
+    http: HttpStats,
+    sides: Option<SideCounts>,
+}
+
 async fn run_inner(
     env: &Env,
     command: &str,
     run_id: &str,
     started: DateTime<Utc>,
     stop: Option<tokio::sync::watch::Receiver<bool>>,
-    phases: &mut PhaseDurations,
-    http: &mut HttpStats,
-    sides: &mut Option<SideCounts>,
+    progress: &mut Progress,
 ) -> Result<RunOutcome, Error> {
     let client = env.client()?;
     let mut store = env.open_store()?;
     let state = store.load_plan_state()?;
     let read = read_both_timed(env, &client).await;
-    *http = client.http_stats();
-    let (dir, org, read_phases) = read?;
-    *phases = read_phases;
-    *sides = Some(side_counts(&dir, &org));
+    progress.http = client.http_stats();
+    let (dir, org, phases) = read?;
+    progress.phases = phases;
+    progress.sides = Some(side_counts(&dir, &org));
     let t = Instant::now();
     let fresh = plan_now(env, &dir, &org, &state, started);
     persist_plan_state(&mut store, &fresh, &dir)?;
-    phases.plan = Some(t.elapsed());
+    progress.phases.plan = Some(t.elapsed());
     let to_apply = fresh.clone();
     let prepared = Prepared {
         run_id: run_id.to_string(),
@@ -374,7 +377,7 @@ async fn run_inner(
         directory: dir,
         org,
         fresh,
-        phases: phases.clone(),
+        phases: progress.phases.clone(),
     };
     execute(env, &client, &mut store, prepared, &to_apply, stop).await
 }

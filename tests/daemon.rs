@@ -269,6 +269,12 @@ async fn readyz_turns_unready_when_the_target_goes_down() {
     })
     .await;
     assert!(body.contains("failed"), "{body}");
+    // Failed runs are retried at the next tick (every second), never in a tight loop.
+    let failures = |m: &str| sample(m, "idsync_runs_total{result=\"failure\"}").unwrap();
+    let before = failures(&d.get("/metrics").await.unwrap().1);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let retried = failures(&d.get("/metrics").await.unwrap().1) - before;
+    assert!((1.0..=5.0).contains(&retried), "{retried} failed runs in 3 s of a 1 s schedule");
     let (_, m) = d.get("/metrics").await.unwrap();
     assert!(sample(&m, "idsync_runs_total{result=\"failure\"}").unwrap() >= 1.0, "{m}");
     assert!(sample(&m, "idsync_last_success_timestamp_seconds").unwrap() < sample(&m, "idsync_last_run_timestamp_seconds").unwrap());

@@ -59,7 +59,7 @@ fn interval_seconds(schedule: &cron::Schedule, now: DateTime<Utc>) -> Option<i64
 }
 
 /// Logs the run's one summary line and tells systemd.
-fn report(o: &RunOutcome) {
+fn log_outcome(o: &RunOutcome) {
     let ready = o.plan.as_ref().map(|p| p.ready().count()).unwrap_or(0);
     let held = o.plan.as_ref().map(|p| p.held().count()).unwrap_or(0);
     let (applied, failed, skipped) = o
@@ -104,7 +104,7 @@ pub async fn run(path: &Path, once: bool) -> Result<u8, Error> {
 
     if once {
         let o = sync::run_once(&env, "run", Some(stop_rx)).await;
-        report(&o);
+        log_outcome(&o);
         return Ok(o.result.exit_code());
     }
     Daemon::start(path.to_path_buf(), env, schedule, stop_rx).await?.serve().await
@@ -214,7 +214,7 @@ impl Daemon {
     async fn run_now(&mut self) {
         self.shared.status().running = true;
         let o = sync::run_once(&self.env, "run", Some(self.stop.clone())).await;
-        report(&o);
+        log_outcome(&o);
         let store = self.env.open_store();
         let (runs, tombstones) = match &store {
             Ok(s) => (s.last_runs(10).unwrap_or_default(), s.tombstones().unwrap_or_default()),
