@@ -145,10 +145,11 @@ impl RunResult {
 
     /// The exit code of SPEC §2 (`apply`, `run --once`).
     pub fn exit_code(self) -> u8 {
+        use crate::cli::exit;
         match self {
-            RunResult::Success => 0,
-            RunResult::Held => 3,
-            RunResult::Failure => 1,
+            RunResult::Success => exit::IN_SYNC,
+            RunResult::Held => exit::HELD,
+            RunResult::Failure => exit::ERROR,
         }
     }
 }
