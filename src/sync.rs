@@ -264,7 +264,9 @@ pub async fn execute(
     phases.apply = Some(t.elapsed());
     let stopped = stopped_before || stop.as_ref().is_some_and(|s| *s.borrow());
     let held = fresh.held().count();
-    let result = if report.failed() > 0 {
+    let done: std::collections::BTreeSet<_> = report.results.iter().map(|(a, _)| &a.id).collect();
+    let not_started = to_apply.ready().filter(|a| !done.contains(&a.id)).count();
+    let result = if report.failed() > 0 || not_started > 0 {
         RunResult::Failure
     } else if held > 0 {
         RunResult::Held
@@ -274,7 +276,16 @@ pub async fn execute(
     let mut summary = fresh.summary.clone();
     summary.insert("applied".into(), report.applied());
     summary.insert("failed".into(), report.failed());
-    let error = (report.failed() > 0).then(|| format!("{} action(s) failed", report.failed()));
+    let error = if report.failed() > 0 {
+        Some(format!("{} action(s) failed", report.failed()))
+    } else if not_started > 0 {
+        // Only a stop request leaves ready actions unattempted.
+        Some(format!(
+            "stopped by a signal with {not_started} ready action(s) not started; the next run applies them"
+        ))
+    } else {
+        None
+    };
     let finished = Utc::now();
     store.record_run(&RunRecord {
         run_id: run_id.clone(),

@@ -494,3 +494,37 @@ async fn tells_systemd_ready_status_and_watchdog() {
     assert!(status.contains("success") && status.contains("1 applied"), "{status}");
     assert!(got.iter().filter(|m| m.as_str() == "WATCHDOG=1").count() >= 2, "{got:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_during_idsync_apply_finishes_the_action_in_flight_and_says_so() {
+    let f = slow_fixture().await;
+    let log = f.path("apply.log");
+    let child = f
+        .command(&["apply", "--yes"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut d = Daemon { child, port: 0, log };
+    wait_for(Duration::from_secs(60), "some creates to land", || async {
+        (f.users().await.len() >= 4).then_some(())
+    })
+    .await;
+    d.signal("INT");
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(30)).await,
+        1,
+        "not everything was applied:\n{}",
+        d.log()
+    );
+    assert!(d.log().contains("interrupted: stopped by a signal"), "{}", d.log());
+    let partial = f.users().await.len();
+    assert!(partial < 13, "stopped before the end ({partial} users)");
+    let (begins, ends) = audit_counts(&f);
+    assert_eq!(
+        begins.keys().collect::<Vec<_>>(),
+        ends.keys().collect::<Vec<_>>(),
+        "nothing left in flight"
+    );
+    assert_restart_converges(&f).await;
+}

@@ -349,7 +349,12 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
         fresh,
         phases,
     };
-    let outcome = sync::execute(&env, &client, &mut store, prepared, &to_apply, None).await?;
+    // From here on, Ctrl-C or SIGTERM lets the action in flight finish and starts no more.
+    let stop = crate::daemon::stop_on_signals()?;
+    let outcome = sync::execute(&env, &client, &mut store, prepared, &to_apply, Some(stop)).await?;
+    if outcome.stopped {
+        eprintln!("interrupted: {}", outcome.error.as_deref().unwrap_or("stopped by a signal"));
+    }
     if let Some(report) = outcome.report.as_ref().filter(|r| !r.results.is_empty()) {
         print_results(report);
     }

@@ -83,14 +83,9 @@ fn log_outcome(o: &RunOutcome) {
     ));
 }
 
-/// `idsync run [--once]`. Returns the exit code.
-pub async fn run(path: &Path, once: bool) -> Result<u8, Error> {
-    let (env, schedule) = load(path)?;
-    init_logging(&env.config.log);
-    for w in &env.warnings {
-        tracing::warn!("{w}");
-    }
-
+/// A stop flag raised by the first SIGTERM or SIGINT (the signals are then handled by
+/// idsync, no longer fatal): `apply` finishes the action in flight and starts no more.
+pub fn stop_on_signals() -> Result<watch::Receiver<bool>, Error> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut term = signal(SignalKind::terminate()).map_err(|e| usage(format!("cannot handle SIGTERM: {e}")))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| usage(format!("cannot handle SIGINT: {e}")))?;
@@ -101,6 +96,18 @@ pub async fn run(path: &Path, once: bool) -> Result<u8, Error> {
         }
         let _ = stop_tx.send(true);
     });
+    Ok(stop_rx)
+}
+
+/// `idsync run [--once]`. Returns the exit code.
+pub async fn run(path: &Path, once: bool) -> Result<u8, Error> {
+    let (env, schedule) = load(path)?;
+    init_logging(&env.config.log);
+    for w in &env.warnings {
+        tracing::warn!("{w}");
+    }
+
+    let stop_rx = stop_on_signals()?;
 
     if once {
         let o = sync::run_once(&env, "run", Some(stop_rx)).await;
