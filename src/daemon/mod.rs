@@ -222,12 +222,16 @@ impl Daemon {
         self.shared.status().running = true;
         let o = sync::run_once(&self.env, "run", Some(self.stop.clone())).await;
         log_outcome(&o);
-        let store = self.env.open_store();
-        let (runs, tombstones) = match &store {
-            Ok(s) => (s.last_runs(10).unwrap_or_default(), s.tombstones().unwrap_or_default()),
-            Err(_) => (vec![], vec![]),
+        // What /status shows from the store; on a store error the previous view stays.
+        let stored = self.env.open_store().and_then(|s| Ok((s.last_runs(10)?, s.tombstones()?)));
+        let stored = match stored {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the last runs and tombstones from the state store");
+                None
+            }
         };
-        let tomb_count = store.is_ok().then_some(tombstones.len());
+        let tomb_count = stored.as_ref().map(|(_, t)| t.len());
         self.shared.metrics.observe(
             &o,
             &metrics::Context {
@@ -249,7 +253,7 @@ impl Daemon {
         if let Some(p) = &o.plan {
             v.latest_plan = Some(PlanView::of(p));
         }
-        if store.is_ok() {
+        if let Some((runs, tombstones)) = stored {
             v.last_runs = runs;
             v.tombstones = tombstones;
         }
