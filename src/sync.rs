@@ -169,6 +169,8 @@ pub struct RunOutcome {
     pub sides: Option<SideCounts>,
     /// The target client's request counters for this run.
     pub http: HttpStats,
+    /// The source's request counters (empty for sources without HTTP, like LDIF).
+    pub source_http: HttpStats,
     /// A stop request (SIGTERM) cut the apply short.
     pub stopped: bool,
 }
@@ -307,6 +309,7 @@ pub async fn execute(
         report: Some(report),
         phases,
         http: client.http_stats(),
+        source_http: HttpStats::default(),
         stopped,
     })
 }
@@ -348,6 +351,7 @@ pub async fn run_once(env: &Env, command: &str, stop: Option<tokio::sync::watch:
         phases: progress.phases,
         sides: progress.sides,
         http: progress.http,
+        source_http: HttpStats::default(),
         stopped: false,
     }
 }

@@ -195,11 +195,13 @@ impl Metrics {
                 self.actions_applied_total.with_label_values(&[a.kind.as_str(), result]).inc();
             }
         }
-        // The client is new each run, so its counters are this run's.
-        for (code, n) in &o.http.requests_by_code {
-            self.http_requests_total.with_label_values(&["target", code]).inc_by(*n);
+        // The clients are new each run, so their counters are this run's.
+        for (system, stats) in [("target", &o.http), ("source", &o.source_http)] {
+            for (code, n) in &stats.requests_by_code {
+                self.http_requests_total.with_label_values(&[system, code]).inc_by(*n);
+            }
+            self.http_retries_total.with_label_values(&[system]).inc_by(stats.retries);
         }
-        self.http_retries_total.with_label_values(&["target"]).inc_by(o.http.retries);
     }
 
     /// The Prometheus text exposition format.
@@ -245,6 +247,10 @@ mod tests {
             http: HttpStats {
                 requests_by_code: [("200".to_string(), 4u64)].into_iter().collect(),
                 retries: 1,
+            },
+            source_http: HttpStats {
+                requests_by_code: [("200".to_string(), 2u64)].into_iter().collect(),
+                retries: 0,
             },
             stopped: false,
         }
