@@ -7,6 +7,7 @@ pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod duration;
 pub mod error;
 pub mod model;
 pub mod plan;

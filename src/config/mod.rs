@@ -3,7 +3,6 @@
 
 mod cron;
 mod doc;
-mod duration;
 mod error;
 mod policy;
 mod secrets;
@@ -15,8 +14,8 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
+pub use crate::duration::HumanDuration;
 pub use cron::parse_schedule;
-pub use duration::HumanDuration;
 pub use error::ConfigError;
 pub use policy::parse_inventory;
 pub use secrets::read_secret;

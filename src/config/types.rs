@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::duration::HumanDuration;
+use crate::duration::HumanDuration;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

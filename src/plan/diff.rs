@@ -57,15 +57,12 @@ pub(crate) fn diff(desired: &Desired<'_>, org: &OrgSnapshot, policy: &Policy, st
     for (email, want) in &desired.people {
         match by_email.get(email) {
             None => {
-                if let Some(reason) = &want.may_create {
-                    let create = Action::new(ActionKind::CreateUser, Some(email.clone()), None, None, reason.clone());
+                if let Some(reason) = want.create_reason(email) {
+                    let create = Action::new(ActionKind::CreateUser, Some(email.clone()), None, None, reason);
                     let dep = create.id.clone();
                     out.actions.push(create);
                     // W&B creates users as org members.
-                    let current = UserView {
-                        role: OrgRole::Member,
-                        teams: BTreeMap::new(),
-                    };
+                    let current = UserView { ..NEW_MEMBER };
                     changes_for(
                         &mut out.actions,
                         email,
@@ -81,7 +78,7 @@ pub(crate) fn diff(desired: &Desired<'_>, org: &OrgSnapshot, policy: &Policy, st
                 }
             }
             Some(u) if !u.active => {
-                if let Some(reason) = &want.may_create {
+                if let Some(reason) = want.create_reason(email) {
                     let mut re = Action::new(
                         ActionKind::ReactivateUser,
                         Some(email.clone()),
@@ -183,7 +180,7 @@ pub(crate) fn diff(desired: &Desired<'_>, org: &OrgSnapshot, policy: &Policy, st
                 let reason = format!(
                     "{what} since {} (grace {} expired)",
                     since.format("%Y-%m-%dT%H:%M:%SZ"),
-                    crate::config::HumanDuration(grace)
+                    crate::duration::HumanDuration(grace)
                 );
                 out.actions.push(deprovision(email, u, policy, reason));
             }
@@ -214,25 +211,27 @@ pub(crate) fn deprovision_outcome(policy: &Policy) -> &'static str {
     }
 }
 
-/// The parts of a W&B user the diff compares.
-struct UserView {
-    role: OrgRole,
-    teams: BTreeMap<String, TeamRole>,
+/// The parts of a W&B user the diff compares, borrowed: most users need no action.
+struct UserView<'u> {
+    role: &'u OrgRole,
+    teams: &'u BTreeMap<String, TeamRole>,
 }
 
-impl UserView {
+static NEW_MEMBER: UserView<'static> = UserView {
+    role: &OrgRole::Member,
+    teams: &BTreeMap::new(),
+};
+
+impl<'u> UserView<'u> {
     /// What the user looks like to the diff. On SaaS a reactivation is a re-add, which
     /// yields a plain member in no team, so the diff plans from that.
-    fn of(u: &OrgUser, deployment: Deployment, reactivating: bool) -> UserView {
+    fn of(u: &'u OrgUser, deployment: Deployment, reactivating: bool) -> UserView<'u> {
         if reactivating && deployment == Deployment::Saas {
-            return UserView {
-                role: OrgRole::Member,
-                teams: BTreeMap::new(),
-            };
+            return UserView { ..NEW_MEMBER };
         }
         UserView {
-            role: u.org_role.clone(),
-            teams: u.teams.clone(),
+            role: &u.org_role,
+            teams: &u.teams,
         }
     }
 }
@@ -245,7 +244,7 @@ fn changes_for(
     email: &Email,
     user_id: Option<&String>,
     want: &DesiredPerson<'_>,
-    current: &UserView,
+    current: &UserView<'_>,
     desired: &Desired<'_>,
     policy: &Policy,
     state: &PlanState,
@@ -261,15 +260,15 @@ fn changes_for(
 
     // Org role. Never send viewer; demote an admin only when an admin group is named.
     let target_role = match &want.org_role {
-        Some(w) => Some((w.role.clone(), w.reason.clone())),
-        None if dep.is_some() && current.role != policy.default_org_role => Some((
+        Some(w) => Some((w.role.clone(), want.org_role_reason(w))),
+        None if dep.is_some() && *current.role != policy.default_org_role => Some((
             policy.default_org_role.clone(),
             format!(
                 "policy.default_org_role = {} for a new user in no org-role group",
                 policy.default_org_role
             ),
         )),
-        None if current.role == OrgRole::Admin && desired.admin_group_named && policy.default_org_role != OrgRole::Admin => Some((
+        None if *current.role == OrgRole::Admin && desired.admin_group_named && policy.default_org_role != OrgRole::Admin => Some((
             policy.default_org_role.clone(),
             format!(
                 "{} is in no org-role group and policy.org_roles names an admin group: demote to default_org_role",
@@ -279,9 +278,9 @@ fn changes_for(
         None => None,
     };
     if let Some((role, reason)) = target_role {
-        let demotes_admin = current.role == OrgRole::Admin && role != OrgRole::Admin;
+        let demotes_admin = *current.role == OrgRole::Admin && role != OrgRole::Admin;
         let allowed = matches!(role, OrgRole::Admin | OrgRole::Member) && (!demotes_admin || desired.admin_group_named);
-        if allowed && role != current.role {
+        if allowed && role != *current.role {
             let mut a = Action::new(
                 ActionKind::SetOrgRole,
                 Some(email.clone()),
@@ -297,8 +296,8 @@ fn changes_for(
 
     // Teams: only managed ones, and only those the person wants or has (not every
     // managed team for every person: orgs have thousands of teams).
-    let mut teams: BTreeSet<&String> = want.teams.keys().collect();
-    teams.extend(current.teams.keys().filter(|t| desired.managed_teams.contains(*t)));
+    let mut teams: BTreeSet<&str> = want.teams.keys().copied().collect();
+    teams.extend(current.teams.keys().map(String::as_str).filter(|t| desired.managed_teams.contains(*t)));
     for team in teams {
         let wanted = want.teams.get(team);
         let have = current.teams.get(team);
@@ -307,27 +306,27 @@ fn changes_for(
                 let mut a = Action::new(
                     ActionKind::AddToTeam,
                     Some(email.clone()),
-                    Some(team.clone()),
+                    Some(team.to_string()),
                     Some(w.role.as_str().to_string()),
-                    w.reason.clone(),
+                    want.team_reason(team, w),
                 );
                 a.to = Some(w.role.as_str().to_string());
-                push(a, team_create_ids.get(team.as_str()));
+                push(a, team_create_ids.get(team));
             }
             (Some(w), Some(h)) if &w.role != h => {
                 let mut a = Action::new(
                     ActionKind::SetTeamRole,
                     Some(email.clone()),
-                    Some(team.clone()),
+                    Some(team.to_string()),
                     Some(w.role.as_str().to_string()),
-                    w.reason.clone(),
+                    want.team_reason(team, w),
                 );
                 a.from = Some(h.as_str().to_string());
                 a.to = Some(w.role.as_str().to_string());
                 push(a, None);
             }
             (None, Some(h)) => {
-                let owned = state.ledger.contains(&(email.clone(), team.clone()));
+                let owned = state.ledger.contains(&(email.clone(), team.to_string()));
                 let remove = match policy.team_membership {
                     TeamMembershipMode::Authoritative => true,
                     TeamMembershipMode::Owned => owned,
@@ -340,7 +339,7 @@ fn changes_for(
                     let mut a = Action::new(
                         ActionKind::RemoveFromTeam,
                         Some(email.clone()),
-                        Some(team.clone()),
+                        Some(team.to_string()),
                         None,
                         format!("{} is in none of the groups mapped to team {team} ({why})", want.person.source_ref),
                     );

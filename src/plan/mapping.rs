@@ -12,11 +12,22 @@ use crate::model::{normalize_dn, DirectorySnapshot, Email, Group, OrgRole, OrgSn
 
 use super::types::{Policy, Skipped};
 
-/// A role the policy wants, with the reason (rule and group) behind it.
+/// A role the policy wants, with the rule behind it. The reason text is built only when
+/// an action needs it: most wanted roles are already held and never become actions.
 #[derive(Debug, Clone)]
-pub(crate) struct Wanted<R> {
+pub(crate) struct Wanted<'a, R> {
     pub role: R,
-    pub reason: String,
+    /// The policy group that grants the role.
+    pub group: &'a str,
+}
+
+/// Why idsync may create (or reactivate) a person's W&B user.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum MayCreate<'a> {
+    /// `auto_add` with no `auto_add_group`: any in-scope person.
+    Domain,
+    /// A member of this `auto_add_group`.
+    Group(&'a str),
 }
 
 /// One in-scope person the directory wants in W&B.
@@ -24,11 +35,32 @@ pub(crate) struct Wanted<R> {
 pub(crate) struct DesiredPerson<'a> {
     pub person: &'a Person,
     /// Whether idsync may create (or reactivate) this person's W&B user.
-    pub may_create: Option<String>,
+    pub may_create: Option<MayCreate<'a>>,
     /// From `policy.org_roles`; `None` when no org-role group contains the person.
-    pub org_role: Option<Wanted<OrgRole>>,
+    pub org_role: Option<Wanted<'a, OrgRole>>,
     /// Managed team -> wanted role (the highest of the mapped groups).
-    pub teams: BTreeMap<String, Wanted<TeamRole>>,
+    pub teams: BTreeMap<&'a str, Wanted<'a, TeamRole>>,
+}
+
+impl DesiredPerson<'_> {
+    pub fn create_reason(&self, email: &Email) -> Option<String> {
+        let p = &self.person.source_ref;
+        self.may_create.map(|m| match m {
+            MayCreate::Domain => format!("auto_add: {p} is in managed domain {}", email.domain()),
+            MayCreate::Group(g) => format!("auto_add: {p} is a member of auto_add_group {g}"),
+        })
+    }
+
+    pub fn org_role_reason(&self, w: &Wanted<'_, OrgRole>) -> String {
+        format!("policy.org_roles: {} is a member of {} (role {})", self.person.source_ref, w.group, w.role)
+    }
+
+    pub fn team_reason(&self, team: &str, w: &Wanted<'_, TeamRole>) -> String {
+        format!(
+            "policy.teams: {} is a member of {} (team {team}, role {})",
+            self.person.source_ref, w.group, w.role
+        )
+    }
 }
 
 /// The desired state and what the mapping noticed on the way.
@@ -106,7 +138,7 @@ impl<'d> GroupIndex<'d> {
 pub(crate) fn desired_state<'a>(
     dir: &'a DirectorySnapshot,
     org: &OrgSnapshot,
-    policy: &Policy,
+    policy: &'a Policy,
     anchors: &BTreeMap<String, Email>,
 ) -> Desired<'a> {
     let mut out = Desired::default();
@@ -270,49 +302,36 @@ pub(crate) fn desired_state<'a>(
             None
         } else {
             match (&policy.auto_add_group, &auto_add_members) {
-                (Some(g), Some(Some(m))) => m
-                    .contains(anchor)
-                    .then(|| format!("auto_add: {} is a member of auto_add_group {g}", p.source_ref)),
+                (Some(g), Some(Some(m))) => m.contains(anchor).then_some(MayCreate::Group(g.as_str())),
                 (Some(_), _) => None,
-                (None, _) => Some(format!("auto_add: {} is in managed domain {}", p.source_ref, email.domain())),
+                (None, _) => Some(MayCreate::Domain),
             }
         };
-        let mut org_role: Option<Wanted<OrgRole>> = None;
+        let mut org_role: Option<Wanted<'a, OrgRole>> = None;
         for &i in role_rules_of.get(anchor).unwrap_or(&no_rules) {
             let rule = role_rules[i].0;
-            {
-                let better = match &org_role {
-                    None => true,
-                    Some(w) => w.role != OrgRole::Admin && rule.role == OrgRole::Admin,
-                };
-                if better {
-                    org_role = Some(Wanted {
-                        role: rule.role.clone(),
-                        reason: format!(
-                            "policy.org_roles: {} is a member of {} (role {})",
-                            p.source_ref, rule.group, rule.role
-                        ),
-                    });
-                }
+            let better = match &org_role {
+                None => true,
+                Some(w) => w.role != OrgRole::Admin && rule.role == OrgRole::Admin,
+            };
+            if better {
+                org_role = Some(Wanted {
+                    role: rule.role.clone(),
+                    group: rule.group.as_str(),
+                });
             }
         }
-        let mut teams: BTreeMap<String, Wanted<TeamRole>> = BTreeMap::new();
+        let mut teams: BTreeMap<&'a str, Wanted<'a, TeamRole>> = BTreeMap::new();
         for &i in team_rules_of.get(anchor).unwrap_or(&no_rules) {
             let rule = team_rules[i].0;
-            {
-                let better = teams.get(&rule.team).is_none_or(|w| rule.role.rank() > w.role.rank());
-                if better {
-                    teams.insert(
-                        rule.team.clone(),
-                        Wanted {
-                            role: rule.role.clone(),
-                            reason: format!(
-                                "policy.teams: {} is a member of {} (team {}, role {})",
-                                p.source_ref, rule.group, rule.team, rule.role
-                            ),
-                        },
-                    );
-                }
+            if teams.get(rule.team.as_str()).is_none_or(|w| rule.role.rank() > w.role.rank()) {
+                teams.insert(
+                    rule.team.as_str(),
+                    Wanted {
+                        role: rule.role.clone(),
+                        group: rule.group.as_str(),
+                    },
+                );
             }
         }
         out.people.insert(

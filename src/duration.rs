@@ -1,4 +1,5 @@
-//! Human durations in config files: `"90s"`, `"15m"`, `"72h"`, `"7d"`.
+//! Human durations (`"90s"`, `"15m"`, `"72h"`, `"7d"`): parsed from config files and shown
+//! in reports. Pure, so the plan core may use it.
 
 use std::fmt;
 use std::time::Duration;
