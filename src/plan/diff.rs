@@ -297,7 +297,13 @@ fn changes_for(
     // Teams: only managed ones, and only those the person wants or has (not every
     // managed team for every person: orgs have thousands of teams).
     let mut teams: BTreeSet<&str> = want.teams.keys().copied().collect();
-    teams.extend(current.teams.keys().map(String::as_str).filter(|t| desired.managed_teams.contains(*t)));
+    teams.extend(
+        current
+            .teams
+            .keys()
+            .map(String::as_str)
+            .filter(|t| desired.managed_teams.contains(*t)),
+    );
     for team in teams {
         let wanted = want.teams.get(team);
         let have = current.teams.get(team);

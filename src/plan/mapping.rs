@@ -52,7 +52,10 @@ impl DesiredPerson<'_> {
     }
 
     pub fn org_role_reason(&self, w: &Wanted<'_, OrgRole>) -> String {
-        format!("policy.org_roles: {} is a member of {} (role {})", self.person.source_ref, w.group, w.role)
+        format!(
+            "policy.org_roles: {} is a member of {} (role {})",
+            self.person.source_ref, w.group, w.role
+        )
     }
 
     pub fn team_reason(&self, team: &str, w: &Wanted<'_, TeamRole>) -> String {
