@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 # Test peers for later issues (slapd, promtool) are added here as their tests land.
+command -v promtool >/dev/null || need_apt+=(prometheus)
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing ${need_apt[*]}: run as root or install them with apt-get" >&2
@@ -42,6 +44,9 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
+echo "== promtool: alert rules and their tests"
+promtool check rules deploy/prometheus/idsync-alerts.yml
+promtool test rules deploy/prometheus/idsync-alerts.test.yml
 echo "== cargo test"
 cargo test --all-targets
 # Doc tests are not part of --all-targets.

@@ -1,17 +1,20 @@
 //! The shell's shared steps: load the config, read both sides, plan, persist what the plan
 //! learned. Commands, the demo and the daemon all go through here, so they plan alike.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use crate::apply::{self, ApplyContext, ApplyReport};
 use crate::config::{self, Config, Loaded};
 use crate::error::Error;
-use crate::model::{DirectorySnapshot, Email, OrgSnapshot};
+use crate::model::{DirectorySnapshot, Email, OrgRole, OrgSnapshot};
 use crate::plan::{self, Plan, PlanInput, PlanState, Policy};
 use crate::source;
-use crate::state::StateStore;
-use crate::target::WandbClient;
+use crate::state::{actor, AuditLog, RunRecord, StateStore};
+use crate::target::{HttpStats, WandbClient};
 
 /// A loaded, validated configuration with everything derived from it.
 pub struct Env {
@@ -100,4 +103,329 @@ pub fn persist_plan_state(store: &mut StateStore, plan: &Plan, dir: &DirectorySn
         store.record_good_read(plan.source.usable_enabled, &anchors)?;
     }
     Ok(())
+}
+
+/// How long each phase of a run took (`idsync_run_duration_seconds{phase}`). The two reads
+/// run at once, each timed on its own.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PhaseDurations {
+    pub source: Option<Duration>,
+    pub target: Option<Duration>,
+    pub plan: Option<Duration>,
+    pub apply: Option<Duration>,
+}
+
+/// What both sides looked like when read, for the gauges of SPEC §7.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SideCounts {
+    pub source_users: usize,
+    pub source_groups: usize,
+    pub target_active: usize,
+    pub target_inactive: usize,
+    pub org_admins: usize,
+}
+
+/// How a run ended, as recorded in the state store (`success`, `held`, `failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunResult {
+    Success,
+    /// Everything that could be applied was; some actions wait for a human.
+    Held,
+    Failure,
+}
+
+impl RunResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Success => "success",
+            RunResult::Held => "held",
+            RunResult::Failure => "failure",
+        }
+    }
+
+    /// The exit code of SPEC §2 (`apply`, `run --once`).
+    pub fn exit_code(self) -> u8 {
+        use crate::cli::exit;
+        match self {
+            RunResult::Success => exit::IN_SYNC,
+            RunResult::Held => exit::HELD,
+            RunResult::Failure => exit::ERROR,
+        }
+    }
+}
+
+/// Everything one run produced: what `apply` prints, what the daemon logs, exports and serves.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub run_id: String,
+    pub started: DateTime<Utc>,
+    pub finished: DateTime<Utc>,
+    pub result: RunResult,
+    pub error: Option<String>,
+    /// The fresh plan (absent when a read failed).
+    pub plan: Option<Plan>,
+    pub report: Option<ApplyReport>,
+    pub phases: PhaseDurations,
+    pub sides: Option<SideCounts>,
+    /// The target client's request counters for this run.
+    pub http: HttpStats,
+    /// The source's request counters (empty for sources without HTTP, like LDIF).
+    pub source_http: HttpStats,
+    /// A stop request (SIGTERM) cut the apply short.
+    pub stopped: bool,
+}
+
+/// Reads both sides at once, timing each.
+pub async fn read_both_timed(env: &Env, client: &WandbClient) -> Result<(DirectorySnapshot, OrgSnapshot, PhaseDurations), Error> {
+    let src = async { source::read_directory(&env.config.source, &env.base_dir).await.map_err(Error::from) };
+    let tgt = async { client.snapshot().await.map_err(Error::from) };
+    let ((dir, ds), (org, dt)) = tokio::join!(timed_fut(src), timed_fut(tgt));
+    let phases = PhaseDurations {
+        source: Some(ds),
+        target: Some(dt),
+        ..PhaseDurations::default()
+    };
+    Ok((dir?, org?, phases))
+}
+
+async fn timed_fut<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
+    let t = Instant::now();
+    let r = f.await;
+    (r, t.elapsed())
+}
+
+/// Counts both sides for the gauges.
+pub fn side_counts(dir: &DirectorySnapshot, org: &OrgSnapshot) -> SideCounts {
+    let active = org.users.iter().filter(|u| u.active).count();
+    SideCounts {
+        source_users: dir.people.len(),
+        source_groups: dir.groups.len(),
+        target_active: active,
+        target_inactive: org.users.len() - active,
+        org_admins: org.users.iter().filter(|u| u.active && u.org_role == OrgRole::Admin).count(),
+    }
+}
+
+/// One read-and-planned run, ready to execute.
+pub struct Prepared {
+    pub run_id: String,
+    pub command: String,
+    pub actor: String,
+    pub started: DateTime<Utc>,
+    pub directory: DirectorySnapshot,
+    pub org: OrgSnapshot,
+    /// The fresh plan: its held actions decide `held`.
+    pub fresh: Plan,
+    pub phases: PhaseDurations,
+}
+
+/// Applies `to_apply` (the fresh plan, or the part of it a reviewed plan still says) and
+/// records the run. The shared tail of `idsync apply` and the daemon.
+pub async fn execute(
+    env: &Env,
+    client: &WandbClient,
+    store: &mut StateStore,
+    prepared: Prepared,
+    to_apply: &Plan,
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
+) -> Result<RunOutcome, Error> {
+    let Prepared {
+        run_id,
+        command,
+        actor,
+        started,
+        directory,
+        org,
+        fresh,
+        mut phases,
+    } = prepared;
+    let stopped_before = stop.as_ref().is_some_and(|s| *s.borrow());
+    // Held until the run is recorded: the daemon and a manual `apply` never interleave
+    // their actions in one journal.
+    let _lock = lock_apply(&env.state_dir())?;
+    let mut audit = AuditLog::open(&env.state_dir())?;
+    let t = Instant::now();
+    // Always called, even with nothing ready: it also settles what an interrupted apply
+    // left open in the journal.
+    let report = apply::apply(
+        to_apply,
+        ApplyContext {
+            client,
+            store,
+            audit: &mut audit,
+            policy: &env.policy,
+            directory: &directory,
+            org: &org,
+            run_id: run_id.clone(),
+            actor,
+            max_concurrency: env.config.target.max_concurrency,
+            stop: stop.clone(),
+        },
+    )
+    .await?;
+    phases.apply = Some(t.elapsed());
+    let stopped = stopped_before || stop.as_ref().is_some_and(|s| *s.borrow());
+    let held = fresh.held().count();
+    let done: std::collections::BTreeSet<_> = report.results.iter().map(|(a, _)| &a.id).collect();
+    let not_started = to_apply.ready().filter(|a| !done.contains(&a.id)).count();
+    let result = if report.failed() > 0 || not_started > 0 {
+        RunResult::Failure
+    } else if held > 0 {
+        RunResult::Held
+    } else {
+        RunResult::Success
+    };
+    let mut summary = fresh.summary.clone();
+    summary.insert("applied".into(), report.applied());
+    summary.insert("failed".into(), report.failed());
+    let error = if report.failed() > 0 {
+        Some(format!("{} action(s) failed", report.failed()))
+    } else if not_started > 0 {
+        // Only a stop request leaves ready actions unattempted.
+        Some(format!(
+            "stopped by a signal with {not_started} ready action(s) not started; the next run applies them"
+        ))
+    } else {
+        None
+    };
+    let finished = Utc::now();
+    store.record_run(&RunRecord {
+        run_id: run_id.clone(),
+        command,
+        started_at: started,
+        finished_at: finished,
+        result: result.as_str().to_string(),
+        summary,
+        error: error.clone(),
+    })?;
+    Ok(RunOutcome {
+        run_id,
+        started,
+        finished,
+        result,
+        error,
+        sides: Some(side_counts(&directory, &org)),
+        plan: Some(fresh),
+        report: Some(report),
+        phases,
+        http: client.http_stats(),
+        source_http: HttpStats::default(),
+        stopped,
+    })
+}
+
+/// One unattended run (the daemon, `run --once`): read, plan, persist, apply the ready
+/// actions, record. Never returns an error: a failure is an outcome, recorded as a failed
+/// run when the state store is reachable.
+pub async fn run_once(env: &Env, command: &str, stop: Option<tokio::sync::watch::Receiver<bool>>) -> RunOutcome {
+    let started = Utc::now();
+    let run_id = new_run_id(started);
+    let mut progress = Progress::default();
+    let err = match run_inner(env, command, &run_id, started, stop, &mut progress).await {
+        Ok(outcome) => return outcome,
+        Err(e) => e.to_string(),
+    };
+    let finished = Utc::now();
+    if let Ok(mut store) = env.open_store() {
+        let rec = RunRecord {
+            run_id: run_id.clone(),
+            command: command.to_string(),
+            started_at: started,
+            finished_at: finished,
+            result: RunResult::Failure.as_str().to_string(),
+            summary: BTreeMap::new(),
+            error: Some(err.clone()),
+        };
+        if let Err(e) = store.record_run(&rec) {
+            tracing::warn!(error = %e, "cannot record the failed run in the state store");
+        }
+    }
+    RunOutcome {
+        run_id,
+        started,
+        finished,
+        result: RunResult::Failure,
+        error: Some(err),
+        plan: None,
+        report: None,
+        phases: progress.phases,
+        sides: progress.sides,
+        http: progress.http,
+        source_http: HttpStats::default(),
+        stopped: false,
+    }
+}
+
+/// What a run learned before it failed: a failed run still reports its timings and requests.
+#[derive(Default)]
+struct Progress {
+    phases: PhaseDurations,
+    http: HttpStats,
+    sides: Option<SideCounts>,
+}
+
+async fn run_inner(
+    env: &Env,
+    command: &str,
+    run_id: &str,
+    started: DateTime<Utc>,
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
+    progress: &mut Progress,
+) -> Result<RunOutcome, Error> {
+    let client = env.client()?;
+    let mut store = env.open_store()?;
+    let state = store.load_plan_state()?;
+    let read = read_both_timed(env, &client).await;
+    progress.http = client.http_stats();
+    let (dir, org, phases) = read?;
+    progress.phases = phases;
+    progress.sides = Some(side_counts(&dir, &org));
+    let t = Instant::now();
+    let fresh = plan_now(env, &dir, &org, &state, started);
+    persist_plan_state(&mut store, &fresh, &dir)?;
+    progress.phases.plan = Some(t.elapsed());
+    let to_apply = fresh.clone();
+    let prepared = Prepared {
+        run_id: run_id.to_string(),
+        command: command.to_string(),
+        actor: actor(command),
+        started,
+        directory: dir,
+        org,
+        fresh,
+        phases: progress.phases.clone(),
+    };
+    execute(env, &client, &mut store, prepared, &to_apply, stop).await
+}
+
+/// Takes `<state_dir>/apply.lock` (an advisory lock the OS drops when the process dies,
+/// so a killed run never leaves it stale), or fails at once if another run holds it.
+fn lock_apply(state_dir: &Path) -> Result<std::fs::File, Error> {
+    let path = state_dir.join("apply.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| Error::Io {
+            what: format!("cannot open the apply lock {}", path.display()),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Usage(format!(
+            "another idsync run (the daemon or an `idsync apply`) is applying with this state directory ({} is locked); \
+             try again when it has finished",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(source)) => Err(Error::Io {
+            what: format!("cannot lock {}", path.display()),
+            source,
+        }),
+    }
+}
+
+/// A run id that sorts by time: `20260101T120000Z-3f2a1c`.
+pub fn new_run_id(now: DateTime<Utc>) -> String {
+    format!("{}-{:06x}", now.format("%Y%m%dT%H%M%SZ"), rand::random::<u32>() & 0xff_ffff)
 }

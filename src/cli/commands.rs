@@ -8,15 +8,19 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 
 use super::{exit, Cli, Command, ConfigArg};
-use crate::apply::{self, ActionResult, ApplyContext};
+use crate::apply::{self, ActionResult};
 use crate::config;
 use crate::error::Error;
 use crate::plan::{Action, ActionId, Approval, Plan};
 use crate::report::{self, Format, RenderOptions};
-use crate::state::{actor, AuditLog, RunRecord, StateStore};
+use crate::state::{actor, RunRecord, StateStore};
 use crate::sync::{self, Env};
 
 pub async fn run(cli: Cli) -> Result<u8, Error> {
+    if let Command::Run { config, once } = cli.command {
+        // The daemon logs as [log] says, so it sets up logging after loading the config.
+        return crate::daemon::run(&config_path(config), once).await;
+    }
     init_logging();
     match cli.command {
         Command::CheckConfig { config, connect } => check_config(&config_path(config), connect).await,
@@ -38,6 +42,7 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
         Command::Status { config } => status(&config_path(config)),
         Command::Demo => super::demo::run().await,
         Command::Sandbox(args) => super::demo::sandbox(args).await,
+        Command::Run { .. } => Err(Error::Usage("internal: run is dispatched above".into())),
     }
 }
 
@@ -63,7 +68,7 @@ fn load_env(path: &Path) -> Result<Env, Error> {
 }
 
 pub(crate) fn new_run_id() -> String {
-    format!("{}-{:06x}", Utc::now().format("%Y%m%dT%H%M%SZ"), rand::random::<u32>() & 0xff_ffff)
+    sync::new_run_id(Utc::now())
 }
 
 /// The exit code a plan implies (SPEC §2).
@@ -255,7 +260,22 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
         Some(p) => Some(report::parse_plan_json(&read_file(p)?)?),
         None => None,
     };
-    let (dir, org) = read_both_or_record(&env, &client, &mut store, &run_id, "apply", started).await?;
+    let (dir, org, mut phases) = match sync::read_both_timed(&env, &client).await {
+        Ok(v) => v,
+        Err(e) => {
+            record(
+                &mut store,
+                &run_id,
+                "apply",
+                started,
+                "failure",
+                BTreeMap::new(),
+                Some(e.to_string()),
+            )?;
+            return Err(e);
+        }
+    };
+    let plan_started = std::time::Instant::now();
     let mut state = store.load_plan_state()?;
     let mut fresh = sync::plan_now(&env, &dir, &org, &state, started);
     if !opts.approve.is_empty() {
@@ -265,6 +285,7 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
         fresh = sync::plan_now(&env, &dir, &org, &state, started);
     }
     sync::persist_plan_state(&mut store, &fresh, &dir)?;
+    phases.plan = Some(plan_started.elapsed());
 
     // With a reviewed plan, apply only what it still says unchanged.
     let mut to_apply = fresh.clone();
@@ -310,19 +331,7 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
         )
     );
     let ready = to_apply.ready().count();
-    if ready == 0 {
-        record(
-            &mut store,
-            &run_id,
-            "apply",
-            started,
-            if fresh.held().next().is_some() { "held" } else { "success" },
-            fresh.summary.clone(),
-            None,
-        )?;
-        return Ok(if fresh.held().next().is_some() { exit::HELD } else { exit::IN_SYNC });
-    }
-    if !opts.yes && std::io::stdin().is_terminal() {
+    if ready > 0 && !opts.yes && std::io::stdin().is_terminal() {
         print!("Apply {ready} action(s) to {}? Only 'yes' is accepted: ", env.config.target.url);
         let _ = std::io::stdout().flush();
         let mut answer = String::new();
@@ -333,38 +342,26 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
         }
     }
 
-    let mut audit = AuditLog::open(&env.state_dir())?;
-    let report = apply::apply(
-        &to_apply,
-        ApplyContext {
-            client: &client,
-            store: &mut store,
-            audit: &mut audit,
-            policy: &env.policy,
-            directory: &dir,
-            org: &org,
-            run_id: run_id.clone(),
-            actor: actor("apply"),
-            max_concurrency: env.config.target.max_concurrency,
-            stop: None,
-        },
-    )
-    .await?;
-    print_results(&report);
-    let held = fresh.held().count();
-    let (result, code) = if report.failed() > 0 {
-        ("failure", exit::ERROR)
-    } else if held > 0 {
-        ("held", exit::HELD)
-    } else {
-        ("success", exit::IN_SYNC)
+    let prepared = sync::Prepared {
+        run_id,
+        command: "apply".into(),
+        actor: actor("apply"),
+        started,
+        directory: dir,
+        org,
+        fresh,
+        phases,
     };
-    let mut summary = fresh.summary.clone();
-    summary.insert("applied".into(), report.applied());
-    summary.insert("failed".into(), report.failed());
-    let err = (report.failed() > 0).then(|| format!("{} action(s) failed", report.failed()));
-    record(&mut store, &run_id, "apply", started, result, summary, err)?;
-    Ok(code)
+    // From here on, Ctrl-C or SIGTERM lets the action in flight finish and starts no more.
+    let stop = crate::daemon::stop_on_signals()?;
+    let outcome = sync::execute(&env, &client, &mut store, prepared, &to_apply, Some(stop)).await?;
+    if outcome.stopped {
+        eprintln!("interrupted: {}", outcome.error.as_deref().unwrap_or("stopped by a signal"));
+    }
+    if let Some(report) = outcome.report.as_ref().filter(|r| !r.results.is_empty()) {
+        print_results(report);
+    }
+    Ok(outcome.result.exit_code())
 }
 
 pub(crate) fn print_results(report: &apply::ApplyReport) {

@@ -93,6 +93,17 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Run as a service: plan and apply on daemon.schedule, serve /metrics /healthz /readyz /status.
+    ///
+    /// SIGTERM/SIGINT finish the action in flight and exit 0; SIGHUP reloads the config (an invalid
+    /// one is logged and the running one kept). Logs follow [log]; RUST_LOG overrides its level.
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// One run, no schedule and no HTTP server. Exit 0 all applied, 3 some held, 1 error.
+        #[arg(long)]
+        once: bool,
+    },
     /// A self-contained tour: a W&B sandbox on loopback, an example directory, plan, apply, re-plan.
     Demo,
     /// Serve the W&B sandbox (an emulator of W&B's SCIM API) to try idsync safely.

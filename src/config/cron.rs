@@ -97,7 +97,7 @@ pub(crate) fn check_schedule(expr: &str) -> Result<(), String> {
     let t = expr.trim();
     if t.starts_with('@') {
         return if SHORTHANDS.contains(&t.to_ascii_lowercase().as_str()) {
-            Ok(())
+            parse_schedule(t).map(|_| ())
         } else {
             Err(format!("unknown shorthand {t:?}; use one of {}", SHORTHANDS.join(", ")))
         };
@@ -120,7 +120,21 @@ pub(crate) fn check_schedule(expr: &str) -> Result<(), String> {
     for (text, field) in fields.iter().zip(FIELDS.iter()) {
         check_field(text, field).map_err(|e| format!("{} field {text:?}: {e}", field.name))?;
     }
-    Ok(())
+    // The checks above give the precise message; the crate the daemon schedules with has
+    // the last word, so `check-config` never accepts what the daemon cannot run.
+    parse_schedule(t).map(|_| ())
+}
+
+/// The schedule as the daemon runs it (the `cron` crate), or why it cannot be parsed.
+pub fn parse_schedule(expr: &str) -> Result<::cron::Schedule, String> {
+    let t = expr.trim();
+    let t = if t.starts_with('@') {
+        t.to_ascii_lowercase()
+    } else {
+        t.to_string()
+    };
+    t.parse::<::cron::Schedule>()
+        .map_err(|e| format!("{:?} is not a schedule the daemon can run: {e}", expr.trim()))
 }
 
 fn check_field(text: &str, f: &Field) -> Result<(), String> {
@@ -200,6 +214,9 @@ mod tests {
             "@hourly",
         ] {
             assert_eq!(check_schedule(ok), Ok(()), "{ok}");
+            // What check-config accepts, the scheduler runs, and it has a next tick.
+            let s = parse_schedule(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+            assert!(s.upcoming(chrono::Utc).next().is_some(), "{ok}");
         }
     }
 

@@ -15,6 +15,7 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 pub use crate::duration::HumanDuration;
+pub use cron::parse_schedule;
 pub use error::ConfigError;
 pub use policy::parse_inventory;
 pub use secrets::read_secret;

@@ -1,1 +1,289 @@
-//! The daemon: schedule, metrics, health (issue 5).
+//! `idsync run`: the scheduled service of SPEC §8.
+//!
+//! One loop owns the runs, so two never overlap: it sleeps until the next cron tick (or a
+//! signal), runs [`sync::run_once`], then folds the outcome into the metrics and the
+//! `/status` view. A failed run is simply recorded; the next tick tries again. SIGTERM and
+//! SIGINT raise the stop flag that `apply` checks before each action, so the action in
+//! flight finishes and no new one starts; SIGHUP reloads the config between runs.
+
+pub mod http;
+pub mod metrics;
+pub mod notify;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::config::{parse_schedule, LogConfig, LogFormat};
+use crate::error::Error;
+use crate::sync::{self, Env, RunOutcome};
+use http::{ConfigView, LastRun, PlanView, Shared, StatusView};
+
+/// Sets up logging from `[log]`: `RUST_LOG`, when set, overrides `level`.
+pub fn init_logging(log: &LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal: the journal and log files get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    let _ = match log.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn usage(e: impl std::fmt::Display) -> Error {
+    Error::Usage(e.to_string())
+}
+
+/// Loads the config and parses its schedule: what a (re)load must get past.
+fn load(path: &Path) -> Result<(Env, cron::Schedule), Error> {
+    let env = Env::load(path)?;
+    // check-config has validated it already; this is the scheduler's own copy.
+    let schedule = parse_schedule(&env.config.daemon.schedule).map_err(usage)?;
+    Ok((env, schedule))
+}
+
+/// Seconds between the next two ticks, for `/readyz`'s freshness window.
+fn interval_seconds(schedule: &cron::Schedule, now: DateTime<Utc>) -> Option<i64> {
+    let mut it = schedule.after(&now);
+    let (a, b) = (it.next()?, it.next()?);
+    Some((b - a).num_seconds())
+}
+
+/// Logs the run's one summary line and tells systemd.
+fn log_outcome(o: &RunOutcome) {
+    let ready = o.plan.as_ref().map(|p| p.ready().count()).unwrap_or(0);
+    let held = o.plan.as_ref().map(|p| p.held().count()).unwrap_or(0);
+    let (applied, failed, skipped) = o
+        .report
+        .as_ref()
+        .map(|r| (r.applied(), r.failed(), r.skipped()))
+        .unwrap_or((0, 0, 0));
+    let duration_ms = (o.finished - o.started).num_milliseconds();
+    let result = o.result.as_str();
+    if let Some(err) = &o.error {
+        tracing::error!(
+            run_id = %o.run_id, result, ready, held, applied, failed, skipped, duration_ms, stopped = o.stopped, error = %err,
+            "run finished"
+        );
+    } else {
+        tracing::info!(run_id = %o.run_id, result, ready, held, applied, failed, skipped, duration_ms, stopped = o.stopped, "run finished");
+    }
+    notify::notify(&format!(
+        "STATUS=last run {result} at {}: {applied} applied, {failed} failed, {held} held",
+        o.finished.format("%Y-%m-%dT%H:%M:%SZ")
+    ));
+}
+
+/// A stop flag raised by the first SIGTERM or SIGINT (the signals are then handled by
+/// idsync, no longer fatal): `apply` finishes the action in flight and starts no more.
+pub fn stop_on_signals() -> Result<watch::Receiver<bool>, Error> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut term = signal(SignalKind::terminate()).map_err(|e| usage(format!("cannot handle SIGTERM: {e}")))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| usage(format!("cannot handle SIGINT: {e}")))?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: finishing the action in flight, then exiting"),
+            _ = int.recv() => tracing::info!("SIGINT: finishing the action in flight, then exiting"),
+        }
+        let _ = stop_tx.send(true);
+    });
+    Ok(stop_rx)
+}
+
+/// `idsync run [--once]`. Returns the exit code.
+pub async fn run(path: &Path, once: bool) -> Result<u8, Error> {
+    let (env, schedule) = load(path)?;
+    init_logging(&env.config.log);
+    for w in &env.warnings {
+        tracing::warn!("{w}");
+    }
+
+    let stop_rx = stop_on_signals()?;
+
+    if once {
+        let o = sync::run_once(&env, "run", Some(stop_rx)).await;
+        log_outcome(&o);
+        return Ok(o.result.exit_code());
+    }
+    Daemon::start(path.to_path_buf(), env, schedule, stop_rx).await?.serve().await
+}
+
+struct Daemon {
+    path: PathBuf,
+    env: Env,
+    schedule: cron::Schedule,
+    stop: watch::Receiver<bool>,
+    shared: Arc<Shared>,
+}
+
+impl Daemon {
+    async fn start(path: PathBuf, env: Env, schedule: cron::Schedule, stop: watch::Receiver<bool>) -> Result<Daemon, Error> {
+        let metrics = metrics::Metrics::new().map_err(|e| usage(format!("cannot set up the metrics: {e}")))?;
+        let view = StatusView {
+            config: ConfigView {
+                path: path.display().to_string(),
+                schedule: env.config.daemon.schedule.clone(),
+                listen: env.config.daemon.listen.clone(),
+            },
+            running: false,
+            next_run: None,
+            interval_seconds: interval_seconds(&schedule, Utc::now()),
+            last_run: None,
+            last_success: None,
+            last_runs: vec![],
+            latest_plan: None,
+            tombstones: vec![],
+        };
+        let shared = Arc::new(Shared::new(metrics, view));
+        let listen = env.config.daemon.listen.trim().to_string();
+        let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| Error::Io {
+            what: format!("cannot listen on daemon.listen = {listen:?} (another process on that port?)"),
+            source: e,
+        })?;
+        tracing::info!(listen = %listen, schedule = %env.config.daemon.schedule, "idsync daemon started");
+        let app = http::router(shared.clone());
+        let mut server_stop = stop.clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = server_stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+                tracing::error!(error = %e, "the HTTP server stopped");
+            }
+        });
+        if let Some(every) = notify::watchdog_interval() {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    notify::notify("WATCHDOG=1");
+                }
+            });
+        }
+        Ok(Daemon {
+            path,
+            env,
+            schedule,
+            stop,
+            shared,
+        })
+    }
+
+    fn next_tick(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.schedule.after(&after).next()
+    }
+
+    async fn serve(mut self) -> Result<u8, Error> {
+        let mut hup = signal(SignalKind::hangup()).map_err(|e| usage(format!("cannot handle SIGHUP: {e}")))?;
+        notify::notify("READY=1\nSTATUS=started, waiting for the first run");
+        let mut next = if self.env.config.daemon.run_on_start {
+            Some(Utc::now())
+        } else {
+            self.next_tick(Utc::now())
+        };
+        loop {
+            self.shared.status().next_run = next;
+            let wait = next.map(|n| (n - Utc::now()).to_std().unwrap_or_default());
+            let mut stop = self.stop.clone();
+            tokio::select! {
+                _ = async { match wait { Some(d) => tokio::time::sleep(d).await, None => std::future::pending().await } } => {
+                    self.run_now().await;
+                    // Ticks missed while running are skipped, never caught up in a burst.
+                    next = self.next_tick(Utc::now());
+                    if next.is_none() {
+                        tracing::warn!(schedule = %self.env.config.daemon.schedule, "the schedule has no future tick: no more runs");
+                    }
+                }
+                _ = hup.recv() => {
+                    self.reload();
+                    next = self.next_tick(Utc::now());
+                }
+                _ = stop.wait_for(|s| *s) => {}
+            }
+            if *self.stop.borrow() {
+                break;
+            }
+        }
+        notify::notify("STOPPING=1");
+        tracing::info!("idsync daemon stopped");
+        Ok(0)
+    }
+
+    async fn run_now(&mut self) {
+        self.shared.status().running = true;
+        let o = sync::run_once(&self.env, "run", Some(self.stop.clone())).await;
+        log_outcome(&o);
+        // What /status shows from the store; on a store error the previous view stays.
+        let stored = self.env.open_store().and_then(|s| Ok((s.last_runs(10)?, s.tombstones()?)));
+        let stored = match stored {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the last runs and tombstones from the state store");
+                None
+            }
+        };
+        let tomb_count = stored.as_ref().map(|(_, t)| t.len());
+        self.shared.metrics.observe(
+            &o,
+            &metrics::Context {
+                min_org_admins: self.env.policy.guards.min_org_admins,
+                tombstones: tomb_count,
+            },
+        );
+        let mut v = self.shared.status();
+        v.running = false;
+        v.last_run = Some(LastRun {
+            run_id: o.run_id.clone(),
+            result: o.result.as_str(),
+            finished_at: o.finished,
+            error: o.error.clone(),
+        });
+        if o.result != sync::RunResult::Failure {
+            v.last_success = Some(o.finished);
+        }
+        if let Some(p) = &o.plan {
+            v.latest_plan = Some(PlanView::of(p));
+        }
+        if let Some((runs, tombstones)) = stored {
+            v.last_runs = runs;
+            v.tombstones = tombstones;
+        }
+        v.interval_seconds = interval_seconds(&self.schedule, Utc::now());
+    }
+
+    /// SIGHUP: swap in the new config if it loads, else keep the running one.
+    fn reload(&mut self) {
+        match load(&self.path) {
+            Ok((env, schedule)) => {
+                if env.config.daemon.listen.trim() != self.env.config.daemon.listen.trim() {
+                    tracing::warn!(
+                        old = %self.env.config.daemon.listen, new = %env.config.daemon.listen,
+                        "daemon.listen changed: it takes effect at the next restart"
+                    );
+                }
+                for w in &env.warnings {
+                    tracing::warn!("{w}");
+                }
+                tracing::info!(path = %self.path.display(), schedule = %env.config.daemon.schedule, "SIGHUP: configuration reloaded");
+                let mut v = self.shared.status();
+                v.config.schedule = env.config.daemon.schedule.clone();
+                v.interval_seconds = interval_seconds(&schedule, Utc::now());
+                drop(v);
+                self.env = env;
+                self.schedule = schedule;
+            }
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), error = %e, "SIGHUP: the new configuration is invalid; keeping the running one");
+            }
+        }
+    }
+}
