@@ -923,22 +923,42 @@ pub fn render_text(r: &SeatReport) -> String {
         text_table(&mut out, &["domain", "users", "active"], &rows);
     }
     let _ = writeln!(out, "\nUsers ({}):", r.users.len());
-    let rows: Vec<Vec<String>> = r.users.iter().map(|u| user_cells(u).to_vec()).collect();
+    let rows: Vec<Vec<String>> = r.users.iter().map(|u| Vec::from(user_cells(u))).collect();
     text_table(&mut out, &USER_COLUMNS, &rows);
     out
 }
 
 /// A markdown cell: pipes escaped, no line breaks.
 fn md(s: &str) -> String {
+    if !s.contains(['|', '\n', '\r']) {
+        return s.to_string();
+    }
     s.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
 fn md_table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
-    let _ = writeln!(out, "| {} |", header.iter().map(|h| md(h)).collect::<Vec<_>>().join(" | "));
+    md_row(out, header.iter().copied());
     let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
     for r in rows {
-        let _ = writeln!(out, "| {} |", r.iter().map(|c| md(c)).collect::<Vec<_>>().join(" | "));
+        md_row(out, r.iter().map(String::as_str));
     }
+}
+
+/// `| a | b |`, escaping as [`md`] does, written in place (reports have 50,000 rows).
+fn md_row<'c>(out: &mut String, cells: impl Iterator<Item = &'c str>) {
+    out.push('|');
+    for c in cells {
+        out.push(' ');
+        for ch in c.chars() {
+            match ch {
+                '|' => out.push_str("\\|"),
+                '\n' | '\r' => out.push(' '),
+                other => out.push(other),
+            }
+        }
+        out.push_str(" |");
+    }
+    out.push('\n');
 }
 
 pub fn render_markdown(r: &SeatReport) -> String {
@@ -1000,7 +1020,7 @@ pub fn render_markdown(r: &SeatReport) -> String {
         md_table(&mut out, &["domain", "users", "active"], &rows);
     }
     let _ = writeln!(out, "\n### Users ({})\n", r.users.len());
-    let rows: Vec<Vec<String>> = r.users.iter().map(|u| user_cells(u).to_vec()).collect();
+    let rows: Vec<Vec<String>> = r.users.iter().map(|u| Vec::from(user_cells(u))).collect();
     md_table(&mut out, &USER_COLUMNS, &rows);
     out
 }
