@@ -234,6 +234,37 @@ impl StateStore {
         Ok(StateStore { conn, path })
     }
 
+    /// Opens an existing store without writing to it (no directory, no migration, no
+    /// journal-mode change), for read-only commands such as `report seats`. `Ok(None)`
+    /// when there is no store yet: nothing has been recorded.
+    pub fn open_read_only(state_dir: &Path) -> Result<Option<StateStore>, StateError> {
+        let path = state_dir.join(DB_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&path, flags).map_err(db_err(&path))?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(db_err(&path))?;
+        let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err(&path))?;
+        let supported = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+        if found == 0 {
+            // Created but never migrated: an empty store.
+            return Ok(None);
+        }
+        if found > supported {
+            return Err(StateError::TooNew { path, found, supported });
+        }
+        if found < supported {
+            return Err(StateError::Corrupt {
+                path,
+                msg: format!(
+                    "schema version {found} is older than this idsync's {supported}: run `idsync plan` once to upgrade it (this command only reads the store)"
+                ),
+            });
+        }
+        Ok(Some(StateStore { conn, path }))
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -872,6 +903,36 @@ mod tests {
         // Opening an up-to-date database again applies nothing and keeps the version.
         StateStore::open(&dir).unwrap();
         assert_eq!(user_version(&dir), MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn open_read_only_reads_without_creating_or_writing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        assert!(StateStore::open_read_only(&dir).unwrap().is_none());
+        assert!(!dir.exists(), "a read-only open must not create the state directory");
+        {
+            let mut s = StateStore::open(&dir).unwrap();
+            s.replace_tombstones(&[Tombstone {
+                user: email("gone@example.com"),
+                since: t(1),
+                deprovision_after: Some(t(5)),
+                cause: TombstoneCause::Missing,
+            }])
+            .unwrap();
+        }
+        let mut ro = StateStore::open_read_only(&dir).unwrap().expect("a store exists");
+        let state = ro.load_plan_state().unwrap();
+        assert_eq!(state.tombstones.keys().map(Email::as_str).collect::<Vec<_>>(), ["gone@example.com"]);
+        assert!(ro.replace_tombstones(&[]).is_err(), "writes through a read-only store must fail");
+        assert_eq!(ro.load_plan_state().unwrap(), state);
+        // A store from a newer idsync is refused here too.
+        drop(ro);
+        Connection::open(dir.join(DB_FILE))
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        assert!(matches!(StateStore::open_read_only(&dir), Err(StateError::TooNew { .. })));
     }
 
     #[test]

@@ -827,6 +827,7 @@ async fn helper_endpoints_serve_state_and_set_faults() {
         assert_eq!(state, h.state().await);
         assert_eq!(state.users.len(), 2);
         assert_eq!(state.request_count, 1);
+        assert_eq!(state.write_request_count, 0, "a GET is not a write");
         let alice = state.user("alice@example.com").unwrap();
         assert_eq!(alice.org_role, "admin");
         assert_eq!(alice.teams["ml"], "admin");

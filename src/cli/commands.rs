@@ -40,6 +40,11 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
         }
         Command::Approve { config, plan, ids } => approve(&config_path(config), &plan, &ids),
         Command::Status { config } => status(&config_path(config)),
+        Command::Report(super::ReportCommand::Seats {
+            config,
+            format,
+            inactive_days,
+        }) => super::report::seats(&config_path(config), format, inactive_days).await,
         Command::Demo => super::demo::run().await,
         Command::Sandbox(args) => super::demo::sandbox(args).await,
         Command::Run { .. } => Err(Error::Usage("internal: run is dispatched above".into())),
@@ -55,11 +60,11 @@ fn init_logging() {
         .try_init();
 }
 
-fn config_path(c: ConfigArg) -> PathBuf {
+pub(super) fn config_path(c: ConfigArg) -> PathBuf {
     c.config.unwrap_or_else(config::default_path)
 }
 
-fn load_env(path: &Path) -> Result<Env, Error> {
+pub(super) fn load_env(path: &Path) -> Result<Env, Error> {
     let env = Env::load(path)?;
     for w in &env.warnings {
         eprintln!("warning: {w}");

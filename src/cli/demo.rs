@@ -213,6 +213,7 @@ pub async fn sandbox(args: SandboxArgs) -> Result<u8, Error> {
         malformed_rate: args.malformed_rate,
         seed: args.seed,
         seat_limit: args.seat_limit,
+        activity: !args.no_activity,
         ..SandboxOptions::default()
     };
     eprintln!(

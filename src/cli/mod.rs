@@ -3,12 +3,14 @@
 
 mod commands;
 mod demo;
+mod report;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::report::seats::SeatFormat;
 use crate::report::Format;
 
 /// Exit codes shared by `plan` and `apply` (like `terraform plan -detailed-exitcode`).
@@ -104,10 +106,37 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Read-only reports on the directory and the W&B org (never change W&B or the state store).
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// A self-contained tour: a W&B sandbox on loopback, an example directory, plan, apply, re-plan.
     Demo,
     /// Serve the W&B sandbox (an emulator of W&B's SCIM API) to try idsync safely.
     Sandbox(SandboxArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Who holds a seat, who has not used it, orphans, external collaborators, estimated cost.
+    #[command(long_about = "Who holds a W&B seat, who has not used it, who is in W&B but not in the directory, \
+and what it costs. Reads the directory and the W&B org like `idsync plan`, and the state store's tombstone clocks; \
+never writes to W&B and never writes to the state store. Exit 0 on success, 1 on error.\n\n\
+Per user: email, org role, active, teams and roles, lastActiveAt / daysActive (\"unknown\" when the W&B server \
+does not report them, never guessed), in the directory (and disabled there), in scope, pipeline-key owner, tombstone.\n\n\
+Inactive: an active user whose lastActiveAt is MORE than N days ago (exactly N days is not inactive). \
+Orphan: an active, in-scope user (managed domain, not ignored, not idsync itself) with no directory entry. \
+External: a user whose email domain is not in policy.managed_domains. \
+Cost: active users by org role at [report] seat_price; admin and viewer seats cost the member price unless set.")]
+    Seats {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Report format.
+        #[arg(long, value_enum, default_value_t = SeatFormat::Text)]
+        format: SeatFormat,
+        /// Users last active more than N days ago are inactive [default: [report] inactive_days, else 90]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=36_500))]
+        inactive_days: Option<u32>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -148,6 +177,9 @@ pub struct SandboxArgs {
     /// Seats in the org (POST /Users fails with "Seat limit reached" beyond it).
     #[arg(long)]
     pub seat_limit: Option<usize>,
+    /// Omit lastActiveAt/daysActive from users, like W&B servers older than the activity fields.
+    #[arg(long)]
+    pub no_activity: bool,
 }
 
 /// Parses arguments, runs the command and maps the outcome to an exit code.

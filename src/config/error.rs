@@ -135,7 +135,7 @@ const REQUIRED_TABLES: [&str; 3] = ["source", "target", "policy"];
 /// Every table's keys, for "this key belongs in another table". Kept honest by a test
 /// that compares it with the structs' serialised field names.
 pub(crate) const KNOWN_KEYS: &[(&str, &[&str])] = &[
-    ("", &["source", "target", "policy", "guards", "daemon", "log"]),
+    ("", &["source", "target", "policy", "guards", "daemon", "log", "report"]),
     (
         "source",
         &[
@@ -219,6 +219,8 @@ pub(crate) const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ),
     ("daemon", &["schedule", "run_on_start", "listen", "state_dir"]),
     ("log", &["format", "level"]),
+    ("report", &["seat_price", "inactive_days"]),
+    ("report.seat_price", &["member", "viewer", "admin"]),
 ];
 
 /// The table (other than `here`) that has a key of exactly this name, if just one does.

@@ -962,3 +962,75 @@ fn the_pipeline_inventory_is_read_relative_to_the_config_with_located_errors() {
     let none = parse(&config(SOURCE, TARGET, POLICY, "")).unwrap().config;
     assert!(none.load_inventory(dir.path()).unwrap().is_none());
 }
+
+// ---------------------------------------------------------------- [report]
+
+#[test]
+fn report_defaults_to_90_days_and_no_prices() {
+    let c = parse(&config(SOURCE, TARGET, POLICY, "")).unwrap().config;
+    assert_eq!(c.report.inactive_days, 90);
+    assert!(c.report.seat_price.is_none());
+    assert!(c.report.seat_prices().is_none());
+}
+
+#[test]
+fn report_seat_prices_accept_integers_and_fractions_and_default_roles_to_member() {
+    let rest = "[report]\ninactive_days = 30\nseat_price = { member = 50, viewer = 12.5 }\n";
+    let c = parse(&config(SOURCE, TARGET, POLICY, rest)).unwrap().config;
+    assert_eq!(c.report.inactive_days, 30);
+    let p = c.report.seat_prices().unwrap();
+    assert_eq!((p.member, p.viewer, p.admin), (50.0, Some(12.5), None));
+    assert_eq!(p.price_of(&OrgRole::Admin), (50.0, false));
+    assert_eq!(p.price_of(&OrgRole::Viewer), (12.5, true));
+    // The table form works too.
+    let rest = "[report.seat_price]\nmember = 1.5\nadmin = 3\n";
+    let p = parse(&config(SOURCE, TARGET, POLICY, rest))
+        .unwrap()
+        .config
+        .report
+        .seat_prices()
+        .unwrap();
+    assert_eq!((p.member, p.admin), (1.5, Some(3.0)));
+}
+
+#[test]
+fn report_settings_are_checked_and_located() {
+    for bad in ["-1", "-0.01", "nan", "inf"] {
+        let text = config(
+            SOURCE,
+            TARGET,
+            POLICY,
+            &format!("[report.seat_price]\nmember = 5\nviewer = {bad}\n"),
+        );
+        assert_problem(&text, "viewer =", &["[report.seat_price] viewer", "0 or more"]);
+    }
+    assert!(parse(&config(SOURCE, TARGET, POLICY, "[report]\nseat_price = { member = 0 }\n")).is_ok());
+    assert_problem(
+        &config(SOURCE, TARGET, POLICY, "[report]\nseat_price = { viewer = 10 }\n"),
+        "seat_price",
+        &["[report] seat_price", "needs member"],
+    );
+    for (v, ok) in [(0, false), (1, true), (36_500, true), (36_501, false)] {
+        let text = config(SOURCE, TARGET, POLICY, &format!("[report]\ninactive_days = {v}\n"));
+        assert_eq!(parse(&text).is_ok(), ok, "inactive_days = {v}");
+        if !ok {
+            assert_problem(&text, "inactive_days", &["[report] inactive_days", "1 to 36500"]);
+        }
+    }
+}
+
+#[test]
+fn unknown_report_keys_are_rejected_with_a_suggestion() {
+    let m = err(&config(SOURCE, TARGET, POLICY, "[report]\ninactive_day = 30\n"));
+    assert!(
+        m.contains("unknown key \"inactive_day\" in [report]") && m.contains("inactive_days"),
+        "{m}"
+    );
+    let m = err(&config(
+        SOURCE,
+        TARGET,
+        POLICY,
+        "[report]\nseat_price = { member = 5, viewr = 1 }\n",
+    ));
+    assert!(m.contains("unknown key \"viewr\"") && m.contains("\"viewer\""), "{m}");
+}

@@ -19,6 +19,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub report: ReportConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -341,6 +343,53 @@ impl Default for LogConfig {
             level: default_log_level(),
         }
     }
+}
+
+/// `[report]`: settings of `idsync report seats`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    /// Monthly price of one seat per org role; no cost estimate when absent.
+    pub seat_price: Option<SeatPriceConfig>,
+    /// Active users whose last activity is more than this many days ago are inactive.
+    #[serde(default = "default_inactive_days")]
+    pub inactive_days: u32,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig {
+            seat_price: None,
+            inactive_days: default_inactive_days(),
+        }
+    }
+}
+
+impl ReportConfig {
+    /// The prices as the seat report uses them (`None` without `seat_price` or `member`,
+    /// which validation rejects).
+    pub fn seat_prices(&self) -> Option<crate::report::seats::SeatPrices> {
+        let p = self.seat_price.as_ref()?;
+        Some(crate::report::seats::SeatPrices {
+            member: p.member?,
+            admin: p.admin,
+            viewer: p.viewer,
+        })
+    }
+}
+
+/// `[report] seat_price = { member = 50, viewer = 10, admin = 50 }`: `member` is required,
+/// admin and viewer seats cost the member price unless set.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeatPriceConfig {
+    pub member: Option<f64>,
+    pub viewer: Option<f64>,
+    pub admin: Option<f64>,
+}
+
+fn default_inactive_days() -> u32 {
+    crate::report::seats::DEFAULT_INACTIVE_DAYS
 }
 
 fn yes() -> bool {

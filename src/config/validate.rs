@@ -108,6 +108,7 @@ pub(crate) fn check(cfg: &Config, doc: &Doc<'_>, base_dir: &Path, lookup: Lookup
     check_guards(&mut c, cfg);
     check_daemon(&mut c, cfg);
     check_log(&mut c, cfg);
+    check_report(&mut c, cfg);
     c.finish()
 }
 
@@ -441,6 +442,39 @@ fn check_log(c: &mut Checker<'_, '_>, cfg: &Config) {
             &keys(&["log", "level"]),
             format!("invalid level {:?}; use one of {}", cfg.log.level, LOG_LEVELS.join(", ")),
         );
+    }
+}
+
+/// Upper bound of `[report] inactive_days`: a century.
+const MAX_INACTIVE_DAYS: u32 = 36_500;
+
+fn check_report(c: &mut Checker<'_, '_>, cfg: &Config) {
+    let r = &cfg.report;
+    if r.inactive_days == 0 || r.inactive_days > MAX_INACTIVE_DAYS {
+        c.error(
+            &keys(&["report", "inactive_days"]),
+            format!(
+                "{} is out of range; use 1 to {MAX_INACTIVE_DAYS} days (default 90)",
+                r.inactive_days
+            ),
+        );
+    }
+    let Some(p) = &r.seat_price else { return };
+    if p.member.is_none() {
+        c.error(
+            &keys(&["report", "seat_price"]),
+            "needs member (the monthly price of a full seat; admin and viewer default to it), like { member = 50.0 }",
+        );
+    }
+    for (k, v) in [("member", p.member), ("viewer", p.viewer), ("admin", p.admin)] {
+        if let Some(v) = v {
+            if !v.is_finite() || v < 0.0 {
+                c.error(
+                    &keys(&["report", "seat_price", k]),
+                    format!("{v} is not a price; use a number of 0 or more (a monthly price per seat)"),
+                );
+            }
+        }
     }
 }
 

@@ -92,7 +92,7 @@ pub(crate) struct Desired<'a> {
 
 /// Whether a W&B user with this email may be changed by idsync: managed domain, not
 /// ignored. (Self and frozen emails are excluded by the caller, which knows them.)
-pub(crate) fn in_domain_scope(email: &Email, policy: &Policy) -> bool {
+pub fn in_domain_scope(email: &Email, policy: &Policy) -> bool {
     policy.managed_domains.iter().any(|d| d == email.domain()) && !policy.ignore_users.contains(email)
 }
 
@@ -138,24 +138,33 @@ impl<'d> GroupIndex<'d> {
     }
 }
 
+/// The emails of the identity idsync authenticates as: the W&B users named by
+/// `policy.self_username` (never in scope).
+pub fn self_emails(org: &OrgSnapshot, policy: &Policy) -> BTreeSet<Email> {
+    let mut out = BTreeSet::new();
+    if let Some(me) = policy.self_username.as_deref().filter(|s| !s.is_empty()) {
+        for u in &org.users {
+            if u.username.eq_ignore_ascii_case(me) {
+                if let Some(e) = Email::parse(&u.email) {
+                    out.insert(e);
+                }
+            }
+        }
+    }
+    out
+}
+
 pub(crate) fn desired_state<'a>(
     dir: &'a DirectorySnapshot,
     org: &OrgSnapshot,
     policy: &'a Policy,
     anchors: &BTreeMap<String, Email>,
 ) -> Desired<'a> {
-    let mut out = Desired::default();
-
     // idsync's own identity, found by its W&B username.
-    if let Some(me) = policy.self_username.as_deref().filter(|s| !s.is_empty()) {
-        for u in &org.users {
-            if u.username.eq_ignore_ascii_case(me) {
-                if let Some(e) = Email::parse(&u.email) {
-                    out.self_emails.insert(e);
-                }
-            }
-        }
-    }
+    let mut out = Desired {
+        self_emails: self_emails(org, policy),
+        ..Desired::default()
+    };
 
     // W&B users sharing an email cannot be told apart: freeze the email.
     let mut seen_target = BTreeSet::new();

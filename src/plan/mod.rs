@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 
 use crate::model::{DirectorySnapshot, OrgSnapshot};
 
+pub use mapping::{in_domain_scope, self_emails};
 pub use simulate::{roster, simulate};
 pub use types::*;
 

@@ -7,6 +7,7 @@
 
 mod json;
 mod markdown;
+pub mod seats;
 mod text;
 
 #[cfg(test)]

@@ -90,6 +90,8 @@ pub(crate) struct Shared {
     store: Mutex<Store>,
     fault: Mutex<FaultState>,
     pub requests: AtomicU64,
+    /// SCIM requests other than GET.
+    pub writes: AtomicU64,
     api_key: String,
     /// Normalised: no trailing slash; empty means the root.
     scim_path: String,
@@ -145,6 +147,7 @@ impl Shared {
                 rng: StdRng::seed_from_u64(opts.seed),
             }),
             requests: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
             api_key: opts.api_key,
             scim_path,
             bearer_allowed,
@@ -161,7 +164,9 @@ impl Shared {
     }
 
     pub fn state(&self) -> SandboxState {
-        self.store().snapshot(self.requests.load(Ordering::Relaxed))
+        let mut s = self.store().snapshot(self.requests.load(Ordering::Relaxed));
+        s.write_request_count = self.writes.load(Ordering::Relaxed);
+        s
     }
 
     /// Checks the credentials as W&B does; see WANDB.md "SCIM base and auth".
@@ -310,6 +315,9 @@ async fn scim(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, heade
         )));
     };
     shared.requests.fetch_add(1, Ordering::Relaxed);
+    if method != Method::GET && method != Method::HEAD {
+        shared.writes.fetch_add(1, Ordering::Relaxed);
+    }
 
     // Draw faults in arrival order, then wait outside the lock so latency overlaps.
     let (latency, roll, retry_after) = {

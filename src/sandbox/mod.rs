@@ -160,6 +160,11 @@ impl SandboxHandle {
         self.shared.requests.load(Ordering::Relaxed)
     }
 
+    /// SCIM requests other than GET received so far (helper endpoints excluded).
+    pub fn write_request_count(&self) -> u64 {
+        self.shared.writes.load(Ordering::Relaxed)
+    }
+
     /// Stops serving and waits (briefly) for the server task to end.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {

@@ -147,6 +147,10 @@ pub struct SandboxState {
     pub viewer_role_assignments: u64,
     /// SCIM requests received so far.
     pub request_count: u64,
+    /// SCIM requests other than GET received so far (whatever their outcome): 0 proves a
+    /// client only read.
+    #[serde(default)]
+    pub write_request_count: u64,
 }
 
 impl SandboxState {

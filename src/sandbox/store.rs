@@ -1434,6 +1434,7 @@ impl Store {
             bare_member_removes: self.bare_member_removes,
             viewer_role_assignments: self.viewer_role_assignments,
             request_count,
+            write_request_count: 0,
         }
     }
 }

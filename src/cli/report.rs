@@ -1,0 +1,41 @@
+//! `idsync report seats`: the seat and inactivity report. Read-only: it reads the
+//! directory and the org like `plan`, and the state store without writing to it.
+
+use std::path::Path;
+
+use chrono::Utc;
+
+use super::commands::load_env;
+use super::exit;
+use crate::error::Error;
+use crate::plan::PlanState;
+use crate::report::seats::{self, SeatFormat, SeatInput};
+use crate::state::StateStore;
+use crate::sync;
+
+pub async fn seats(path: &Path, format: SeatFormat, inactive_days: Option<u32>) -> Result<u8, Error> {
+    let env = load_env(path)?;
+    let client = env.client()?;
+    // No store yet means no tombstone clocks yet; a read-only open never creates one.
+    let state = match StateStore::open_read_only(&env.state_dir())? {
+        Some(store) => store.load_plan_state()?,
+        None => PlanState::default(),
+    };
+    let (dir, org) = sync::read_both(&env, &client).await?;
+    let now = Utc::now();
+    // Tombstones as the next plan sees them (stored clocks, plus any that start now); the
+    // plan is computed in memory only: nothing is persisted and nothing is applied.
+    let plan = sync::plan_now(&env, &dir, &org, &state, now);
+    let prices = env.config.report.seat_prices();
+    let report = seats::build(SeatInput {
+        directory: &dir,
+        org: &org,
+        policy: &env.policy,
+        tombstones: &plan.tombstones,
+        prices: prices.as_ref(),
+        inactive_days: inactive_days.unwrap_or(env.config.report.inactive_days),
+        now,
+    });
+    print!("{}", seats::render(&report, format));
+    Ok(exit::IN_SYNC)
+}

@@ -1,0 +1,1030 @@
+//! The seat and inactivity report (`idsync report seats`): who holds a W&B seat, who has
+//! not used it, who is in W&B but not in the directory, and what it costs.
+//!
+//! Pure, like the rest of `report`: the directory and org snapshots, the policy, the
+//! tombstones and `now` are inputs; nothing here reads a clock, a file or the network.
+//! Scope comes from the plan core ([`crate::plan::in_domain_scope`],
+//! [`crate::plan::self_emails`]) so that the report and the plan never disagree on who
+//! idsync manages.
+//!
+//! Decisions (also in the README):
+//! - A *seat* is an active W&B user (service accounts are not users and use no seat;
+//!   deactivated users hold none).
+//! - *Inactive* means `lastActiveAt` is **more than** N days (N × 24 h) before `now`:
+//!   exactly N days is still active. Without `lastActiveAt` activity is *unknown*, never
+//!   guessed (not from `daysActive`, whose meaning W&B does not document).
+//! - An *orphan* is an active W&B user in scope (managed domain, not ignored, not idsync
+//!   itself) with no directory entry for its email, enabled or disabled.
+//! - *External* users are those whose email domain is not managed, grouped by domain.
+//! - Cost: active users only, by org role; admins, viewers and other roles are priced as
+//!   members unless their own price is set (an upper bound rather than a guess low).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use serde::Serialize;
+
+use crate::model::{DirectorySnapshot, Email, OrgRole, OrgSnapshot, OrgUser};
+use crate::plan::{in_domain_scope, self_emails, Policy, Tombstone, TombstoneCause};
+
+/// The inactivity threshold when neither `[report] inactive_days` nor `--inactive-days`
+/// says otherwise.
+pub const DEFAULT_INACTIVE_DAYS: u32 = 90;
+
+/// What a report cell says when the server does not provide a value.
+pub const UNKNOWN: &str = "unknown";
+
+/// Output format of `idsync report seats --format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SeatFormat {
+    Text,
+    Markdown,
+    Json,
+    Csv,
+}
+
+/// Monthly price of one seat per org role (`[report] seat_price`). `member` is the base:
+/// a role without its own price is priced as a member.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SeatPrices {
+    pub member: f64,
+    pub admin: Option<f64>,
+    pub viewer: Option<f64>,
+}
+
+impl SeatPrices {
+    /// The price of one seat of `role`, and whether it is that role's own price (false:
+    /// the member price stands in for it).
+    pub fn price_of(&self, role: &OrgRole) -> (f64, bool) {
+        let own = match role {
+            OrgRole::Member => return (self.member, true),
+            OrgRole::Admin => self.admin,
+            OrgRole::Viewer => self.viewer,
+            OrgRole::Other(_) => None,
+        };
+        match own {
+            Some(p) => (p, true),
+            None => (self.member, false),
+        }
+    }
+}
+
+/// Everything a seat report is computed from. Time is an input.
+#[derive(Debug, Clone, Copy)]
+pub struct SeatInput<'a> {
+    pub directory: &'a DirectorySnapshot,
+    pub org: &'a OrgSnapshot,
+    pub policy: &'a Policy,
+    /// The tombstones the plan core derives now (see `idsync plan`).
+    pub tombstones: &'a [Tombstone],
+    pub prices: Option<&'a SeatPrices>,
+    /// Users whose last activity is more than this many days before `now` are inactive.
+    pub inactive_days: u32,
+    pub now: DateTime<Utc>,
+}
+
+/// Why a W&B user is or is not in idsync's scope (SPEC §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Managed domain, not ignored, not idsync itself: idsync manages this user.
+    Managed,
+    /// Email domain not in `policy.managed_domains`: an external collaborator.
+    External,
+    /// In `policy.ignore_users`.
+    Ignored,
+    /// The identity idsync authenticates as.
+    #[serde(rename = "self")]
+    SelfIdentity,
+    /// W&B has no usable email for this user: never in scope.
+    NoEmail,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Managed => "managed",
+            Scope::External => "external",
+            Scope::Ignored => "ignored",
+            Scope::SelfIdentity => "self",
+            Scope::NoEmail => "no_email",
+        }
+    }
+}
+
+/// What the directory says about a W&B user's email.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectoryState {
+    Enabled,
+    Disabled,
+    /// No directory entry has this email.
+    Missing,
+    /// Several directory entries have this email (nothing drives changes for it).
+    Conflict,
+}
+
+impl DirectoryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DirectoryState::Enabled => "enabled",
+            DirectoryState::Disabled => "disabled",
+            DirectoryState::Missing => "missing",
+            DirectoryState::Conflict => "conflict",
+        }
+    }
+    /// Whether some directory entry has this email.
+    pub fn present(self) -> bool {
+        self != DirectoryState::Missing
+    }
+}
+
+/// A user's tombstone, as the plan sees it now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TombstoneView {
+    /// `missing` or `disabled`.
+    pub cause: TombstoneCause,
+    pub since: String,
+    /// `None` when `policy.deprovision = "off"`.
+    pub deprovision_after: Option<String>,
+    /// The grace period has run out: the next run plans the deprovision.
+    pub deprovision_due: bool,
+}
+
+/// One W&B user in the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeatUser {
+    /// Lower case when usable; W&B's raw value otherwise.
+    pub email: String,
+    pub username: String,
+    pub org_role: String,
+    pub active: bool,
+    /// Team -> team role.
+    pub teams: BTreeMap<String, String>,
+    /// RFC 3339; `null` when the server does not say (unknown).
+    pub last_active_at: Option<String>,
+    /// As the server reports it; `null` when it does not (unknown).
+    pub days_active: Option<u64>,
+    /// Whole days between `last_active_at` and the report time; `null` when unknown.
+    pub days_since_active: Option<i64>,
+    /// More than `inactive_days` since `last_active_at`; `null` when unknown.
+    pub inactive: Option<bool>,
+    pub directory: DirectoryState,
+    pub in_directory: bool,
+    pub directory_disabled: bool,
+    pub scope: Scope,
+    pub in_scope: bool,
+    /// Active, in scope, and no directory entry.
+    pub orphan: bool,
+    pub pipeline_key_owner: bool,
+    /// What the user's keys run (`pipeline_key_owners`, or inventory names / teams).
+    pub pipelines: Vec<String>,
+    pub tombstone: Option<TombstoneView>,
+    /// Monthly price of this user's seat; `null` when deactivated or no prices are set.
+    pub monthly_price: Option<f64>,
+}
+
+/// Users of one org role.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RoleCount {
+    pub active: usize,
+    pub deactivated: usize,
+    /// Active users inactive for more than the threshold.
+    pub inactive: usize,
+}
+
+/// Users of one external domain.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DomainCount {
+    pub users: usize,
+    pub active: usize,
+}
+
+/// The cost of one org role's seats.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoleCost {
+    pub seats: usize,
+    pub price: f64,
+    /// False when the member price stands in for a role without its own price.
+    pub own_price: bool,
+    pub monthly: f64,
+}
+
+/// Estimated monthly cost of the active seats.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cost {
+    pub monthly_total: f64,
+    /// The part of the total spent on seats of inactive users.
+    pub inactive_monthly: f64,
+    pub by_role: BTreeMap<String, RoleCost>,
+    /// How roles without their own price were priced.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeatSummary {
+    /// Users `/Users` lists (service accounts are not users).
+    pub users: usize,
+    /// Active users: the seats in use.
+    pub active: usize,
+    pub deactivated: usize,
+    /// By org role; `admin`, `member` and `viewer` are always present.
+    pub by_role: BTreeMap<String, RoleCount>,
+    pub in_scope: usize,
+    pub inactive_days: u32,
+    /// Active users whose last activity is more than `inactive_days` ago.
+    pub inactive: usize,
+    /// Active users for whom the server gives no `lastActiveAt`.
+    pub activity_unknown: usize,
+    /// Active in-scope users with no directory entry.
+    pub orphans: usize,
+    /// Active W&B users whose directory entry is disabled.
+    pub disabled_in_directory: usize,
+    /// Users whose domain is not managed, by domain.
+    pub externals: BTreeMap<String, DomainCount>,
+    pub external_users: usize,
+    pub ignored: usize,
+    pub no_usable_email: usize,
+    pub tombstones: usize,
+    pub pipeline_key_owners: usize,
+    /// `null` when `[report] seat_price` is not set.
+    pub cost: Option<Cost>,
+}
+
+/// The whole report: what every renderer shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeatReport {
+    pub version: u32,
+    pub report: &'static str,
+    pub generated_at: String,
+    pub source: String,
+    pub summary: SeatSummary,
+    /// Sorted by email.
+    pub users: Vec<SeatUser>,
+}
+
+/// The two numbers the daemon exports (`idsync_inactive_users`, `idsync_orphan_users`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SeatMetrics {
+    pub inactive_users: usize,
+    pub orphan_users: usize,
+}
+
+impl SeatReport {
+    pub fn metrics(&self) -> SeatMetrics {
+        SeatMetrics {
+            inactive_users: self.summary.inactive,
+            orphan_users: self.summary.orphans,
+        }
+    }
+}
+
+/// The daemon's gauges from one run's snapshots: active users inactive for more than
+/// `inactive_days`, and active in-scope users missing from the directory. The same
+/// definitions as the report (it is the report's summary).
+pub fn seat_metrics(
+    directory: &DirectorySnapshot,
+    org: &OrgSnapshot,
+    policy: &Policy,
+    inactive_days: u32,
+    now: DateTime<Utc>,
+) -> SeatMetrics {
+    build(SeatInput {
+        directory,
+        org,
+        policy,
+        tombstones: &[],
+        prices: None,
+        inactive_days,
+        now,
+    })
+    .metrics()
+}
+
+fn rfc3339(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Rounds money to cents for presentation; sums are done before rounding.
+fn cents(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Whether a user last active at `last` counts as inactive at `now`: strictly more than
+/// `days` × 24 h ago. Returns (whole days since, inactive).
+pub fn inactivity(last: DateTime<Utc>, now: DateTime<Utc>, days: u32) -> (i64, bool) {
+    let elapsed = now.signed_duration_since(last);
+    (elapsed.num_days().max(0), elapsed > Duration::days(i64::from(days)))
+}
+
+/// Builds the report.
+pub fn build(input: SeatInput<'_>) -> SeatReport {
+    let SeatInput {
+        directory,
+        org,
+        policy,
+        tombstones,
+        prices,
+        inactive_days,
+        now,
+    } = input;
+
+    // Directory entries per usable email: (entries, enabled).
+    let mut dir: HashMap<Email, (usize, bool)> = HashMap::with_capacity(directory.people.len());
+    for p in &directory.people {
+        if let Some(e) = p.email.as_deref().and_then(Email::parse) {
+            let slot = dir.entry(e).or_insert((0, false));
+            slot.0 += 1;
+            slot.1 = p.enabled;
+        }
+    }
+    let me = self_emails(org, policy);
+    let tomb: HashMap<&Email, &Tombstone> = tombstones.iter().map(|t| (&t.user, t)).collect();
+    let mut pipelines: HashMap<&Email, Vec<String>> = HashMap::new();
+    for o in &policy.guards.pipeline_owners {
+        let label = match (&o.name, &o.team) {
+            (Some(n), Some(t)) => format!("{n} (team {t})"),
+            (Some(n), None) => n.clone(),
+            (None, Some(t)) => format!("team {t}"),
+            (None, None) => "guards.pipeline_key_owners".to_string(),
+        };
+        let v = pipelines.entry(&o.owner).or_default();
+        if !v.contains(&label) {
+            v.push(label);
+        }
+    }
+
+    let mut by_role: BTreeMap<String, RoleCount> = ["admin", "member", "viewer"]
+        .iter()
+        .map(|r| (r.to_string(), RoleCount::default()))
+        .collect();
+    let mut s = SeatSummary {
+        users: org.users.len(),
+        active: 0,
+        deactivated: 0,
+        by_role: BTreeMap::new(),
+        in_scope: 0,
+        inactive_days,
+        inactive: 0,
+        activity_unknown: 0,
+        orphans: 0,
+        disabled_in_directory: 0,
+        externals: BTreeMap::new(),
+        external_users: 0,
+        ignored: 0,
+        no_usable_email: 0,
+        tombstones: 0,
+        pipeline_key_owners: 0,
+        cost: None,
+    };
+    let mut cost_by_role: BTreeMap<String, RoleCost> = BTreeMap::new();
+    let mut inactive_monthly = 0.0;
+
+    let mut users: Vec<SeatUser> = Vec::with_capacity(org.users.len());
+    for u in &org.users {
+        let email = Email::parse(&u.email);
+        let scope = scope_of(email.as_ref(), policy, &me);
+        let directory = match email.as_ref().and_then(|e| dir.get(e)) {
+            None => DirectoryState::Missing,
+            Some((n, _)) if *n > 1 => DirectoryState::Conflict,
+            Some((_, true)) => DirectoryState::Enabled,
+            Some((_, false)) => DirectoryState::Disabled,
+        };
+        let (days_since_active, inactive) = match u.last_active_at {
+            Some(t) => {
+                let (d, i) = inactivity(t, now, inactive_days);
+                (Some(d), Some(i))
+            }
+            None => (None, None),
+        };
+        let orphan = u.active && scope == Scope::Managed && directory == DirectoryState::Missing;
+        let pipes = email.as_ref().and_then(|e| pipelines.get(e)).cloned().unwrap_or_default();
+        let tombstone = email.as_ref().and_then(|e| tomb.get(e)).map(|t| TombstoneView {
+            cause: t.cause,
+            since: rfc3339(&t.since),
+            deprovision_after: t.deprovision_after.as_ref().map(rfc3339),
+            deprovision_due: t.deprovision_after.is_some_and(|a| now >= a),
+        });
+        let price = match prices {
+            Some(p) if u.active => Some(p.price_of(&u.org_role)),
+            _ => None,
+        };
+
+        // Summary counts.
+        let role = by_role.entry(u.org_role.as_str().to_string()).or_default();
+        if u.active {
+            s.active += 1;
+            role.active += 1;
+            match inactive {
+                Some(true) => {
+                    s.inactive += 1;
+                    role.inactive += 1;
+                }
+                Some(false) => {}
+                None => s.activity_unknown += 1,
+            }
+            if directory == DirectoryState::Disabled {
+                s.disabled_in_directory += 1;
+            }
+        } else {
+            s.deactivated += 1;
+            role.deactivated += 1;
+        }
+        match scope {
+            Scope::Managed => s.in_scope += 1,
+            Scope::External => {
+                s.external_users += 1;
+                let d = s
+                    .externals
+                    .entry(email.as_ref().map(|e| e.domain().to_string()).unwrap_or_default())
+                    .or_default();
+                d.users += 1;
+                d.active += usize::from(u.active);
+            }
+            Scope::Ignored => s.ignored += 1,
+            Scope::SelfIdentity => {}
+            Scope::NoEmail => s.no_usable_email += 1,
+        }
+        s.orphans += usize::from(orphan);
+        s.tombstones += usize::from(tombstone.is_some());
+        s.pipeline_key_owners += usize::from(!pipes.is_empty());
+        if let Some((p, own)) = price {
+            let c = cost_by_role.entry(u.org_role.as_str().to_string()).or_insert(RoleCost {
+                seats: 0,
+                price: p,
+                own_price: own,
+                monthly: 0.0,
+            });
+            c.seats += 1;
+            c.monthly += p;
+            if inactive == Some(true) {
+                inactive_monthly += p;
+            }
+        }
+
+        users.push(user_row(
+            u,
+            email,
+            scope,
+            directory,
+            days_since_active,
+            inactive,
+            orphan,
+            pipes,
+            tombstone,
+            price,
+        ));
+    }
+    users.sort_by(|a, b| a.email.cmp(&b.email).then_with(|| a.username.cmp(&b.username)));
+    s.by_role = by_role;
+
+    if prices.is_some() {
+        let mut notes = Vec::new();
+        let mut total = 0.0;
+        for (role, c) in cost_by_role.iter_mut() {
+            total += c.monthly;
+            c.monthly = cents(c.monthly);
+            if !c.own_price {
+                notes.push(format!(
+                    "{role} seats are priced as member seats: set [report] seat_price.{role} if they cost otherwise"
+                ));
+            }
+        }
+        s.cost = Some(Cost {
+            monthly_total: cents(total),
+            inactive_monthly: cents(inactive_monthly),
+            by_role: cost_by_role,
+            notes,
+        });
+    }
+
+    SeatReport {
+        version: 1,
+        report: "seats",
+        generated_at: rfc3339(&now),
+        source: directory.kind.clone(),
+        summary: s,
+        users,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn user_row(
+    u: &OrgUser,
+    email: Option<Email>,
+    scope: Scope,
+    directory: DirectoryState,
+    days_since_active: Option<i64>,
+    inactive: Option<bool>,
+    orphan: bool,
+    pipelines: Vec<String>,
+    tombstone: Option<TombstoneView>,
+    price: Option<(f64, bool)>,
+) -> SeatUser {
+    SeatUser {
+        email: email.map(|e| e.as_str().to_string()).unwrap_or_else(|| u.email.trim().to_string()),
+        username: u.username.clone(),
+        org_role: u.org_role.as_str().to_string(),
+        active: u.active,
+        teams: u.teams.iter().map(|(t, r)| (t.clone(), r.as_str().to_string())).collect(),
+        last_active_at: u.last_active_at.as_ref().map(rfc3339),
+        days_active: u.days_active,
+        days_since_active,
+        inactive,
+        directory,
+        in_directory: directory.present(),
+        directory_disabled: directory == DirectoryState::Disabled,
+        scope,
+        in_scope: scope == Scope::Managed,
+        orphan,
+        pipeline_key_owner: !pipelines.is_empty(),
+        pipelines,
+        tombstone,
+        monthly_price: price.map(|(p, _)| p),
+    }
+}
+
+fn scope_of(email: Option<&Email>, policy: &Policy, me: &std::collections::BTreeSet<Email>) -> Scope {
+    let Some(e) = email else { return Scope::NoEmail };
+    if me.contains(e) {
+        Scope::SelfIdentity
+    } else if in_domain_scope(e, policy) {
+        Scope::Managed
+    } else if policy.managed_domains.iter().any(|d| d == e.domain()) {
+        Scope::Ignored
+    } else {
+        Scope::External
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Renderers.
+
+/// Renders `report` in `format`.
+pub fn render(report: &SeatReport, format: SeatFormat) -> String {
+    match format {
+        SeatFormat::Text => render_text(report),
+        SeatFormat::Markdown => render_markdown(report),
+        SeatFormat::Json => render_json(report),
+        SeatFormat::Csv => render_csv(report),
+    }
+}
+
+pub fn render_json(report: &SeatReport) -> String {
+    match serde_json::to_string_pretty(report) {
+        Ok(s) => s + "\n",
+        // Unreachable for this data (finite numbers, string keys); a report must not panic.
+        Err(e) => format!("{{\"error\": {:?}}}\n", e.to_string()),
+    }
+}
+
+/// The CSV columns, in order.
+pub const CSV_HEADER: [&str; 20] = [
+    "email",
+    "username",
+    "org_role",
+    "active",
+    "teams",
+    "last_active_at",
+    "days_active",
+    "days_since_active",
+    "inactive",
+    "directory",
+    "in_directory",
+    "in_scope",
+    "scope",
+    "orphan",
+    "pipeline_key_owner",
+    "pipelines",
+    "tombstone",
+    "tombstone_since",
+    "deprovision_after",
+    "monthly_price",
+];
+
+/// One row per user, with a header. Unknown activity is the word `unknown`; lists are
+/// `;`-separated (`team:role;team:role`). Quoting is the `csv` crate's (RFC 4180).
+pub fn render_csv(report: &SeatReport) -> String {
+    let mut w = csv::WriterBuilder::new().from_writer(Vec::with_capacity(report.users.len() * 160));
+    // Writing to a Vec cannot fail for I/O reasons; a failure would be a bug, so it ends
+    // the output early rather than panicking.
+    let mut ok = w.write_record(CSV_HEADER).is_ok();
+    for u in &report.users {
+        if !ok {
+            break;
+        }
+        let t = u.tombstone.as_ref();
+        let row: [String; 20] = [
+            u.email.clone(),
+            u.username.clone(),
+            u.org_role.clone(),
+            u.active.to_string(),
+            teams_cell(u, ";"),
+            u.last_active_at.clone().unwrap_or_else(|| UNKNOWN.into()),
+            opt(u.days_active),
+            opt(u.days_since_active),
+            opt(u.inactive),
+            u.directory.as_str().into(),
+            u.in_directory.to_string(),
+            u.in_scope.to_string(),
+            u.scope.as_str().into(),
+            u.orphan.to_string(),
+            u.pipeline_key_owner.to_string(),
+            u.pipelines.join(";"),
+            t.map(|t| cause(t.cause).to_string()).unwrap_or_default(),
+            t.map(|t| t.since.clone()).unwrap_or_default(),
+            t.and_then(|t| t.deprovision_after.clone()).unwrap_or_default(),
+            u.monthly_price.map(money).unwrap_or_default(),
+        ];
+        ok = w.write_record(&row).is_ok();
+    }
+    let bytes = w.into_inner().unwrap_or_default();
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| UNKNOWN.into())
+}
+
+fn cause(c: TombstoneCause) -> &'static str {
+    match c {
+        TombstoneCause::Missing => "missing",
+        TombstoneCause::Disabled => "disabled",
+    }
+}
+
+fn money(x: f64) -> String {
+    format!("{x:.2}")
+}
+
+fn teams_cell(u: &SeatUser, sep: &str) -> String {
+    let mut out = String::new();
+    for (t, r) in &u.teams {
+        if !out.is_empty() {
+            out.push_str(sep);
+        }
+        out.push_str(t);
+        out.push(':');
+        out.push_str(r);
+    }
+    out
+}
+
+fn last_active_cell(u: &SeatUser) -> String {
+    match (&u.last_active_at, u.days_since_active) {
+        (Some(t), Some(d)) => format!("{} ({d} d ago)", &t[..t.len().min(10)]),
+        (Some(t), None) => t.clone(),
+        _ => UNKNOWN.into(),
+    }
+}
+
+fn directory_cell(u: &SeatUser) -> &'static str {
+    match u.directory {
+        DirectoryState::Enabled => "yes",
+        DirectoryState::Disabled => "disabled",
+        DirectoryState::Missing => "no",
+        DirectoryState::Conflict => "conflict",
+    }
+}
+
+fn scope_cell(u: &SeatUser) -> String {
+    match u.scope {
+        Scope::Managed => "yes".into(),
+        other => format!("no ({})", other.as_str().replace('_', " ")),
+    }
+}
+
+fn tombstone_cell(u: &SeatUser) -> String {
+    match &u.tombstone {
+        None => "-".into(),
+        Some(t) => {
+            let after = match (&t.deprovision_after, t.deprovision_due) {
+                (_, true) => "deprovision due".to_string(),
+                (Some(a), false) => format!("deprovision after {}", &a[..a.len().min(10)]),
+                (None, false) => "never deprovisioned".to_string(),
+            };
+            format!("{} since {}, {after}", cause(t.cause), &t.since[..t.since.len().min(10)])
+        }
+    }
+}
+
+fn active_cell(u: &SeatUser) -> &'static str {
+    if u.active {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// The per-user table's columns, shared by text and markdown.
+const USER_COLUMNS: [&str; 10] = [
+    "email",
+    "role",
+    "active",
+    "last active",
+    "days active",
+    "directory",
+    "in scope",
+    "pipeline key",
+    "tombstone",
+    "teams",
+];
+
+fn user_cells(u: &SeatUser) -> [String; 10] {
+    [
+        if u.email.is_empty() { "(no email)".into() } else { u.email.clone() },
+        u.org_role.clone(),
+        active_cell(u).into(),
+        last_active_cell(u),
+        opt(u.days_active),
+        directory_cell(u).into(),
+        scope_cell(u),
+        if u.pipeline_key_owner { u.pipelines.join("; ") } else { "-".into() },
+        tombstone_cell(u),
+        if u.teams.is_empty() { "-".into() } else { teams_cell(u, ", ") },
+    ]
+}
+
+/// Summary lines shared by text and markdown (markdown adds list markers).
+fn summary_lines(r: &SeatReport) -> Vec<String> {
+    let s = &r.summary;
+    let mut out = vec![
+        format!(
+            "{} W&B users: {} active (seats in use), {} deactivated",
+            s.users, s.active, s.deactivated
+        ),
+        format!(
+            "{} active users inactive for more than {} days; activity unknown for {} active users (the server does not report lastActiveAt for them)",
+            s.inactive, s.inactive_days, s.activity_unknown
+        ),
+        format!(
+            "{} in scope; {} orphans (active, in a managed domain, not in the directory); {} active in W&B but disabled in the directory",
+            s.in_scope, s.orphans, s.disabled_in_directory
+        ),
+        format!(
+            "{} external collaborators in {} domains; {} ignored; {} without a usable email",
+            s.external_users,
+            s.externals.len(),
+            s.ignored,
+            s.no_usable_email
+        ),
+        format!("{} tombstoned; {} pipeline-key owners", s.tombstones, s.pipeline_key_owners),
+    ];
+    match &s.cost {
+        Some(c) => out.push(format!(
+            "estimated monthly cost {} (of which {} for inactive users' seats)",
+            money(c.monthly_total),
+            money(c.inactive_monthly)
+        )),
+        None => out.push("estimated monthly cost: not configured (set [report] seat_price)".into()),
+    }
+    out
+}
+
+fn inactive_users(r: &SeatReport) -> Vec<&SeatUser> {
+    let mut v: Vec<&SeatUser> = r.users.iter().filter(|u| u.active && u.inactive == Some(true)).collect();
+    v.sort_by(|a, b| b.days_since_active.cmp(&a.days_since_active).then_with(|| a.email.cmp(&b.email)));
+    v
+}
+
+fn orphans(r: &SeatReport) -> Vec<&SeatUser> {
+    r.users.iter().filter(|u| u.orphan).collect()
+}
+
+/// A text table: columns padded to their widest cell (counted in characters).
+fn text_table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let upper: Vec<String> = header.iter().map(|h| h.to_uppercase()).collect();
+    text_row(out, &widths, upper.iter().map(String::as_str));
+    for r in rows {
+        text_row(out, &widths, r.iter().map(String::as_str));
+    }
+}
+
+fn text_row<'c>(out: &mut String, widths: &[usize], cells: impl Iterator<Item = &'c str>) {
+    let start = out.len();
+    out.push_str("  ");
+    for (i, c) in cells.enumerate() {
+        if i > 0 {
+            out.push_str("  ");
+        }
+        out.push_str(c);
+        if i + 1 < widths.len() {
+            let pad = widths[i].saturating_sub(c.chars().count());
+            out.extend(std::iter::repeat_n(' ', pad));
+        }
+    }
+    // No trailing blanks when the last cells are short.
+    let trimmed = out[start..].trim_end().len();
+    out.truncate(start + trimmed);
+    out.push('\n');
+}
+
+fn role_rows(r: &SeatReport) -> Vec<Vec<String>> {
+    let s = &r.summary;
+    let mut rows: Vec<Vec<String>> = s
+        .by_role
+        .iter()
+        .map(|(role, c)| {
+            vec![
+                role.clone(),
+                c.active.to_string(),
+                c.deactivated.to_string(),
+                c.inactive.to_string(),
+            ]
+        })
+        .collect();
+    rows.push(vec![
+        "total".into(),
+        s.active.to_string(),
+        s.deactivated.to_string(),
+        s.inactive.to_string(),
+    ]);
+    rows
+}
+
+fn cost_rows(c: &Cost) -> Vec<Vec<String>> {
+    let mut rows: Vec<Vec<String>> = c
+        .by_role
+        .iter()
+        .map(|(role, rc)| vec![role.clone(), rc.seats.to_string(), money(rc.price), money(rc.monthly)])
+        .collect();
+    rows.push(vec![
+        "total".into(),
+        c.by_role.values().map(|rc| rc.seats).sum::<usize>().to_string(),
+        String::new(),
+        money(c.monthly_total),
+    ]);
+    rows
+}
+
+pub fn render_text(r: &SeatReport) -> String {
+    let s = &r.summary;
+    let mut out = String::with_capacity(256 + r.users.len() * 160);
+    let _ = writeln!(out, "Seat report at {} (directory: {})", r.generated_at, r.source);
+    for l in summary_lines(r) {
+        let _ = writeln!(out, "  {l}");
+    }
+    let inactive_col = format!("inactive >{}d", s.inactive_days);
+    let _ = writeln!(out, "\nSeats by org role:");
+    text_table(&mut out, &["role", "active", "deactivated", &inactive_col], &role_rows(r));
+    if let Some(c) = &s.cost {
+        let _ = writeln!(out, "\nEstimated monthly cost (active seats):");
+        text_table(&mut out, &["role", "seats", "price", "monthly"], &cost_rows(c));
+        for n in &c.notes {
+            let _ = writeln!(out, "  note: {n}");
+        }
+    }
+    let inactive = inactive_users(r);
+    let _ = writeln!(out, "\nInactive for more than {} days ({}):", s.inactive_days, inactive.len());
+    if inactive.is_empty() {
+        let _ = writeln!(out, "  none");
+    } else {
+        let rows: Vec<Vec<String>> = inactive
+            .iter()
+            .map(|u| {
+                vec![
+                    u.email.clone(),
+                    u.org_role.clone(),
+                    last_active_cell(u),
+                    directory_cell(u).into(),
+                    scope_cell(u),
+                ]
+            })
+            .collect();
+        text_table(&mut out, &["email", "role", "last active", "directory", "in scope"], &rows);
+    }
+    let orph = orphans(r);
+    let _ = writeln!(out, "\nOrphans: in a managed domain, not in the directory ({}):", orph.len());
+    if orph.is_empty() {
+        let _ = writeln!(out, "  none");
+    } else {
+        let rows: Vec<Vec<String>> = orph
+            .iter()
+            .map(|u| vec![u.email.clone(), u.org_role.clone(), last_active_cell(u), tombstone_cell(u)])
+            .collect();
+        text_table(&mut out, &["email", "role", "last active", "tombstone"], &rows);
+    }
+    let _ = writeln!(out, "\nExternal collaborators by domain ({}):", s.external_users);
+    if s.externals.is_empty() {
+        let _ = writeln!(out, "  none");
+    } else {
+        let rows: Vec<Vec<String>> = s
+            .externals
+            .iter()
+            .map(|(d, c)| vec![d.clone(), c.users.to_string(), c.active.to_string()])
+            .collect();
+        text_table(&mut out, &["domain", "users", "active"], &rows);
+    }
+    let _ = writeln!(out, "\nUsers ({}):", r.users.len());
+    let rows: Vec<Vec<String>> = r.users.iter().map(|u| Vec::from(user_cells(u))).collect();
+    text_table(&mut out, &USER_COLUMNS, &rows);
+    out
+}
+
+/// A markdown cell: pipes escaped, no line breaks.
+fn md(s: &str) -> String {
+    if !s.contains(['|', '\n', '\r']) {
+        return s.to_string();
+    }
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+fn md_table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
+    md_row(out, header.iter().copied());
+    let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
+    for r in rows {
+        md_row(out, r.iter().map(String::as_str));
+    }
+}
+
+/// `| a | b |`, escaping as [`md`] does, written in place (reports have 50,000 rows).
+fn md_row<'c>(out: &mut String, cells: impl Iterator<Item = &'c str>) {
+    out.push('|');
+    for c in cells {
+        out.push(' ');
+        for ch in c.chars() {
+            match ch {
+                '|' => out.push_str("\\|"),
+                '\n' | '\r' => out.push(' '),
+                other => out.push(other),
+            }
+        }
+        out.push_str(" |");
+    }
+    out.push('\n');
+}
+
+pub fn render_markdown(r: &SeatReport) -> String {
+    let s = &r.summary;
+    let mut out = String::with_capacity(256 + r.users.len() * 160);
+    let _ = writeln!(out, "## Seat report\n\nAt {} (directory: {}).\n", r.generated_at, md(&r.source));
+    for l in summary_lines(r) {
+        let _ = writeln!(out, "- {}", md(&l));
+    }
+    let inactive_col = format!("inactive >{}d", s.inactive_days);
+    let _ = writeln!(out, "\n### Seats by org role\n");
+    md_table(&mut out, &["role", "active", "deactivated", &inactive_col], &role_rows(r));
+    if let Some(c) = &s.cost {
+        let _ = writeln!(out, "\n### Estimated monthly cost (active seats)\n");
+        md_table(&mut out, &["role", "seats", "price", "monthly"], &cost_rows(c));
+        for n in &c.notes {
+            let _ = writeln!(out, "\n_Note: {}_", md(n));
+        }
+    }
+    let inactive = inactive_users(r);
+    let _ = writeln!(out, "\n### Inactive for more than {} days ({})\n", s.inactive_days, inactive.len());
+    if inactive.is_empty() {
+        let _ = writeln!(out, "None.");
+    } else {
+        let rows: Vec<Vec<String>> = inactive
+            .iter()
+            .map(|u| {
+                vec![
+                    u.email.clone(),
+                    u.org_role.clone(),
+                    last_active_cell(u),
+                    directory_cell(u).into(),
+                    scope_cell(u),
+                ]
+            })
+            .collect();
+        md_table(&mut out, &["email", "role", "last active", "directory", "in scope"], &rows);
+    }
+    let orph = orphans(r);
+    let _ = writeln!(out, "\n### Orphans: in a managed domain, not in the directory ({})\n", orph.len());
+    if orph.is_empty() {
+        let _ = writeln!(out, "None.");
+    } else {
+        let rows: Vec<Vec<String>> = orph
+            .iter()
+            .map(|u| vec![u.email.clone(), u.org_role.clone(), last_active_cell(u), tombstone_cell(u)])
+            .collect();
+        md_table(&mut out, &["email", "role", "last active", "tombstone"], &rows);
+    }
+    let _ = writeln!(out, "\n### External collaborators by domain ({})\n", s.external_users);
+    if s.externals.is_empty() {
+        let _ = writeln!(out, "None.");
+    } else {
+        let rows: Vec<Vec<String>> = s
+            .externals
+            .iter()
+            .map(|(d, c)| vec![d.clone(), c.users.to_string(), c.active.to_string()])
+            .collect();
+        md_table(&mut out, &["domain", "users", "active"], &rows);
+    }
+    let _ = writeln!(out, "\n### Users ({})\n", r.users.len());
+    let rows: Vec<Vec<String>> = r.users.iter().map(|u| Vec::from(user_cells(u))).collect();
+    md_table(&mut out, &USER_COLUMNS, &rows);
+    out
+}
+
+#[cfg(test)]
+#[path = "seats_tests.rs"]
+mod tests;
