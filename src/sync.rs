@@ -169,8 +169,10 @@ pub struct RunOutcome {
     pub sides: Option<SideCounts>,
     /// The target client's request counters for this run.
     pub http: HttpStats,
-    /// The source's request counters (empty for sources without HTTP, like LDIF).
+    /// The source's request counters for this run (empty for LDAP and LDIF).
     pub source_http: HttpStats,
+    /// Seat hygiene from this run's snapshots (absent when a read failed).
+    pub seats: Option<crate::report::seats::SeatMetrics>,
     /// A stop request (SIGTERM) cut the apply short.
     pub stopped: bool,
 }
@@ -310,6 +312,13 @@ pub async fn execute(
         phases,
         http: client.http_stats(),
         source_http: HttpStats::default(),
+        seats: Some(crate::report::seats::seat_metrics(
+            &directory,
+            &org,
+            &env.policy,
+            env.config.report.inactive_days,
+            finished,
+        )),
         stopped,
     })
 }
@@ -321,8 +330,13 @@ pub async fn run_once(env: &Env, command: &str, stop: Option<tokio::sync::watch:
     let started = Utc::now();
     let run_id = new_run_id(started);
     let mut progress = Progress::default();
+    // Source clients count process-wide; this run's share is the difference.
+    let source_before = source::http::http_stats();
     let err = match run_inner(env, command, &run_id, started, stop, &mut progress).await {
-        Ok(outcome) => return outcome,
+        Ok(mut outcome) => {
+            outcome.source_http = source::http::http_stats().since(&source_before);
+            return outcome;
+        }
         Err(e) => e.to_string(),
     };
     let finished = Utc::now();
@@ -351,7 +365,8 @@ pub async fn run_once(env: &Env, command: &str, stop: Option<tokio::sync::watch:
         phases: progress.phases,
         sides: progress.sides,
         http: progress.http,
-        source_http: HttpStats::default(),
+        source_http: source::http::http_stats().since(&source_before),
+        seats: None,
         stopped: false,
     }
 }

@@ -31,6 +31,10 @@ pub struct Metrics {
     drift_actions: IntGaugeVec,
     held_actions: IntGaugeVec,
     tombstones: IntGauge,
+    /// Extension (issue 6): active users inactive for more than `report.inactive_days`.
+    inactive_users: IntGauge,
+    /// Extension (issue 6): active in-scope users missing from the directory.
+    orphan_users: IntGauge,
     actions_applied_total: IntCounterVec,
     http_requests_total: IntCounterVec,
     http_retries_total: IntCounterVec,
@@ -83,6 +87,14 @@ impl Metrics {
                 &["guard"],
             )?,
             tombstones: IntGauge::new("idsync_tombstones", "Users waiting out their grace period before deprovisioning.")?,
+            inactive_users: IntGauge::new(
+                "idsync_inactive_users",
+                "Active W&B users last active more than report.inactive_days ago (unknown activity is not counted).",
+            )?,
+            orphan_users: IntGauge::new(
+                "idsync_orphan_users",
+                "Active W&B users in managed domains with no directory entry.",
+            )?,
             actions_applied_total: IntCounterVec::new(
                 Opts::new(
                     "idsync_actions_applied_total",
@@ -116,6 +128,8 @@ impl Metrics {
         m.registry.register(Box::new(m.drift_actions.clone()))?;
         m.registry.register(Box::new(m.held_actions.clone()))?;
         m.registry.register(Box::new(m.tombstones.clone()))?;
+        m.registry.register(Box::new(m.inactive_users.clone()))?;
+        m.registry.register(Box::new(m.orphan_users.clone()))?;
         m.registry.register(Box::new(m.actions_applied_total.clone()))?;
         m.registry.register(Box::new(m.http_requests_total.clone()))?;
         m.registry.register(Box::new(m.http_retries_total.clone()))?;
@@ -185,6 +199,10 @@ impl Metrics {
         if let Some(n) = ctx.tombstones {
             self.tombstones.set(to_i64(n));
         }
+        if let Some(seats) = &o.seats {
+            self.inactive_users.set(to_i64(seats.inactive_users));
+            self.orphan_users.set(to_i64(seats.orphan_users));
+        }
         if let Some(report) = &o.report {
             for (a, r) in &report.results {
                 let result = match r {
@@ -252,6 +270,10 @@ mod tests {
                 requests_by_code: [("200".to_string(), 2u64)].into_iter().collect(),
                 retries: 0,
             },
+            seats: Some(crate::report::seats::SeatMetrics {
+                inactive_users: 3,
+                orphan_users: 1,
+            }),
             stopped: false,
         }
     }
@@ -268,6 +290,8 @@ mod tests {
             "idsync_http_retries_total",
             "idsync_target_users",
             "idsync_org_admins_floor",
+            "idsync_inactive_users",
+            "idsync_orphan_users",
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing:\n{text}");
         }
@@ -285,6 +309,7 @@ mod tests {
         let mut failed = outcome(RunResult::Failure);
         failed.finished += chrono::Duration::minutes(15);
         failed.sides = None;
+        failed.seats = None;
         m.observe(&failed, &ctx);
         let text = m.render();
         assert!(text.contains("idsync_runs_total{result=\"success\"} 1"), "{text}");
@@ -293,6 +318,13 @@ mod tests {
         assert!(text.contains("idsync_last_run_timestamp_seconds 1767269700\n"), "{text}");
         assert!(text.contains("idsync_source_users 7"), "{text}");
         assert!(text.contains("idsync_tombstones 3"), "{text}");
+        // A failed run (no snapshots) leaves the seat gauges at the last good read.
+        assert!(text.contains("idsync_inactive_users 3\n"), "{text}");
+        assert!(text.contains("idsync_orphan_users 1\n"), "{text}");
+        assert!(
+            text.contains("idsync_http_requests_total{code=\"200\",system=\"source\"} 4"),
+            "{text}"
+        );
         assert!(
             text.contains("idsync_http_requests_total{code=\"200\",system=\"target\"} 8"),
             "{text}"

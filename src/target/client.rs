@@ -42,6 +42,27 @@ pub struct HttpStats {
     pub retries: u64,
 }
 
+impl HttpStats {
+    /// What was counted after `earlier` (a snapshot of the same counters), for process-wide
+    /// counters read once per run.
+    pub fn since(&self, earlier: &HttpStats) -> HttpStats {
+        HttpStats {
+            requests_by_code: self
+                .requests_by_code
+                .iter()
+                .map(|(code, n)| {
+                    (
+                        code.clone(),
+                        n.saturating_sub(earlier.requests_by_code.get(code).copied().unwrap_or(0)),
+                    )
+                })
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            retries: self.retries.saturating_sub(earlier.retries),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Stats {
     by_code: Mutex<BTreeMap<String, u64>>,

@@ -956,3 +956,25 @@ async fn redirects_are_reported_not_followed() {
     })
     .await;
 }
+
+#[test]
+fn http_stats_since_gives_the_requests_counted_in_between() {
+    use crate::target::HttpStats;
+    let before = HttpStats {
+        requests_by_code: [("200".to_string(), 5u64), ("429".to_string(), 1)].into_iter().collect(),
+        retries: 1,
+    };
+    let after = HttpStats {
+        requests_by_code: [("200".to_string(), 9u64), ("429".to_string(), 1), ("500".to_string(), 2)]
+            .into_iter()
+            .collect(),
+        retries: 3,
+    };
+    let d = after.since(&before);
+    assert_eq!(
+        d.requests_by_code,
+        [("200".to_string(), 4u64), ("500".to_string(), 2)].into_iter().collect()
+    );
+    assert_eq!(d.retries, 2);
+    assert_eq!(before.since(&after).retries, 0, "never negative");
+}
