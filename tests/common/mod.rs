@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod slapd;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -177,6 +179,22 @@ state_dir = "state"
             .env("NO_COLOR", "1")
             .env_remove("IDSYNC_CONFIG");
         cmd
+    }
+
+    /// Replaces the config's `[source]` section (up to `[target]`) with `toml`, which
+    /// must start with `[source]`; used to point the fixture at a live server.
+    pub fn set_source(&self, toml: &str) {
+        let text = std::fs::read_to_string(&self.cfg).unwrap();
+        let start = text.find("[source]").expect("[source] in config");
+        let end = text.find("\n[target]").expect("[target] in config");
+        std::fs::write(&self.cfg, format!("{}{}\n{}", &text[..start], toml.trim_end(), &text[end..])).unwrap();
+    }
+
+    /// Writes a secret file next to the config, readable by its owner only.
+    pub fn write_secret(&self, name: &str, value: &str) {
+        let p = self.path(name);
+        std::fs::write(&p, format!("{value}\n")).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     }
 
     pub fn write_ldif(&self, text: &str) {
