@@ -545,3 +545,69 @@ async fn check_config_connect_reports_bind_counts_skipped_people_and_policy_grou
     }
     assert!(!t.contains(BIND_PW), "{t}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_never_answers_times_out_with_the_operation_named() {
+    // Accepts connections and says nothing, like a hung directory server.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hold = std::thread::spawn(move || {
+        let conn = listener.accept();
+        std::thread::sleep(Duration::from_secs(3));
+        drop(conn);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("ldap://127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    let e = read(
+        dir.path(),
+        &source_toml(&url, "", "", "").replace("timeout = \"10s\"", "timeout = \"1s\""),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(started.elapsed() < Duration::from_secs(4), "the timeout bounds the wait");
+    assert!(
+        e.contains(&format!(
+            "LDAP server {url}: bind as {BIND_DN} failed: no answer within 1s (source.timeout)"
+        )),
+        "{e}"
+    );
+    drop(hold);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_email_change_under_the_same_entry_uuid_is_held_as_an_identity_change() {
+    need_slapd!();
+    let server = Slapd::start(Options {
+        seed: directory_seed(),
+        ..Options::default()
+    });
+    let f = fixture_for(
+        &server,
+        Setup {
+            org: org(&[("root@example.com", "admin", &[])], &["ml"]),
+            tables: team_ml(),
+            ..Setup::default()
+        },
+        "",
+    )
+    .await;
+    let out = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    server.modify(&format!(
+        "dn: uid=alice,{PEOPLE}\nchangetype: modify\nreplace: mail\nmail: alice.new@example.com\n"
+    ));
+    let out = f.run(&["plan", "--format", "json", "--out", "plan.json"]).await;
+    assert_eq!(code(&out), 3, "{}", text(&out));
+    let plan = plan_json(&f, "plan.json");
+    let held: Vec<(&str, &str)> = plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["guard"] == "identity-change")
+        .map(|a| (a["kind"].as_str().unwrap(), a["user"].as_str().unwrap()))
+        .collect();
+    assert!(held.contains(&("deprovision_user", "alice@example.com")), "{held:?}");
+    assert!(held.contains(&("create_user", "alice.new@example.com")), "{held:?}");
+}

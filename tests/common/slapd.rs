@@ -342,6 +342,23 @@ impl Slapd {
     }
 }
 
+impl Slapd {
+    /// Applies an LDIF change record online as the rootdn (`ldapmodify`).
+    pub fn modify(&self, ldif: &str) {
+        use std::io::Write as _;
+        let mut child = Command::new("ldapmodify")
+            .args(["-x", "-H", &self.url(), "-D", &format!("cn=admin,{SUFFIX}"), "-w", "admin-secret"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ldapmodify");
+        child.stdin.take().unwrap().write_all(ldif.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "ldapmodify: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
 impl Drop for Slapd {
     fn drop(&mut self) {
         self.stop();
