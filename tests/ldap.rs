@@ -407,41 +407,52 @@ async fn a_wrong_password_fails_with_exit_1_and_changes_nothing() {
     assert_eq!(org_state(&f).await, before, "nothing changed in W&B");
 }
 
-/// Forwards one TCP connection to `target`, and runs `on_trip` once `trip_after` bytes
-/// have come back from the server: a deterministic point in the middle of a read.
+/// Forwards TCP connections to `target`, and runs `on_trip` once `trip_after` bytes in
+/// all have come back from the server: a deterministic point in the middle of a read.
 async fn tripwire_proxy(target: u16, trip_after: usize, on_trip: impl FnOnce() + Send + 'static) -> u16 {
+    use std::sync::{Arc, Mutex};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    type Trip = Box<dyn FnOnce() + Send>;
+    let state: Arc<Mutex<(usize, Option<Trip>)>> = Arc::new(Mutex::new((0, Some(Box::new(on_trip)))));
     tokio::spawn(async move {
-        let Ok((client, _)) = listener.accept().await else { return };
-        let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
-            return;
-        };
-        let (mut cr, mut cw) = client.into_split();
-        let (mut sr, mut sw) = server.into_split();
-        tokio::spawn(async move {
-            let _ = tokio::io::copy(&mut cr, &mut sw).await;
-        });
-        let mut seen = 0usize;
-        let mut on_trip = Some(on_trip);
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            let n = match sr.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                return;
             };
-            seen += n;
-            if seen >= trip_after {
-                if let Some(f) = on_trip.take() {
-                    f();
+            let state = state.clone();
+            tokio::spawn(async move {
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut cr, &mut sw).await;
+                });
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    let n = match sr.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let trip = {
+                        let mut st = state.lock().unwrap();
+                        st.0 += n;
+                        if st.0 >= trip_after {
+                            st.1.take()
+                        } else {
+                            None
+                        }
+                    };
+                    if let Some(f) = trip {
+                        f();
+                    }
+                    if cw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
                 }
-            }
-            if cw.write_all(&buf[..n]).await.is_err() {
-                break;
-            }
+                let _ = cw.shutdown().await;
+            });
         }
-        let _ = cw.shutdown().await;
     });
     port
 }

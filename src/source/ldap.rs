@@ -119,19 +119,24 @@ impl<'a> LdapSource<'a> {
 
     /// Reads people and groups and builds the snapshot; all or nothing.
     pub async fn read(&self) -> Result<DirectorySnapshot, SourceError> {
-        let ldap = self.connect().await?;
         let (ucfg, gcfg) = (&self.cfg.users, &self.cfg.groups);
         let user_attrs = user_attributes(self.cfg);
         let group_attrs = group_attributes(self.cfg);
         let group_base = groups_base(&gcfg.base, &ucfg.base);
-        // One after the other: OpenLDAP keeps one paged search per connection and
-        // rejects the other's cookie ("paged results cookie is invalid").
-        let users = self
-            .paged_search(ldap.clone(), &ucfg.base, &ucfg.filter, &user_attrs, "people")
-            .await?;
-        let mut groups = self
-            .paged_search(ldap.clone(), &group_base, &gcfg.filter, &group_attrs, "groups")
-            .await?;
+        // People and groups at once, on two connections: OpenLDAP keeps one paged search
+        // per connection and rejects a second one's cookie.
+        let (people_conn, ldap) = tokio::try_join!(self.connect(), self.connect())?;
+        let (users, mut groups) = tokio::try_join!(
+            async {
+                let mut c = people_conn.clone();
+                let users = self
+                    .paged_search(people_conn, &ucfg.base, &ucfg.filter, &user_attrs, "people")
+                    .await;
+                let _ = c.unbind().await;
+                users
+            },
+            self.paged_search(ldap.clone(), &group_base, &gcfg.filter, &group_attrs, "groups"),
+        )?;
         let mut ldap = ldap;
         if self.cfg.dialect == LdapDialect::ActiveDirectory {
             if gcfg.in_chain {
@@ -154,35 +159,44 @@ impl<'a> LdapSource<'a> {
 
     /// Every entry under `base` matching `filter`, page by page (RFC 2696). Fails on any
     /// page that does not end in success.
-    async fn paged_search(
-        &self,
-        mut ldap: Ldap,
-        base: &str,
-        filter: &str,
-        attrs: &[String],
-        what: &str,
-    ) -> Result<Vec<Entry>, SourceError> {
+    ///
+    /// The next page is requested as soon as a page's cookie arrives, and the page just
+    /// received is decoded while the server prepares the next one.
+    async fn paged_search(&self, ldap: Ldap, base: &str, filter: &str, attrs: &[String], what: &str) -> Result<Vec<Entry>, SourceError> {
         let op = || format!("search for {what} under \"{base}\" with {filter}");
         let page_size = i32::try_from(self.cfg.page_size).unwrap_or(i32::MAX);
+        let timeout = self.timeout();
+        let fetch = |cookie: Vec<u8>| {
+            let mut ldap = ldap.clone();
+            let (base, filter, attrs) = (base.to_string(), filter.to_string(), attrs.to_vec());
+            AbortOnDrop(tokio::spawn(async move {
+                let ctrl: RawControl = PagedResults { size: page_size, cookie }.into();
+                ldap.with_timeout(timeout)
+                    .with_controls(ctrl)
+                    .search(&base, Scope::Subtree, &filter, &attrs)
+                    .await
+            }))
+        };
         let mut out = Vec::new();
-        let mut cookie = Vec::new();
         let mut page = 0u64;
-        loop {
+        let mut next = Some(fetch(Vec::new()));
+        while let Some(mut in_flight) = next.take() {
             page += 1;
-            let ctrl: RawControl = PagedResults {
-                size: page_size,
-                cookie: std::mem::take(&mut cookie),
-            }
-            .into();
-            let res = ldap
-                .with_timeout(self.timeout())
-                .with_controls(ctrl)
-                .search(base, Scope::Subtree, filter, attrs)
+            let res = (&mut in_flight.0)
                 .await
+                .map_err(|e| self.err(op(), format!("page {page}: the search task stopped unexpectedly ({e})")))?
                 .map_err(|e| self.err(op(), format!("page {page}: {}", self.describe(&e))))?;
             let (items, result) = (res.0, res.1);
             if result.rc != 0 {
                 return Err(self.err(op(), format!("page {page}: {}", result_message(&result))));
+            }
+            match next_cookie(&result.ctrls) {
+                Some(c) if !c.is_empty() => next = Some(fetch(c)),
+                Some(_) => {}
+                // A server without paged results answered everything at once (it would
+                // have said sizeLimitExceeded otherwise): that is complete.
+                None if page == 1 => {}
+                None => return Err(self.err(op(), format!("page {page}: the server stopped returning the paging control"))),
             }
             out.reserve(items.len());
             for item in items {
@@ -192,16 +206,6 @@ impl<'a> LdapSource<'a> {
                 }
                 let entry = decode_entry(item).ok_or_else(|| self.err(op(), format!("page {page}: the server sent a malformed entry")))?;
                 out.push(entry);
-            }
-            match next_cookie(&result.ctrls) {
-                Some(c) if !c.is_empty() => cookie = c,
-                Some(_) => break,
-                None if page == 1 => {
-                    // A server without paged results answered everything at once (it
-                    // would have said sizeLimitExceeded otherwise): that is complete.
-                    break;
-                }
-                None => return Err(self.err(op(), format!("page {page}: the server stopped returning the paging control"))),
             }
         }
         Ok(out)
@@ -332,6 +336,16 @@ impl<'a> LdapSource<'a> {
             rustls::Error::InvalidCertificate(_) => format!("TLS: the server's certificate was rejected ({e}); {hint}"),
             _ => format!("TLS handshake failed: {e}"),
         }
+    }
+}
+
+/// A spawned request that is cancelled when the read gives up on it (an error elsewhere
+/// must not leave a search running on the server).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
