@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 use idsync::config::SourceConfig;
 use slapd::{Options, Slapd, BIND_DN, BIND_PW, GROUPS, PEOPLE};
 
+// The same allocator as the `idsync` binary (src/main.rs), so the figures are its own.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PAGE: u32 = 500;
 const USER_FILTER: &str = "(objectClass=inetOrgPerson)";
 const GROUP_FILTER: &str = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))";

@@ -507,10 +507,12 @@ fn decode_entry(item: ResultEntry) -> Option<Entry> {
     for attr in attrs {
         let PL::C(pair) = attr.payload else { return None };
         let mut pair = pair.into_iter();
-        let name = match pair.next()?.payload {
+        let mut key = match pair.next()?.payload {
             PL::P(b) => String::from_utf8(b).ok()?,
             PL::C(_) => return None,
         };
+        // In place: no second allocation per attribute.
+        key.make_ascii_lowercase();
         let PL::C(vals) = pair.next()?.payload else { return None };
         let mut values = Vec::with_capacity(vals.len());
         for v in vals {
@@ -519,7 +521,6 @@ fn decode_entry(item: ResultEntry) -> Option<Entry> {
                 PL::C(_) => return None,
             }
         }
-        let key = name.to_ascii_lowercase();
         match entry.attrs.get_mut(&key) {
             Some(existing) => existing.extend(values),
             None => {
