@@ -8,14 +8,27 @@ need_apt=()
 # Test peers for later issues (slapd, promtool) are added here as their tests land.
 command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+# OpenLDAP for tests/ldap.rs and benches/ldap.rs (started by the tests themselves).
+[ -x /usr/sbin/slapd ] || need_apt+=(slapd)
+command -v ldapsearch >/dev/null || need_apt+=(ldap-utils)
+command -v openssl >/dev/null || need_apt+=(openssl)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing ${need_apt[*]}: run as root or install them with apt-get" >&2
     exit 1
   fi
   apt-get update -q
+  # Packages must not start their system services (the tests run their own slapd):
+  # a policy-rc.d that denies starts, removed again unless it was already there.
+  own_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && own_policy=1
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need_apt[@]}"
+  [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d
 fi
+# The LDAP tests skip when slapd is missing on a developer's machine; here they must run.
+export IDSYNC_REQUIRE_SLAPD=1
 
 # The SCIM source's tests run the real third-party SCIM server from PyPI, in a venv inside
 # the clone (Debian's python3 needs python3-venv for `python3 -m venv`).

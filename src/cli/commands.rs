@@ -168,6 +168,9 @@ async fn check_config(path: &Path, connect: bool) -> Result<u8, Error> {
         return Ok(exit::IN_SYNC);
     }
     let client = env.client()?;
+    if let Some(connected) = crate::source::check_connection(&c.source, &env.base_dir).await? {
+        println!("directory: {connected}");
+    }
     let dir = crate::source::read_directory(&c.source, &env.base_dir).await?;
     println!("directory: read OK: {} people, {} groups", dir.people.len(), dir.groups.len());
     let state = crate::plan::PlanState::default();

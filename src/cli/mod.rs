@@ -50,7 +50,8 @@ pub enum Command {
     CheckConfig {
         #[command(flatten)]
         config: ConfigArg,
-        /// Also read the directory and the W&B org, and report what was found.
+        /// Also bind to the directory, read it and the W&B org, and report what was found:
+        /// people and groups, people skipped and why, each policy group's member count.
         #[arg(long)]
         connect: bool,
     },

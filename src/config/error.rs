@@ -166,7 +166,10 @@ pub(crate) const KNOWN_KEYS: &[(&str, &[&str])] = &[
         "source.users",
         &["base", "filter", "email_attr", "username_attr", "name_attr", "anchor_attr"],
     ),
-    ("source.groups", &["base", "filter", "member_attr", "name_attr", "nested"]),
+    (
+        "source.groups",
+        &["base", "filter", "member_attr", "name_attr", "nested", "in_chain"],
+    ),
     (
         "target",
         &[

@@ -429,6 +429,22 @@ fn each_source_kind_needs_its_keys() {
 }
 
 #[test]
+fn in_chain_is_only_for_active_directory() {
+    let src = |dialect: &str| {
+        format!(
+            "[source]\nkind = \"ldap\"\nurl = \"ldaps://dc.corp.example\"\ndialect = \"{dialect}\"\n[source.users]\nbase = \"dc=corp,dc=example\"\n[source.groups]\nin_chain = true\n"
+        )
+    };
+    let loaded = parse(&config(&src("active-directory"), TARGET, POLICY, "")).unwrap();
+    assert!(loaded.config.source.groups.in_chain);
+    assert_problem(
+        &config(&src("openldap"), TARGET, POLICY, ""),
+        "in_chain",
+        &["[source.groups] in_chain", "only on Active Directory"],
+    );
+}
+
+#[test]
 fn ldap_urls_are_checked() {
     let users = "[source.users]\nbase = \"ou=people,dc=example,dc=com\"\n";
     let ldap = |extra: &str| format!("[source]\nkind = \"ldap\"\n{extra}\n{users}");

@@ -137,6 +137,10 @@ pub struct LdapGroupsConfig {
     pub name_attr: String,
     #[serde(default = "yes")]
     pub nested: bool,
+    /// Active Directory only: resolve nested membership on the server with the in-chain
+    /// matching rule (one query per group) instead of reading member lists.
+    #[serde(default)]
+    pub in_chain: bool,
 }
 
 impl Default for LdapGroupsConfig {
@@ -147,6 +151,7 @@ impl Default for LdapGroupsConfig {
             member_attr: default_member_attr(),
             name_attr: default_name_attr(),
             nested: true,
+            in_chain: false,
         }
     }
 }

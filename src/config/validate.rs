@@ -9,7 +9,7 @@ use std::path::Path;
 use super::cron::check_schedule;
 use super::doc::{entry, key_label, keys, with, Doc, Seg};
 use super::secrets::{check_env_name, read_secret_file, source_secret_keys, Lookup};
-use super::types::{Config, SourceConfig, SourceKind};
+use super::types::{Config, LdapDialect, SourceConfig, SourceKind};
 use crate::model::Email;
 
 /// Free mail providers: a managed domain among them would put strangers in scope.
@@ -263,6 +263,12 @@ fn check_source(c: &mut Checker<'_, '_>, s: &SourceConfig, base_dir: &Path, look
                 );
             }
         }
+    }
+    if s.groups.in_chain && !(s.kind == SourceKind::Ldap && s.dialect == LdapDialect::ActiveDirectory) {
+        c.error(
+            &keys(&["source", "groups", "in_chain"]),
+            "the in-chain matching rule exists only on Active Directory: use it with kind = \"ldap\" and dialect = \"active-directory\", or remove it",
+        );
     }
     if s.page_size == 0 {
         c.error(&src("page_size"), "must be at least 1 (default 500)");

@@ -1,10 +1,12 @@
 //! Directory sources: each builds a complete `DirectorySnapshot` or fails.
 //!
 //! `entries` turns raw LDAP-style entries into a snapshot (shared by LDIF and LDAP),
-//! `filter` evaluates LDAP search filters locally, and `ldif` reads an export file.
+//! `filter` evaluates LDAP search filters locally, `ldif` reads an export file, and
+//! `ldap` reads a live LDAP / Active Directory server.
 
 pub mod entries;
 pub mod filter;
+pub mod ldap;
 pub mod ldif;
 // Identity-provider sources and their shared HTTP plumbing.
 pub mod entra;
@@ -33,8 +35,9 @@ pub enum SourceError {
     Filter { key: String, msg: String },
     #[error("directory entry {dn}: {msg}")]
     Entry { dn: String, msg: String },
-    #[error("source kind \"{kind}\" is not available in this release of idsync; it arrives in a later release (meanwhile, export the directory with `ldapsearch -LLL` and use kind = \"ldif\")")]
-    Unsupported { kind: String },
+    /// A live server failed: which server, which operation, and what to do.
+    #[error("LDAP server {server}: {op} failed: {detail}")]
+    Ldap { server: String, op: String, detail: String },
     #[error("{0}")]
     Other(String),
 }
@@ -54,13 +57,43 @@ pub async fn read_directory(cfg: &SourceConfig, config_dir: &Path) -> Result<Dir
                 .await
                 .map_err(|e| SourceError::Other(format!("the LDIF reader stopped unexpectedly: {e}")))?
         }
+        SourceKind::Ldap => {
+            let password = ldap_password(cfg, config_dir)?;
+            ldap::LdapSource::new(cfg, config_dir, password.as_ref())?.read().await
+        }
         SourceKind::Scim => scim::read(cfg, config_dir).await,
         SourceKind::Okta => okta::read(cfg, config_dir).await,
         SourceKind::Entra => entra::read(cfg, config_dir).await,
-        kind => Err(SourceError::Unsupported {
-            kind: kind.as_str().to_string(),
-        }),
     }
+}
+
+/// Connects to the source and authenticates without reading it, for `check-config
+/// --connect`: `Some(what happened)` for sources that have a connection step, `None` for
+/// those that have none (an LDIF file).
+pub async fn check_connection(cfg: &SourceConfig, config_dir: &Path) -> Result<Option<String>, SourceError> {
+    match cfg.kind {
+        SourceKind::Ldap => {
+            let password = ldap_password(cfg, config_dir)?;
+            let line = ldap::LdapSource::new(cfg, config_dir, password.as_ref())?.check_bind().await?;
+            Ok(Some(line))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The bind password, when `bind_dn` is set.
+fn ldap_password(cfg: &SourceConfig, config_dir: &Path) -> Result<Option<crate::secret::Secret>, SourceError> {
+    if cfg.bind_dn.as_deref().is_none_or(|d| d.trim().is_empty()) {
+        return Ok(None);
+    }
+    crate::config::read_secret(
+        cfg.bind_password_file.as_deref(),
+        cfg.bind_password_env.as_deref(),
+        "[source] bind_password",
+        config_dir,
+    )
+    .map(Some)
+    .map_err(|e| SourceError::Other(e.to_string()))
 }
 
 #[cfg(test)]
@@ -97,17 +130,5 @@ mod tests {
         assert!(e.to_string().contains("missing.ldif"), "{e}");
         let e = read_directory(&config(SourceKind::Ldif, None), dir.path()).await.unwrap_err();
         assert!(e.to_string().contains("source.path"), "{e}");
-    }
-
-    #[tokio::test]
-    async fn other_kinds_arrive_later() {
-        for kind in [SourceKind::Ldap] {
-            let e = read_directory(&config(kind, None), Path::new(".")).await.unwrap_err();
-            assert!(matches!(e, SourceError::Unsupported { .. }));
-            assert!(
-                e.to_string().contains(kind.as_str()) && e.to_string().contains("later release"),
-                "{e}"
-            );
-        }
     }
 }

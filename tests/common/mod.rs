@@ -6,6 +6,7 @@
 pub mod entra_fake;
 pub mod okta_fake;
 pub mod scim_server;
+pub mod slapd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -201,19 +202,20 @@ state_dir = "state"
         .unwrap()
     }
 
-    /// Replaces the config's `[source]` block (everything before `[target]`) with `block`,
-    /// for sources other than the generated LDIF file.
-    pub fn set_source(&self, block: &str) {
+    /// Replaces the config's `[source]` section (up to `[target]`) with `toml`, which
+    /// must start with `[source]`; used to point the fixture at a live server.
+    pub fn set_source(&self, toml: &str) {
         let text = std::fs::read_to_string(&self.cfg).unwrap();
-        let at = text.find("[target]").expect("config has [target]");
-        std::fs::write(&self.cfg, format!("{block}\n\n{}", &text[at..])).unwrap();
+        let start = text.find("[source]").expect("[source] in config");
+        let end = text.find("\n[target]").expect("[target] in config");
+        std::fs::write(&self.cfg, format!("{}{}\n{}", &text[..start], toml.trim_end(), &text[end..])).unwrap();
     }
 
-    /// Writes a secret file (mode 600) next to the config.
+    /// Writes a secret file next to the config, readable by its owner only.
     pub fn write_secret(&self, name: &str, value: &str) {
-        let path = self.path(name);
-        std::fs::write(&path, format!("{value}\n")).unwrap();
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let p = self.path(name);
+        std::fs::write(&p, format!("{value}\n")).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     }
 
     pub fn write_ldif(&self, text: &str) {
