@@ -2,6 +2,10 @@
 //! 50,000 W&B users / 2,000 teams, planning alone (no network). Prints figures; run with
 //! `cargo bench --bench plan`. Budget: under 1 s and under 500 MiB peak RSS.
 
+// The binary's allocator (src/main.rs), so the figures are what `idsync` itself does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

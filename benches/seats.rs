@@ -2,6 +2,10 @@
 //! 100,000 people, the pure build and each renderer. Prints figures; run with
 //! `cargo bench --bench seats`. Budget: under 1 s for the build plus every format.
 
+// The binary's allocator (src/main.rs), so the figures are what `idsync` itself does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
