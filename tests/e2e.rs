@@ -513,3 +513,35 @@ async fn example_config_loads_unchanged() {
     assert_eq!(code(&out), 0, "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_report_piped_into_a_closed_reader_ends_without_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    let f = Fixture::start(Setup {
+        org: org(&[("root@example.com", "admin", &[])], &[]),
+        ldif: ldif(&[P("root", true), P("alice", true)], &[]),
+        ..Setup::default()
+    })
+    .await;
+    let mut cmd = f.command(&["plan"]);
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Like `idsync plan | head -0`: the reader is gone before the report is written.
+        drop(child.stdout.take());
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        out.status.signal(),
+        Some(13),
+        "ended by SIGPIPE, as Unix tools do: {:?} {stderr}",
+        out.status
+    );
+}

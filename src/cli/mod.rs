@@ -183,9 +183,23 @@ pub struct SandboxArgs {
     pub no_activity: bool,
 }
 
+/// `idsync plan | head` ends quietly, as Unix tools do, instead of panicking when the
+/// reader closes the pipe. Not for the long-running servers (`run`, `sandbox`): they
+/// keep Rust's default of ignoring SIGPIPE.
+fn end_quietly_on_closed_stdout() {
+    // SAFETY: sets a signal disposition at start-up, before the runtime starts any thread;
+    // SIG_DFL is always a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Parses arguments, runs the command and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. } | Command::Sandbox(_)) {
+        end_quietly_on_closed_stdout();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
