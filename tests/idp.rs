@@ -321,7 +321,7 @@ async fn entra_renews_the_token_before_it_expires() {
     world.token_lifetime_secs = 2;
     world.latency = Duration::from_millis(250);
     let fake = EntraFake::start(world).await;
-    let src = entra_source(&fake, 1, ENTRA_SECRET);
+    let src = entra_source(&fake, 1, ENTRA_SECRET).with_token_lifetime_floor(Duration::from_secs(1));
     let dir = src.read().await.unwrap();
     assert_eq!(dir.people.len(), 5);
     assert!(fake.token_requests() >= 2, "renewed: {}", fake.token_requests());
@@ -465,4 +465,16 @@ async fn entra_wrong_secret_fails_plan_with_a_clear_message() {
     let t = text(&out);
     assert!(t.contains("AADSTS7000215") && t.contains("source.client_secret_file"), "{t}");
     assert!(!t.contains("wrong-secret-value-9"), "{t}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn entra_user_member_without_an_id_is_malformed_not_dropped() {
+    let mut world = entra_world();
+    world.groups[2].2.push(("#microsoft.graph.user".into(), String::new()));
+    let fake = EntraFake::start(world).await;
+    let e = entra_source(&fake, 10, ENTRA_SECRET).read().await.unwrap_err().to_string();
+    assert!(
+        e.contains("transitiveMembers (members of wandb-admins)") && e.contains("a user member has no id"),
+        "{e}"
+    );
 }

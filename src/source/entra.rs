@@ -33,6 +33,10 @@ pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com";
 const MAX_TOP: u32 = 999;
 /// Renew a token this long before it expires (at most half its lifetime).
 const RENEW_MARGIN: Duration = Duration::from_secs(120);
+/// Bounds on a token's `expires_in`: a tiny one would fetch a token per request, a huge
+/// one would keep a revoked token (and could overflow the clock arithmetic).
+const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 const CREDENTIAL: &str = "source.tenant_id, source.client_id and source.client_secret_file / source.client_secret_env \
      (a client secret of the app registration; secrets expire)";
@@ -86,6 +90,7 @@ pub struct EntraSource {
     scope: String,
     top: u32,
     token: Mutex<Option<Token>>,
+    lifetime_floor: Duration,
 }
 
 impl std::fmt::Debug for EntraSource {
@@ -142,12 +147,19 @@ impl EntraSource {
             scope,
             top: s.page_size.clamp(1, MAX_TOP),
             token: Mutex::new(None),
+            lifetime_floor: MIN_TOKEN_LIFETIME,
         })
     }
 
     pub fn with_retries(mut self, max_retries: u32, backoff: Backoff) -> EntraSource {
         self.login = self.login.with_retries(max_retries, backoff);
         self.graph = self.graph.with_retries(max_retries, backoff);
+        self
+    }
+
+    /// Lowers the shortest token lifetime honoured (tests renew tokens within seconds).
+    pub fn with_token_lifetime_floor(mut self, floor: Duration) -> EntraSource {
+        self.lifetime_floor = floor;
         self
     }
 
@@ -210,19 +222,15 @@ impl EntraSource {
             .as_str()
             .filter(|s| !s.is_empty())
             .ok_or_else(|| self.login.malformed(op, "no access_token in the token response"))?;
-        let lifetime = match &v["expires_in"] {
-            Value::Number(n) => n.as_u64(),
-            Value::String(s) => s.trim().parse().ok(),
-            _ => None,
-        }
-        .map(Duration::from_secs)
-        .ok_or_else(|| self.login.malformed(op, "no expires_in in the token response"))?;
+        let lifetime = token_lifetime(&v["expires_in"], self.lifetime_floor).map_err(|d| self.login.malformed(op, d))?;
         let header = auth_header("Bearer", &Secret::new(access), "the access token")?;
         let margin = RENEW_MARGIN.min(lifetime / 2);
         tracing::debug!(lifetime_s = lifetime.as_secs(), "Entra ID access token obtained");
+        let now = Instant::now();
         *slot = Some(Token {
             header: header.clone(),
-            renew_at: Instant::now() + lifetime - margin,
+            // The lifetime is clamped, so this cannot overflow; renewing at once is the safe fallback.
+            renew_at: now.checked_add(lifetime.saturating_sub(margin)).unwrap_or(now),
         });
         Ok(header)
     }
@@ -345,13 +353,20 @@ impl EntraSource {
                 self.url(&["groups", &id, "transitiveMembers"], &[("$select", "id"), ("$top", top)]),
             )
             .await?;
-        let ids: BTreeSet<String> = members
+        let mut ids: BTreeSet<String> = BTreeSet::new();
+        for m in members
             .iter()
             .filter(|m| m["@odata.type"].as_str() == Some("#microsoft.graph.user"))
-            .filter_map(|m| m["id"].as_str())
-            .filter(|id| known.contains(id))
-            .map(str::to_string)
-            .collect();
+        {
+            // A user member without an id cannot be matched: dropping it would shrink the group.
+            let mid = m["id"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| self.graph.malformed(&op, "a user member has no id"))?;
+            if known.contains(mid) {
+                ids.insert(mid.to_string());
+            }
+        }
         Ok(Group {
             anchor: id,
             name,
@@ -359,6 +374,23 @@ impl EntraSource {
             members: ids.into_iter().collect(),
         })
     }
+}
+
+/// A token's `expires_in` (seconds, a number or a numeric string), clamped to
+/// `floor` ([`MIN_TOKEN_LIFETIME`] outside tests)..[`MAX_TOKEN_LIFETIME`]; zero or
+/// negative is taken as the floor. Missing or non-numeric is an error (the detail for a malformed response).
+pub fn token_lifetime(v: &Value, floor: Duration) -> Result<Duration, String> {
+    let secs: f64 = match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        Value::Null => return Err("no expires_in in the token response".into()),
+        _ => None,
+    }
+    .filter(|f| f.is_finite())
+    .ok_or_else(|| format!("expires_in {v} in the token response is not a number of seconds"))?;
+    let max = MAX_TOKEN_LIFETIME.as_secs_f64();
+    let min = floor.min(MAX_TOKEN_LIFETIME).as_secs_f64();
+    Ok(Duration::from_secs_f64(secs.clamp(min, max)))
 }
 
 /// One Graph user as a directory person.
@@ -403,7 +435,7 @@ mod tests {
         let s = EntraSource::new(EntraSettings {
             tenant_id: "contoso.onmicrosoft.com",
             client_id: "app",
-            client_secret: Secret::new("pw"),
+            client_secret: Secret::new("entra-unit-secret-7f3a9c1e5b"),
             authority: "https://login.microsoftonline.us/",
             graph_url: "https://graph.microsoft.us/v1.0",
             page_size: 5000,
@@ -417,6 +449,25 @@ mod tests {
         assert_eq!(s.scope, "https://graph.microsoft.us/.default");
         assert_eq!(s.top, MAX_TOP);
         assert!(s.url(&["users"], &[]).as_str().starts_with("https://graph.microsoft.us/v1.0/users"));
-        assert!(!format!("{s:?}").contains("pw\""));
+        assert!(!format!("{s:?}").contains("entra-unit-secret-7f3a9c1e5b"), "{s:?}");
+    }
+
+    #[test]
+    fn token_lifetimes_are_clamped_and_never_overflow() {
+        assert_eq!(token_lifetime(&json!(3599), MIN_TOKEN_LIFETIME), Ok(Duration::from_secs(3599)));
+        assert_eq!(token_lifetime(&json!("3600"), MIN_TOKEN_LIFETIME), Ok(Duration::from_secs(3600)));
+        assert_eq!(token_lifetime(&json!(u64::MAX), MIN_TOKEN_LIFETIME), Ok(MAX_TOKEN_LIFETIME));
+        assert_eq!(token_lifetime(&json!(1e300), MIN_TOKEN_LIFETIME), Ok(MAX_TOKEN_LIFETIME));
+        assert_eq!(token_lifetime(&json!(0), MIN_TOKEN_LIFETIME), Ok(MIN_TOKEN_LIFETIME));
+        assert_eq!(token_lifetime(&json!(-5), MIN_TOKEN_LIFETIME), Ok(MIN_TOKEN_LIFETIME));
+        assert_eq!(token_lifetime(&json!("0"), MIN_TOKEN_LIFETIME), Ok(MIN_TOKEN_LIFETIME));
+        assert!(token_lifetime(&json!("soon"), MIN_TOKEN_LIFETIME).is_err());
+        assert!(token_lifetime(&json!(true), MIN_TOKEN_LIFETIME).is_err());
+        assert!(token_lifetime(&Value::Null, MIN_TOKEN_LIFETIME)
+            .unwrap_err()
+            .contains("no expires_in"));
+        // The arithmetic the token cache does with the largest lifetime.
+        let l = token_lifetime(&json!(u64::MAX), MIN_TOKEN_LIFETIME).unwrap();
+        assert!(Instant::now().checked_add(l.saturating_sub(RENEW_MARGIN.min(l / 2))).is_some());
     }
 }

@@ -353,7 +353,15 @@ async fn members(State((s, addr)): St, Path(id): Path<String>, Query(q): Query<H
     }
     let items: Vec<Value> = out
         .into_iter()
-        .map(|(t, m)| select(&json!({"@odata.type": t, "id": m}), &q))
+        .map(|(t, m)| {
+            // An empty id stands for a member Graph sends without one.
+            let v = if m.is_empty() {
+                json!({"@odata.type": t})
+            } else {
+                json!({"@odata.type": t, "id": m})
+            };
+            select(&v, &q)
+        })
         .collect();
     page(items, &q, &origin(&st, addr), &path, "directoryObjects")
 }
