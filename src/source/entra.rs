@@ -18,8 +18,7 @@ use reqwest::{Method, Url};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use super::http::{auth_header, join, parse_base, same_origin, source_secret, IdpError, Request, SourceHttp, MAX_PAGES};
-use super::scim::warn_duplicate_names;
+use super::http::{auth_header, join, parse_base, source_secret, warn_duplicate_names, IdpError, Pager, Request, SourceHttp, MAX_ITEMS};
 use super::SourceError;
 use crate::config::SourceConfig;
 use crate::model::{DirectorySnapshot, Group, Person};
@@ -250,40 +249,25 @@ impl EntraSource {
         self.graph.json(op, &reply)
     }
 
-    /// Every item of a collection, following `@odata.nextLink` (same origin only).
+    /// Every item of a collection, following `@odata.nextLink` by [`Pager`]'s rules (same
+    /// origin only, no loops, bounded).
     async fn pages(&self, op: &str, first: Url) -> Result<Vec<Value>, IdpError> {
-        let mut out = Vec::new();
-        let mut url = first;
-        let mut followed: HashSet<String> = HashSet::new();
-        for _ in 0..MAX_PAGES {
-            followed.insert(url.to_string());
-            let v = self.get(op, &url).await?;
-            match v.get("value") {
-                Some(Value::Array(items)) => out.extend(items.iter().cloned()),
-                _ => return Err(self.graph.malformed(op, "the response has no \"value\" list")),
-            }
-            let Some(next) = v.get("@odata.nextLink").and_then(Value::as_str) else {
-                return Ok(out);
-            };
-            let next = Url::parse(next).map_err(|_| self.graph.malformed(op, format!("unusable @odata.nextLink {next:?}")))?;
-            if !same_origin(&self.graph_base, &next) {
-                return Err(self.graph.malformed(
-                    op,
-                    format!(
-                        "@odata.nextLink leads to another origin ({}); idsync sends the token only to {} (check source.graph_url)",
-                        next.origin().ascii_serialization(),
-                        self.graph_base.origin().ascii_serialization()
-                    ),
-                ));
-            }
-            if followed.contains(next.as_str()) {
-                return Err(self
-                    .graph
-                    .malformed(op, "@odata.nextLink points to a page already read (a paging loop)"));
-            }
-            url = next;
-        }
-        Err(self.graph.malformed(op, "still paging after too many pages; refusing to continue"))
+        let pager = Pager {
+            op,
+            base: &self.graph_base,
+            link_name: "@odata.nextLink",
+            config_key: "source.graph_url",
+            max_items: MAX_ITEMS,
+        };
+        pager
+            .collect(&self.graph, first, |url| async move {
+                let mut v = self.get(op, &url).await?;
+                let Some(Value::Array(items)) = v.get_mut("value").map(Value::take) else {
+                    return Err(self.graph.malformed(op, "the response has no \"value\" list"));
+                };
+                Ok((items, v.get("@odata.nextLink").and_then(Value::as_str).map(str::to_string)))
+            })
+            .await
     }
 
     fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Url {

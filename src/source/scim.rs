@@ -15,7 +15,7 @@ use reqwest::header::HeaderValue;
 use reqwest::Url;
 use serde_json::Value;
 
-use super::http::{auth_header, join, parse_base, source_secret, IdpError, SourceHttp};
+use super::http::{auth_header, join, parse_base, source_secret, warn_duplicate_names, IdpError, SourceHttp};
 use super::SourceError;
 use crate::config::SourceConfig;
 use crate::model::{DirectorySnapshot, Group, Person};
@@ -417,22 +417,6 @@ pub fn flatten_groups(people: &[Person], raw: &[RawGroup]) -> (Vec<Group>, usize
         })
         .collect();
     (groups, ignored)
-}
-
-/// Policy matches groups by name: several groups sharing a name are merged, which an
-/// admin should know about (and can avoid by referencing the id).
-pub(crate) fn warn_duplicate_names(groups: &[Group], kind: &str) {
-    let mut by_name: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for g in groups {
-        by_name.entry(g.name.as_str()).or_default().push(g.anchor.as_str());
-    }
-    for (name, ids) in by_name.into_iter().filter(|(_, ids)| ids.len() > 1) {
-        tracing::warn!(
-            group = name,
-            ids = ids.join(", "),
-            "several {kind} groups share this name; a policy rule naming it covers all of them (name one by its id instead)"
-        );
-    }
 }
 
 #[cfg(test)]
