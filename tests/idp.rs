@@ -149,6 +149,17 @@ async fn okta_next_links_to_another_origin_are_refused() {
     assert!(elsewhere.requests().is_empty(), "the token never followed the link");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn okta_next_link_repeating_is_a_paging_loop_error() {
+    let mut world = okta_world();
+    world.repeat_next = true;
+    let fake = OktaFake::start(world).await;
+    let src = OktaSource::new(&fake.url(), Secret::new(OKTA_TOKEN), 2, Duration::from_secs(5)).unwrap();
+    let e = src.read().await.unwrap_err().to_string();
+    assert!(e.contains("a paging loop") && e.contains("Okta at"), "{e}");
+    assert!(fake.requests().len() < 20, "stopped at once: {:?}", fake.requests());
+}
+
 async fn okta_fixture(org_users: &[SeedUser<'_>]) -> (OktaFake, Fixture) {
     let fake = OktaFake::start(okta_world()).await;
     let f = Fixture::start(Setup {
@@ -321,7 +332,7 @@ async fn entra_renews_the_token_before_it_expires() {
     world.token_lifetime_secs = 2;
     world.latency = Duration::from_millis(250);
     let fake = EntraFake::start(world).await;
-    let src = entra_source(&fake, 1, ENTRA_SECRET);
+    let src = entra_source(&fake, 1, ENTRA_SECRET).with_token_lifetime_floor(Duration::from_secs(1));
     let dir = src.read().await.unwrap();
     assert_eq!(dir.people.len(), 5);
     assert!(fake.token_requests() >= 2, "renewed: {}", fake.token_requests());
@@ -465,4 +476,41 @@ async fn entra_wrong_secret_fails_plan_with_a_clear_message() {
     let t = text(&out);
     assert!(t.contains("AADSTS7000215") && t.contains("source.client_secret_file"), "{t}");
     assert!(!t.contains("wrong-secret-value-9"), "{t}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn entra_user_member_without_an_id_is_malformed_not_dropped() {
+    let mut world = entra_world();
+    world.groups[2].2.push(("#microsoft.graph.user".into(), String::new()));
+    let fake = EntraFake::start(world).await;
+    let e = entra_source(&fake, 10, ENTRA_SECRET).read().await.unwrap_err().to_string();
+    assert!(
+        e.contains("transitiveMembers (members of wandb-admins)") && e.contains("a user member has no id"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn entra_next_link_repeating_is_a_paging_loop_error() {
+    let mut world = entra_world();
+    world.repeat_next = true;
+    let fake = EntraFake::start(world).await;
+    let e = entra_source(&fake, 2, ENTRA_SECRET).read().await.unwrap_err().to_string();
+    assert!(e.contains("@odata.nextLink points to a page already read (a paging loop)"), "{e}");
+    assert!(fake.state.lock().unwrap().log.len() < 20);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn entra_next_links_to_another_origin_are_refused_and_get_no_token() {
+    let elsewhere = EntraFake::start(entra_world()).await;
+    let mut world = entra_world();
+    world.link_origin = Some(elsewhere.url());
+    let fake = EntraFake::start(world).await;
+    let e = entra_source(&fake, 2, ENTRA_SECRET).read().await.unwrap_err().to_string();
+    assert!(
+        e.contains("@odata.nextLink leads to another origin") && e.contains(&elsewhere.url()) && e.contains("source.graph_url"),
+        "{e}"
+    );
+    assert!(elsewhere.state.lock().unwrap().log.is_empty(), "the token never followed the link");
+    assert_eq!(elsewhere.token_requests(), 0);
 }

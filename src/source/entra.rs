@@ -18,8 +18,7 @@ use reqwest::{Method, Url};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use super::http::{auth_header, join, parse_base, same_origin, source_secret, IdpError, Request, SourceHttp, MAX_PAGES};
-use super::scim::warn_duplicate_names;
+use super::http::{auth_header, join, parse_base, source_secret, warn_duplicate_names, IdpError, Pager, Request, SourceHttp, MAX_ITEMS};
 use super::SourceError;
 use crate::config::SourceConfig;
 use crate::model::{DirectorySnapshot, Group, Person};
@@ -33,6 +32,10 @@ pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com";
 const MAX_TOP: u32 = 999;
 /// Renew a token this long before it expires (at most half its lifetime).
 const RENEW_MARGIN: Duration = Duration::from_secs(120);
+/// Bounds on a token's `expires_in`: a tiny one would fetch a token per request, a huge
+/// one would keep a revoked token (and could overflow the clock arithmetic).
+const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 const CREDENTIAL: &str = "source.tenant_id, source.client_id and source.client_secret_file / source.client_secret_env \
      (a client secret of the app registration; secrets expire)";
@@ -86,6 +89,7 @@ pub struct EntraSource {
     scope: String,
     top: u32,
     token: Mutex<Option<Token>>,
+    lifetime_floor: Duration,
 }
 
 impl std::fmt::Debug for EntraSource {
@@ -142,12 +146,19 @@ impl EntraSource {
             scope,
             top: s.page_size.clamp(1, MAX_TOP),
             token: Mutex::new(None),
+            lifetime_floor: MIN_TOKEN_LIFETIME,
         })
     }
 
     pub fn with_retries(mut self, max_retries: u32, backoff: Backoff) -> EntraSource {
         self.login = self.login.with_retries(max_retries, backoff);
         self.graph = self.graph.with_retries(max_retries, backoff);
+        self
+    }
+
+    /// Lowers the shortest token lifetime honoured (tests renew tokens within seconds).
+    pub fn with_token_lifetime_floor(mut self, floor: Duration) -> EntraSource {
+        self.lifetime_floor = floor;
         self
     }
 
@@ -210,19 +221,15 @@ impl EntraSource {
             .as_str()
             .filter(|s| !s.is_empty())
             .ok_or_else(|| self.login.malformed(op, "no access_token in the token response"))?;
-        let lifetime = match &v["expires_in"] {
-            Value::Number(n) => n.as_u64(),
-            Value::String(s) => s.trim().parse().ok(),
-            _ => None,
-        }
-        .map(Duration::from_secs)
-        .ok_or_else(|| self.login.malformed(op, "no expires_in in the token response"))?;
+        let lifetime = token_lifetime(&v["expires_in"], self.lifetime_floor).map_err(|d| self.login.malformed(op, d))?;
         let header = auth_header("Bearer", &Secret::new(access), "the access token")?;
         let margin = RENEW_MARGIN.min(lifetime / 2);
         tracing::debug!(lifetime_s = lifetime.as_secs(), "Entra ID access token obtained");
+        let now = Instant::now();
         *slot = Some(Token {
             header: header.clone(),
-            renew_at: Instant::now() + lifetime - margin,
+            // The lifetime is clamped, so this cannot overflow; renewing at once is the safe fallback.
+            renew_at: now.checked_add(lifetime.saturating_sub(margin)).unwrap_or(now),
         });
         Ok(header)
     }
@@ -242,40 +249,25 @@ impl EntraSource {
         self.graph.json(op, &reply)
     }
 
-    /// Every item of a collection, following `@odata.nextLink` (same origin only).
+    /// Every item of a collection, following `@odata.nextLink` by [`Pager`]'s rules (same
+    /// origin only, no loops, bounded).
     async fn pages(&self, op: &str, first: Url) -> Result<Vec<Value>, IdpError> {
-        let mut out = Vec::new();
-        let mut url = first;
-        let mut followed: HashSet<String> = HashSet::new();
-        for _ in 0..MAX_PAGES {
-            followed.insert(url.to_string());
-            let v = self.get(op, &url).await?;
-            match v.get("value") {
-                Some(Value::Array(items)) => out.extend(items.iter().cloned()),
-                _ => return Err(self.graph.malformed(op, "the response has no \"value\" list")),
-            }
-            let Some(next) = v.get("@odata.nextLink").and_then(Value::as_str) else {
-                return Ok(out);
-            };
-            let next = Url::parse(next).map_err(|_| self.graph.malformed(op, format!("unusable @odata.nextLink {next:?}")))?;
-            if !same_origin(&self.graph_base, &next) {
-                return Err(self.graph.malformed(
-                    op,
-                    format!(
-                        "@odata.nextLink leads to another origin ({}); idsync sends the token only to {} (check source.graph_url)",
-                        next.origin().ascii_serialization(),
-                        self.graph_base.origin().ascii_serialization()
-                    ),
-                ));
-            }
-            if followed.contains(next.as_str()) {
-                return Err(self
-                    .graph
-                    .malformed(op, "@odata.nextLink points to a page already read (a paging loop)"));
-            }
-            url = next;
-        }
-        Err(self.graph.malformed(op, "still paging after too many pages; refusing to continue"))
+        let pager = Pager {
+            op,
+            base: &self.graph_base,
+            link_name: "@odata.nextLink",
+            config_key: "source.graph_url",
+            max_items: MAX_ITEMS,
+        };
+        pager
+            .collect(&self.graph, first, |url| async move {
+                let mut v = self.get(op, &url).await?;
+                let Some(Value::Array(items)) = v.get_mut("value").map(Value::take) else {
+                    return Err(self.graph.malformed(op, "the response has no \"value\" list"));
+                };
+                Ok((items, v.get("@odata.nextLink").and_then(Value::as_str).map(str::to_string)))
+            })
+            .await
     }
 
     fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Url {
@@ -345,13 +337,20 @@ impl EntraSource {
                 self.url(&["groups", &id, "transitiveMembers"], &[("$select", "id"), ("$top", top)]),
             )
             .await?;
-        let ids: BTreeSet<String> = members
+        let mut ids: BTreeSet<String> = BTreeSet::new();
+        for m in members
             .iter()
             .filter(|m| m["@odata.type"].as_str() == Some("#microsoft.graph.user"))
-            .filter_map(|m| m["id"].as_str())
-            .filter(|id| known.contains(id))
-            .map(str::to_string)
-            .collect();
+        {
+            // A user member without an id cannot be matched: dropping it would shrink the group.
+            let mid = m["id"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| self.graph.malformed(&op, "a user member has no id"))?;
+            if known.contains(mid) {
+                ids.insert(mid.to_string());
+            }
+        }
         Ok(Group {
             anchor: id,
             name,
@@ -359,6 +358,23 @@ impl EntraSource {
             members: ids.into_iter().collect(),
         })
     }
+}
+
+/// A token's `expires_in` (seconds, a number or a numeric string), clamped to
+/// `floor` ([`MIN_TOKEN_LIFETIME`] outside tests)..[`MAX_TOKEN_LIFETIME`]; zero or
+/// negative is taken as the floor. Missing or non-numeric is an error (the detail for a malformed response).
+pub fn token_lifetime(v: &Value, floor: Duration) -> Result<Duration, String> {
+    let secs: f64 = match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        Value::Null => return Err("no expires_in in the token response".into()),
+        _ => None,
+    }
+    .filter(|f| f.is_finite())
+    .ok_or_else(|| format!("expires_in {v} in the token response is not a number of seconds"))?;
+    let max = MAX_TOKEN_LIFETIME.as_secs_f64();
+    let min = floor.min(MAX_TOKEN_LIFETIME).as_secs_f64();
+    Ok(Duration::from_secs_f64(secs.clamp(min, max)))
 }
 
 /// One Graph user as a directory person.
@@ -403,7 +419,7 @@ mod tests {
         let s = EntraSource::new(EntraSettings {
             tenant_id: "contoso.onmicrosoft.com",
             client_id: "app",
-            client_secret: Secret::new("pw"),
+            client_secret: Secret::new("entra-unit-secret-7f3a9c1e5b"),
             authority: "https://login.microsoftonline.us/",
             graph_url: "https://graph.microsoft.us/v1.0",
             page_size: 5000,
@@ -417,6 +433,25 @@ mod tests {
         assert_eq!(s.scope, "https://graph.microsoft.us/.default");
         assert_eq!(s.top, MAX_TOP);
         assert!(s.url(&["users"], &[]).as_str().starts_with("https://graph.microsoft.us/v1.0/users"));
-        assert!(!format!("{s:?}").contains("pw\""));
+        assert!(!format!("{s:?}").contains("entra-unit-secret-7f3a9c1e5b"), "{s:?}");
+    }
+
+    #[test]
+    fn token_lifetimes_are_clamped_and_never_overflow() {
+        assert_eq!(token_lifetime(&json!(3599), MIN_TOKEN_LIFETIME), Ok(Duration::from_secs(3599)));
+        assert_eq!(token_lifetime(&json!("3600"), MIN_TOKEN_LIFETIME), Ok(Duration::from_secs(3600)));
+        assert_eq!(token_lifetime(&json!(u64::MAX), MIN_TOKEN_LIFETIME), Ok(MAX_TOKEN_LIFETIME));
+        assert_eq!(token_lifetime(&json!(1e300), MIN_TOKEN_LIFETIME), Ok(MAX_TOKEN_LIFETIME));
+        assert_eq!(token_lifetime(&json!(0), MIN_TOKEN_LIFETIME), Ok(MIN_TOKEN_LIFETIME));
+        assert_eq!(token_lifetime(&json!(-5), MIN_TOKEN_LIFETIME), Ok(MIN_TOKEN_LIFETIME));
+        assert_eq!(token_lifetime(&json!("0"), MIN_TOKEN_LIFETIME), Ok(MIN_TOKEN_LIFETIME));
+        assert!(token_lifetime(&json!("soon"), MIN_TOKEN_LIFETIME).is_err());
+        assert!(token_lifetime(&json!(true), MIN_TOKEN_LIFETIME).is_err());
+        assert!(token_lifetime(&Value::Null, MIN_TOKEN_LIFETIME)
+            .unwrap_err()
+            .contains("no expires_in"));
+        // The arithmetic the token cache does with the largest lifetime.
+        let l = token_lifetime(&json!(u64::MAX), MIN_TOKEN_LIFETIME).unwrap();
+        assert!(Instant::now().checked_add(l.saturating_sub(RENEW_MARGIN.min(l / 2))).is_some());
     }
 }

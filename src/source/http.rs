@@ -30,6 +30,11 @@ pub const MAX_RETRIES: u32 = 5;
 /// Hard stop for paging, far above any real directory: a server that keeps handing out
 /// new `next` links must not keep idsync busy forever.
 pub const MAX_PAGES: u32 = 100_000;
+/// Consecutive empty pages that still name a next page before a listing is abandoned:
+/// a server stuck handing out empty pages must not keep idsync paging for hours.
+pub const MAX_EMPTY_PAGES: u32 = 3;
+/// Most items one listing may bring, far above any real directory or group.
+pub const MAX_ITEMS: usize = 10_000_000;
 /// Groups whose members are read at once (Okta, Entra): a few requests in flight cut a
 /// read of thousands of groups several-fold without provoking the IdPs' rate limits.
 pub const GROUP_CONCURRENCY: usize = 4;
@@ -422,6 +427,92 @@ impl SourceHttp {
     }
 }
 
+/// How one paged listing is followed: which operation, which origin the credential may go
+/// to, how the server names its next-page link, and which config key sets the origin.
+pub struct Pager<'a> {
+    pub op: &'a str,
+    pub base: &'a Url,
+    /// e.g. `the next link` (Okta's `Link` header) or `@odata.nextLink`.
+    pub link_name: &'a str,
+    pub config_key: &'a str,
+    pub max_items: usize,
+}
+
+impl Pager<'_> {
+    /// Every item of a paged listing. `fetch` reads one page and returns its items and
+    /// the next-page link, if any (absolute, or relative to `base`). A link to another
+    /// origin, one already followed, too many pages, too many consecutive empty pages or
+    /// too many items is an error: never a silently shorter list, never a credential sent
+    /// elsewhere.
+    pub async fn collect<F, Fut>(&self, http: &SourceHttp, first: Url, mut fetch: F) -> Result<Vec<Value>, IdpError>
+    where
+        F: FnMut(Url) -> Fut,
+        Fut: std::future::Future<Output = Result<(Vec<Value>, Option<String>), IdpError>>,
+    {
+        let (op, link) = (self.op, self.link_name);
+        let mut out = Vec::new();
+        let mut url = first;
+        let mut followed: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut empty_in_a_row = 0u32;
+        for _ in 0..MAX_PAGES {
+            followed.insert(url.to_string());
+            let (items, next) = fetch(url).await?;
+            empty_in_a_row = if items.is_empty() { empty_in_a_row + 1 } else { 0 };
+            if out.len().saturating_add(items.len()) > self.max_items {
+                return Err(http.malformed(
+                    op,
+                    format!("more than {} items in one listing; refusing to continue", self.max_items),
+                ));
+            }
+            out.extend(items);
+            let Some(next) = next else {
+                return Ok(out);
+            };
+            if empty_in_a_row >= MAX_EMPTY_PAGES {
+                return Err(http.malformed(
+                    op,
+                    format!("{empty_in_a_row} empty pages in a row that still name a next page; refusing to continue"),
+                ));
+            }
+            let next = Url::parse(&next)
+                .or_else(|_| self.base.join(&next))
+                .map_err(|_| http.malformed(op, format!("unusable {link} {next:?}")))?;
+            if !same_origin(self.base, &next) {
+                return Err(http.malformed(
+                    op,
+                    format!(
+                        "{link} leads to another origin ({}); idsync sends the credential only to {} (check {})",
+                        next.origin().ascii_serialization(),
+                        self.base.origin().ascii_serialization(),
+                        self.config_key
+                    ),
+                ));
+            }
+            if followed.contains(next.as_str()) {
+                return Err(http.malformed(op, format!("{link} points to a page already read (a paging loop)")));
+            }
+            url = next;
+        }
+        Err(http.malformed(op, "still paging after too many pages; refusing to continue"))
+    }
+}
+
+/// Policy matches groups by name: several groups sharing a name are merged, which an
+/// admin should know about (and can avoid by referencing the id).
+pub(crate) fn warn_duplicate_names(groups: &[crate::model::Group], kind: &str) {
+    let mut by_name: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for g in groups {
+        by_name.entry(g.name.as_str()).or_default().push(g.anchor.as_str());
+    }
+    for (name, ids) in by_name.into_iter().filter(|(_, ids)| ids.len() > 1) {
+        tracing::warn!(
+            group = name,
+            ids = ids.join(", "),
+            "several {kind} groups share this name; a policy rule naming it covers all of them (name one by its id instead)"
+        );
+    }
+}
+
 /// The wait a throttled or failing reply asks for: `Retry-After`, and the rate-limit
 /// reset (`RateLimit-Reset`, or Okta's `X-Rate-Limit-Reset`, an epoch time) when the
 /// quota is the problem.
@@ -665,6 +756,82 @@ mod tests {
         assert_eq!(join(&root, &["api", "v1", "users"]).as_str(), "https://acme.okta.com/api/v1/users");
         assert!(parse_base("url", "ftp://x").is_err());
         assert!(parse_base("url", "not a url").is_err());
+    }
+
+    /// Runs a [`Pager`] over canned pages: `page(n)` is what the n-th fetch returns.
+    fn run_pager(
+        max_items: usize,
+        page: impl Fn(usize, &Url) -> (Vec<Value>, Option<String>),
+    ) -> (Result<Vec<Value>, IdpError>, Vec<String>) {
+        let http = SourceHttp::new("Okta at https://acme.okta.com".into(), "cred", "advice", Duration::from_secs(5)).unwrap();
+        let base = Url::parse("https://acme.okta.com").unwrap();
+        let pager = Pager {
+            op: "GET /api/v1/users (list users)",
+            base: &base,
+            link_name: "the next link",
+            config_key: "source.url",
+            max_items,
+        };
+        let fetched = Mutex::new(Vec::new());
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let r = rt.block_on(pager.collect(&http, base.join("/api/v1/users").unwrap(), |url| {
+            let mut f = fetched.lock().unwrap();
+            f.push(url.to_string());
+            let out = page(f.len(), &url);
+            async move { Ok(out) }
+        }));
+        (r, fetched.into_inner().unwrap())
+    }
+
+    #[test]
+    fn pager_follows_same_origin_links_absolute_or_relative() {
+        let (r, fetched) = run_pager(MAX_ITEMS, |n, _| match n {
+            1 => (vec![Value::from(1)], Some("https://acme.okta.com/api/v1/users?after=a".into())),
+            2 => (vec![Value::from(2)], Some("/api/v1/users?after=b".into())),
+            _ => (vec![Value::from(3)], None),
+        });
+        assert_eq!(r.unwrap(), vec![Value::from(1), Value::from(2), Value::from(3)]);
+        assert_eq!(fetched[2], "https://acme.okta.com/api/v1/users?after=b");
+    }
+
+    #[test]
+    fn pager_refuses_loops_other_origins_empty_runs_and_endless_items() {
+        let (r, fetched) = run_pager(MAX_ITEMS, |n, _| {
+            (vec![Value::from(n)], Some("https://acme.okta.com/api/v1/users?after=same".into()))
+        });
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("a paging loop") && e.contains("GET /api/v1/users"), "{e}");
+        assert_eq!(fetched.len(), 2);
+
+        let (r, fetched) = run_pager(MAX_ITEMS, |_, _| {
+            (vec![Value::from(1)], Some("https://evil.example/api/v1/users".into()))
+        });
+        let e = r.unwrap_err().to_string();
+        assert!(
+            e.contains("another origin (https://evil.example)") && e.contains("check source.url"),
+            "{e}"
+        );
+        assert_eq!(fetched.len(), 1, "the credential never went to the other origin");
+
+        let (r, fetched) = run_pager(MAX_ITEMS, |n, _| {
+            let items = if n == 1 { vec![Value::from(1)] } else { vec![] };
+            (items, Some(format!("https://acme.okta.com/api/v1/users?after={n}")))
+        });
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("3 empty pages in a row"), "{e}");
+        assert_eq!(fetched.len(), 1 + MAX_EMPTY_PAGES as usize);
+        // Empty pages that end the listing, or are followed by content, are fine.
+        let (r, _) = run_pager(MAX_ITEMS, |n, _| match n {
+            1 | 2 => (vec![], Some(format!("/api/v1/users?after={n}"))),
+            3 => (vec![Value::from(3)], Some("/api/v1/users?after=3".into())),
+            _ => (vec![], None),
+        });
+        assert_eq!(r.unwrap(), vec![Value::from(3)]);
+
+        let (r, fetched) = run_pager(5, |n, _| (vec![Value::from(n); 2], Some(format!("/api/v1/users?after={n}"))));
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("more than 5 items"), "{e}");
+        assert_eq!(fetched.len(), 3);
     }
 
     #[test]

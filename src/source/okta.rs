@@ -20,8 +20,7 @@ use reqwest::header::HeaderValue;
 use reqwest::Url;
 use serde_json::Value;
 
-use super::http::{auth_header, join, parse_base, same_origin, source_secret, IdpError, SourceHttp, MAX_PAGES};
-use super::scim::warn_duplicate_names;
+use super::http::{auth_header, join, parse_base, source_secret, warn_duplicate_names, IdpError, Pager, SourceHttp, MAX_ITEMS};
 use super::SourceError;
 use crate::config::SourceConfig;
 use crate::model::{DirectorySnapshot, Group, Person};
@@ -207,44 +206,25 @@ impl OktaSource {
     }
 
     /// Every item of a paged list: each page a JSON array, the next page named by the
-    /// `Link: <…>; rel="next"` header. A next link to another origin, or one already
-    /// followed, is an error (never a silently shorter list).
+    /// `Link: <…>; rel="next"` header (followed by [`Pager`]'s rules).
     async fn pages(&self, op: &str, first: Url) -> Result<Vec<Value>, IdpError> {
-        let mut out = Vec::new();
-        let mut url = first;
-        let mut followed: HashSet<String> = HashSet::new();
-        for _ in 0..MAX_PAGES {
-            followed.insert(url.to_string());
-            let (v, reply) = self.http.get_json(op, url, &self.auth).await?;
-            match v {
-                Value::Array(items) => out.extend(items),
-                _ => return Err(self.http.malformed(op, "expected a JSON array")),
-            }
-            let links: Vec<&str> = reply.headers.get_all("link").iter().filter_map(|v| v.to_str().ok()).collect();
-            let Some(next) = next_link(&links) else {
-                return Ok(out);
-            };
-            let next = Url::parse(&next)
-                .or_else(|_| self.base.join(&next))
-                .map_err(|_| self.http.malformed(op, format!("unusable next link {next:?}")))?;
-            if !same_origin(&self.base, &next) {
-                return Err(self.http.malformed(
-                    op,
-                    format!(
-                        "the next page is on another origin ({}); idsync sends the token only to {} (check source.url)",
-                        next.origin().ascii_serialization(),
-                        self.base.origin().ascii_serialization()
-                    ),
-                ));
-            }
-            if followed.contains(next.as_str()) {
-                return Err(self
-                    .http
-                    .malformed(op, "the next link points to a page already read (a paging loop)"));
-            }
-            url = next;
-        }
-        Err(self.http.malformed(op, "still paging after too many pages; refusing to continue"))
+        let pager = Pager {
+            op,
+            base: &self.base,
+            link_name: "the next link",
+            config_key: "source.url",
+            max_items: MAX_ITEMS,
+        };
+        pager
+            .collect(&self.http, first, |url| async move {
+                let (v, reply) = self.http.get_json(op, url, &self.auth).await?;
+                let Value::Array(items) = v else {
+                    return Err(self.http.malformed(op, "expected a JSON array"));
+                };
+                let links: Vec<&str> = reply.headers.get_all("link").iter().filter_map(|v| v.to_str().ok()).collect();
+                Ok((items, next_link(&links)))
+            })
+            .await
     }
 }
 

@@ -10,11 +10,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
+use futures_util::{stream, StreamExt, TryStreamExt};
 use reqwest::header::HeaderValue;
 use reqwest::Url;
 use serde_json::Value;
 
-use super::http::{auth_header, join, parse_base, source_secret, IdpError, SourceHttp};
+use super::http::{auth_header, join, parse_base, source_secret, warn_duplicate_names, IdpError, SourceHttp};
 use super::SourceError;
 use crate::config::SourceConfig;
 use crate::model::{DirectorySnapshot, Group, Person};
@@ -85,11 +86,16 @@ impl ScimSource {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|d| self.http.malformed(op, d))?;
         let op = "GET /Groups (read groups)";
-        let raw = groups
+        let listed = groups
             .iter()
             .map(parse_group)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|d| self.http.malformed(op, d))?;
+        // Groups listed without `members` are read one by one, a few at a time.
+        let raw: Vec<RawGroup> = stream::iter(listed.into_iter().map(|g| self.complete(g)))
+            .buffered(super::http::GROUP_CONCURRENCY)
+            .try_collect()
+            .await?;
         let (groups, ignored) = flatten_groups(&people, &raw);
         if ignored > 0 {
             tracing::info!(
@@ -102,6 +108,40 @@ impl ScimSource {
             kind: "scim".into(),
             people,
             groups,
+        })
+    }
+
+    /// A listed group with its members: as listed when the list carried them, else from
+    /// `GET /Groups/{id}` (many servers leave `members` out of list responses). A group
+    /// whose members the server never states is an error: taking it as empty would empty
+    /// teams and demote admins.
+    async fn complete(&self, g: ListedGroup) -> Result<RawGroup, IdpError> {
+        if let Some(members) = g.members {
+            return Ok(RawGroup {
+                id: g.id,
+                name: g.name,
+                members,
+            });
+        }
+        let op = format!("GET /Groups/{} (members of {})", g.id, g.name);
+        let mut url = join(&self.base, &["Groups", &g.id]);
+        url.query_pairs_mut().append_pair("attributes", "members");
+        let (v, _) = self.http.get_json(&op, url, &self.auth).await?;
+        let members = parse_members(&v, &g.id, &g.name).map_err(|d| self.http.malformed(&op, d))?;
+        let members = members.ok_or_else(|| {
+            self.http.malformed(
+                &op,
+                format!(
+                    "group {} ({}) comes without a members attribute, in the list and on its own; idsync cannot tell who is in it \
+                     and will not take it as empty (an empty group must be sent as \"members\": [])",
+                    g.name, g.id
+                ),
+            )
+        })?;
+        Ok(RawGroup {
+            id: g.id,
+            name: g.name,
+            members,
         })
     }
 
@@ -287,30 +327,45 @@ pub struct RawGroup {
     pub members: Vec<(String, MemberKind)>,
 }
 
-pub fn parse_group(v: &Value) -> Result<RawGroup, String> {
+/// A group as a list response has it: `members` is `None` when the attribute is absent
+/// (or null), which means "not sent", never "empty".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedGroup {
+    pub id: String,
+    pub name: String,
+    pub members: Option<Vec<(String, MemberKind)>>,
+}
+
+pub fn parse_group(v: &Value) -> Result<ListedGroup, String> {
     let id = id_of(v).ok_or("a group has no id")?;
     let name = str_field(v, "displayName").unwrap_or_else(|| id.clone());
-    let members = match field(v, "members") {
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|m| {
-                let value = str_field(m, "value")?;
-                let kind = match str_field(m, "type").map(|t| t.to_ascii_lowercase()) {
-                    Some(t) if t == "user" => MemberKind::User,
-                    Some(t) if t == "group" => MemberKind::Group,
-                    _ => match str_field(m, "$ref") {
-                        Some(r) if r.contains("/Groups/") => MemberKind::Group,
-                        Some(r) if r.contains("/Users/") => MemberKind::User,
-                        _ => MemberKind::Unknown,
-                    },
-                };
-                Some((value, kind))
-            })
-            .collect(),
+    let members = parse_members(v, &id, &name)?;
+    Ok(ListedGroup { id, name, members })
+}
+
+/// A group resource's `members`: `None` when absent; a member without a `value` is an
+/// error (skipping it would shrink the group).
+pub fn parse_members(v: &Value, id: &str, name: &str) -> Result<Option<Vec<(String, MemberKind)>>, String> {
+    let list = match field(v, "members") {
+        Some(Value::Array(a)) => a,
         Some(_) => return Err(format!("group {name} ({id}): members is not a list")),
-        None => Vec::new(),
+        None => return Ok(None),
     };
-    Ok(RawGroup { id, name, members })
+    let mut members = Vec::with_capacity(list.len());
+    for m in list {
+        let value = str_field(m, "value").ok_or_else(|| format!("group {name} ({id}): a member has no value: {m}"))?;
+        let kind = match str_field(m, "type").map(|t| t.to_ascii_lowercase()) {
+            Some(t) if t == "user" => MemberKind::User,
+            Some(t) if t == "group" => MemberKind::Group,
+            _ => match str_field(m, "$ref") {
+                Some(r) if r.contains("/Groups/") => MemberKind::Group,
+                Some(r) if r.contains("/Users/") => MemberKind::User,
+                _ => MemberKind::Unknown,
+            },
+        };
+        members.push((value, kind));
+    }
+    Ok(Some(members))
 }
 
 /// Resolves members to people's anchors, flattening nested groups (cycle-safe). Returns
@@ -364,22 +419,6 @@ pub fn flatten_groups(people: &[Person], raw: &[RawGroup]) -> (Vec<Group>, usize
     (groups, ignored)
 }
 
-/// Policy matches groups by name: several groups sharing a name are merged, which an
-/// admin should know about (and can avoid by referencing the id).
-pub(crate) fn warn_duplicate_names(groups: &[Group], kind: &str) {
-    let mut by_name: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for g in groups {
-        by_name.entry(g.name.as_str()).or_default().push(g.anchor.as_str());
-    }
-    for (name, ids) in by_name.into_iter().filter(|(_, ids)| ids.len() > 1) {
-        tracing::warn!(
-            group = name,
-            ids = ids.join(", "),
-            "several {kind} groups share this name; a policy rule naming it covers all of them (name one by its id instead)"
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,19 +466,24 @@ mod tests {
             .iter()
             .map(|id| parse_user(&json!({"id": id, "userName": id})).unwrap())
             .collect();
-        let raw = vec![
-            parse_group(&json!({"id": "g1", "displayName": "outer", "members": [
-                {"value": "a", "type": "User"}, {"value": "g2", "type": "Group"}, {"value": "deleted", "type": "User"}]}))
-            .unwrap(),
-            parse_group(&json!({"id": "g2", "displayName": "inner", "members": [
-                {"value": "b"}, {"value": "g1", "$ref": "https://x/Groups/g1"}]}))
-            .unwrap(),
-            parse_group(&json!({"id": "g3", "displayName": "empty", "members": null})).unwrap(),
-            parse_group(
-                &json!({"id": "g4", "displayName": "self", "members": [{"value": "g4", "type": "Group"}, {"value": "c", "type": "user"}]}),
-            )
-            .unwrap(),
-        ];
+        let raw: Vec<RawGroup> = [
+            json!({"id": "g1", "displayName": "outer", "members": [
+                {"value": "a", "type": "User"}, {"value": "g2", "type": "Group"}, {"value": "deleted", "type": "User"}]}),
+            json!({"id": "g2", "displayName": "inner", "members": [
+                {"value": "b"}, {"value": "g1", "$ref": "https://x/Groups/g1"}]}),
+            json!({"id": "g3", "displayName": "empty", "members": []}),
+            json!({"id": "g4", "displayName": "self", "members": [{"value": "g4", "type": "Group"}, {"value": "c", "type": "user"}]}),
+        ]
+        .iter()
+        .map(|v| {
+            let g = parse_group(v).unwrap();
+            RawGroup {
+                id: g.id,
+                name: g.name,
+                members: g.members.unwrap(),
+            }
+        })
+        .collect();
         let (groups, ignored) = flatten_groups(&people, &raw);
         assert_eq!(ignored, 1);
         let m = |name: &str| groups.iter().find(|g| g.name == name).unwrap().members.clone();
@@ -450,5 +494,15 @@ mod tests {
         assert!(groups.iter().all(|g| g.dn.is_none()));
         assert!(groups[0].matches("outer") && groups[0].matches("g1"));
         assert!(parse_group(&json!({"id": "g", "members": "x"})).is_err());
+    }
+
+    #[test]
+    fn absent_members_are_unknown_never_empty_and_a_member_needs_a_value() {
+        assert_eq!(parse_group(&json!({"id": "g", "displayName": "ml"})).unwrap().members, None);
+        assert_eq!(parse_group(&json!({"id": "g", "members": null})).unwrap().members, None);
+        assert_eq!(parse_group(&json!({"id": "g", "members": []})).unwrap().members, Some(vec![]));
+        let e = parse_group(&json!({"id": "g", "displayName": "ml", "members": [{"value": "a"}, {"type": "User", "display": "Bob"}]}))
+            .unwrap_err();
+        assert!(e.contains("ml (g)") && e.contains("no value"), "{e}");
     }
 }

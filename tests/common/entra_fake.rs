@@ -46,6 +46,8 @@ pub struct EntraState {
     pub latency: Duration,
     /// Origin used in next links (default: the fake's own).
     pub link_origin: Option<String>,
+    /// A stuck cursor: every page is served as the first one, so the nextLink repeats.
+    pub repeat_next: bool,
     /// Issued tokens: value, issued at, Graph uses.
     pub tokens: Vec<(String, Instant, usize)>,
     pub token_requests: usize,
@@ -266,10 +268,11 @@ fn path_q(path: &str, q: &HashMap<String, String>) -> String {
 }
 
 /// One `$top` page from `$skiptoken` (an opaque offset), with an absolute nextLink.
-fn page(items: Vec<Value>, q: &HashMap<String, String>, origin: &str, path: &str, context: &str) -> Response {
+fn page(items: Vec<Value>, q: &HashMap<String, String>, origin: &str, path: &str, context: &str, repeat: bool) -> Response {
     let top = q.get("$top").and_then(|t| t.parse::<usize>().ok()).unwrap_or(100).clamp(1, 999);
     let skip = q
         .get("$skiptoken")
+        .filter(|_| !repeat)
         .and_then(|t| t.strip_prefix("RFNwdAIAAQAAAB"))
         .and_then(|n| n.parse::<usize>().ok())
         .unwrap_or(0);
@@ -307,7 +310,7 @@ async fn users(State((s, addr)): St, Query(q): Query<HashMap<String, String>>, h
     }
     let st = s.lock().unwrap();
     let items: Vec<Value> = st.users.iter().map(|u| select(u, &q)).collect();
-    page(items, &q, &origin(&st, addr), "/v1.0/users", "users")
+    page(items, &q, &origin(&st, addr), "/v1.0/users", "users", st.repeat_next)
 }
 
 async fn groups(State((s, addr)): St, Query(q): Query<HashMap<String, String>>, headers: HeaderMap) -> Response {
@@ -320,7 +323,7 @@ async fn groups(State((s, addr)): St, Query(q): Query<HashMap<String, String>>, 
         .iter()
         .map(|(id, name, _)| select(&json!({"@odata.type": "#microsoft.graph.group", "id": id, "displayName": name}), &q))
         .collect();
-    page(items, &q, &origin(&st, addr), "/v1.0/groups", "groups")
+    page(items, &q, &origin(&st, addr), "/v1.0/groups", "groups", st.repeat_next)
 }
 
 async fn members(State((s, addr)): St, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>, headers: HeaderMap) -> Response {
@@ -353,7 +356,15 @@ async fn members(State((s, addr)): St, Path(id): Path<String>, Query(q): Query<H
     }
     let items: Vec<Value> = out
         .into_iter()
-        .map(|(t, m)| select(&json!({"@odata.type": t, "id": m}), &q))
+        .map(|(t, m)| {
+            // An empty id stands for a member Graph sends without one.
+            let v = if m.is_empty() {
+                json!({"@odata.type": t})
+            } else {
+                json!({"@odata.type": t, "id": m})
+            };
+            select(&v, &q)
+        })
         .collect();
-    page(items, &q, &origin(&st, addr), &path, "directoryObjects")
+    page(items, &q, &origin(&st, addr), &path, "directoryObjects", st.repeat_next)
 }

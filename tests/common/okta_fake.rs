@@ -41,6 +41,8 @@ pub struct OktaState {
     pub fail: Option<Fail>,
     /// Origin used in next links (default: the fake's own), to test cross-origin refusal.
     pub link_origin: Option<String>,
+    /// A stuck cursor: every page is served as the first one, so the next link repeats.
+    pub repeat_next: bool,
     /// Every request: (path?query, Authorization header).
     pub log: Vec<(String, String)>,
     hits: HashMap<String, usize>,
@@ -140,13 +142,13 @@ fn gate(st: &mut OktaState, path_q: &str, headers: &HeaderMap) -> Result<(), Res
 }
 
 /// One page by `after` cursor (an item id) and `limit`, with Okta's headers.
-fn page(items: Vec<Value>, q: &HashMap<String, String>, origin: &str, path: &str, max_limit: usize) -> Response {
+fn page(items: Vec<Value>, q: &HashMap<String, String>, origin: &str, path: &str, max_limit: usize, repeat: bool) -> Response {
     let limit = q
         .get("limit")
         .and_then(|l| l.parse::<usize>().ok())
         .unwrap_or(max_limit)
         .clamp(1, max_limit);
-    let start = match q.get("after") {
+    let start = match q.get("after").filter(|_| !repeat) {
         Some(a) => items
             .iter()
             .position(|u| u["id"] == a.as_str())
@@ -224,7 +226,7 @@ async fn users(State((s, addr)): St, Query(q): Query<HashMap<String, String>>, h
         .filter(|u| (u["status"] == "DEPROVISIONED") == deprovisioned)
         .cloned()
         .collect();
-    page(items, &q, &origin(&st, addr), "/api/v1/users", 200)
+    page(items, &q, &origin(&st, addr), "/api/v1/users", 200, st.repeat_next)
 }
 
 async fn groups(State((s, addr)): St, Query(q): Query<HashMap<String, String>>, headers: HeaderMap) -> Response {
@@ -233,7 +235,7 @@ async fn groups(State((s, addr)): St, Query(q): Query<HashMap<String, String>>, 
         return r;
     }
     let items: Vec<Value> = st.groups.iter().map(|(g, _)| g.clone()).collect();
-    page(items, &q, &origin(&st, addr), "/api/v1/groups", 10_000)
+    page(items, &q, &origin(&st, addr), "/api/v1/groups", 10_000, st.repeat_next)
 }
 
 async fn members(State((s, addr)): St, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>, headers: HeaderMap) -> Response {
@@ -253,7 +255,7 @@ async fn members(State((s, addr)): St, Path(id): Path<String>, Query(q): Query<H
         .iter()
         .filter_map(|m| st.users.iter().find(|u| u["id"] == m.as_str()).cloned())
         .collect();
-    page(items, &q, &origin(&st, addr), &path, 1000)
+    page(items, &q, &origin(&st, addr), &path, 1000, st.repeat_next)
 }
 
 /// Shorthand for tests: the default 1-second reset.
