@@ -296,6 +296,23 @@ async fn scim_groups_listed_without_members_are_read_one_by_one() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn scim_group_whose_members_never_come_is_empty_when_other_groups_state_theirs() {
+    // Like scim2-server: an empty group has no `members`, even on its own.
+    let mut world = groups_without_members(false);
+    world.groups[1] = json!({"id": "g-adm", "displayName": "wandb-admins", "members": [{"value": "u2", "type": "User"}]});
+    let s = ScriptedServer::start(world).await;
+    let dir = s.source(10).read().await.unwrap();
+    let members = |n: &str| dir.groups.iter().find(|g| g.name == n).unwrap().members.clone();
+    assert!(members("ml").is_empty());
+    assert_eq!(members("wandb-admins"), vec!["u2"]);
+    let log = s.state.log.lock().unwrap().clone();
+    assert!(
+        log.iter().any(|l| l == "/Groups/g-ml?attributes=members"),
+        "asked before deciding: {log:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn scim_group_whose_members_never_come_fails_the_run_and_changes_nothing() {
     let s = ScriptedServer::start(groups_without_members(false)).await;
     let f = Fixture::start(Setup {
@@ -319,7 +336,10 @@ async fn scim_group_whose_members_never_come_fails_the_run_and_changes_nothing()
     let plan = f.run(&["plan"]).await;
     assert_eq!(code(&plan), 1, "{}", text(&plan));
     let t = text(&plan);
-    assert!(t.contains("GET /Groups/g-") && t.contains("without a members attribute"), "{t}");
+    assert!(
+        t.contains("GET /Groups/") && t.contains("no group comes with a members attribute"),
+        "{t}"
+    );
     let apply = f.run(&["apply", "--yes"]).await;
     assert_eq!(code(&apply), 1, "{}", text(&apply));
     let after = f.state().await;

@@ -92,10 +92,11 @@ impl ScimSource {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|d| self.http.malformed(op, d))?;
         // Groups listed without `members` are read one by one, a few at a time.
-        let raw: Vec<RawGroup> = stream::iter(listed.into_iter().map(|g| self.complete(g)))
+        let completed: Vec<(RawGroup, bool)> = stream::iter(listed.into_iter().map(|g| self.complete(g)))
             .buffered(super::http::GROUP_CONCURRENCY)
             .try_collect()
             .await?;
+        let raw = settle_unstated_members(completed).map_err(|d| self.http.malformed("GET /Groups/{id} (group members)", d))?;
         let (groups, ignored) = flatten_groups(&people, &raw);
         if ignored > 0 {
             tracing::info!(
@@ -112,37 +113,30 @@ impl ScimSource {
     }
 
     /// A listed group with its members: as listed when the list carried them, else from
-    /// `GET /Groups/{id}` (many servers leave `members` out of list responses). A group
-    /// whose members the server never states is an error: taking it as empty would empty
-    /// teams and demote admins.
-    async fn complete(&self, g: ListedGroup) -> Result<RawGroup, IdpError> {
+    /// `GET /Groups/{id}` (many servers leave `members` out of list responses). The flag
+    /// says whether the server stated the members at all; [`settle_unstated_members`]
+    /// decides what an unstated list means.
+    async fn complete(&self, g: ListedGroup) -> Result<(RawGroup, bool), IdpError> {
         if let Some(members) = g.members {
-            return Ok(RawGroup {
+            let group = RawGroup {
                 id: g.id,
                 name: g.name,
                 members,
-            });
+            };
+            return Ok((group, true));
         }
         let op = format!("GET /Groups/{} (members of {})", g.id, g.name);
         let mut url = join(&self.base, &["Groups", &g.id]);
         url.query_pairs_mut().append_pair("attributes", "members");
         let (v, _) = self.http.get_json(&op, url, &self.auth).await?;
         let members = parse_members(&v, &g.id, &g.name).map_err(|d| self.http.malformed(&op, d))?;
-        let members = members.ok_or_else(|| {
-            self.http.malformed(
-                &op,
-                format!(
-                    "group {} ({}) comes without a members attribute, in the list and on its own; idsync cannot tell who is in it \
-                     and will not take it as empty (an empty group must be sent as \"members\": [])",
-                    g.name, g.id
-                ),
-            )
-        })?;
-        Ok(RawGroup {
+        let stated = members.is_some();
+        let group = RawGroup {
             id: g.id,
             name: g.name,
-            members,
-        })
+            members: members.unwrap_or_default(),
+        };
+        Ok((group, stated))
     }
 
     /// Whether to send `sortBy`: paging over a server's random default order can skip or
@@ -368,6 +362,31 @@ pub fn parse_members(v: &Value, id: &str, name: &str) -> Result<Option<Vec<(Stri
     Ok(Some(members))
 }
 
+/// What a group whose server never stated `members` (not in the list, not on its own)
+/// means. RFC 7643 §2.5 reads an unassigned attribute as empty, and servers such as
+/// `scim2-server` leave `members` out of empty groups; but a server that never sends
+/// members at all would make every group look empty and empty every team. So: when some
+/// group states its members, an unstated one is empty (removals it causes still face
+/// `mass-team-removal` and the admin floors); when no group does, the read fails.
+pub fn settle_unstated_members(groups: Vec<(RawGroup, bool)>) -> Result<Vec<RawGroup>, String> {
+    let unstated: Vec<&RawGroup> = groups.iter().filter(|(_, stated)| !stated).map(|(g, _)| g).collect();
+    if !unstated.is_empty() && unstated.len() == groups.len() {
+        let g = unstated[0];
+        return Err(format!(
+            "no group comes with a members attribute, in the list or on its own (group {} ({}) and {} more): this server \
+             does not say who is in its groups, and idsync will not take every group as empty",
+            g.name,
+            g.id,
+            unstated.len() - 1
+        ));
+    }
+    if !unstated.is_empty() {
+        let names: Vec<&str> = unstated.iter().map(|g| g.name.as_str()).collect();
+        tracing::info!(groups = ?names, "SCIM groups without a members attribute are read as empty (RFC 7643 §2.5)");
+    }
+    Ok(groups.into_iter().map(|(g, _)| g).collect())
+}
+
 /// Resolves members to people's anchors, flattening nested groups (cycle-safe). Returns
 /// the groups and how many member references matched nothing listed.
 pub fn flatten_groups(people: &[Person], raw: &[RawGroup]) -> (Vec<Group>, usize) {
@@ -494,6 +513,33 @@ mod tests {
         assert!(groups.iter().all(|g| g.dn.is_none()));
         assert!(groups[0].matches("outer") && groups[0].matches("g1"));
         assert!(parse_group(&json!({"id": "g", "members": "x"})).is_err());
+    }
+
+    #[test]
+    fn unstated_members_are_empty_only_when_other_groups_state_theirs() {
+        let g = |id: &str, stated: bool| {
+            (
+                RawGroup {
+                    id: id.into(),
+                    name: id.into(),
+                    members: if stated {
+                        vec![("u1".to_string(), MemberKind::User)]
+                    } else {
+                        vec![]
+                    },
+                },
+                stated,
+            )
+        };
+        let ok = settle_unstated_members(vec![g("a", true), g("b", false)]).unwrap();
+        assert_eq!(ok.len(), 2);
+        assert!(ok[1].members.is_empty());
+        let e = settle_unstated_members(vec![g("a", false), g("b", false)]).unwrap_err();
+        assert!(
+            e.contains("no group comes with a members attribute") && e.contains("group a (a) and 1 more"),
+            "{e}"
+        );
+        assert!(settle_unstated_members(vec![]).unwrap().is_empty());
     }
 
     #[test]
