@@ -456,6 +456,8 @@ impl Books<'_> {
 
     /// Journals the end of an action (under the run that began it) and reports it.
     fn settle(&mut self, a: Action, res: ActionResult) -> Result<(), ApplyError> {
+        // Progress for the daemon's systemd watchdog: a stuck apply stops beating.
+        crate::daemon::notify::beat();
         let run = self.resumed.get(&a.id).unwrap_or(&self.run_id).clone();
         finish(self.store, self.audit, &run, &self.actor, &a, &res, &describe(&res))?;
         if !res.ok() {
@@ -467,6 +469,7 @@ impl Books<'_> {
 
     /// A skipped action never reached W&B: it is audited, not journaled.
     fn skip(&mut self, a: &Action, why: String) -> Result<(), ApplyError> {
+        crate::daemon::notify::beat();
         let res = ActionResult::Skipped(why);
         let mut rec = audit_record(&self.run_id, &self.actor, a, "skip", Some(&res));
         rec.result = Some("skipped".into());

@@ -222,7 +222,9 @@ pub struct Prepared {
 }
 
 /// Applies `to_apply` (the fresh plan, or the part of it a reviewed plan still says) and
-/// records the run. The shared tail of `idsync apply` and the daemon.
+/// records the run. The shared tail of `idsync apply` and the daemon. `_lock` is the apply
+/// lock the caller took before reading: the snapshots, the plan and what it persisted all
+/// belong to this run alone, and the lock is released only once the run is recorded.
 pub async fn execute(
     env: &Env,
     client: &WandbClient,
@@ -230,6 +232,7 @@ pub async fn execute(
     prepared: Prepared,
     to_apply: &Plan,
     stop: Option<tokio::sync::watch::Receiver<bool>>,
+    _lock: ApplyLock,
 ) -> Result<RunOutcome, Error> {
     let Prepared {
         run_id,
@@ -242,9 +245,6 @@ pub async fn execute(
         mut phases,
     } = prepared;
     let stopped_before = stop.as_ref().is_some_and(|s| *s.borrow());
-    // Held until the run is recorded: the daemon and a manual `apply` never interleave
-    // their actions in one journal.
-    let _lock = lock_apply(&env.state_dir())?;
     let mut audit = AuditLog::open(&env.state_dir())?;
     let t = Instant::now();
     // Always called, even with nothing ready: it also settles what an interrupted apply
@@ -270,9 +270,11 @@ pub async fn execute(
     let held = fresh.held().count();
     let done: std::collections::BTreeSet<_> = report.results.iter().map(|(a, _)| &a.id).collect();
     let not_started = to_apply.ready().filter(|a| !done.contains(&a.id)).count();
+    // An action the live admin re-check skipped was not applied: like a held one, it waits
+    // for the next run or a human, so the run is `held`, never `success`.
     let result = if report.failed() > 0 || not_started > 0 {
         RunResult::Failure
-    } else if held > 0 {
+    } else if held > 0 || report.skipped() > 0 {
         RunResult::Held
     } else {
         RunResult::Success
@@ -282,6 +284,11 @@ pub async fn execute(
     summary.insert("failed".into(), report.failed());
     let error = if report.failed() > 0 {
         Some(format!("{} action(s) failed", report.failed()))
+    } else if report.skipped() > 0 {
+        Some(format!(
+            "{} action(s) skipped by the live re-check against W&B; the next run plans them again",
+            report.skipped()
+        ))
     } else if not_started > 0 {
         // Only a stop request leaves ready actions unattempted.
         Some(format!(
@@ -332,6 +339,7 @@ pub async fn run_once(env: &Env, command: &str, stop: Option<tokio::sync::watch:
     let mut progress = Progress::default();
     // Source clients count process-wide; this run's share is the difference.
     let source_before = source::http::http_stats();
+    let stop_flag = stop.clone();
     let err = match run_inner(env, command, &run_id, started, stop, &mut progress).await {
         Ok(mut outcome) => {
             outcome.source_http = source::http::http_stats().since(&source_before);
@@ -367,9 +375,12 @@ pub async fn run_once(env: &Env, command: &str, stop: Option<tokio::sync::watch:
         http: progress.http,
         source_http: source::http::http_stats().since(&source_before),
         seats: None,
-        stopped: false,
+        stopped: stop_flag.as_ref().is_some_and(|s| *s.borrow()),
     }
 }
+
+/// The error of a run abandoned by a stop request before it changed anything.
+pub const STOPPED_DURING_READ: &str = "stopped by a signal while reading the directory and W&B; nothing was changed";
 
 /// What a run learned before it failed: a failed run still reports its timings and requests.
 #[derive(Default)]
@@ -388,11 +399,30 @@ async fn run_inner(
     progress: &mut Progress,
 ) -> Result<RunOutcome, Error> {
     let client = env.client()?;
+    // Taken before reading, held through recording: no other run applies between our read
+    // and our apply, and a run refused here has changed nothing (no tombstones, no baseline).
+    // (Opening the store first creates the state directory the lock lives in.)
     let mut store = env.open_store()?;
+    let lock = lock_apply(&env.state_dir())?;
     let state = store.load_plan_state()?;
-    let read = read_both_timed(env, &client).await;
+    // A stop request during the reads abandons the run: nothing has been written yet, and a
+    // slow read with retries must not outlive systemd's stop timeout.
+    let read = match stop.clone() {
+        Some(mut s) => tokio::select! {
+            r = read_both_timed(env, &client) => Some(r),
+            _ = async { if s.wait_for(|v| *v).await.is_err() { std::future::pending::<()>().await } } => None,
+        },
+        None => Some(read_both_timed(env, &client).await),
+    };
     progress.http = client.http_stats();
+    let stop_requested = stop.as_ref().is_some_and(|s| *s.borrow());
+    let Some(read) = read.filter(|_| !stop_requested) else {
+        return Err(Error::Usage(STOPPED_DURING_READ.into()));
+    };
     let (dir, org, phases) = read?;
+    // The read is the one phase that does not beat while it runs: its requests' timeouts
+    // bound it (README: WatchdogSec must exceed the longest read).
+    crate::daemon::notify::beat();
     progress.phases = phases;
     progress.sides = Some(side_counts(&dir, &org));
     let t = Instant::now();
@@ -410,12 +440,17 @@ async fn run_inner(
         fresh,
         phases: progress.phases.clone(),
     };
-    execute(env, &client, &mut store, prepared, &to_apply, stop).await
+    execute(env, &client, &mut store, prepared, &to_apply, stop, lock).await
 }
+
+/// The held apply lock; dropping it releases it.
+#[must_use = "the lock is released when this is dropped"]
+pub struct ApplyLock(#[allow(dead_code)] std::fs::File);
 
 /// Takes `<state_dir>/apply.lock` (an advisory lock the OS drops when the process dies,
 /// so a killed run never leaves it stale), or fails at once if another run holds it.
-fn lock_apply(state_dir: &Path) -> Result<std::fs::File, Error> {
+/// Take it before reading either side and pass it to [`execute`].
+pub fn lock_apply(state_dir: &Path) -> Result<ApplyLock, Error> {
     let path = state_dir.join("apply.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -427,7 +462,7 @@ fn lock_apply(state_dir: &Path) -> Result<std::fs::File, Error> {
             source,
         })?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
+        Ok(()) => Ok(ApplyLock(file)),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::Usage(format!(
             "another idsync run (the daemon or an `idsync apply`) is applying with this state directory ({} is locked); \
              try again when it has finished",

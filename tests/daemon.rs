@@ -442,10 +442,17 @@ async fn a_second_run_never_applies_while_another_holds_the_state_directory() {
     std::fs::create_dir_all(f.path("state")).unwrap();
     let lock = std::fs::File::create(f.path("state/apply.lock")).unwrap();
     lock.try_lock().unwrap();
+    let requests = f.sb.request_count();
     let out = f.run(&["run", "--once"]).await;
     assert_eq!(code(&out), 1, "{}", text(&out));
     assert!(text(&out).contains("another idsync run"), "{}", text(&out));
     assert!(!f.users().await.contains_key("alice@example.com"), "nothing applied");
+    // The lock is taken before reading: a refused run did not even read W&B.
+    assert_eq!(f.sb.request_count(), requests, "a locked-out run read nothing");
+    let out = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(text(&out).contains("another idsync run"), "{}", text(&out));
+    assert_eq!(f.sb.request_count(), requests, "a locked-out apply read nothing");
     drop(lock);
     let out = f.run(&["apply", "--yes"]).await;
     assert_eq!(code(&out), 0, "{}", text(&out));
@@ -530,4 +537,90 @@ async fn ctrl_c_during_idsync_apply_finishes_the_action_in_flight_and_says_so() 
         "nothing left in flight"
     );
     assert_restart_converges(&f).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_the_read_abandons_the_run_at_once_and_exits_zero() {
+    let f = Fixture::start(Setup {
+        org: org(&[("root@example.com", "admin", &[])], &[]),
+        ldif: ldif(&[P("root", true), P("alice", true)], &[]),
+        opts: SandboxOptions {
+            api_key: KEY.into(),
+            // Every W&B request takes 10 s: the run is still reading when TERM comes.
+            latency: Duration::from_secs(10),
+            ..SandboxOptions::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    let port = free_port();
+    daemon_config(&f, port, "0 0 0 1 1 * 2099");
+    let mut d = Daemon::start(&f, port);
+    wait_for(Duration::from_secs(30), "the run at start to be reading", || async {
+        let v: Value = serde_json::from_str(&d.get("/status").await?.1).ok()?;
+        (v["running"] == true && f.sb.request_count() > 0).then_some(())
+    })
+    .await;
+    let t = Instant::now();
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(8)).await, 0, "{}", d.log());
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "exited in {:?}, not after the read",
+        t.elapsed()
+    );
+    assert!(d.log().contains("stopped by a signal while reading"), "{}", d.log());
+    assert_eq!(f.sb.write_request_count(), 0, "nothing written to W&B");
+    let store = idsync::state::StateStore::open(&f.path("state")).unwrap();
+    let runs = store.last_runs(5).unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].result, "failure");
+    assert!(runs[0].error.as_deref().unwrap_or("").contains("nothing was changed"), "{runs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_sigterm_exits_at_once_and_says_so() {
+    let f = slow_fixture().await;
+    let mut d = daemon_mid_apply(&f).await;
+    // The next create takes 5 s: the first TERM waits for it, the second does not.
+    f.sb.set_latency(Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    d.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(d.alive(), "the first TERM waits for the action in flight:\n{}", d.log());
+    let t = Instant::now();
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(10)).await, 1, "{}", d.log());
+    assert!(t.elapsed() < Duration::from_secs(2), "exited in {:?}", t.elapsed());
+    assert!(d.log().contains("second SIGTERM: exiting at once"), "{}", d.log());
+    assert!(f.users().await.len() < 13, "cut short");
+    assert_restart_converges(&f).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_daemon_is_ready_at_once_from_the_stored_last_run() {
+    let f = Fixture::start(Setup {
+        org: org(&[("root@example.com", "admin", &[])], &[]),
+        ldif: ldif(&[P("root", true), P("alice", true)], &[]),
+        ..Setup::default()
+    })
+    .await;
+    let once = f.run(&["run", "--once"]).await;
+    assert_eq!(code(&once), 0, "{}", text(&once));
+    let port = free_port();
+    // A run every minute; none at start: only the state store can make it ready now.
+    daemon_config(&f, port, "0 * * * * *");
+    let cfg = std::fs::read_to_string(&f.cfg).unwrap();
+    std::fs::write(&f.cfg, cfg.replace("[daemon]\n", "[daemon]\nrun_on_start = false\n")).unwrap();
+    let d = Daemon::start(&f, port);
+    let (code, body) = wait_for(Duration::from_secs(20), "the HTTP server", || async { d.get("/readyz").await }).await;
+    assert_eq!(code, 200, "ready at once after a restart: {body}\n{}", d.log());
+    let st = d.status().await;
+    assert_eq!(st["last_run"]["result"], "success", "{st}");
+    assert!(st["running"] == false, "{st}");
+    let (_, m) = d.get("/metrics").await.unwrap();
+    let now = chrono::Utc::now().timestamp() as f64;
+    let success = sample(&m, "idsync_last_success_timestamp_seconds").unwrap();
+    assert!(now - success < 60.0, "seeded from the store, not 0: {m}");
+    assert_eq!(sample(&m, "idsync_last_run_timestamp_seconds"), Some(success), "{m}");
 }

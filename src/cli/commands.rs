@@ -268,6 +268,9 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
         Some(p) => Some(report::parse_plan_json(&read_file(p)?)?),
         None => None,
     };
+    // Before reading, held until the run is recorded (also while the prompt waits): no other
+    // run applies between this read and this apply.
+    let lock = sync::lock_apply(&env.state_dir())?;
     let (dir, org, mut phases) = match sync::read_both_timed(&env, &client).await {
         Ok(v) => v,
         Err(e) => {
@@ -362,7 +365,7 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
     };
     // From here on, Ctrl-C or SIGTERM lets the action in flight finish and starts no more.
     let stop = crate::daemon::stop_on_signals()?;
-    let outcome = sync::execute(&env, &client, &mut store, prepared, &to_apply, Some(stop)).await?;
+    let outcome = sync::execute(&env, &client, &mut store, prepared, &to_apply, Some(stop), lock).await?;
     if outcome.stopped {
         eprintln!("interrupted: {}", outcome.error.as_deref().unwrap_or("stopped by a signal"));
     }

@@ -5,6 +5,7 @@
 //! up front (kinds, guards, phases, results) are initialised at zero, so a series exists
 //! from the first scrape and alert expressions never see "no data" for "none".
 
+use chrono::{DateTime, Utc};
 use prometheus::{Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::apply::ActionResult;
@@ -156,6 +157,17 @@ impl Metrics {
             m.run_duration.with_label_values(&[p]);
         }
         Ok(m)
+    }
+
+    /// At start-up, the last run and last success the state store remembers, so a restarted
+    /// daemon does not export 0 (which looks stale) until its first run finishes.
+    pub fn seed(&self, last_run: Option<DateTime<Utc>>, last_success: Option<DateTime<Utc>>) {
+        if let Some(t) = last_run {
+            self.last_run_timestamp.set(t.timestamp_millis() as f64 / 1000.0);
+        }
+        if let Some(t) = last_success {
+            self.last_success_timestamp.set(t.timestamp_millis() as f64 / 1000.0);
+        }
     }
 
     /// Folds one run into the metrics. A failed run moves the run counters and timestamps

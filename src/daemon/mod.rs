@@ -12,6 +12,7 @@ pub mod notify;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::signal::unix::{signal, SignalKind};
@@ -19,7 +20,8 @@ use tokio::sync::watch;
 
 use crate::config::{parse_schedule, LogConfig, LogFormat};
 use crate::error::Error;
-use crate::sync::{self, Env, RunOutcome};
+use crate::state::RunRecord;
+use crate::sync::{self, Env, RunOutcome, RunResult};
 use http::{ConfigView, LastRun, PlanView, Shared, StatusView};
 
 /// Sets up logging from `[log]`: `RUST_LOG`, when set, overrides `level`.
@@ -84,17 +86,25 @@ fn log_outcome(o: &RunOutcome) {
 }
 
 /// A stop flag raised by the first SIGTERM or SIGINT (the signals are then handled by
-/// idsync, no longer fatal): `apply` finishes the action in flight and starts no more.
+/// idsync, no longer fatal): `apply` finishes the action in flight and starts no more; a
+/// run still reading is abandoned. A second SIGTERM or SIGINT exits at once (exit code 1):
+/// the journal settles the action it cuts short on the next run, as after a kill.
 pub fn stop_on_signals() -> Result<watch::Receiver<bool>, Error> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut term = signal(SignalKind::terminate()).map_err(|e| usage(format!("cannot handle SIGTERM: {e}")))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| usage(format!("cannot handle SIGINT: {e}")))?;
     tokio::spawn(async move {
         tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: finishing the action in flight, then exiting"),
-            _ = int.recv() => tracing::info!("SIGINT: finishing the action in flight, then exiting"),
+            _ = term.recv() => tracing::info!("SIGTERM: finishing the action in flight, then exiting (send it again to exit at once)"),
+            _ = int.recv() => tracing::info!("SIGINT: finishing the action in flight, then exiting (send it again to exit at once)"),
         }
         let _ = stop_tx.send(true);
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::warn!("second {name}: exiting at once; the next run settles an action left in flight from the journal");
+        std::process::exit(i32::from(crate::cli::exit::ERROR));
     });
     Ok(stop_rx)
 }
@@ -115,6 +125,44 @@ pub async fn run(path: &Path, once: bool) -> Result<u8, Error> {
         return Ok(o.result.exit_code());
     }
     Daemon::start(path.to_path_buf(), env, schedule, stop_rx).await?.serve().await
+}
+
+/// The last run and last success among `runs` (newest first) that synced: the daemon's
+/// own and `idsync apply`'s, not `plan`'s (a plan changes nothing in W&B).
+fn last_sync(runs: &[RunRecord]) -> (Option<LastRun>, Option<DateTime<Utc>>) {
+    let mut syncs = runs.iter().filter(|r| r.command == "run" || r.command == "apply");
+    let last = syncs.clone().next().map(|r| LastRun {
+        run_id: r.run_id.clone(),
+        result: match r.result.as_str() {
+            "success" => RunResult::Success.as_str(),
+            "held" => RunResult::Held.as_str(),
+            _ => RunResult::Failure.as_str(),
+        },
+        finished_at: r.finished_at,
+        error: r.error.clone(),
+    });
+    let success = syncs.find(|r| r.result != RunResult::Failure.as_str()).map(|r| r.finished_at);
+    (last, success)
+}
+
+/// Seeds `/status`, `/readyz` and the run timestamps from the state store, so a restart
+/// does not look stale or unready until the first run. A store error only logs: the
+/// first run will report it properly.
+fn seed_from_store(env: &Env, metrics: &metrics::Metrics, view: &mut StatusView) {
+    let stored = env.open_store().and_then(|s| Ok((s.last_runs(50)?, s.tombstones()?)));
+    let (runs, tombstones) = match stored {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the last runs from the state store at start-up");
+            return;
+        }
+    };
+    let (last, success) = last_sync(&runs);
+    metrics.seed(last.as_ref().map(|l| l.finished_at), success);
+    view.last_run = last;
+    view.last_success = success;
+    view.last_runs = runs.into_iter().take(10).collect();
+    view.tombstones = tombstones;
 }
 
 struct Daemon {
@@ -143,6 +191,8 @@ impl Daemon {
             latest_plan: None,
             tombstones: vec![],
         };
+        let mut view = view;
+        seed_from_store(&env, &metrics, &mut view);
         let shared = Arc::new(Shared::new(metrics, view));
         let listen = env.config.daemon.listen.trim().to_string();
         let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| Error::Io {
@@ -160,12 +210,22 @@ impl Daemon {
                 tracing::error!(error = %e, "the HTTP server stopped");
             }
         });
-        if let Some(every) = notify::watchdog_interval() {
+        if let Some(limit) = notify::watchdog_limit() {
+            // WATCHDOG=1 only while the run loop (idle) or the run (each phase, each action)
+            // keeps beating: a wedged loop or apply stops the pings and systemd restarts us.
+            notify::beat();
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
+                let mut tick = tokio::time::interval(limit / 2);
                 loop {
                     tick.tick().await;
-                    notify::notify("WATCHDOG=1");
+                    if notify::beating_within(limit) {
+                        notify::notify("WATCHDOG=1");
+                    } else {
+                        tracing::warn!(
+                            limit_ms = limit.as_millis() as u64,
+                            "no progress within the watchdog limit: not telling systemd WATCHDOG=1"
+                        );
+                    }
                 }
             });
         }
@@ -190,11 +250,15 @@ impl Daemon {
         } else {
             self.next_tick(Utc::now())
         };
+        // The idle loop's heartbeat, for the watchdog pinger (never ticks without a watchdog).
+        let beat_every = notify::watchdog_limit().map(|l| l / 4);
+        let mut beat = tokio::time::interval(beat_every.unwrap_or(Duration::from_secs(3600)));
         loop {
             self.shared.status().next_run = next;
             let wait = next.map(|n| (n - Utc::now()).to_std().unwrap_or_default());
             let mut stop = self.stop.clone();
             tokio::select! {
+                _ = beat.tick(), if beat_every.is_some() => notify::beat(),
                 _ = async { match wait { Some(d) => tokio::time::sleep(d).await, None => std::future::pending().await } } => {
                     self.run_now().await;
                     // Ticks missed while running are skipped, never caught up in a burst.
@@ -219,6 +283,7 @@ impl Daemon {
     }
 
     async fn run_now(&mut self) {
+        notify::beat();
         self.shared.status().running = true;
         let o = sync::run_once(&self.env, "run", Some(self.stop.clone())).await;
         log_outcome(&o);
@@ -285,5 +350,40 @@ impl Daemon {
                 tracing::error!(path = %self.path.display(), error = %e, "SIGHUP: the new configuration is invalid; keeping the running one");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: &str, command: &str, result: &str, minute: u32) -> RunRecord {
+        let t = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 1, 1, 12, minute, 0).unwrap();
+        RunRecord {
+            run_id: id.into(),
+            command: command.into(),
+            started_at: t,
+            finished_at: t,
+            result: result.into(),
+            summary: Default::default(),
+            error: (result == "failure").then(|| "boom".to_string()),
+        }
+    }
+
+    #[test]
+    fn a_restart_takes_the_last_sync_and_success_ignoring_plans() {
+        // Newest first, as the store returns them.
+        let runs = [
+            rec("p", "plan", "success", 50),
+            rec("f", "run", "failure", 40),
+            rec("a", "apply", "held", 30),
+            rec("r", "run", "success", 20),
+        ];
+        let (last, success) = last_sync(&runs);
+        let last = last.unwrap();
+        assert_eq!((last.run_id.as_str(), last.result), ("f", "failure"));
+        assert_eq!(last.error.as_deref(), Some("boom"));
+        assert_eq!(success, Some(runs[2].finished_at), "a held apply is a success");
+        assert!(last_sync(&[rec("p", "plan", "success", 1)]).0.is_none(), "a plan syncs nothing");
     }
 }
