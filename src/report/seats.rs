@@ -864,29 +864,49 @@ fn cost_rows(c: &Cost) -> Vec<Vec<String>> {
     rows
 }
 
-pub fn render_text(r: &SeatReport) -> String {
-    let s = &r.summary;
-    let mut out = String::with_capacity(256 + r.users.len() * 160);
-    let _ = writeln!(out, "Seat report at {} (directory: {})", r.generated_at, r.source);
-    for l in summary_lines(r) {
-        let _ = writeln!(out, "  {l}");
-    }
-    let inactive_col = format!("inactive >{}d", s.inactive_days);
-    let _ = writeln!(out, "\nSeats by org role:");
-    text_table(&mut out, &["role", "active", "deactivated", &inactive_col], &role_rows(r));
-    if let Some(c) = &s.cost {
-        let _ = writeln!(out, "\nEstimated monthly cost (active seats):");
-        text_table(&mut out, &["role", "seats", "price", "monthly"], &cost_rows(c));
-        for n in &c.notes {
-            let _ = writeln!(out, "  note: {n}");
+/// One titled table of the text and markdown reports: both show the same sections, in
+/// the same order, and differ only in how a table is drawn.
+struct Section {
+    title: String,
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+    /// Lines after the table (the cost section's notes).
+    notes: Vec<String>,
+}
+
+impl Section {
+    fn new(title: String, header: &[&str], rows: Vec<Vec<String>>) -> Section {
+        Section {
+            title,
+            header: header.iter().map(|h| h.to_string()).collect(),
+            rows,
+            notes: Vec::new(),
         }
     }
+}
+
+fn sections(r: &SeatReport) -> Vec<Section> {
+    let s = &r.summary;
+    let inactive_col = format!("inactive >{}d", s.inactive_days);
+    let mut out = vec![Section::new(
+        "Seats by org role".into(),
+        &["role", "active", "deactivated", &inactive_col],
+        role_rows(r),
+    )];
+    if let Some(c) = &s.cost {
+        let mut cost = Section::new(
+            "Estimated monthly cost (active seats)".into(),
+            &["role", "seats", "price", "monthly"],
+            cost_rows(c),
+        );
+        cost.notes = c.notes.clone();
+        out.push(cost);
+    }
     let inactive = inactive_users(r);
-    let _ = writeln!(out, "\nInactive for more than {} days ({}):", s.inactive_days, inactive.len());
-    if inactive.is_empty() {
-        let _ = writeln!(out, "  none");
-    } else {
-        let rows: Vec<Vec<String>> = inactive
+    out.push(Section::new(
+        format!("Inactive for more than {} days ({})", s.inactive_days, inactive.len()),
+        &["email", "role", "last active", "directory", "in scope"],
+        inactive
             .iter()
             .map(|u| {
                 vec![
@@ -897,34 +917,53 @@ pub fn render_text(r: &SeatReport) -> String {
                     scope_cell(u),
                 ]
             })
-            .collect();
-        text_table(&mut out, &["email", "role", "last active", "directory", "in scope"], &rows);
-    }
+            .collect(),
+    ));
     let orph = orphans(r);
-    let _ = writeln!(out, "\nOrphans: in a managed domain, not in the directory ({}):", orph.len());
-    if orph.is_empty() {
-        let _ = writeln!(out, "  none");
-    } else {
-        let rows: Vec<Vec<String>> = orph
-            .iter()
+    out.push(Section::new(
+        format!("Orphans: in a managed domain, not in the directory ({})", orph.len()),
+        &["email", "role", "last active", "tombstone"],
+        orph.iter()
             .map(|u| vec![u.email.clone(), u.org_role.clone(), last_active_cell(u), tombstone_cell(u)])
-            .collect();
-        text_table(&mut out, &["email", "role", "last active", "tombstone"], &rows);
-    }
-    let _ = writeln!(out, "\nExternal collaborators by domain ({}):", s.external_users);
-    if s.externals.is_empty() {
-        let _ = writeln!(out, "  none");
-    } else {
-        let rows: Vec<Vec<String>> = s
-            .externals
+            .collect(),
+    ));
+    out.push(Section::new(
+        format!("External collaborators by domain ({})", s.external_users),
+        &["domain", "users", "active"],
+        s.externals
             .iter()
             .map(|(d, c)| vec![d.clone(), c.users.to_string(), c.active.to_string()])
-            .collect();
-        text_table(&mut out, &["domain", "users", "active"], &rows);
+            .collect(),
+    ));
+    out.push(Section::new(
+        format!("Users ({})", r.users.len()),
+        &USER_COLUMNS,
+        r.users.iter().map(|u| Vec::from(user_cells(u))).collect(),
+    ));
+    out
+}
+
+fn header_refs(sec: &Section) -> Vec<&str> {
+    sec.header.iter().map(String::as_str).collect()
+}
+
+pub fn render_text(r: &SeatReport) -> String {
+    let mut out = String::with_capacity(256 + r.users.len() * 160);
+    let _ = writeln!(out, "Seat report at {} (directory: {})", r.generated_at, r.source);
+    for l in summary_lines(r) {
+        let _ = writeln!(out, "  {l}");
     }
-    let _ = writeln!(out, "\nUsers ({}):", r.users.len());
-    let rows: Vec<Vec<String>> = r.users.iter().map(|u| Vec::from(user_cells(u))).collect();
-    text_table(&mut out, &USER_COLUMNS, &rows);
+    for sec in sections(r) {
+        let _ = writeln!(out, "\n{}:", sec.title);
+        if sec.rows.is_empty() {
+            let _ = writeln!(out, "  none");
+        } else {
+            text_table(&mut out, &header_refs(&sec), &sec.rows);
+        }
+        for n in &sec.notes {
+            let _ = writeln!(out, "  note: {n}");
+        }
+    }
     out
 }
 
@@ -962,66 +1001,22 @@ fn md_row<'c>(out: &mut String, cells: impl Iterator<Item = &'c str>) {
 }
 
 pub fn render_markdown(r: &SeatReport) -> String {
-    let s = &r.summary;
     let mut out = String::with_capacity(256 + r.users.len() * 160);
     let _ = writeln!(out, "## Seat report\n\nAt {} (directory: {}).\n", r.generated_at, md(&r.source));
     for l in summary_lines(r) {
         let _ = writeln!(out, "- {}", md(&l));
     }
-    let inactive_col = format!("inactive >{}d", s.inactive_days);
-    let _ = writeln!(out, "\n### Seats by org role\n");
-    md_table(&mut out, &["role", "active", "deactivated", &inactive_col], &role_rows(r));
-    if let Some(c) = &s.cost {
-        let _ = writeln!(out, "\n### Estimated monthly cost (active seats)\n");
-        md_table(&mut out, &["role", "seats", "price", "monthly"], &cost_rows(c));
-        for n in &c.notes {
+    for sec in sections(r) {
+        let _ = writeln!(out, "\n### {}\n", md(&sec.title));
+        if sec.rows.is_empty() {
+            let _ = writeln!(out, "None.");
+        } else {
+            md_table(&mut out, &header_refs(&sec), &sec.rows);
+        }
+        for n in &sec.notes {
             let _ = writeln!(out, "\n_Note: {}_", md(n));
         }
     }
-    let inactive = inactive_users(r);
-    let _ = writeln!(out, "\n### Inactive for more than {} days ({})\n", s.inactive_days, inactive.len());
-    if inactive.is_empty() {
-        let _ = writeln!(out, "None.");
-    } else {
-        let rows: Vec<Vec<String>> = inactive
-            .iter()
-            .map(|u| {
-                vec![
-                    u.email.clone(),
-                    u.org_role.clone(),
-                    last_active_cell(u),
-                    directory_cell(u).into(),
-                    scope_cell(u),
-                ]
-            })
-            .collect();
-        md_table(&mut out, &["email", "role", "last active", "directory", "in scope"], &rows);
-    }
-    let orph = orphans(r);
-    let _ = writeln!(out, "\n### Orphans: in a managed domain, not in the directory ({})\n", orph.len());
-    if orph.is_empty() {
-        let _ = writeln!(out, "None.");
-    } else {
-        let rows: Vec<Vec<String>> = orph
-            .iter()
-            .map(|u| vec![u.email.clone(), u.org_role.clone(), last_active_cell(u), tombstone_cell(u)])
-            .collect();
-        md_table(&mut out, &["email", "role", "last active", "tombstone"], &rows);
-    }
-    let _ = writeln!(out, "\n### External collaborators by domain ({})\n", s.external_users);
-    if s.externals.is_empty() {
-        let _ = writeln!(out, "None.");
-    } else {
-        let rows: Vec<Vec<String>> = s
-            .externals
-            .iter()
-            .map(|(d, c)| vec![d.clone(), c.users.to_string(), c.active.to_string()])
-            .collect();
-        md_table(&mut out, &["domain", "users", "active"], &rows);
-    }
-    let _ = writeln!(out, "\n### Users ({})\n", r.users.len());
-    let rows: Vec<Vec<String>> = r.users.iter().map(|u| Vec::from(user_cells(u))).collect();
-    md_table(&mut out, &USER_COLUMNS, &rows);
     out
 }
 

@@ -458,3 +458,29 @@ fn every_format_renders_every_user() {
         }
     }
 }
+
+#[test]
+fn text_and_markdown_show_the_same_sections_in_the_same_order() {
+    let r = W::new().report(None, 90);
+    let text = render_text(&r);
+    let md = render_markdown(&r);
+    let titles: Vec<&str> = text.lines().filter(|l| !l.starts_with(' ') && l.ends_with(':')).collect();
+    let md_titles: Vec<String> = md.lines().filter_map(|l| l.strip_prefix("### ")).map(|t| format!("{t}:")).collect();
+    assert_eq!(
+        titles,
+        [
+            "Seats by org role:",
+            "Inactive for more than 90 days (0):",
+            "Orphans: in a managed domain, not in the directory (0):",
+            "External collaborators by domain (0):",
+            "Users (0):"
+        ]
+    );
+    assert_eq!(md_titles, titles);
+    // Empty sections say so in each format's way.
+    assert!(
+        text.contains("Orphans: in a managed domain, not in the directory (0):\n  none\n"),
+        "{text}"
+    );
+    assert!(md.contains("### Users (0)\n\nNone.\n"), "{md}");
+}
