@@ -98,12 +98,13 @@ pub enum Command {
     },
     /// Run as a service: plan and apply on daemon.schedule, serve /metrics /healthz /readyz /status.
     ///
-    /// SIGTERM/SIGINT finish the action in flight and exit 0; SIGHUP reloads the config (an invalid
-    /// one is logged and the running one kept). Logs follow [log]; RUST_LOG overrides its level.
+    /// SIGTERM/SIGINT finish the action in flight (or abandon a read, before anything is written)
+    /// and exit 0; a second one exits at once. SIGHUP reloads the config (an invalid one is logged
+    /// and the running one kept). Logs follow [log]; RUST_LOG overrides its level.
     Run {
         #[command(flatten)]
         config: ConfigArg,
-        /// One run, no schedule and no HTTP server. Exit 0 all applied, 3 some held, 1 error.
+        /// One run, no schedule and no HTTP server. Exit 0 all applied, 3 some held, 1 error or stopped by a signal.
         #[arg(long)]
         once: bool,
     },
