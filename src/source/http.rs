@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION};
 use reqwest::{Method, Url};
 use serde_json::Value;
@@ -21,7 +20,7 @@ use serde_json::Value;
 use super::SourceError;
 use crate::config::{SourceConfig, SourceKind};
 use crate::secret::Secret;
-use crate::target::retry::{retry_delay, retryable_status, server_wait, Backoff};
+use crate::target::retry::{next_attempt, retryable_status, server_wait, Backoff, Next};
 use crate::target::HttpStats;
 
 /// Retries per request after the first attempt: with the default backoff and honoured
@@ -296,24 +295,20 @@ impl SourceHttp {
                     (e, None)
                 }
             };
-            if !err.is_retryable() {
-                return Err(err);
-            }
-            if attempt >= self.max_retries {
-                return Err(if self.max_retries == 0 {
-                    err
-                } else {
-                    IdpError::RetriesExhausted {
-                        op: op.to_string(),
-                        attempts: attempt + 1,
-                        last: Box::new(err),
-                    }
-                });
-            }
-            let unit: f64 = rand::rng().random();
-            let delay = retry_delay(&self.backoff, attempt, unit, hint);
+            let retryable = err.is_retryable();
+            let exhausted = |last| IdpError::RetriesExhausted {
+                op: op.to_string(),
+                attempts: attempt + 1,
+                last: Box::new(last),
+            };
+            let delay = match next_attempt(err, retryable, attempt, self.max_retries, &self.backoff, hint, exhausted) {
+                Next::Fail(err) => return Err(err),
+                Next::Retry(delay, err) => {
+                    tracing::warn!(op, attempt = attempt + 1, delay_ms = delay.as_millis() as u64, error = %err, "retrying source request");
+                    delay
+                }
+            };
             self.count_retry();
-            tracing::warn!(op, attempt = attempt + 1, delay_ms = delay.as_millis() as u64, error = %err, "retrying source request");
             tokio::time::sleep(delay).await;
             attempt += 1;
         }

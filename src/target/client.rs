@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, IF_MATCH};
 use reqwest::{Method, Url};
 use serde_json::Value;
@@ -14,7 +13,7 @@ use serde_json::Value;
 use base64::Engine;
 
 use super::error::TargetError;
-use super::retry::{retry_delay, retryable_status, server_wait, Backoff};
+use super::retry::{next_attempt, retryable_status, server_wait, Backoff, Next};
 use super::wire;
 use crate::config::{TargetAuth, TargetConfig};
 use crate::model::{Email, OrgRole, OrgSnapshot, OrgUser, Team, TeamRole};
@@ -742,24 +741,20 @@ impl WandbClient {
                     (e, None)
                 }
             };
-            if !err.is_retryable() {
-                return Err(err);
-            }
-            if attempt >= max {
-                return Err(if max == 0 {
-                    err
-                } else {
-                    TargetError::RetriesExhausted {
-                        op: op.to_string(),
-                        attempts: attempt + 1,
-                        last: Box::new(err),
-                    }
-                });
-            }
-            let unit: f64 = rand::rng().random();
-            let delay = retry_delay(&self.inner.backoff, attempt, unit, hint);
+            let retryable = err.is_retryable();
+            let exhausted = |last| TargetError::RetriesExhausted {
+                op: op.to_string(),
+                attempts: attempt + 1,
+                last: Box::new(last),
+            };
+            let delay = match next_attempt(err, retryable, attempt, max, &self.inner.backoff, hint, exhausted) {
+                Next::Fail(err) => return Err(err),
+                Next::Retry(delay, err) => {
+                    tracing::warn!(op, attempt = attempt + 1, delay_ms = delay.as_millis() as u64, error = %err, "retrying W&B request");
+                    delay
+                }
+            };
             self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(op, attempt = attempt + 1, delay_ms = delay.as_millis() as u64, error = %err, "retrying W&B request");
             tokio::time::sleep(delay).await;
             attempt += 1;
         }

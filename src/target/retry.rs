@@ -121,6 +121,37 @@ pub fn retry_delay(backoff: &Backoff, attempt: u32, unit: f64, hint: Option<Dura
     }
 }
 
+/// What to do after a failed attempt, for every client (W&B and the sources alike).
+pub enum Next<E> {
+    /// Wait this long, then try again; the error is for the log line.
+    Retry(Duration, E),
+    /// Give up with this error.
+    Fail(E),
+}
+
+/// Decides after failed attempt number `attempt` (0-based): errors that are not
+/// `retryable` fail at once; after `max` retries the error is wrapped by `exhausted`
+/// (unless retries were off, when it stands as it is); otherwise wait the jittered
+/// backoff or the server's `hint`.
+pub fn next_attempt<E>(
+    err: E,
+    retryable: bool,
+    attempt: u32,
+    max: u32,
+    backoff: &Backoff,
+    hint: Option<Duration>,
+    exhausted: impl FnOnce(E) -> E,
+) -> Next<E> {
+    if !retryable {
+        return Next::Fail(err);
+    }
+    if attempt >= max {
+        return Next::Fail(if max == 0 { err } else { exhausted(err) });
+    }
+    let unit: f64 = rand::Rng::random(&mut rand::rng());
+    Next::Retry(retry_delay(backoff, attempt, unit, hint), err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
