@@ -18,16 +18,7 @@ use serde_json::Value;
 const OKTA_TOKEN: &str = "00okta-SSWS-token-7f3a9c";
 const ENTRA_SECRET: &str = "entra~client~secret~55b1";
 
-const POLICY_TABLES: &str = r#"
-[[policy.org_roles]]
-group = "wandb-admins"
-role = "admin"
-
-[[policy.teams]]
-team = "ml"
-group = "ml"
-role = "member"
-"#;
+const POLICY_TABLES: &str = IDP_POLICY_TABLES;
 
 fn fast() -> Backoff {
     Backoff {

@@ -14,16 +14,7 @@ use serde_json::json;
 
 const TOKEN: &str = "scim-bearer-4d2e81";
 
-const TABLES: &str = r#"
-[[policy.org_roles]]
-group = "wandb-admins"
-role = "admin"
-
-[[policy.teams]]
-team = "ml"
-group = "ml"
-role = "member"
-"#;
+const TABLES: &str = IDP_POLICY_TABLES;
 
 /// Seeds people and groups; returns the id of `gone` (deleted after being put in `ml`).
 async fn seed(s: &ScimServer) {

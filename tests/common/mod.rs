@@ -19,6 +19,19 @@ use serde_json::{json, Value};
 
 pub const KEY: &str = "test-org-key";
 
+/// Policy rules naming IdP groups by display name: `wandb-admins` grants org admin,
+/// `ml` maps to team `ml`.
+pub const IDP_POLICY_TABLES: &str = r#"
+[[policy.org_roles]]
+group = "wandb-admins"
+role = "admin"
+
+[[policy.teams]]
+team = "ml"
+group = "ml"
+role = "member"
+"#;
+
 /// One directory person: uid, and whether the account is enabled.
 pub struct P<'a>(pub &'a str, pub bool);
 
@@ -160,17 +173,7 @@ state_dir = "state"
 
     /// Runs `idsync ARGS -c CFG` to completion (bounded), off the async runtime.
     pub async fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = self.command(args);
-        tokio::task::spawn_blocking(move || {
-            let child = cmd
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("spawn idsync");
-            wait_bounded(child, Duration::from_secs(120))
-        })
-        .await
-        .unwrap()
+        self.run_with_env(args, &[]).await
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
