@@ -176,12 +176,16 @@ fn enabled_of(e: &Entry, dialect: LdapDialect) -> Result<bool, SourceError> {
     }
 }
 
-/// [`normalize_dn`] with one allocation for ASCII DNs, the common case: a large
-/// directory normalises several DNs per entry. Same result (property-tested); non-ASCII
-/// DNs take the model's path so Unicode lower-casing stays identical.
-pub fn dn_key(dn: &str) -> String {
+/// [`normalize_dn`], borrowing the DN when it is already normal (servers usually send
+/// DNs as stored, lower-case with no spaces) and allocating once for other ASCII DNs: a
+/// large directory normalises several DNs per entry. Same result (property-tested);
+/// non-ASCII DNs take the model's path so Unicode lower-casing stays identical.
+pub fn dn_key(dn: &str) -> Cow<'_, str> {
+    if already_normal(dn) {
+        return Cow::Borrowed(dn);
+    }
     if !dn.is_ascii() {
-        return normalize_dn(dn);
+        return Cow::Owned(normalize_dn(dn));
     }
     fn push_lower(out: &mut String, s: &str) {
         out.extend(s.bytes().map(|b| char::from(b.to_ascii_lowercase())));
@@ -221,7 +225,17 @@ pub fn dn_key(dn: &str) -> String {
         }
         part_start = i + 1;
     }
-    out
+    Cow::Owned(out)
+}
+
+/// Whether normalising `dn` would leave it unchanged: ASCII without upper case or
+/// white space (so no trimming or lower-casing applies) and not starting with a comma
+/// (the model drops leading empty parts).
+fn already_normal(dn: &str) -> bool {
+    !dn.starts_with(',')
+        && dn
+            .bytes()
+            .all(|b| b.is_ascii() && !b.is_ascii_uppercase() && !matches!(b, b'\t'..=b'\r' | b' '))
 }
 
 /// Strips the optional `#'0101'B` unique-identifier suffix of a `uniqueMember` value.
@@ -242,6 +256,67 @@ fn strip_unique_id(v: &str) -> &str {
     }
 }
 
+/// A hash map for the build's lookups: keys are DNs and usernames from the directory,
+/// hashed with foldhash (seeded per process) instead of SipHash, which was a tenth of
+/// the build's time at 100k people.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// People as they arrive from the source, each turned into a [`Person`] at once, so a
+/// paged read can convert one page while the server prepares the next and never holds
+/// every raw entry at the same time.
+#[derive(Debug, Default)]
+pub struct People {
+    people: Vec<Person>,
+    /// The normalised DN of each person, in the same order: what group members name.
+    /// `None` when the DN (the person's `source_ref`) is normal already.
+    dn_keys: Vec<Option<String>>,
+    /// How many people had no anchor attribute and are anchored by their DN.
+    dn_anchors: usize,
+}
+
+impl People {
+    pub fn with_capacity(n: usize) -> People {
+        People {
+            people: Vec::with_capacity(n),
+            dn_keys: Vec::with_capacity(n),
+            dn_anchors: 0,
+        }
+    }
+
+    /// Adds one person entry; fails on a value the dialect cannot read (an AD
+    /// `userAccountControl` that is not a number).
+    pub fn push(&mut self, e: Entry, ucfg: &LdapUsersConfig, dialect: LdapDialect) -> Result<(), SourceError> {
+        let dn_key = match dn_key(&e.dn) {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(k) => Some(k),
+        };
+        let anchor = match anchor_of(&e, &ucfg.anchor_attr) {
+            Some(a) if !a.is_empty() => a,
+            _ => {
+                self.dn_anchors += 1;
+                dn_key.clone().unwrap_or_else(|| e.dn.clone())
+            }
+        };
+        let username = first_trimmed(&e, &ucfg.username_attr).unwrap_or_default();
+        let display_name = first_trimmed(&e, &ucfg.name_attr)
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| username.clone());
+        let email = e.first_str(&ucfg.email_attr);
+        let enabled = enabled_of(&e, dialect)?;
+        self.people.push(Person {
+            anchor,
+            email,
+            username,
+            display_name,
+            enabled,
+            // The entry is consumed: its DN moves instead of being copied.
+            source_ref: e.dn,
+        });
+        self.dn_keys.push(dn_key);
+        Ok(())
+    }
+}
+
 /// Builds the snapshot from user and group entries (already selected by base and
 /// filter). People keep their input order; group members are the anchors of the people
 /// they contain directly or (when `nested`) through other groups, sorted and unique.
@@ -257,29 +332,27 @@ pub fn build_snapshot(
     gcfg: &LdapGroupsConfig,
     dialect: LdapDialect,
 ) -> Result<DirectorySnapshot, SourceError> {
-    let mut people = Vec::with_capacity(users.len());
-    let mut dn_anchors = 0usize;
-    for e in &users {
-        let anchor = match anchor_of(e, &ucfg.anchor_attr) {
-            Some(a) if !a.is_empty() => a,
-            _ => {
-                dn_anchors += 1;
-                dn_key(&e.dn)
-            }
-        };
-        let username = first_trimmed(e, &ucfg.username_attr).unwrap_or_default();
-        let display_name = first_trimmed(e, &ucfg.name_attr)
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| username.clone());
-        people.push(Person {
-            anchor,
-            email: e.first_str(&ucfg.email_attr),
-            username,
-            display_name,
-            enabled: enabled_of(e, dialect)?,
-            source_ref: e.dn.clone(),
-        });
+    let mut people = People::with_capacity(users.len());
+    for e in users {
+        people.push(e, ucfg, dialect)?;
     }
+    assemble(kind, people, groups, ucfg, gcfg)
+}
+
+/// The second half of [`build_snapshot`]: resolves the groups' members against the
+/// people already converted.
+pub fn assemble(
+    kind: &str,
+    people: People,
+    groups: Vec<Entry>,
+    ucfg: &LdapUsersConfig,
+    gcfg: &LdapGroupsConfig,
+) -> Result<DirectorySnapshot, SourceError> {
+    let People {
+        people,
+        dn_keys,
+        dn_anchors,
+    } = people;
     if dn_anchors > 0 {
         // Renames then look like a person leaving and another arriving; worth a warning.
         tracing::warn!(
@@ -289,16 +362,24 @@ pub fn build_snapshot(
         );
     }
 
-    let person_by_dn: HashMap<String, usize> = users.iter().enumerate().map(|(i, e)| (dn_key(&e.dn), i)).collect();
-    let group_by_dn: HashMap<String, usize> = groups.iter().enumerate().map(|(i, e)| (dn_key(&e.dn), i)).collect();
-    let mut person_by_username: HashMap<String, Vec<usize>> = HashMap::new();
-    for (i, p) in people.iter().enumerate() {
-        if !p.username.is_empty() {
-            person_by_username.entry(p.username.to_lowercase()).or_default().push(i);
+    let person_by_dn: FastMap<&str, usize> = dn_keys
+        .iter()
+        .zip(&people)
+        .enumerate()
+        .map(|(i, (k, p))| (k.as_deref().unwrap_or(&p.source_ref), i))
+        .collect();
+    let group_by_dn: FastMap<Cow<'_, str>, usize> = groups.iter().enumerate().map(|(i, e)| (dn_key(&e.dn), i)).collect();
+    let uid_members = is_uid_member_attr(gcfg);
+    // Only memberUid groups name people by username; other reads skip this index.
+    let mut person_by_username: FastMap<String, Vec<usize>> = FastMap::default();
+    if uid_members {
+        for (i, p) in people.iter().enumerate() {
+            if !p.username.is_empty() {
+                person_by_username.entry(p.username.to_lowercase()).or_default().push(i);
+            }
         }
     }
 
-    let uid_members = is_uid_member_attr(gcfg);
     let dn_attrs = member_attrs(gcfg);
     let mut direct: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); groups.len()];
     let mut children: Vec<Vec<usize>> = vec![Vec::new(); groups.len()];
@@ -331,11 +412,11 @@ pub fn build_snapshot(
             for v in member_values(g, attr) {
                 let dn = dn_key(strip_unique_id(v.trim()));
                 let mut known = false;
-                if let Some(&pi) = person_by_dn.get(&dn) {
+                if let Some(&pi) = person_by_dn.get(dn.as_ref()) {
                     direct[gi].insert(pi);
                     known = true;
                 }
-                if let Some(&ci) = group_by_dn.get(&dn) {
+                if let Some(&ci) = group_by_dn.get(dn.as_ref()) {
                     if gcfg.nested && ci != gi {
                         children[gi].push(ci);
                     }
@@ -364,7 +445,7 @@ pub fn build_snapshot(
         anchors.dedup();
         let anchor = match anchor_of(g, &ucfg.anchor_attr) {
             Some(a) if !a.is_empty() => a,
-            _ => dn_key(&g.dn),
+            _ => dn_key(&g.dn).into_owned(),
         };
         let name = first_trimmed(g, &gcfg.name_attr)
             .filter(|s| !s.is_empty())
@@ -734,6 +815,14 @@ mod tests {
         #[test]
         fn dn_key_equals_the_model_normalisation(dn in r"[a-zA-Z0-9=,\\ #'+\t.Éé-]{0,40}") {
             proptest::prop_assert_eq!(dn_key(&dn), normalize_dn(&dn));
+        }
+
+        #[test]
+        fn normal_dns_are_borrowed_as_they_are(dn in r"[a-z0-9=,\\#'+.é-]{0,40}") {
+            let key = dn_key(&dn);
+            proptest::prop_assert_eq!(key.as_ref(), normalize_dn(&dn));
+            // Only what normalising leaves unchanged may be borrowed.
+            proptest::prop_assert_eq!(matches!(key, Cow::Borrowed(_)), !dn.starts_with(',') && dn.is_ascii());
         }
     }
 

@@ -4,7 +4,7 @@
 //! verified against `ca_file` or the system roots), a simple bind, then RFC 2696 paged
 //! searches for people and groups. AD's ranged member lists are completed with follow-up
 //! reads, and AD's in-chain matching rule can resolve nesting on the server. The raw
-//! entries go through [`super::entries::build_snapshot`] like the LDIF reader's.
+//! entries go through [`super::entries`] (people converted page by page, then [`super::entries::assemble`]) like the LDIF reader's.
 //!
 //! Invariant: the read is all or nothing. Any failed page, result code, lost connection
 //! or timeout fails the whole read, never yields a smaller directory.
@@ -126,19 +126,33 @@ impl<'a> LdapSource<'a> {
         // People and groups at once, on two connections: OpenLDAP keeps one paged search
         // per connection and rejects a second one's cookie.
         let (people_conn, ldap) = tokio::try_join!(self.connect(), self.connect())?;
-        let (users, mut groups) = tokio::try_join!(
+        let dialect = self.cfg.dialect;
+        let (people, mut groups) = tokio::try_join!(
             async {
                 let mut c = people_conn.clone();
-                let users = self
-                    .paged_search(people_conn, &ucfg.base, &ucfg.filter, &user_attrs, "people")
+                // Each person is converted as its page arrives, while the server
+                // prepares the next page, rather than all at the end.
+                let mut people = entries::People::default();
+                let read = self
+                    .paged_search(people_conn, &ucfg.base, &ucfg.filter, &user_attrs, "people", |e| {
+                        people.push(e, ucfg, dialect)
+                    })
                     .await;
                 let _ = c.unbind().await;
-                users
+                read.map(|()| people)
             },
-            self.paged_search(ldap.clone(), &group_base, &gcfg.filter, &group_attrs, "groups"),
+            async {
+                let mut groups = Vec::new();
+                self.paged_search(ldap.clone(), &group_base, &gcfg.filter, &group_attrs, "groups", |e| {
+                    groups.push(e);
+                    Ok(())
+                })
+                .await
+                .map(|()| groups)
+            },
         )?;
         let mut ldap = ldap;
-        if self.cfg.dialect == LdapDialect::ActiveDirectory {
+        if dialect == LdapDialect::ActiveDirectory {
             if gcfg.in_chain {
                 for g in &mut groups {
                     self.resolve_in_chain(ldap.clone(), g).await?;
@@ -150,19 +164,28 @@ impl<'a> LdapSource<'a> {
             }
         }
         let _ = ldap.unbind().await;
-        let (ucfg, gcfg, dialect) = (ucfg.clone(), gcfg.clone(), self.cfg.dialect);
-        // Building a large snapshot is CPU work: keep it off the async workers.
-        tokio::task::spawn_blocking(move || entries::build_snapshot("ldap", users, groups, &ucfg, &gcfg, dialect))
+        let (ucfg, gcfg) = (ucfg.clone(), gcfg.clone());
+        // Resolving large groups is CPU work: keep it off the async workers.
+        tokio::task::spawn_blocking(move || entries::assemble("ldap", people, groups, &ucfg, &gcfg))
             .await
             .map_err(|e| SourceError::Other(format!("building the directory snapshot stopped unexpectedly: {e}")))?
     }
 
-    /// Every entry under `base` matching `filter`, page by page (RFC 2696). Fails on any
-    /// page that does not end in success.
+    /// Every entry under `base` matching `filter`, page by page (RFC 2696), handed to
+    /// `sink` in order. Fails on any page that does not end in success, and on the first
+    /// error from `sink`.
     ///
     /// The next page is requested as soon as a page's cookie arrives, and the page just
     /// received is decoded while the server prepares the next one.
-    async fn paged_search(&self, ldap: Ldap, base: &str, filter: &str, attrs: &[String], what: &str) -> Result<Vec<Entry>, SourceError> {
+    async fn paged_search(
+        &self,
+        ldap: Ldap,
+        base: &str,
+        filter: &str,
+        attrs: &[String],
+        what: &str,
+        mut sink: impl FnMut(Entry) -> Result<(), SourceError>,
+    ) -> Result<(), SourceError> {
         let op = || format!("search for {what} under \"{base}\" with {filter}");
         let page_size = i32::try_from(self.cfg.page_size).unwrap_or(i32::MAX);
         let timeout = self.timeout();
@@ -177,7 +200,6 @@ impl<'a> LdapSource<'a> {
                     .await
             }))
         };
-        let mut out = Vec::new();
         let mut page = 0u64;
         let mut next = Some(fetch(Vec::new()));
         while let Some(mut in_flight) = next.take() {
@@ -198,17 +220,16 @@ impl<'a> LdapSource<'a> {
                 None if page == 1 => {}
                 None => return Err(self.err(op(), format!("page {page}: the server stopped returning the paging control"))),
             }
-            out.reserve(items.len());
             for item in items {
                 if item.is_ref() || item.is_intermediate() {
                     // Continuation references (AD's other domains) are not followed.
                     continue;
                 }
                 let entry = decode_entry(item).ok_or_else(|| self.err(op(), format!("page {page}: the server sent a malformed entry")))?;
-                out.push(entry);
+                sink(entry)?;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Completes AD's ranged member lists: `member;range=0-1499` is followed by reads of
@@ -278,12 +299,14 @@ impl<'a> LdapSource<'a> {
         let ucfg = &self.cfg.users;
         let filter = in_chain_filter(&ucfg.filter, &g.dn);
         // "1.1": no attributes, only the DNs.
-        let found = self
-            .paged_search(ldap, &ucfg.base, &filter, &["1.1".to_string()], "members (in chain)")
-            .await?;
+        let mut found = Vec::new();
+        self.paged_search(ldap, &ucfg.base, &filter, &["1.1".to_string()], "members (in chain)", |e| {
+            found.push(e.dn.into_bytes());
+            Ok(())
+        })
+        .await?;
         g.attrs.retain(|k, _| entries::parse_range_attr(k).is_none() && !is_member_key(k));
-        g.attrs
-            .insert("member".into(), found.into_iter().map(|e| e.dn.into_bytes()).collect());
+        g.attrs.insert("member".into(), found);
         Ok(())
     }
 

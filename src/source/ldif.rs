@@ -145,7 +145,7 @@ fn parse_named(text: &str, path: &Path) -> Result<Vec<Entry>, SourceError> {
             match (lname.as_str(), entry.as_mut()) {
                 ("dn", None) => {
                     let dn = String::from_utf8(value).map_err(|_| err(l.line, "the dn is not valid UTF-8".into()))?;
-                    if let Some(prev) = seen.insert(dn_key(&dn), l.line) {
+                    if let Some(prev) = seen.insert(dn_key(&dn).into_owned(), l.line) {
                         return Err(err(l.line, format!("entry {dn:?} appears twice (first at line {prev})")));
                     }
                     entry = Some(Entry::new(dn));
