@@ -507,6 +507,43 @@ fn keys_of_another_source_kind_are_rejected() {
 }
 
 #[test]
+fn an_immediate_removal_of_disabled_people_warns_where_it_cannot_be_undone() {
+    let grace_warning = |source: &str, target: &str, policy: &str| -> Option<String> {
+        let loaded = parse(&config(source, target, policy, "")).unwrap();
+        loaded.warnings.into_iter().find(|w| w.contains("disabled_grace_period"))
+    };
+    let dedicated = "[target]\ndeployment = \"dedicated\"\napi_key_env = \"K\"\n";
+    let w = grace_warning(SOURCE, TARGET, POLICY).expect("SaaS + OpenLDAP dialect + 0s warns");
+    assert!(
+        w.contains("[policy] disabled_grace_period") && w.contains("SaaS") && w.contains("pwdAccountLockedTime") && w.contains("\"24h\""),
+        "{w}"
+    );
+    let delete = format!("{POLICY}deprovision = \"delete\"\n");
+    let w = grace_warning(SOURCE, dedicated, &delete).expect("delete warns on any deployment");
+    assert!(w.contains("deprovision = \"delete\""), "{w}");
+    let okta = "[source]\nkind = \"okta\"\nurl = \"https://org.okta.com\"\ntoken_env = \"T\"\n";
+    let w = grace_warning(okta, TARGET, POLICY).expect("Okta suspensions warn");
+    assert!(w.contains("SUSPENDED"), "{w}");
+    // Nothing to warn about: reversible, off, a grace period, or no temporary locks.
+    assert_eq!(
+        grace_warning(SOURCE, dedicated, POLICY),
+        None,
+        "deactivation is reversible on Dedicated"
+    );
+    assert_eq!(grace_warning(SOURCE, TARGET, &format!("{POLICY}deprovision = \"off\"\n")), None);
+    assert_eq!(
+        grace_warning(SOURCE, TARGET, &format!("{POLICY}disabled_grace_period = \"1h\"\n")),
+        None
+    );
+    let ad = "[source]\nkind = \"ldif\"\npath = \"directory.ldif\"\ndialect = \"active-directory\"\n";
+    assert_eq!(
+        grace_warning(ad, TARGET, POLICY),
+        None,
+        "AD's disabled bit is an admin's act, not a lockout"
+    );
+}
+
+#[test]
 fn okta_needs_https_and_plain_http_elsewhere_warns() {
     let okta = "[source]\nkind = \"okta\"\nurl = \"http://org.okta.com\"\ntoken_env = \"T\"\n";
     assert_problem(&config(okta, TARGET, POLICY, ""), "url =", &["must use https://"]);
@@ -770,8 +807,10 @@ fn secret_files_are_checked_at_load_and_world_readable_ones_warned() {
 
     write(dir.path(), "key", "top-secret-value\n", 0o644);
     let loaded = parse_with(&text, &origin, &no_env).unwrap();
-    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
-    let w = &loaded.warnings[0];
+    let about_key = |warnings: &[String]| -> Vec<String> { warnings.iter().filter(|w| w.contains("api_key")).cloned().collect() };
+    let key_warnings = about_key(&loaded.warnings);
+    assert_eq!(key_warnings.len(), 1, "{:?}", loaded.warnings);
+    let w = &key_warnings[0];
     if cfg!(unix) {
         assert!(
             w.contains("[target] api_key_file") && w.contains("readable by every user") && w.contains("chmod 600"),
@@ -782,7 +821,7 @@ fn secret_files_are_checked_at_load_and_world_readable_ones_warned() {
     assert!(!w.contains("top-secret-value"), "{w}");
 
     set_mode(&dir.path().join("key"), 0o600);
-    assert!(parse_with(&text, &origin, &no_env).unwrap().warnings.is_empty());
+    assert!(about_key(&parse_with(&text, &origin, &no_env).unwrap().warnings).is_empty());
     assert_eq!(loaded.config.target_api_key(dir.path()).unwrap().expose(), "top-secret-value");
 }
 

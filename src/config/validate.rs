@@ -9,7 +9,7 @@ use std::path::Path;
 use super::cron::check_schedule;
 use super::doc::{entry, key_label, keys, with, Doc, Seg};
 use super::secrets::{check_env_name, read_secret_file, source_secret_keys, Lookup};
-use super::types::{Config, LdapDialect, SourceConfig, SourceKind};
+use super::types::{Config, Deployment, DeprovisionMode, LdapDialect, SourceConfig, SourceKind};
 use crate::model::Email;
 
 /// Free mail providers: a managed domain among them would put strangers in scope.
@@ -388,6 +388,37 @@ fn check_policy(c: &mut Checker<'_, '_>, cfg: &Config) {
                 create_by_team.insert(t.team.trim(), (i, t.create));
             }
         }
+    }
+    check_disabled_grace(c, cfg);
+}
+
+/// Warns when a short-lived "disabled" would remove someone for good: the default
+/// `disabled_grace_period` of 0s acts on the next run, and some sources mark people
+/// disabled for a while (a ppolicy lockout after wrong passwords, an Okta suspension).
+/// Only where the removal cannot be undone: SaaS (deactivation leaves the org) or delete.
+fn check_disabled_grace(c: &mut Checker<'_, '_>, cfg: &Config) {
+    let p = &cfg.policy;
+    let irreversible = match p.deprovision {
+        DeprovisionMode::Off => return,
+        DeprovisionMode::Delete => "deprovision = \"delete\"",
+        DeprovisionMode::Deactivate if cfg.target.deployment == Deployment::Saas => "deactivation on SaaS (it removes them from the org)",
+        DeprovisionMode::Deactivate => return,
+    };
+    let s = &cfg.source;
+    let temporary = match s.kind {
+        SourceKind::Ldap | SourceKind::Ldif if s.dialect == LdapDialect::Openldap => {
+            "OpenLDAP's ppolicy sets pwdAccountLockedTime after a few wrong passwords"
+        }
+        SourceKind::Okta => "Okta SUSPENDED is often a short leave",
+        _ => return,
+    };
+    if p.disabled_grace_period.0.is_zero() {
+        c.warn(
+            &keys(&["policy", "disabled_grace_period"]),
+            format!(
+                "is 0s: a person the directory marks disabled is removed on the next run, and {irreversible} cannot be undone; {temporary}, so set it longer than such a lock lasts, like \"24h\""
+            ),
+        );
     }
 }
 
