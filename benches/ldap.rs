@@ -159,7 +159,8 @@ fn main() {
     }
     let (ls, id) = (summarize(&ls), summarize(&id));
     println!("{rounds} rounds, interleaved          wall best   wall median   client CPU median");
-    for (name, s) in [("ldapsearch -E pr=500/noprompt", &ls), ("idsync LDAP read (all of it)", &id)] {
+    let ls_name = format!("ldapsearch -E pr={PAGE}/noprompt");
+    for (name, s) in [(ls_name.as_str(), &ls), ("idsync LDAP read (all of it)", &id)] {
         println!(
             "{name:<30} {:>9.1} ms  {:>9.1} ms  {:>9.1} ms",
             ms(s.best.wall),

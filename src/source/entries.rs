@@ -1,8 +1,10 @@
 //! Raw directory entries and the one pure step every LDAP-like source shares: turning
 //! user and group entries into a [`DirectorySnapshot`].
 //!
-//! The LDIF reader and the LDAP client both produce [`Entry`] values and call
-//! [`build_snapshot`], so both read people, disabled flags and nested groups alike.
+//! The LDIF reader and the LDAP client both produce [`Entry`] values, turn people into
+//! records through [`People`] and resolve groups with [`assemble`] (the LDIF reader in
+//! one call, [`build_snapshot`]; the LDAP client page by page), so both read people,
+//! disabled flags and nested groups alike.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -320,10 +322,7 @@ impl People {
 /// Builds the snapshot from user and group entries (already selected by base and
 /// filter). People keep their input order; group members are the anchors of the people
 /// they contain directly or (when `nested`) through other groups, sorted and unique.
-///
-/// Fails on a group whose member list is a partial AD range (`member;range=0-1499`): a
-/// partial list would make a smaller directory, so the LDAP source must merge all ranges
-/// into the plain attribute first.
+/// Fails as [`People::push`] and [`assemble`] do.
 pub fn build_snapshot(
     kind: &str,
     users: Vec<Entry>,
@@ -341,6 +340,10 @@ pub fn build_snapshot(
 
 /// The second half of [`build_snapshot`]: resolves the groups' members against the
 /// people already converted.
+///
+/// Fails on a group whose member list is a partial AD range (`member;range=0-1499`): a
+/// partial list would make a smaller directory, so the LDAP source must merge all ranges
+/// into the plain attribute first.
 pub fn assemble(
     kind: &str,
     people: People,

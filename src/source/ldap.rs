@@ -1,10 +1,12 @@
 //! The LDAP / Active Directory source (`kind = "ldap"`), on ldap3's async API.
 //!
-//! One connection (ldap://, ldap:// + StartTLS, or ldaps://; certificates always
-//! verified against `ca_file` or the system roots), a simple bind, then RFC 2696 paged
-//! searches for people and groups. AD's ranged member lists are completed with follow-up
-//! reads, and AD's in-chain matching rule can resolve nesting on the server. The raw
-//! entries go through [`super::entries`] (people converted page by page, then [`super::entries::assemble`]) like the LDIF reader's.
+//! Two connections, one for people and one for groups (ldap://, ldap:// + StartTLS, or
+//! ldaps://; certificates always verified against `ca_file` or the system roots), a
+//! simple bind on each, then RFC 2696 paged searches for people and groups at once. AD's
+//! ranged member lists are completed with follow-up reads, and AD's in-chain matching
+//! rule can resolve nesting on the server. The raw entries go through
+//! [`super::entries`] like the LDIF reader's: people are converted as each page arrives,
+//! then [`super::entries::assemble`] resolves the groups.
 //!
 //! Invariant: the read is all or nothing. Any failed page, result code, lost connection
 //! or timeout fails the whole read, never yields a smaller directory.
@@ -165,7 +167,8 @@ impl<'a> LdapSource<'a> {
         }
         let _ = ldap.unbind().await;
         let (ucfg, gcfg) = (ucfg.clone(), gcfg.clone());
-        // Resolving large groups is CPU work: keep it off the async workers.
+        // People were converted on the async workers a page (page_size entries) at a
+        // time; resolving every group at once is longer CPU work, so it runs apart.
         tokio::task::spawn_blocking(move || entries::assemble("ldap", people, groups, &ucfg, &gcfg))
             .await
             .map_err(|e| SourceError::Other(format!("building the directory snapshot stopped unexpectedly: {e}")))?
