@@ -171,7 +171,8 @@ pub struct RunOutcome {
     pub http: HttpStats,
     /// The source's request counters for this run (empty for LDAP and LDIF).
     pub source_http: HttpStats,
-    /// Seat hygiene from this run's snapshots (absent when a read failed).
+    /// Seat hygiene from this run's snapshots, for the daemon's gauges (absent when a read
+    /// failed, and for `idsync apply`, which has no gauges).
     pub seats: Option<crate::report::seats::SeatMetrics>,
     /// A stop request (SIGTERM) cut the apply short.
     pub stopped: bool,
@@ -319,13 +320,8 @@ pub async fn execute(
         phases,
         http: client.http_stats(),
         source_http: HttpStats::default(),
-        seats: Some(crate::report::seats::seat_metrics(
-            &directory,
-            &org,
-            &env.policy,
-            env.config.report.inactive_days,
-            finished,
-        )),
+        // Filled in by `run_once` for the daemon's gauges; `idsync apply` does not need them.
+        seats: None,
         stopped,
     })
 }
@@ -430,6 +426,8 @@ async fn run_inner(
     persist_plan_state(&mut store, &fresh, &dir)?;
     progress.phases.plan = Some(t.elapsed());
     let to_apply = fresh.clone();
+    // Seat hygiene for the daemon's gauges, from the same snapshots the plan used.
+    let seats = crate::report::seats::seat_metrics(&dir, &org, &env.policy, env.config.report.inactive_days, Utc::now());
     let prepared = Prepared {
         run_id: run_id.to_string(),
         command: command.to_string(),
@@ -440,7 +438,9 @@ async fn run_inner(
         fresh,
         phases: progress.phases.clone(),
     };
-    execute(env, &client, &mut store, prepared, &to_apply, stop, lock).await
+    let mut outcome = execute(env, &client, &mut store, prepared, &to_apply, stop, lock).await?;
+    outcome.seats = Some(seats);
+    Ok(outcome)
 }
 
 /// The held apply lock; dropping it releases it.
