@@ -21,6 +21,7 @@ use super::SourceError;
 use crate::config::{SourceConfig, SourceKind};
 use crate::secret::Secret;
 use crate::target::retry::{next_attempt, retryable_status, server_wait, Backoff, Next};
+use crate::target::transport::{read_body, root_cause, BodyError};
 use crate::target::HttpStats;
 
 /// Retries per request after the first attempt: with the default backoff and honoured
@@ -396,13 +397,10 @@ impl SourceHttp {
         let mut resp = rb.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
-            if body.len() + chunk.len() > MAX_BODY {
-                return Err(self.malformed(op, format!("response body larger than {} MiB", MAX_BODY / (1024 * 1024))));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_body(&mut resp, MAX_BODY).await.map_err(|e| match e {
+            BodyError::Transport(e) => transport(e),
+            BodyError::TooLarge { limit } => self.malformed(op, BodyError::too_large_detail(limit)),
+        })?;
         Ok(Reply { status, headers, body })
     }
 
@@ -631,15 +629,6 @@ pub fn describe(cfg: &SourceConfig) -> Option<String> {
         )),
         SourceKind::Ldap | SourceKind::Ldif => None,
     }
-}
-
-/// The innermost cause of a transport error: what a human can act on.
-fn root_cause(e: &reqwest::Error) -> String {
-    let mut cause: &dyn std::error::Error = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
 }
 
 #[cfg(test)]

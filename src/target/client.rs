@@ -14,6 +14,7 @@ use base64::Engine;
 
 use super::error::TargetError;
 use super::retry::{next_attempt, retryable_status, server_wait, Backoff, Next};
+use super::transport::{read_body, root_cause, BodyError};
 use super::wire;
 use crate::config::{TargetAuth, TargetConfig};
 use crate::model::{Email, OrgRole, OrgSnapshot, OrgUser, Team, TeamRole};
@@ -156,16 +157,6 @@ impl Reply {
 
 fn header(h: &HeaderMap, name: &str) -> Option<String> {
     h.get(name).and_then(|v| v.to_str().ok()).map(|s| s.to_string())
-}
-
-/// The innermost cause of a transport error ("Connection refused (os error 111)") is
-/// what a human can act on; reqwest's own top-level text only says "error sending request".
-fn root_cause(e: &reqwest::Error) -> String {
-    let mut cause: &dyn std::error::Error = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
 }
 
 impl WandbClient {
@@ -796,15 +787,13 @@ impl WandbClient {
             ratelimit_reset: header(h, "ratelimit-reset"),
             ratelimit_remaining: header(h, "ratelimit-remaining"),
         };
-        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
-            if reply.body.len() + chunk.len() > MAX_BODY {
-                return Err(TargetError::Malformed {
-                    op: op.to_string(),
-                    detail: format!("response body larger than {} MiB", MAX_BODY / (1024 * 1024)),
-                });
-            }
-            reply.body.extend_from_slice(&chunk);
-        }
+        reply.body = read_body(&mut resp, MAX_BODY).await.map_err(|e| match e {
+            BodyError::Transport(e) => transport(e),
+            BodyError::TooLarge { limit } => TargetError::Malformed {
+                op: op.to_string(),
+                detail: BodyError::too_large_detail(limit),
+            },
+        })?;
         Ok(reply)
     }
 
