@@ -8,7 +8,6 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use idsync::plan::Deployment;
 use idsync::sandbox::SandboxOptions;
 use serde_json::Value;
 
@@ -285,25 +284,8 @@ async fn readyz_turns_unready_when_the_target_goes_down() {
     assert_eq!(code, 200, "alive though unready");
 }
 
-/// Twelve people to create, one at a time, each create slowed by the sandbox.
-async fn slow_fixture() -> Fixture {
-    let people: Vec<String> = (0..12).map(|i| format!("k{i}")).collect();
-    let mut ps: Vec<P> = people.iter().map(|p| P(p, true)).collect();
-    ps.push(P("root", true));
-    Fixture::start(Setup {
-        org: org(&[("root@example.com", "admin", &[])], &[]),
-        ldif: ldif(&ps, &[]),
-        target: "max_concurrency = 1",
-        opts: SandboxOptions {
-            api_key: KEY.into(),
-            deployment: Deployment::Saas,
-            latency: Duration::from_millis(250),
-            ..SandboxOptions::default()
-        },
-        ..Setup::default()
-    })
-    .await
-}
+/// The sandbox's delay per request in the daemon's slow runs.
+const SLOW: Duration = Duration::from_millis(250);
 
 /// Starts the daemon on `f` and waits until some, not all, creates have landed.
 async fn daemon_mid_apply(f: &Fixture) -> Daemon {
@@ -333,7 +315,7 @@ async fn assert_restart_converges(f: &Fixture) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_mid_apply_finishes_the_action_in_flight_and_exits_zero() {
-    let f = slow_fixture().await;
+    let f = slow_fixture(SLOW).await;
     let mut d = daemon_mid_apply(&f).await;
     d.signal("TERM");
     let code = d.wait_exit(Duration::from_secs(30)).await;
@@ -350,7 +332,7 @@ async fn sigterm_mid_apply_finishes_the_action_in_flight_and_exits_zero() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_mid_apply_then_restart_converges_auditing_each_action_once() {
-    let f = slow_fixture().await;
+    let f = slow_fixture(SLOW).await;
     let mut d = daemon_mid_apply(&f).await;
     d.signal("KILL");
     let _ = d.wait_exit(Duration::from_secs(10)).await;
@@ -507,7 +489,7 @@ async fn tells_systemd_ready_status_and_watchdog() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_during_idsync_apply_finishes_the_action_in_flight_and_says_so() {
-    let f = slow_fixture().await;
+    let f = slow_fixture(SLOW).await;
     let log = f.path("apply.log");
     let child = f
         .command(&["apply", "--yes"])
@@ -580,7 +562,7 @@ async fn sigterm_during_the_read_abandons_the_run_at_once_and_exits_zero() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_sigterm_exits_at_once_and_says_so() {
-    let f = slow_fixture().await;
+    let f = slow_fixture(SLOW).await;
     let mut d = daemon_mid_apply(&f).await;
     // The next create takes 5 s: the first TERM waits for it, the second does not.
     f.sb.set_latency(Duration::from_secs(5));

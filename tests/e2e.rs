@@ -363,22 +363,7 @@ async fn throttling_and_server_errors_converge_without_duplicates() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_mid_apply_resumes_and_audits_each_action_once() {
-    let people: Vec<String> = (0..12).map(|i| format!("k{i}")).collect();
-    let mut ps: Vec<P> = people.iter().map(|p| P(p, true)).collect();
-    ps.push(P("root", true));
-    let f = Fixture::start(Setup {
-        org: org(&[("root@example.com", "admin", &[])], &[]),
-        ldif: ldif(&ps, &[]),
-        target: "max_concurrency = 1",
-        opts: SandboxOptions {
-            api_key: KEY.into(),
-            deployment: Deployment::Saas,
-            latency: Duration::from_millis(150),
-            ..SandboxOptions::default()
-        },
-        ..Setup::default()
-    })
-    .await;
+    let f = slow_fixture(Duration::from_millis(150)).await;
     let mut child = f
         .command(&["apply", "--yes"])
         .stdout(std::process::Stdio::null())

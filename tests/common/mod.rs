@@ -284,3 +284,24 @@ pub fn text(o: &Output) -> String {
 pub fn plan_json(f: &Fixture, name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(f.path(name)).unwrap()).unwrap()
 }
+
+/// Twelve people (k0..k11) to create one at a time (`max_concurrency = 1`) beside the
+/// admin root, each request slowed by `latency`: a run long enough to interrupt.
+pub async fn slow_fixture(latency: Duration) -> Fixture {
+    let people: Vec<String> = (0..12).map(|i| format!("k{i}")).collect();
+    let mut ps: Vec<P> = people.iter().map(|p| P(p, true)).collect();
+    ps.push(P("root", true));
+    Fixture::start(Setup {
+        org: org(&[("root@example.com", "admin", &[])], &[]),
+        ldif: ldif(&ps, &[]),
+        target: "max_concurrency = 1",
+        opts: SandboxOptions {
+            api_key: KEY.into(),
+            deployment: Deployment::Saas,
+            latency,
+            ..SandboxOptions::default()
+        },
+        ..Setup::default()
+    })
+    .await
+}
