@@ -259,8 +259,8 @@ fn strip_unique_id(v: &str) -> &str {
 }
 
 /// A hash map for the build's lookups: keys are DNs and usernames from the directory,
-/// hashed with foldhash (seeded per process) instead of SipHash, which was a tenth of
-/// the build's time at 100k people.
+/// hashed with foldhash (seeded per process) instead of SipHash, which showed in the
+/// build's profile at 100k people.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// People as they arrive from the source, each turned into a [`Person`] at once, so a
