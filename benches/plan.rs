@@ -6,11 +6,13 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
-use idsync::model::{DirectorySnapshot, Group, OrgRole, OrgSnapshot, OrgUser, Person, Team, TeamRole};
+use idsync::model::{DirectorySnapshot, Group, OrgRole, OrgSnapshot, OrgUser, Team, TeamRole};
 use idsync::plan::{plan, OrgRoleRule, PlanInput, PlanState, Policy, TeamRule};
 
 fn world(people: usize, groups: usize, users: usize, teams: usize) -> (DirectorySnapshot, OrgSnapshot, Policy) {
@@ -18,16 +20,7 @@ fn world(people: usize, groups: usize, users: usize, teams: usize) -> (Directory
         kind: "bench".into(),
         ..Default::default()
     };
-    for i in 0..people {
-        dir.people.push(Person {
-            anchor: format!("a{i}"),
-            email: Some(format!("user{i}@example.com")),
-            username: format!("user{i}"),
-            display_name: format!("User {i}"),
-            enabled: i % 97 != 0,
-            source_ref: format!("uid=user{i},ou=people,dc=example,dc=com"),
-        });
-    }
+    dir.people.extend((0..people).map(common::person));
     for g in 0..groups {
         // Every person is in ~3 groups; groups average 60 members.
         let members = (0..people).filter(|p| (p * 7 + g) % groups < 3).map(|p| format!("a{p}")).collect();

@@ -6,11 +6,13 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
-use idsync::model::{DirectorySnapshot, Email, OrgRole, OrgSnapshot, OrgUser, Person, TeamRole};
+use idsync::model::{DirectorySnapshot, Email, OrgRole, OrgSnapshot, OrgUser, TeamRole};
 use idsync::plan::{PipelineOwner, Policy, Tombstone, TombstoneCause};
 use idsync::report::seats::{build, render, SeatFormat, SeatInput, SeatPrices, SeatReport};
 
@@ -23,16 +25,7 @@ fn now() -> DateTime<Utc> {
 fn world(people: usize, users: usize) -> (DirectorySnapshot, OrgSnapshot, Policy, Vec<Tombstone>) {
     let dir = DirectorySnapshot {
         kind: "bench".into(),
-        people: (0..people)
-            .map(|i| Person {
-                anchor: format!("a{i}"),
-                email: Some(format!("user{i}@example.com")),
-                username: format!("user{i}"),
-                display_name: format!("User {i}"),
-                enabled: i % 97 != 0,
-                source_ref: format!("uid=user{i},ou=people,dc=example,dc=com"),
-            })
-            .collect(),
+        people: (0..people).map(common::person).collect(),
         groups: Vec::new(),
     };
     let mut org = OrgSnapshot::default();
