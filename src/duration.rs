@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 pub struct HumanDuration(pub Duration);
 
 impl HumanDuration {
+    /// The longest duration a config may say: a century. Longer ones are typos (and
+    /// `now + d` would leave the calendar), so they are refused, never wrapped.
+    pub const MAX: HumanDuration = HumanDuration(Duration::from_secs(36_500 * 86_400));
+
     pub const fn from_secs(s: u64) -> HumanDuration {
         HumanDuration(Duration::from_secs(s))
     }
@@ -27,7 +31,14 @@ impl HumanDuration {
             .parse()
             .map_err(|_| format!("invalid duration {s:?}: expected a number and a unit, like \"90s\", \"15m\", \"72h\" or \"7d\""))?;
         let secs = match unit {
-            "ms" => return Ok(HumanDuration(Duration::from_millis(n))),
+            "ms" => {
+                let d = Duration::from_millis(n);
+                return if d > Self::MAX.0 {
+                    Err(format!("invalid duration {s:?}: too large (at most {})", Self::MAX))
+                } else {
+                    Ok(HumanDuration(d))
+                };
+            }
             "s" => Some(n),
             "m" => n.checked_mul(60),
             "h" => n.checked_mul(3600),
@@ -38,8 +49,9 @@ impl HumanDuration {
                 ))
             }
         };
-        secs.map(|s| HumanDuration(Duration::from_secs(s)))
-            .ok_or_else(|| format!("invalid duration {s:?}: too large"))
+        secs.filter(|secs| *secs <= Self::MAX.0.as_secs())
+            .map(|s| HumanDuration(Duration::from_secs(s)))
+            .ok_or_else(|| format!("invalid duration {s:?}: too large (at most {})", Self::MAX))
     }
 }
 
@@ -92,6 +104,15 @@ mod tests {
         for bad in ["30", "m", "", "5w", "-1s", "1.5h"] {
             assert!(HumanDuration::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn durations_beyond_a_century_are_refused_not_wrapped() {
+        for huge in ["99999999999d", "36501d", "999999999999999h", "18446744073709551615ms"] {
+            let e = HumanDuration::parse(huge).unwrap_err();
+            assert!(e.contains("too large"), "{huge}: {e}");
+        }
+        assert_eq!(HumanDuration::parse("36500d").unwrap(), HumanDuration::MAX);
     }
 
     #[test]

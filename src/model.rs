@@ -30,11 +30,17 @@ impl Email {
             || !domain.contains('.')
             || domain.starts_with('.')
             || domain.ends_with('.')
-            || s.chars().any(|c| c.is_whitespace() || c.is_control())
+            || s.chars().any(|c| c.is_whitespace() || c.is_control() || is_invisible(c))
         {
             return None;
         }
         Some(Email(s))
+    }
+
+    /// The first invisible character in `raw` (zero-width, bidi control, BOM, ...), for
+    /// telling a human why an address that looks right was refused.
+    pub fn invisible_char(raw: &str) -> Option<char> {
+        raw.trim().chars().find(|&c| is_invisible(c) || (c.is_control() && c != '\n'))
     }
 
     pub fn as_str(&self) -> &str {
@@ -45,6 +51,17 @@ impl Email {
     pub fn domain(&self) -> &str {
         self.0.split_once('@').map(|(_, d)| d).unwrap_or("")
     }
+}
+
+/// Characters that render as nothing (Unicode format characters and their kin): an
+/// address containing one looks identical to another address but is a different string,
+/// so matching or creating with it would act on a guess.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}' | '\u{180E}'
+        | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}'
+        | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{0600}'..='\u{0605}' | '\u{06DD}' | '\u{070F}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
 impl fmt::Display for Email {
@@ -305,6 +322,17 @@ mod tests {
         for bad in ["", "alice", "@example.com", "alice@", "a@b@c.com", "a b@c.com", "a@nodot", "a@.com"] {
             assert!(Email::parse(bad).is_none(), "{bad:?} should be rejected");
         }
+    }
+
+    #[test]
+    fn invisible_characters_make_an_email_unusable() {
+        // Each looks identical to "alice@example.com" on screen but is another string.
+        for c in ['\u{200B}', '\u{200C}', '\u{200D}', '\u{2060}', '\u{FEFF}', '\u{00AD}', '\u{202E}', '\u{2066}', '\u{180E}'] {
+            for raw in [format!("ali{c}ce@example.com"), format!("alice@exa{c}mple.com"), format!("{c}alice@example.com")] {
+                assert!(Email::parse(&raw).is_none(), "{raw:?} must be rejected");
+            }
+        }
+        assert!(Email::parse("alice\u{7}@example.com").is_none());
     }
 
     #[test]

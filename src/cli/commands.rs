@@ -399,7 +399,9 @@ pub(crate) fn print_results(report: &apply::ApplyReport) {
 /// that are not held or that a non-overridable guard holds.
 fn approvals_for(plan: &Plan, ids: &[String], env: &Env, by: &str) -> Result<Vec<Approval>, Error> {
     let now = Utc::now();
+    // Config bounds durations (a century at most), so this cannot overflow; saturate anyway.
     let ttl = chrono::Duration::from_std(env.config.guards.approval_ttl.0).unwrap_or(chrono::Duration::hours(24));
+    let expires_at = now.checked_add_signed(ttl).unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
     let chosen: Vec<&Action> = if ids.is_empty() {
         plan.held().filter(|a| a.overridable()).collect()
     } else {
@@ -429,7 +431,7 @@ fn approvals_for(plan: &Plan, ids: &[String], env: &Env, by: &str) -> Result<Vec
         .map(|a| Approval {
             action_id: a.id.clone(),
             approved_at: now,
-            expires_at: now + ttl,
+            expires_at,
             approved_by: by.to_string(),
         })
         .collect())

@@ -317,6 +317,22 @@ fn wrong_types_and_bad_durations_name_the_key_and_line() {
 }
 
 #[test]
+fn durations_past_a_century_are_config_errors_with_their_line() {
+    for (table, key) in [("guards", "approval_ttl"), ("policy", "grace_period"), ("target", "timeout")] {
+        let line = format!("{key} = \"99999999999d\"\n");
+        let text = match table {
+            "guards" => config(SOURCE, TARGET, POLICY, &format!("[guards]\n{line}")),
+            "policy" => config(SOURCE, TARGET, &format!("{POLICY}{line}"), ""),
+            _ => config(SOURCE, &format!("{TARGET}{line}"), POLICY, ""),
+        };
+        let m = err(&text);
+        let at = line_of(&text, key);
+        assert!(m.contains(&format!("/cfg/idsync.toml:{at}:")), "{key}: {m}");
+        assert!(m.contains(&format!("[{table}] {key}: invalid duration")) && m.contains("too large"), "{key}: {m}");
+    }
+}
+
+#[test]
 fn toml_syntax_errors_are_located() {
     let m = err("[source\nkind = \"ldif\"\n");
     assert!(m.starts_with("/cfg/idsync.toml:1:"), "{m}");

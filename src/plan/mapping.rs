@@ -196,7 +196,13 @@ pub(crate) fn desired_state<'a>(
                 entry: p.source_ref.clone(),
                 why: match &p.email {
                     None => "no email in the directory: skipped, never guessed".into(),
-                    Some(raw) => format!("unusable email {raw:?}: skipped, never guessed"),
+                    Some(raw) => match Email::invisible_char(raw) {
+                        Some(c) => format!(
+                            "unusable email {raw:?}: it contains the invisible character U+{:04X}, so it only looks like an address; fix the entry in the directory (skipped, never guessed)",
+                            c as u32
+                        ),
+                        None => format!("unusable email {raw:?}: skipped, never guessed"),
+                    },
                 },
             }),
         }

@@ -176,6 +176,21 @@ fn auto_add_group_limits_creation_to_its_members() {
 }
 
 #[test]
+fn an_email_with_an_invisible_character_is_skipped_and_matches_nobody() {
+    // "ali\u{200B}ce@example.com" renders like alice@, whose W&B user must stay untouched.
+    let mut w = World::new()
+        .person("root@example.com")
+        .user("root@example.com", OrgRole::Admin, &[])
+        .user("alice@example.com", OrgRole::Member, &[])
+        .person("ali\u{200B}ce@example.com");
+    w.policy.grace_period = Duration::from_secs(3600);
+    let p = w.plan();
+    assert!(p.ready().all(|a| a.kind != ActionKind::CreateUser), "{:#?}", p.actions);
+    let s = p.skipped.iter().find(|s| s.entry.contains("ali")).expect("reported");
+    assert!(s.why.contains("invisible character U+200B"), "{}", s.why);
+}
+
+#[test]
 fn auto_add_off_creates_nobody() {
     let mut w = World::new().person("alice@example.com");
     w.policy.auto_add = false;
