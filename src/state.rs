@@ -258,7 +258,7 @@ impl StateStore {
             return Err(StateError::Corrupt {
                 path,
                 msg: format!(
-                    "schema version {found} is older than this idsync's {supported}: run `idsync plan` once to upgrade it (this command only reads the store)"
+                    "schema version {found} is older than this idsync's {supported}: run `idsync apply` (or let the daemon run) once to upgrade it (this command only reads the store)"
                 ),
             });
         }

@@ -73,6 +73,16 @@ impl Env {
     }
 }
 
+/// The stored state for a read-only command (`plan`, `explain`, `report seats`): the store
+/// is opened without writing (no directory, file, lock or migration is created); no store
+/// yet means nothing was recorded.
+pub fn load_state_read_only(env: &Env) -> Result<PlanState, Error> {
+    match StateStore::open_read_only(&env.state_dir())? {
+        Some(store) => Ok(store.load_plan_state()?),
+        None => Ok(PlanState::default()),
+    }
+}
+
 /// Reads the directory and the org at once. Either failing fails the whole run.
 pub async fn read_both(env: &Env, client: &WandbClient) -> Result<(DirectorySnapshot, OrgSnapshot), Error> {
     let (dir, org) = tokio::join!(source::read_directory(&env.config.source, &env.base_dir), client.snapshot());

@@ -240,6 +240,9 @@ async fn grace_period_tombstone_first_then_deprovision_and_return_cancels() {
     let first = f.run(&["plan", "--out", "p1.json"]).await;
     assert_eq!(code(&first), 0, "only tombstones, no actions:\n{}", text(&first));
     assert_eq!(plan_json(&f, "p1.json")["tombstones"].as_array().unwrap().len(), 2);
+    // `plan` is a dry run: the clocks start with the first apply, which has nothing to do.
+    let start = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&start), 0, "{}", text(&start));
     tokio::time::sleep(Duration::from_millis(2300)).await;
     // back@ returns before apply: its tombstone is dropped; gone@ is deprovisioned.
     f.write_ldif(&ldif(&[P("root", true), P("back", true)], &[]));
@@ -250,6 +253,52 @@ async fn grace_period_tombstone_first_then_deprovision_and_return_cancels() {
     assert!(users.contains_key("back@example.com"));
     let status = f.run(&["status"]).await;
     assert!(text(&status).contains("tombstones: 0"), "{}", text(&status));
+}
+
+/// Every file under `dir` with its bytes, to show that a command changed nothing.
+fn files_under(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            out.insert(p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_and_status_are_dry_runs_that_write_nothing() {
+    let f = Fixture::start(Setup {
+        org: org(&[("root@example.com", "admin", &[]), ("gone@example.com", "member", &[])], &[]),
+        ldif: ldif(&[P("root", true)], &[]),
+        policy: r#"grace_period = "1h""#,
+        ..Setup::default()
+    })
+    .await;
+    // Before any apply: no state directory, no database, no lock file.
+    for args in [&["plan"][..], &["plan", "--format", "json"], &["status"]] {
+        let out = f.run(args).await;
+        assert!(matches!(code(&out), 0 | 2), "{args:?}: {}", text(&out));
+        assert!(!f.path("state").exists(), "{args:?} created the state directory");
+    }
+    let apply = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    let status = text(&f.run(&["status"]).await);
+    assert!(status.contains("tombstones: 1") && status.contains("gone@example.com"), "{status}");
+    let before = files_under(&f.path("state"));
+
+    // gone@ is back and another one vanished: a plan shows it, and persists none of it.
+    f.write_ldif(&ldif(&[P("gone", true)], &[]));
+    let plan = f.run(&["plan", "--format", "json"]).await;
+    assert_eq!(code(&plan), 0, "{}", text(&plan));
+    let p: Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let shown: Vec<&str> = p["tombstones"].as_array().unwrap().iter().map(|t| t["user"].as_str().unwrap()).collect();
+    assert_eq!(shown, ["root@example.com"], "{p}");
+    assert_eq!(files_under(&f.path("state")), before, "plan changed the state directory");
+    let status_after = text(&f.run(&["status"]).await);
+    assert!(status_after.contains("tombstones: 1") && status_after.contains("gone@example.com"), "{status_after}");
+    assert_eq!(files_under(&f.path("state")), before, "status changed the state directory");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -126,24 +126,6 @@ fn record(
     Ok(())
 }
 
-/// Reads both sides; a failed read is recorded as a failed run before it is returned.
-async fn read_both_or_record(
-    env: &Env,
-    client: &crate::target::WandbClient,
-    store: &mut StateStore,
-    run_id: &str,
-    command: &str,
-    started: chrono::DateTime<Utc>,
-) -> Result<(crate::model::DirectorySnapshot, crate::model::OrgSnapshot), Error> {
-    match sync::read_both(env, client).await {
-        Ok(v) => Ok(v),
-        Err(e) => {
-            record(store, run_id, command, started, "failure", BTreeMap::new(), Some(e.to_string()))?;
-            Err(e)
-        }
-    }
-}
-
 async fn check_config(path: &Path, connect: bool) -> Result<u8, Error> {
     let env = load_env(path)?;
     let c = &env.config;
@@ -218,16 +200,15 @@ async fn check_config(path: &Path, connect: bool) -> Result<u8, Error> {
     Ok(exit::IN_SYNC)
 }
 
+/// A dry run: reads the state store (if there is one) and writes nothing, so a preview
+/// from a laptop never changes what the daemon does next. Only `apply` and `run` persist.
 async fn plan(path: &Path, format: Format, out: Option<&Path>) -> Result<u8, Error> {
     let env = load_env(path)?;
     let client = env.client()?;
-    let mut store = env.open_store()?;
     let started = Utc::now();
-    let run_id = new_run_id();
-    let state = store.load_plan_state()?;
-    let (dir, org) = read_both_or_record(&env, &client, &mut store, &run_id, "plan", started).await?;
+    let state = sync::load_state_read_only(&env)?;
+    let (dir, org) = sync::read_both(&env, &client).await?;
     let plan = sync::plan_now(&env, &dir, &org, &state, started);
-    sync::persist_plan_state(&mut store, &plan, &dir)?;
     if let Some(out) = out {
         write_file(out, &report::render_json(&plan))?;
         eprintln!("plan saved to {}", out.display());
@@ -242,9 +223,7 @@ async fn plan(path: &Path, format: Format, out: Option<&Path>) -> Result<u8, Err
             }
         )
     );
-    let code = plan_exit_code(&plan);
-    record(&mut store, &run_id, "plan", started, "success", plan.summary.clone(), None)?;
-    Ok(code)
+    Ok(plan_exit_code(&plan))
 }
 
 struct ApplyOpts {
@@ -468,9 +447,13 @@ fn approve(path: &Path, plan_file: &Path, ids: &[String]) -> Result<u8, Error> {
 
 fn status(path: &Path) -> Result<u8, Error> {
     let env = load_env(path)?;
-    let store = env.open_store()?;
-    let runs = store.last_runs(10)?;
     println!("state: {}", env.state_dir().display());
+    // Read-only, like `plan`: a status check never creates or migrates the store.
+    let Some(store) = StateStore::open_read_only(&env.state_dir())? else {
+        println!("no runs yet (no state store: nothing has been applied with this state directory)");
+        return Ok(exit::IN_SYNC);
+    };
+    let runs = store.last_runs(10)?;
     if runs.is_empty() {
         println!("no runs yet");
     } else {

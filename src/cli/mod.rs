@@ -56,6 +56,9 @@ pub enum Command {
         connect: bool,
     },
     /// Show what would change (a dry run). Exit 0 in sync, 2 changes pending, 3 some held, 1 error.
+    ///
+    /// Reads the directory, W&B and the state store; writes nothing (no state, no run
+    /// record, no file but --out): tombstone clocks and baselines start with `apply` or `run`.
     Plan {
         #[command(flatten)]
         config: ConfigArg,
@@ -91,7 +94,7 @@ pub enum Command {
         #[arg(long = "id", value_name = "ID")]
         ids: Vec<String>,
     },
-    /// Show the last runs, tombstones and pending approvals from the state store.
+    /// Show the last runs, tombstones and pending approvals from the state store (read-only).
     Status {
         #[command(flatten)]
         config: ConfigArg,

@@ -8,19 +8,14 @@ use chrono::Utc;
 use super::commands::load_env;
 use super::exit;
 use crate::error::Error;
-use crate::plan::PlanState;
 use crate::report::seats::{self, SeatFormat, SeatInput};
-use crate::state::StateStore;
 use crate::sync;
 
 pub async fn seats(path: &Path, format: SeatFormat, inactive_days: Option<u32>) -> Result<u8, Error> {
     let env = load_env(path)?;
     let client = env.client()?;
     // No store yet means no tombstone clocks yet; a read-only open never creates one.
-    let state = match StateStore::open_read_only(&env.state_dir())? {
-        Some(store) => store.load_plan_state()?,
-        None => PlanState::default(),
-    };
+    let state = sync::load_state_read_only(&env)?;
     let (dir, org) = sync::read_both(&env, &client).await?;
     let now = Utc::now();
     // Tombstones as the next plan sees them (stored clocks, plus any that start now); the
