@@ -99,11 +99,15 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
         max_concurrency,
         stop,
     } = ctx;
+    // Approvals are used up when their action is applied, even one that turned ready
+    // without needing it: left in place, it would re-arm on a later hold (SPEC §4).
+    let approvals: BTreeSet<ActionId> = store.approvals()?.into_iter().map(|a| a.action_id).collect();
     let mut books = Books {
         store,
         audit,
         run_id,
         actor,
+        approvals,
         resumed: BTreeMap::new(),
         failed: BTreeSet::new(),
         report: ApplyReport::default(),
@@ -130,7 +134,7 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
                 detail: "ended before an interruption; the audit log holds its result".into(),
             };
             books.store.journal_end(&entry.run_id, &entry.action.id, &outcome)?;
-            record_effects(books.store, &entry.action, ok)?;
+            record_effects(books.store, &books.approvals, &entry.action, ok)?;
         } else if planned.contains(&entry.action.id) {
             books.resumed.insert(entry.action.id.clone(), entry.run_id.clone());
         } else {
@@ -138,6 +142,7 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
             finish(
                 books.store,
                 books.audit,
+                &books.approvals,
                 &entry.run_id,
                 &books.actor,
                 &entry.action,
@@ -436,6 +441,8 @@ struct Books<'a> {
     audit: &'a mut AuditLog,
     run_id: String,
     actor: String,
+    /// Action ids with a stored approval, used up when the action succeeds.
+    approvals: BTreeSet<ActionId>,
     /// Actions resumed from an interrupted apply, with the run that began them.
     resumed: BTreeMap<ActionId, String>,
     /// Actions that did not succeed; their dependents are skipped.
@@ -459,7 +466,16 @@ impl Books<'_> {
         // Progress for the daemon's systemd watchdog: a stuck apply stops beating.
         crate::daemon::notify::beat();
         let run = self.resumed.get(&a.id).unwrap_or(&self.run_id).clone();
-        finish(self.store, self.audit, &run, &self.actor, &a, &res, &describe(&res))?;
+        finish(
+            self.store,
+            self.audit,
+            &self.approvals,
+            &run,
+            &self.actor,
+            &a,
+            &res,
+            &describe(&res),
+        )?;
         if !res.ok() {
             self.failed.insert(a.id.clone());
         }
@@ -480,9 +496,11 @@ impl Books<'_> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn finish(
     store: &mut StateStore,
     audit: &mut AuditLog,
+    approvals: &BTreeSet<ActionId>,
     run_id: &str,
     actor: &str,
     a: &Action,
@@ -502,11 +520,11 @@ fn finish(
             detail: detail.to_string(),
         },
     )?;
-    record_effects(store, a, res.ok())
+    record_effects(store, approvals, a, res.ok())
 }
 
 /// What the state store keeps of a succeeded action: ledger grants and used approvals.
-fn record_effects(store: &mut StateStore, a: &Action, ok: bool) -> Result<(), ApplyError> {
+fn record_effects(store: &mut StateStore, approvals: &BTreeSet<ActionId>, a: &Action, ok: bool) -> Result<(), ApplyError> {
     if ok {
         if let (Some(u), Some(t)) = (&a.user, &a.team) {
             match a.kind {
@@ -515,7 +533,7 @@ fn record_effects(store: &mut StateStore, a: &Action, ok: bool) -> Result<(), Ap
                 _ => {}
             }
         }
-        if a.approved {
+        if a.approved || approvals.contains(&a.id) {
             store.consume_approval(&a.id)?;
         }
     }

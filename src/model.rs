@@ -327,8 +327,14 @@ mod tests {
     #[test]
     fn invisible_characters_make_an_email_unusable() {
         // Each looks identical to "alice@example.com" on screen but is another string.
-        for c in ['\u{200B}', '\u{200C}', '\u{200D}', '\u{2060}', '\u{FEFF}', '\u{00AD}', '\u{202E}', '\u{2066}', '\u{180E}'] {
-            for raw in [format!("ali{c}ce@example.com"), format!("alice@exa{c}mple.com"), format!("{c}alice@example.com")] {
+        for c in [
+            '\u{200B}', '\u{200C}', '\u{200D}', '\u{2060}', '\u{FEFF}', '\u{00AD}', '\u{202E}', '\u{2066}', '\u{180E}',
+        ] {
+            for raw in [
+                format!("ali{c}ce@example.com"),
+                format!("alice@exa{c}mple.com"),
+                format!("{c}alice@example.com"),
+            ] {
                 assert!(Email::parse(&raw).is_none(), "{raw:?} must be rejected");
             }
         }

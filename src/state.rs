@@ -25,7 +25,7 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBeha
 use serde::{Deserialize, Serialize};
 
 use crate::model::Email;
-use crate::plan::{Action, ActionId, Approval, PlanState, Tombstone, TombstoneCause, TombstoneRecord};
+use crate::plan::{Action, ActionId, Approval, Guard, PlanState, Tombstone, TombstoneCause, TombstoneRecord};
 
 /// The database file inside the state directory.
 pub const DB_FILE: &str = "idsync.db";
@@ -87,6 +87,12 @@ const MIGRATIONS: &[&str] = &[
         summary TEXT NOT NULL,
         error TEXT
     );
+    ",
+    // 2: approvals bind to what was reviewed (SPEC §4). Older rows keep empty values and
+    // match nothing, so an approval given before the upgrade releases nothing.
+    "
+    ALTER TABLE approvals ADD COLUMN guards TEXT NOT NULL DEFAULT '';
+    ALTER TABLE approvals ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';
     ",
 ];
 
@@ -438,17 +444,22 @@ impl StateStore {
         {
             let mut up = tx
                 .prepare(
-                    "INSERT INTO approvals (action_id, approved_at, expires_at, approved_by) VALUES (?1, ?2, ?3, ?4)
+                    "INSERT INTO approvals (action_id, approved_at, expires_at, approved_by, guards, fingerprint)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                      ON CONFLICT (action_id) DO UPDATE SET approved_at = excluded.approved_at,
-                         expires_at = excluded.expires_at, approved_by = excluded.approved_by",
+                         expires_at = excluded.expires_at, approved_by = excluded.approved_by,
+                         guards = excluded.guards, fingerprint = excluded.fingerprint",
                 )
                 .map_err(&e)?;
             for ap in a {
+                let guards: Vec<&str> = ap.guards.iter().map(|g| g.as_str()).collect();
                 up.execute(params![
                     ap.action_id.as_str(),
                     ts(&ap.approved_at),
                     ts(&ap.expires_at),
-                    ap.approved_by
+                    ap.approved_by,
+                    guards.join(","),
+                    ap.fingerprint
                 ])
                 .map_err(&e)?;
             }
@@ -467,7 +478,10 @@ impl StateStore {
     pub fn approvals(&self) -> Result<Vec<Approval>, StateError> {
         let mut st = self
             .conn
-            .prepare("SELECT action_id, approved_at, expires_at, approved_by FROM approvals ORDER BY approved_at, action_id")
+            .prepare(
+                "SELECT action_id, approved_at, expires_at, approved_by, guards, fingerprint FROM approvals
+                 ORDER BY approved_at, action_id",
+            )
             .map_err(self.err())?;
         let rows = st
             .query_map([], |r| {
@@ -476,18 +490,32 @@ impl StateStore {
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
                     r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
                 ))
             })
             .map_err(self.err())?
             .collect::<Result<Vec<_>, _>>()
             .map_err(self.err())?;
         rows.into_iter()
-            .map(|(id, at, exp, by)| {
+            .map(|(id, at, exp, by, guards, fingerprint)| {
+                let guards = guards
+                    .split(',')
+                    .filter(|g| !g.is_empty())
+                    .map(|g| {
+                        Guard::ALL
+                            .into_iter()
+                            .find(|x| x.as_str() == g)
+                            .ok_or_else(|| self.corrupt(format!("approval {id} names an unknown guard {g:?}")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
                 Ok(Approval {
                     action_id: ActionId(id),
                     approved_at: self.time(&at)?,
                     expires_at: self.time(&exp)?,
                     approved_by: by,
+                    guards,
+                    fingerprint,
                 })
             })
             .collect()
@@ -876,6 +904,8 @@ mod tests {
             approved_at: t(at),
             expires_at: t(exp),
             approved_by: "ops".into(),
+            guards: vec![Guard::PipelineKey],
+            fingerprint: format!("fp-{id}"),
         }
     }
 

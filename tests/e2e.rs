@@ -293,11 +293,19 @@ async fn plan_and_status_are_dry_runs_that_write_nothing() {
     let plan = f.run(&["plan", "--format", "json"]).await;
     assert_eq!(code(&plan), 0, "{}", text(&plan));
     let p: Value = serde_json::from_slice(&plan.stdout).unwrap();
-    let shown: Vec<&str> = p["tombstones"].as_array().unwrap().iter().map(|t| t["user"].as_str().unwrap()).collect();
+    let shown: Vec<&str> = p["tombstones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["user"].as_str().unwrap())
+        .collect();
     assert_eq!(shown, ["root@example.com"], "{p}");
     assert_eq!(files_under(&f.path("state")), before, "plan changed the state directory");
     let status_after = text(&f.run(&["status"]).await);
-    assert!(status_after.contains("tombstones: 1") && status_after.contains("gone@example.com"), "{status_after}");
+    assert!(
+        status_after.contains("tombstones: 1") && status_after.contains("gone@example.com"),
+        "{status_after}"
+    );
     assert_eq!(files_under(&f.path("state")), before, "status changed the state directory");
 }
 

@@ -232,9 +232,12 @@ struct ApplyOpts {
     yes: bool,
 }
 
-/// Whether two actions describe the same change (id and every field that matters).
+/// Whether two actions describe the same change (id and every field that matters,
+/// including the W&B user it lands on).
 fn same_change(a: &Action, b: &Action) -> bool {
-    (a.id == b.id) && (a.kind, &a.user, &a.team, &a.role, &a.from, &a.to) == (b.kind, &b.user, &b.team, &b.role, &b.from, &b.to)
+    (a.id == b.id)
+        && (a.kind, &a.user, &a.team, &a.role, &a.from, &a.to, &a.user_id)
+            == (b.kind, &b.user, &b.team, &b.role, &b.from, &b.to, &b.user_id)
 }
 
 async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
@@ -268,26 +271,22 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
     let plan_started = std::time::Instant::now();
     let mut state = store.load_plan_state()?;
     let mut fresh = sync::plan_now(&env, &dir, &org, &state, started);
+    // `--approve` approvals are planned with in memory and stored only once the apply goes
+    // ahead: an apply cancelled at the prompt leaves no approval for the daemon to use.
+    let mut new_approvals = Vec::new();
     if !opts.approve.is_empty() {
-        let approvals = approvals_for(&fresh, &opts.approve, &env, "idsync apply --approve")?;
-        store.add_approvals(&approvals)?;
-        state = store.load_plan_state()?;
+        new_approvals = approvals_for(&fresh, &opts.approve, &env, &actor("apply --approve"))?;
+        state.approvals.extend(new_approvals.iter().cloned());
         fresh = sync::plan_now(&env, &dir, &org, &state, started);
     }
-    sync::persist_plan_state(&mut store, &fresh, &dir)?;
     phases.plan = Some(plan_started.elapsed());
 
     // With a reviewed plan, apply only what it still says unchanged.
     let mut to_apply = fresh.clone();
+    let mut left_out = 0;
     if let Some(saved) = &saved {
-        let reviewed: BTreeMap<&ActionId, &Action> = saved.actions.iter().map(|a| (&a.id, a)).collect();
-        let mut dropped = Vec::new();
-        for a in saved.ready() {
-            if !fresh.ready().any(|f| same_change(f, a)) {
-                dropped.push(a);
-            }
-        }
-        for a in &dropped {
+        let (kept, report) = reviewed_part(&fresh, saved);
+        for a in &report.stale {
             eprintln!(
                 "stale: {} {} {} is not in the fresh plan unchanged: dropped",
                 a.id,
@@ -295,19 +294,21 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
                 a.user.as_ref().map(|u| u.as_str()).or(a.team.as_deref()).unwrap_or("")
             );
         }
-        to_apply
-            .actions
-            .retain(|f| !f.is_ready() || reviewed.get(&f.id).is_some_and(|r| same_change(f, r)));
-        let extra = fresh
-            .ready()
-            .filter(|f| !reviewed.get(&f.id).is_some_and(|r| same_change(f, r)))
-            .count();
-        if extra > 0 {
+        let from = opts.plan_file.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
+        if report.unreviewed > 0 {
             eprintln!(
-                "{extra} ready action(s) of the fresh plan are not in {}: not applied (plan again to review them)",
-                opts.plan_file.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
+                "{} ready action(s) of the fresh plan are not in {from}: not applied (plan again to review them)",
+                report.unreviewed
             );
         }
+        if report.held_when_reviewed > 0 {
+            eprintln!(
+                "{} action(s) were held in {from} and are ready now without an approval: not applied (plan again to review them)",
+                report.held_when_reviewed
+            );
+        }
+        left_out = report.unreviewed + report.held_when_reviewed;
+        to_apply.actions = kept;
     }
 
     print!(
@@ -327,10 +328,13 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if answer.trim() != "yes" {
-            println!("Apply cancelled; nothing was changed.");
+            println!("Apply cancelled; nothing was changed (no approval was recorded).");
             return Ok(exit::CHANGES_PENDING);
         }
     }
+    // Going ahead: what this run learned and approved is stored now, under the lock.
+    store.add_approvals(&new_approvals)?;
+    sync::persist_plan_state(&mut store, &fresh, &dir)?;
 
     let prepared = sync::Prepared {
         run_id,
@@ -351,7 +355,46 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
     if let Some(report) = outcome.report.as_ref().filter(|r| !r.results.is_empty()) {
         print_results(report);
     }
-    Ok(outcome.result.exit_code())
+    // Ready actions left out of a reviewed plan are still pending: never "in sync".
+    Ok(match outcome.result {
+        sync::RunResult::Success if left_out > 0 => exit::CHANGES_PENDING,
+        r => r.exit_code(),
+    })
+}
+
+/// What `apply --plan` left out of the fresh plan.
+#[derive(Debug, Default)]
+struct ReviewReport<'a> {
+    /// Ready in the reviewed plan, not in the fresh one unchanged.
+    stale: Vec<&'a Action>,
+    /// Ready in the fresh plan, absent from the reviewed one (or changed).
+    unreviewed: usize,
+    /// Held in the reviewed plan and ready now without an approval.
+    held_when_reviewed: usize,
+}
+
+/// The actions of `fresh` that `apply --plan` may apply: a ready action the reviewed plan
+/// also had unchanged and ready, or held there and released now by an approval. The held
+/// actions of `fresh` are kept (they are reported, not applied).
+fn reviewed_part<'a>(fresh: &Plan, saved: &'a Plan) -> (Vec<Action>, ReviewReport<'a>) {
+    let reviewed: BTreeMap<&ActionId, &Action> = saved.actions.iter().map(|a| (&a.id, a)).collect();
+    let mut report = ReviewReport {
+        stale: saved.ready().filter(|a| !fresh.ready().any(|f| same_change(f, a))).collect(),
+        ..ReviewReport::default()
+    };
+    let mut kept = Vec::new();
+    for f in &fresh.actions {
+        if !f.is_ready() {
+            kept.push(f.clone());
+            continue;
+        }
+        match reviewed.get(&f.id).filter(|r| same_change(f, r)) {
+            None => report.unreviewed += 1,
+            Some(r) if r.is_ready() || f.approved => kept.push(f.clone()),
+            Some(_) => report.held_when_reviewed += 1,
+        }
+    }
+    (kept, report)
 }
 
 pub(crate) fn print_results(report: &apply::ApplyReport) {
@@ -405,15 +448,18 @@ fn approvals_for(plan: &Plan, ids: &[String], env: &Env, by: &str) -> Result<Vec
         }
         out
     };
-    Ok(chosen
+    chosen
         .into_iter()
-        .map(|a| Approval {
-            action_id: a.id.clone(),
-            approved_at: now,
-            expires_at,
-            approved_by: by.to_string(),
+        .map(|a| {
+            if a.fingerprint.is_empty() {
+                return Err(Error::Usage(format!(
+                    "action {} carries no fingerprint of the reviewed change (a plan saved by an older idsync): plan again and approve from the new plan",
+                    a.id
+                )));
+            }
+            Ok(Approval::of(a, now, expires_at, by))
         })
-        .collect())
+        .collect()
 }
 
 fn approve(path: &Path, plan_file: &Path, ids: &[String]) -> Result<u8, Error> {
@@ -424,19 +470,39 @@ fn approve(path: &Path, plan_file: &Path, ids: &[String]) -> Result<u8, Error> {
         println!("No held action in {} can be approved.", plan_file.display());
         return Ok(exit::IN_SYNC);
     }
+    let line = |a: &Approval| {
+        let act = plan.action(&a.action_id);
+        let guards: Vec<&str> = a.guards.iter().map(|g| g.as_str()).collect();
+        format!(
+            "{} {} {} (held by {}) until {}",
+            a.action_id,
+            act.map(|x| x.kind.as_str()).unwrap_or(""),
+            act.and_then(|x| x.user.as_ref().map(|u| u.as_str()).or(x.team.as_deref()))
+                .unwrap_or(""),
+            guards.join(", "),
+            a.expires_at.format("%Y-%m-%dT%H:%M:%SZ")
+        )
+    };
+    // Approving every held action at once is the big hammer: on a terminal, say what it
+    // releases and ask first.
+    if ids.is_empty() && std::io::stdin().is_terminal() {
+        println!("This approves every overridable held action of {}:", plan_file.display());
+        for a in &approvals {
+            println!("  {}", line(a));
+        }
+        print!("Approve these {} action(s)? Only 'yes' is accepted: ", approvals.len());
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if answer.trim() != "yes" {
+            println!("Nothing approved.");
+            return Ok(exit::IN_SYNC);
+        }
+    }
     let mut store = env.open_store()?;
     store.add_approvals(&approvals)?;
     for a in &approvals {
-        if let Some(act) = plan.action(&a.action_id) {
-            println!(
-                "approved {} {} {} (held by {}) until {}",
-                a.action_id,
-                act.kind,
-                act.user.as_ref().map(|u| u.as_str()).or(act.team.as_deref()).unwrap_or(""),
-                act.guard.map(|g| g.to_string()).unwrap_or_default(),
-                a.expires_at.format("%Y-%m-%dT%H:%M:%SZ")
-            );
-        }
+        println!("approved {}", line(a));
     }
     println!(
         "{} approval(s) recorded. The next `idsync apply` (or daemon run) applies them if they are still in the plan unchanged.",
@@ -451,6 +517,8 @@ fn status(path: &Path) -> Result<u8, Error> {
     // Read-only, like `plan`: a status check never creates or migrates the store.
     let Some(store) = StateStore::open_read_only(&env.state_dir())? else {
         println!("no runs yet (no state store: nothing has been applied with this state directory)");
+        println!("tombstones: 0");
+        println!("pending approvals: 0");
         return Ok(exit::IN_SYNC);
     };
     let runs = store.last_runs(10)?;

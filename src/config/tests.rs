@@ -328,7 +328,10 @@ fn durations_past_a_century_are_config_errors_with_their_line() {
         let m = err(&text);
         let at = line_of(&text, key);
         assert!(m.contains(&format!("/cfg/idsync.toml:{at}:")), "{key}: {m}");
-        assert!(m.contains(&format!("[{table}] {key}: invalid duration")) && m.contains("too large"), "{key}: {m}");
+        assert!(
+            m.contains(&format!("[{table}] {key}: invalid duration")) && m.contains("too large"),
+            "{key}: {m}"
+        );
     }
 }
 

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::model::{Email, OrgRole, OrgSnapshot, OrgUser, TeamRole};
 
-use super::types::{Action, ActionId, ActionKind, Deployment, Guard, Hold, PlanState, Policy, Status};
+use super::types::{Action, ActionId, ActionKind, Approval, Deployment, Guard, Hold, PlanState, Policy, Status};
 
 /// Everything the guards read besides the actions.
 pub(crate) struct GuardInput<'a> {
@@ -29,17 +29,40 @@ pub(crate) struct GuardInput<'a> {
     pub usable_enabled: usize,
 }
 
+/// How a stored approval fits the action as planned now (SPEC §4).
+#[derive(Debug, Clone)]
+enum Fit {
+    /// No approval for this action id.
+    None,
+    /// Same change as reviewed: releases holds by these guards.
+    Valid(Vec<Guard>),
+    Expired(DateTime<Utc>),
+    /// The change is not the one reviewed (another W&B user, role, deprovision mode, ...).
+    Changed {
+        legacy: bool,
+    },
+}
+
 /// Per-action working state while the guards run.
 struct Slot {
     holds: Vec<Hold>,
     /// A hold inherited from a held dependency; approval of this action does not lift it.
     dep_hold: Option<Hold>,
-    approved: bool,
+    approval: Fit,
 }
 
 impl Slot {
+    /// Whether the approval releases a hold by `g`: only an overridable guard it was
+    /// given over.
+    fn releases(&self, g: Guard) -> bool {
+        g.overridable() && matches!(&self.approval, Fit::Valid(gs) if gs.contains(&g))
+    }
     fn ready(&self) -> bool {
-        self.dep_hold.is_none() && (self.holds.is_empty() || (self.approved && self.holds.iter().all(|h| h.guard.overridable())))
+        self.dep_hold.is_none() && self.holds.iter().all(|h| self.releases(h.guard))
+    }
+    /// The first hold that actually blocks.
+    fn blocking(&self) -> Option<&Hold> {
+        self.holds.iter().find(|h| !self.releases(h.guard))
     }
     fn hold(&mut self, guard: Guard, reason: String) {
         if !self.holds.iter().any(|h| h.guard == guard) {
@@ -50,19 +73,32 @@ impl Slot {
 
 /// Runs every guard over `actions` and sets each action's status, guard and reason.
 pub(crate) fn run(actions: &mut [Action], input: &GuardInput<'_>) {
-    let approved: BTreeSet<&ActionId> = input
-        .state
-        .approvals
-        .iter()
-        .filter(|a| a.expires_at > input.now)
-        .map(|a| &a.action_id)
-        .collect();
+    // The latest approval per action id (the store keeps one; later ones replace).
+    let approvals: HashMap<&ActionId, &Approval> = input.state.approvals.iter().map(|a| (&a.action_id, a)).collect();
+    let mode = input.policy.deprovision;
     let mut slots: Vec<Slot> = actions
-        .iter()
-        .map(|a| Slot {
-            holds: Vec::new(),
-            dep_hold: None,
-            approved: approved.contains(&a.id),
+        .iter_mut()
+        .map(|a| {
+            let approval = match approvals.get(&a.id) {
+                None => Fit::None,
+                Some(ap) => {
+                    a.fingerprint = a.fingerprint(mode);
+                    if ap.expires_at <= input.now {
+                        Fit::Expired(ap.expires_at)
+                    } else if ap.fingerprint != a.fingerprint {
+                        Fit::Changed {
+                            legacy: ap.fingerprint.is_empty(),
+                        }
+                    } else {
+                        Fit::Valid(ap.guards.clone())
+                    }
+                }
+            };
+            Slot {
+                holds: Vec::new(),
+                dep_hold: None,
+                approval,
+            }
         })
         .collect();
 
@@ -79,26 +115,67 @@ pub(crate) fn run(actions: &mut [Action], input: &GuardInput<'_>) {
     last_admin(actions, &mut slots, input);
     propagate(actions, &deps, &mut slots);
 
-    for (a, s) in actions.iter_mut().zip(slots) {
+    for (a, mut s) in actions.iter_mut().zip(slots) {
         let ready = s.ready();
-        let mut holds = s.holds;
         // Most severe first: what cannot be approved is what a human must fix first.
-        holds.sort_by_key(|h| (h.guard.overridable(), h.guard));
-        if let Some(d) = s.dep_hold {
-            holds.push(d);
-        }
-        a.approved = ready && !holds.is_empty();
+        s.holds.sort_by_key(|h| (h.guard.overridable(), h.guard));
+        a.approved = ready && !s.holds.is_empty();
         a.status = if ready { Status::Ready } else { Status::Held };
         if ready {
             a.guard = None;
             a.held_reason = None;
         } else {
-            // The first hold that actually blocks: an approved overridable one does not.
-            let blocking = holds.iter().find(|h| !(s.approved && h.guard.overridable())).or(holds.first());
+            // The first hold that actually blocks: one the approval releases does not.
+            let blocking = s.blocking().or(s.dep_hold.as_ref()).or(s.holds.first());
             a.guard = blocking.map(|h| h.guard);
-            a.held_reason = blocking.map(|h| h.reason.clone());
+            a.held_reason = blocking.map(|h| match approval_note(&s) {
+                Some(note) => format!("{}; {note}", h.reason),
+                None => h.reason.clone(),
+            });
+            // A human may approve what is held: the approval binds to this.
+            if a.fingerprint.is_empty() {
+                a.fingerprint = a.fingerprint(mode);
+            }
+        }
+        let mut holds = s.holds;
+        if let Some(d) = s.dep_hold {
+            holds.push(d);
         }
         a.holds = holds;
+    }
+}
+
+/// Why a stored approval did not release a held action, for the plan to say instead of
+/// silently holding.
+fn approval_note(s: &Slot) -> Option<String> {
+    match &s.approval {
+        Fit::None => None,
+        Fit::Expired(at) => Some(format!(
+            "approval expired at {}: approve again to release it",
+            at.format("%Y-%m-%dT%H:%M:%SZ")
+        )),
+        Fit::Changed { legacy: true } => Some(
+            "approval no longer matches: it was recorded without what was reviewed (an older idsync); approve again".into(),
+        ),
+        Fit::Changed { legacy: false } => Some(
+            "approval no longer matches: the change is not the one approved (another W&B user, role or deprovision mode); review and approve again".into(),
+        ),
+        Fit::Valid(gs) => {
+            let new: Vec<&str> = s
+                .holds
+                .iter()
+                .filter(|h| h.guard.overridable() && !gs.contains(&h.guard))
+                .map(|h| h.guard.as_str())
+                .collect();
+            (!new.is_empty()).then(|| {
+                let was: Vec<&str> = gs.iter().map(|g| g.as_str()).collect();
+                format!(
+                    "approval no longer matches: new guard {} (it was approved over {})",
+                    new.join(", "),
+                    if was.is_empty() { "no guard".to_string() } else { was.join(", ") }
+                )
+            })
+        }
     }
 }
 
@@ -123,9 +200,7 @@ fn propagate(actions: &[Action], deps: &[Vec<usize>], slots: &mut [Slot]) {
             if let Some(j) = blocked {
                 let dep = &actions[j];
                 let guard = slots[j]
-                    .holds
-                    .iter()
-                    .find(|h| !(slots[j].approved && h.guard.overridable()))
+                    .blocking()
                     .map(|h| h.guard)
                     .or(slots[j].dep_hold.as_ref().map(|h| h.guard))
                     .unwrap_or(Guard::LastAdmin);

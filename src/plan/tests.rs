@@ -130,6 +130,14 @@ impl World {
     }
 }
 
+/// A human's approval of the held action `id` as the current plan of `w` shows it (its
+/// guards and fingerprint), valid until `expires_at`.
+fn approve(w: &World, id: &ActionId, expires_at: DateTime<Utc>) -> Approval {
+    let p = w.plan();
+    let a = p.action(id).unwrap_or_else(|| panic!("no action {id}"));
+    Approval::of(a, now(), expires_at, "ops")
+}
+
 fn kinds(p: &Plan, status: Status) -> Vec<(ActionKind, String)> {
     p.actions
         .iter()
@@ -521,12 +529,7 @@ fn last_admin_holds_even_when_approved() {
         .user("bob@example.com", OrgRole::Member, &[])
         .user("root@example.com", OrgRole::Admin, &[]);
     let id = find(&w.plan(), ActionKind::DeprovisionUser, "root@example.com").id;
-    w.state.approvals.push(Approval {
-        action_id: id,
-        approved_at: now(),
-        expires_at: now() + chrono::Duration::hours(1),
-        approved_by: "t".into(),
-    });
+    w.state.approvals.push(approve(&w, &id, now() + chrono::Duration::hours(1)));
     assert_eq!(
         find(&w.plan(), ActionKind::DeprovisionUser, "root@example.com").status,
         Status::Held
@@ -600,14 +603,74 @@ fn pipeline_key_owner_is_held_and_approvable() {
     let d = find(&w.plan(), ActionKind::DeprovisionUser, "gone@example.com");
     assert_eq!((d.status, d.guard), (Status::Held, Some(Guard::PipelineKey)));
     assert!(d.overridable());
-    w.state.approvals.push(Approval {
-        action_id: d.id.clone(),
-        approved_at: now(),
-        expires_at: now() + chrono::Duration::hours(24),
-        approved_by: "ops".into(),
-    });
+    w.state.approvals.push(approve(&w, &d.id, now() + chrono::Duration::hours(24)));
     let d2 = find(&w.plan(), ActionKind::DeprovisionUser, "gone@example.com");
     assert!(d2.is_ready() && d2.approved);
+}
+
+/// grace_world with gone@ (a pipeline-key owner) past its grace: its deprovision is held
+/// by pipeline-key, and approved over it.
+fn approved_pipeline_owner_world() -> (World, ActionId) {
+    let mut w = grace_world();
+    w.policy.guards.pipeline_owners.push(PipelineOwner {
+        owner: e("gone@example.com"),
+        team: None,
+        name: None,
+    });
+    w.state.tombstones.insert(
+        e("gone@example.com"),
+        TombstoneRecord {
+            since: now() - chrono::Duration::days(5),
+        },
+    );
+    let id = find(&w.plan(), ActionKind::DeprovisionUser, "gone@example.com").id;
+    w.state.approvals.push(approve(&w, &id, now() + chrono::Duration::hours(24)));
+    assert!(w.plan().action(&id).unwrap().is_ready(), "the approval releases it");
+    (w, id)
+}
+
+#[test]
+fn an_approval_over_pipeline_key_does_not_release_a_new_source_health_hold() {
+    let (mut w, id) = approved_pipeline_owner_world();
+    // A later read looks suspicious: source-health now holds the same action too.
+    w.state.last_good_source_size = Some(100);
+    let p = w.plan();
+    let d = p.action(&id).unwrap();
+    assert_eq!((d.status, d.guard), (Status::Held, Some(Guard::SourceHealth)));
+    let why = d.held_reason.as_deref().unwrap();
+    assert!(
+        why.contains("approval no longer matches: new guard source-health (it was approved over pipeline-key)"),
+        "{why}"
+    );
+}
+
+#[test]
+fn an_approved_deactivation_is_not_an_approved_delete() {
+    let (mut w, id) = approved_pipeline_owner_world();
+    w.policy.deprovision = DeprovisionMode::Delete;
+    let d = w.plan().action(&id).unwrap().clone();
+    assert_eq!(d.status, Status::Held);
+    assert!(d
+        .held_reason
+        .unwrap()
+        .contains("approval no longer matches: the change is not the one approved"));
+}
+
+#[test]
+fn an_approval_of_one_wandb_account_does_not_release_another() {
+    let (mut w, id) = approved_pipeline_owner_world();
+    // Same email, another W&B account (deleted and re-created by hand since the review).
+    w.org.users.iter_mut().find(|u| u.email == "gone@example.com").unwrap().id = "u-new".into();
+    assert_eq!(w.plan().action(&id).unwrap().status, Status::Held);
+}
+
+#[test]
+fn an_approval_recorded_without_a_fingerprint_releases_nothing() {
+    let (mut w, id) = approved_pipeline_owner_world();
+    w.state.approvals[0].fingerprint.clear();
+    let d = w.plan().action(&id).unwrap().clone();
+    assert_eq!(d.status, Status::Held);
+    assert!(d.held_reason.unwrap().contains("approve again"));
 }
 
 #[test]
@@ -625,15 +688,16 @@ fn expired_approvals_release_nothing() {
         },
     );
     let id = find(&w.plan(), ActionKind::DeprovisionUser, "gone@example.com").id;
-    w.state.approvals.push(Approval {
-        action_id: id,
-        approved_at: now() - chrono::Duration::hours(25),
-        expires_at: now() - chrono::Duration::hours(1),
-        approved_by: "ops".into(),
-    });
-    assert_eq!(
-        find(&w.plan(), ActionKind::DeprovisionUser, "gone@example.com").status,
-        Status::Held
+    w.state.approvals.push(approve(&w, &id, now() - chrono::Duration::hours(1)));
+    let d = find(&w.plan(), ActionKind::DeprovisionUser, "gone@example.com");
+    assert_eq!(d.status, Status::Held);
+    assert!(
+        d.held_reason
+            .as_deref()
+            .unwrap()
+            .contains("approval expired at 2026-11-22T11:00:00Z"),
+        "{:?}",
+        d.held_reason
     );
 }
 
@@ -799,12 +863,7 @@ fn approving_a_root_releases_its_dependents() {
     let p = w.plan();
     let c = find(&p, ActionKind::CreateUser, "a@example.com");
     assert_eq!(c.status, Status::Held);
-    w.state.approvals.push(Approval {
-        action_id: c.id,
-        approved_at: now(),
-        expires_at: now() + chrono::Duration::hours(1),
-        approved_by: "ops".into(),
-    });
+    w.state.approvals.push(approve(&w, &c.id, now() + chrono::Duration::hours(1)));
     let p = w.plan();
     assert!(p.actions.iter().all(Action::is_ready), "{:#?}", p.actions);
 }
@@ -1072,6 +1131,30 @@ proptest! {
         prop_assert_eq!(&a, &b);
         let ids: BTreeSet<_> = a.actions.iter().map(|x| &x.id).collect();
         prop_assert_eq!(ids.len(), a.actions.len(), "duplicate action ids");
+    }
+
+    #[test]
+    fn an_approval_never_releases_a_hold_by_a_guard_it_was_not_given_over(w in arb_world(), pick in prop::collection::vec(any::<bool>(), 16), drop_guard in any::<bool>()) {
+        // A human approves some held actions, each over some of its guards; whatever the
+        // plan then says, a ready action is held by nothing but guards it was approved over.
+        let p = w.plan();
+        let mut w2 = w.clone();
+        for (a, take) in p.held().filter(|a| a.overridable()).zip(pick.iter().cycle()) {
+            if !take { continue; }
+            let mut ap = Approval::of(a, now(), now() + chrono::Duration::hours(1), "ops");
+            if drop_guard && ap.guards.len() > 1 { ap.guards.pop(); }
+            w2.state.approvals.push(ap);
+        }
+        let p2 = w2.plan();
+        for a in p2.ready().filter(|a| !a.holds.is_empty()) {
+            let ap = w2.state.approvals.iter().find(|x| x.action_id == a.id);
+            prop_assert!(ap.is_some(), "ready with holds but no approval: {:#?}", a);
+            let ap = ap.unwrap();
+            for h in &a.holds {
+                prop_assert!(h.guard.overridable() && ap.guards.contains(&h.guard), "hold {:?} released by an approval over {:?}", h, ap.guards);
+            }
+            prop_assert_eq!(&a.fingerprint, &ap.fingerprint);
+        }
     }
 
     #[test]

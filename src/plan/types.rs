@@ -66,21 +66,7 @@ pub struct ActionId(pub String);
 
 impl ActionId {
     pub fn compute(kind: ActionKind, user: Option<&Email>, team: Option<&str>, role: Option<&str>) -> ActionId {
-        let mut h = Sha256::new();
-        // Fields are length-prefixed so that ("ab","c") and ("a","bc") differ.
-        for part in [Some(kind.as_str()), user.map(Email::as_str), team, role] {
-            let p = part.unwrap_or("\u{0}none");
-            h.update((p.len() as u64).to_le_bytes());
-            h.update(p.as_bytes());
-        }
-        let digest = h.finalize();
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut id = String::with_capacity(12);
-        for b in digest.iter().take(6) {
-            id.push(HEX[(b >> 4) as usize] as char);
-            id.push(HEX[(b & 0xf) as usize] as char);
-        }
-        ActionId(id)
+        ActionId(short_hash(&[Some(kind.as_str()), user.map(Email::as_str), team, role]))
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -91,6 +77,25 @@ impl fmt::Display for ActionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// 12 hex digits of SHA-256 over length-prefixed fields, so that ("ab","c") and
+/// ("a","bc") differ and an absent field differs from an empty one.
+fn short_hash(fields: &[Option<&str>]) -> String {
+    let mut h = Sha256::new();
+    for part in fields {
+        let p = part.unwrap_or("\u{0}none");
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    let digest = h.finalize();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(12);
+    for b in digest.iter().take(6) {
+        id.push(HEX[(b >> 4) as usize] as char);
+        id.push(HEX[(b & 0xf) as usize] as char);
+    }
+    id
 }
 
 /// The guards of SPEC §4.
@@ -199,6 +204,10 @@ pub struct Action {
     /// True when an approval released this action from overridable holds.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub approved: bool,
+    /// What an approval binds to besides the id ([`Action::fingerprint`]); set on held
+    /// actions (the ones a human may approve) and on actions that have an approval.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fingerprint: String,
 }
 
 impl Action {
@@ -221,7 +230,31 @@ impl Action {
             holds: Vec::new(),
             depends_on: Vec::new(),
             approved: false,
+            fingerprint: String::new(),
         }
+    }
+
+    /// A short hash of everything a human reviewed about this change (SPEC §4): kind,
+    /// user, team, role, from, to, the W&B user id and, for deprovisions, the deprovision
+    /// mode. An approval binds to it, so an approved deactivation never becomes an
+    /// approved DELETE, nor an approval of one W&B account an approval of another.
+    pub fn fingerprint(&self, deprovision: DeprovisionMode) -> String {
+        let mode = (self.kind == ActionKind::DeprovisionUser).then_some(match deprovision {
+            DeprovisionMode::Deactivate => "deactivate",
+            DeprovisionMode::Delete => "delete",
+            DeprovisionMode::Off => "off",
+        });
+        let fields = [
+            Some(self.kind.as_str()),
+            self.user.as_ref().map(Email::as_str),
+            self.team.as_deref(),
+            self.role.as_deref(),
+            self.from.as_deref(),
+            self.to.as_deref(),
+            self.user_id.as_deref(),
+            mode,
+        ];
+        short_hash(&fields)
     }
 
     pub fn is_ready(&self) -> bool {
@@ -479,7 +512,8 @@ pub struct TombstoneRecord {
     pub since: DateTime<Utc>,
 }
 
-/// An operator's release of one held action, until `expires_at`.
+/// An operator's release of one held action, until `expires_at`, bound to what the
+/// operator reviewed (SPEC §4): the guards then holding it and the change's fingerprint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
     pub action_id: ActionId,
@@ -487,6 +521,33 @@ pub struct Approval {
     pub expires_at: DateTime<Utc>,
     #[serde(default)]
     pub approved_by: String,
+    /// The overridable guards that held the action when it was approved: the approval
+    /// releases holds by these guards only.
+    #[serde(default)]
+    pub guards: Vec<Guard>,
+    /// [`Action::fingerprint`] of the reviewed action; empty for approvals recorded by an
+    /// idsync that did not bind them, which then match nothing.
+    #[serde(default)]
+    pub fingerprint: String,
+}
+
+impl Approval {
+    /// An approval of `a` as reviewed (a held action of a plan, carrying its fingerprint)
+    /// over the overridable guards holding it.
+    pub fn of(a: &Action, approved_at: DateTime<Utc>, expires_at: DateTime<Utc>, approved_by: &str) -> Approval {
+        let mut guards: Vec<Guard> = a.holds.iter().map(|h| h.guard).filter(|g| g.overridable()).collect();
+        guards.extend(a.guard.filter(|g| g.overridable()));
+        guards.sort();
+        guards.dedup();
+        Approval {
+            action_id: a.id.clone(),
+            approved_at,
+            expires_at,
+            approved_by: approved_by.to_string(),
+            guards,
+            fingerprint: a.fingerprint.clone(),
+        }
+    }
 }
 
 /// What the state store remembers that the plan core reads. Plain data, loaded by the

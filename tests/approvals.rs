@@ -1,0 +1,192 @@
+//! Approvals end to end: `approve`, `apply --approve` and `apply --plan` through the real
+//! binary against the W&B sandbox. An approval releases only what a human reviewed.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn held<'a>(plan: &'a Value, guard: &str) -> Vec<&'a Value> {
+    plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["status"] == "held" && a["guard"] == guard)
+        .collect()
+}
+
+fn id_of(plan: &Value, guard: &str, user: &str) -> String {
+    held(plan, guard)
+        .into_iter()
+        .find(|a| a["user"] == user)
+        .unwrap_or_else(|| panic!("no {guard} hold for {user} in {plan}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// root (admin) stays; ci-bot, a pipeline-key owner, has left the directory.
+async fn pipeline_owner_left() -> Fixture {
+    Fixture::start(Setup {
+        org: org(&[("root@example.com", "admin", &[]), ("ci-bot@example.com", "member", &[])], &[]),
+        ldif: ldif(&[P("root", true)], &[]),
+        guards: r#"pipeline_key_owners = ["ci-bot@example.com"]"#,
+        ..Setup::default()
+    })
+    .await
+}
+
+fn pending_approvals(status: &str) -> usize {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("pending approvals: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no pending approvals line in {status}"))
+}
+
+/// Runs `idsync ARGS` on a pseudo-terminal (util-linux `script`), typing `answer`.
+fn run_on_terminal(f: &Fixture, args: &[&str], answer: &str) -> (i32, String) {
+    let mut line = env!("CARGO_BIN_EXE_idsync").to_string();
+    for a in args {
+        line.push(' ');
+        line.push_str(a);
+    }
+    line.push_str(&format!(" -c {}", f.cfg.display()));
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(f.dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script(1) from util-linux");
+    // Typed only once the prompt waits: `script` forwards it to the terminal.
+    std::thread::sleep(Duration::from_millis(1500));
+    // A command that ended before asking has closed the pipe: its output says why.
+    let _ = child.stdin.take().unwrap().write_all(answer.as_bytes());
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < Duration::from_secs(60), "idsync on a terminal did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_apply_approve_records_no_approval() {
+    let f = pipeline_owner_left().await;
+    let plan = f.run(&["plan", "--format", "json"]).await;
+    assert_eq!(code(&plan), 3, "{}", text(&plan));
+    let id = id_of(&serde_json::from_slice(&plan.stdout).unwrap(), "pipeline-key", "ci-bot@example.com");
+
+    let (code_, out) = tokio::task::block_in_place(|| run_on_terminal(&f, &["apply", "--approve", &id], "no\n"));
+    assert!(out.contains("Only 'yes' is accepted"), "it asked:\n{out}");
+    assert!(out.contains("Apply cancelled"), "{out}");
+    assert_eq!(code_, 2, "{out}");
+    let status = text(&f.run(&["status"]).await);
+    assert_eq!(pending_approvals(&status), 0, "the refused approval was kept:\n{status}");
+    // The daemon's next run (here: an unattended apply) must not do what was refused.
+    let apply = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&apply), 3, "{}", text(&apply));
+    assert!(f.users().await.contains_key("ci-bot@example.com"), "refused deprovision applied");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_approve_applies_the_action_and_uses_up_its_approval() {
+    let f = pipeline_owner_left().await;
+    let plan = f.run(&["plan", "--format", "json"]).await;
+    let id = id_of(&serde_json::from_slice(&plan.stdout).unwrap(), "pipeline-key", "ci-bot@example.com");
+    let apply = f.run(&["apply", "--approve", &id, "--yes"]).await;
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    assert!(!f.users().await.contains_key("ci-bot@example.com"));
+    let status = text(&f.run(&["status"]).await);
+    assert_eq!(pending_approvals(&status), 0, "used up when applied:\n{status}");
+    let ended: Vec<Value> = f.audit().into_iter().filter(|r| r["event"] == "end").collect();
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0]["action_id"], id.as_str());
+    assert_eq!(ended[0]["result"], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approve_without_ids_on_a_terminal_lists_and_asks() {
+    let f = pipeline_owner_left().await;
+    let plan = f.run(&["plan", "--out", "plan.json"]).await;
+    assert_eq!(code(&plan), 3, "{}", text(&plan));
+    let (c, out) = tokio::task::block_in_place(|| run_on_terminal(&f, &["approve", "plan.json"], "no\n"));
+    assert_eq!(c, 0, "{out}");
+    assert!(
+        out.contains("ci-bot@example.com") && out.contains("pipeline-key"),
+        "lists what it releases:\n{out}"
+    );
+    assert!(out.contains("Nothing approved"), "{out}");
+    assert_eq!(pending_approvals(&text(&f.run(&["status"]).await)), 0);
+    let (c, out) = tokio::task::block_in_place(|| run_on_terminal(&f, &["approve", "plan.json"], "yes\n"));
+    assert_eq!(c, 0, "{out}");
+    assert_eq!(pending_approvals(&text(&f.run(&["status"]).await)), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_plan_never_applies_what_was_held_when_reviewed() {
+    // Six of twenty leave with max_deprovisions = 5: all six are held in the reviewed plan.
+    let mut users: Vec<String> = (0..20).map(|i| format!("p{i}@example.com")).collect();
+    users.push("root@example.com".into());
+    let seed: Vec<SeedUser> = users
+        .iter()
+        .map(|u| (u.as_str(), if u.starts_with("root") { "admin" } else { "member" }, &[][..]))
+        .collect();
+    let present: Vec<String> = (6..20).map(|i| format!("p{i}")).chain(["root".to_string()]).collect();
+    let people: Vec<P> = present.iter().map(|u| P(u, true)).collect();
+    let f = Fixture::start(Setup {
+        org: org(&seed, &[]),
+        ldif: ldif(&people, &[]),
+        guards: "max_deprovisions = 5",
+        ..Setup::default()
+    })
+    .await;
+    let plan = f.run(&["plan", "--out", "plan.json"]).await;
+    assert_eq!(code(&plan), 3, "{}", text(&plan));
+    assert_eq!(held(&plan_json(&f, "plan.json"), "mass-deprovision").len(), 6);
+
+    // p0 comes back: five leave, within the limit, so the fresh plan has them ready. The
+    // human saw them held; nothing of that is applied, and the command says so.
+    let present: Vec<String> = (0..1).chain(6..20).map(|i| format!("p{i}")).chain(["root".to_string()]).collect();
+    f.write_ldif(&ldif(&present.iter().map(|u| P(u, true)).collect::<Vec<_>>(), &[]));
+    let apply = f.run(&["apply", "--plan", "plan.json", "--yes"]).await;
+    assert_eq!(code(&apply), 2, "ready actions left out mean changes pending:\n{}", text(&apply));
+    assert!(text(&apply).contains("were held in plan.json"), "{}", text(&apply));
+    assert_eq!(f.users().await.len(), 21, "nobody deprovisioned");
+
+    // A plan reviewed with them ready applies them.
+    let plan = f.run(&["plan", "--out", "plan2.json"]).await;
+    assert_eq!(code(&plan), 2, "{}", text(&plan));
+    let apply = f.run(&["apply", "--plan", "plan2.json", "--yes"]).await;
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    assert_eq!(f.users().await.len(), 16);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_plan_leaves_out_unreviewed_actions_and_exits_2() {
+    let f = Fixture::start(Setup {
+        org: org(&[("root@example.com", "admin", &[])], &[]),
+        ldif: ldif(&[P("root", true), P("alice", true)], &[]),
+        ..Setup::default()
+    })
+    .await;
+    let plan = f.run(&["plan", "--out", "plan.json"]).await;
+    assert_eq!(code(&plan), 2, "{}", text(&plan));
+    // bob joins after the review: his creation was never reviewed.
+    f.write_ldif(&ldif(&[P("root", true), P("alice", true), P("bob", true)], &[]));
+    let apply = f.run(&["apply", "--plan", "plan.json", "--yes"]).await;
+    assert_eq!(code(&apply), 2, "{}", text(&apply));
+    let users = f.users().await;
+    assert!(users.contains_key("alice@example.com"), "the reviewed create is applied");
+    assert!(!users.contains_key("bob@example.com"), "the unreviewed one is not");
+    let again = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&again), 0, "{}", text(&again));
+}
