@@ -587,3 +587,72 @@ async fn a_report_piped_into_a_closed_reader_ends_without_a_panic() {
         out.status
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_taken_username_never_links_to_another_person() {
+    // jane's W&B userName is `jsmith`, which is also john's directory uid: the 409 on
+    // john's create is about jane's account, and nothing of john's may land on her.
+    let mut directory = ldif(
+        &[P("root", true), P("jane.smith@example.com", true)],
+        &[
+            ("admins", &["root", "jsmith"]),
+            ("ml", &["root", "jane.smith", "jsmith"]),
+            ("ml-leads", &["root", "jsmith"]),
+        ],
+    );
+    directory.push_str(
+        "dn: uid=jsmith,ou=people,dc=example,dc=com\nobjectClass: inetOrgPerson\nuid: jsmith\ncn: John Smith\n\
+         sn: Smith\nmail: john.smith@example.com\nentryUUID: anchor-jsmith\n\n",
+    );
+    let f = Fixture::start(Setup {
+        org: serde_json::json!({
+            "users": [
+                {"email": "root@example.com", "username": "root", "org_role": "admin", "teams": {"ml": "admin"}},
+                {"email": "jane.smith@example.com", "username": "jsmith", "org_role": "member", "teams": {"ml": "member"}}
+            ],
+            "teams": [{"name": "ml"}]
+        }),
+        ldif: directory,
+        tables: r#"
+[[policy.org_roles]]
+group = "cn=admins,ou=groups,dc=example,dc=com"
+role = "admin"
+[[policy.teams]]
+team = "ml"
+group = "cn=ml,ou=groups,dc=example,dc=com"
+role = "member"
+[[policy.teams]]
+team = "ml"
+group = "cn=ml-leads,ou=groups,dc=example,dc=com"
+role = "admin"
+"#,
+        ..Setup::default()
+    })
+    .await;
+    let before = f.users().await;
+    let jane_before = before["jane.smith@example.com"].clone();
+
+    let apply = f.run(&["apply", "--yes"]).await;
+    let t = text(&apply);
+    assert_eq!(code(&apply), 0, "{t}");
+    let users = f.users().await;
+    let jane = &users["jane.smith@example.com"];
+    assert_eq!(jane, &jane_before, "jane's account is untouched:\n{t}");
+    assert_eq!(jane["org_role"], "member");
+    assert_eq!(jane["teams"], serde_json::json!({"ml": "member"}));
+
+    let john = &users["john.smith@example.com"];
+    assert_ne!(john["id"], jane["id"], "john has his own W&B user");
+    assert_eq!(john["username"], "john.smith@example.com", "the next userName candidate");
+    assert_eq!(john["org_role"], "admin");
+    assert_eq!(john["teams"], serde_json::json!({"ml": "admin"}));
+    let stderr = String::from_utf8_lossy(&apply.stderr);
+    assert!(
+        stderr.contains("W&B userName jsmith is held by another account") && stderr.contains("got userName john.smith@example.com instead"),
+        "the run says which userName was wanted and which was used:\n{t}"
+    );
+    let st = f.state().await;
+    assert_eq!(st["user_creates"]["john.smith@example.com"], 1, "one create, no duplicate");
+    let again = f.run(&["plan"]).await;
+    assert_eq!(code(&again), 0, "converged:\n{}", text(&again));
+}

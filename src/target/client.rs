@@ -102,6 +102,40 @@ impl<T> Created<T> {
     }
 }
 
+/// How many userNames a user POST tries before giving up.
+const USERNAME_TRIES: usize = 5;
+
+/// The userNames to try, in order: the directory's (or the email when it has none), the
+/// email, then `<local part>-2`, `-3`, ... up to [`USERNAME_TRIES`]. Deterministic, so a
+/// rerun asks for the same names and finds by email what an earlier run created.
+fn username_candidates(email: &Email, username: &str) -> Vec<String> {
+    fn push(out: &mut Vec<String>, name: String) {
+        // W&B compares userNames case-insensitively.
+        if !out.iter().any(|o| o.eq_ignore_ascii_case(&name)) {
+            out.push(name);
+        }
+    }
+    let mut out: Vec<String> = Vec::with_capacity(USERNAME_TRIES);
+    if !username.trim().is_empty() {
+        push(&mut out, username.to_string());
+    }
+    push(&mut out, email.to_string());
+    let local = email.as_str().split_once('@').map_or(email.as_str(), |(l, _)| l);
+    let mut n = 2;
+    while out.len() < USERNAME_TRIES {
+        push(&mut out, format!("{local}-{n}"));
+        n += 1;
+    }
+    out
+}
+
+/// What a user POST came to: it landed under `username`, or the user with that email
+/// was already there.
+enum Posted {
+    Landed { reply: Reply, username: String },
+    Existing(OrgUser),
+}
+
 /// A client for W&B's SCIM API. Cheap to clone: everything lives behind one `Arc`.
 #[derive(Clone)]
 pub struct WandbClient {
@@ -407,7 +441,9 @@ impl WandbClient {
         Ok(created.into_inner())
     }
 
-    /// Like [`WandbClient::create_user`], telling whether the user already existed.
+    /// Like [`WandbClient::create_user`], telling whether the user already existed. The
+    /// returned user's `username` is the userName W&B has, which differs from `username`
+    /// when that one was held by another account (see [`username_candidates`]).
     pub async fn create_user_outcome(
         &self,
         email: &Email,
@@ -418,41 +454,26 @@ impl WandbClient {
         let op = format!("POST /Users (create user {email})");
         // The teams extension is SaaS-only; elsewhere memberships are added afterwards.
         let with_teams = self.inner.deployment == Deployment::Saas;
-        let body = wire::create_user_body(email, username, display_name, teams, with_teams);
-        let reply = self.send(&op, Method::POST, self.url(&["Users"]), &[], Some(&body), None).await?;
-        if reply.status == 409 {
-            let detail = wire::error_detail(&reply.body);
-            return match self.find_existing_user(email, username).await? {
-                Some(u) => Ok(Created::Existing(u)),
-                None => Err(TargetError::Http {
-                    op,
-                    status: 409,
-                    detail: format!("{}; but no user with that email or userName can be found", self.scrub(&detail)),
-                }),
-            };
-        }
-        let reply = self.expect_ok(&op, reply)?;
+        let body = |name: &str| wire::create_user_body(email, name, display_name, teams, with_teams);
+        let (reply, chosen) = match self.post_user(&op, email, username, false, body).await? {
+            Posted::Existing(u) => return Ok(Created::Existing(u)),
+            Posted::Landed { reply, username } => (reply, username),
+        };
         let parsed = serde_json::from_slice::<Value>(&reply.body)
             .map_err(|e| e.to_string())
             .and_then(|v| wire::parse_user(&v));
-        match parsed {
-            Ok(u) => Ok(Created::New(u)),
+        let mut user = match parsed {
+            Ok(u) => u,
             // The user exists now; an unusable echo is not worth failing the action for.
             Err(detail) => match self.find_user_by_email(email).await? {
-                Some(u) => Ok(Created::New(u)),
-                None => Err(TargetError::Malformed { op, detail }),
+                Some(u) => u,
+                None => return Err(TargetError::Malformed { op, detail }),
             },
+        };
+        if user.username.is_empty() {
+            user.username = chosen;
         }
-    }
-
-    async fn find_existing_user(&self, email: &Email, username: &str) -> Result<Option<OrgUser>, TargetError> {
-        if let Some(u) = self.find_user_by_email(email).await? {
-            return Ok(Some(u));
-        }
-        if username.trim().is_empty() {
-            return Ok(None);
-        }
-        self.find_user_by_username(username).await
+        Ok(Created::New(user))
     }
 
     /// Brings a deactivated user back. On SaaS deactivation removed the user from the org
@@ -461,12 +482,8 @@ impl WandbClient {
         match self.inner.deployment {
             Deployment::Saas => {
                 let op = format!("POST /Users (re-add user {email})");
-                let body = wire::create_user_body(email, username, "", &[], false);
-                let reply = self.send(&op, Method::POST, self.url(&["Users"]), &[], Some(&body), None).await?;
-                if reply.status == 409 {
-                    return Ok(());
-                }
-                self.expect_ok(&op, reply).map(|_| ())
+                let body = |name: &str| wire::create_user_body(email, name, "", &[], false);
+                self.post_user(&op, email, username, true, body).await.map(|_| ())
             }
             Deployment::Dedicated | Deployment::SelfManaged => {
                 check_id("user", user_id)?;
@@ -475,6 +492,70 @@ impl WandbClient {
                 self.patch(&op, self.url(&["Users", user_id]), &body, false).await
             }
         }
+    }
+
+    /// POSTs a user under the first free userName of [`username_candidates`]. A 409 means
+    /// "exists" only when a user with this email is listed (with `need_active`, listed
+    /// active): W&B also answers 409 when the userName belongs to someone else, and that
+    /// account is never this person. The email re-read after each 409 also finds a user
+    /// an earlier, retried POST created, so nothing is duplicated. `body` builds the
+    /// request for one userName.
+    async fn post_user(
+        &self,
+        op: &str,
+        email: &Email,
+        username: &str,
+        need_active: bool,
+        body: impl Fn(&str) -> Value,
+    ) -> Result<Posted, TargetError> {
+        let candidates = username_candidates(email, username);
+        let mut detail = String::new();
+        for name in &candidates {
+            let reply = self
+                .send(op, Method::POST, self.url(&["Users"]), &[], Some(&body(name)), None)
+                .await?;
+            if reply.status != 409 {
+                let reply = self.expect_ok(op, reply)?;
+                if let Some(wanted) = candidates.first().filter(|w| *w != name) {
+                    tracing::warn!(
+                        email = %email, wanted = %wanted, chosen = %name,
+                        "W&B userName {wanted} is held by another account; {email} got userName {name} instead"
+                    );
+                }
+                return Ok(Posted::Landed {
+                    reply,
+                    username: name.clone(),
+                });
+            }
+            detail = self.scrub(&wire::error_detail(&reply.body));
+            match self.find_user_by_email(email).await? {
+                Some(u) if u.active || !need_active => return Ok(Posted::Existing(u)),
+                Some(u) => {
+                    return Err(TargetError::Http {
+                        op: op.to_string(),
+                        status: 409,
+                        detail: format!("{detail}; W&B lists user {} with this email as inactive, so it is not back", u.id),
+                    })
+                }
+                None => tracing::info!(email = %email, username = %name, "W&B userName taken by another account; trying the next"),
+            }
+        }
+        let mut holders = Vec::with_capacity(candidates.len());
+        for name in &candidates {
+            holders.push(match self.find_user_by_username(name).await {
+                Ok(Some(u)) if u.email.is_empty() => format!("userName {name} is held by W&B user {} (no email)", u.id),
+                Ok(Some(u)) => format!("userName {name} is held by W&B user {} ({})", u.id, u.email),
+                // On SaaS userNames are global: the holder may be outside this org.
+                Ok(None) => format!("userName {name} is held by no user listed in this org"),
+                Err(e) => format!("userName {name}: its holder could not be looked up ({e})"),
+            });
+        }
+        Err(TargetError::UsernameTaken {
+            op: op.to_string(),
+            email: email.to_string(),
+            detail,
+            holders,
+        })
     }
 
     /// Sets the org role to admin or member. Viewer (deprecated: it resets every team
@@ -878,6 +959,29 @@ fn base_url(url: &str, scim_path: &str) -> Result<Url, TargetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn username_candidates_are_bounded_distinct_and_deterministic() {
+        let e = Email::parse("john.smith@x.com").unwrap();
+        let names = |u| username_candidates(&e, u);
+        assert_eq!(
+            names("jsmith"),
+            ["jsmith", "john.smith@x.com", "john.smith-2", "john.smith-3", "john.smith-4"]
+        );
+        // No blank userName, no name twice (case-insensitively), always five.
+        assert_eq!(
+            names(" "),
+            ["john.smith@x.com", "john.smith-2", "john.smith-3", "john.smith-4", "john.smith-5"]
+        );
+        assert_eq!(
+            names("John.Smith@x.com"),
+            ["John.Smith@x.com", "john.smith-2", "john.smith-3", "john.smith-4", "john.smith-5"]
+        );
+        assert_eq!(
+            names("john.smith-2"),
+            ["john.smith-2", "john.smith@x.com", "john.smith-3", "john.smith-4", "john.smith-5"]
+        );
+    }
 
     #[test]
     fn base_url_joins_url_and_scim_path() {

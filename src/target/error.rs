@@ -47,6 +47,22 @@ pub enum TargetError {
     )]
     IncompleteList { what: String, got: u64, total: u64 },
 
+    /// W&B answered 409 to every userName tried for a new user and no W&B user has the
+    /// person's email: the userNames belong to other people, whom idsync never links to.
+    #[error(
+        "{op}: W&B answered 409 (\"{detail}\") to every userName tried, and no W&B user has the \
+         email {email}, so none of those accounts is this person: {}; give the person a \
+         directory username no W&B account has, or free the userName in W&B",
+        holders.join("; ")
+    )]
+    UsernameTaken {
+        op: String,
+        email: String,
+        detail: String,
+        /// One line per userName tried, naming the account that holds it.
+        holders: Vec<String>,
+    },
+
     /// A request idsync will not send (W&B's viewer org role, a bare member removal, ...).
     #[error("{0}")]
     Refused(String),
@@ -81,6 +97,7 @@ impl TargetError {
             TargetError::Unauthorized { .. } => Some(401),
             TargetError::Forbidden { .. } => Some(403),
             TargetError::Http { status, .. } => Some(*status),
+            TargetError::UsernameTaken { .. } => Some(409),
             TargetError::RetriesExhausted { last, .. } => last.status(),
             _ => None,
         }

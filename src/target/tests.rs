@@ -686,7 +686,8 @@ async fn create_user_409_rereads_the_existing_user() {
     bounded(async {
         let f = fake(|r, _| match r.method.as_str() {
             "POST" => scim_error(409, "User already exists"),
-            _ => list(vec![user("old", "a@x.com")], 1),
+            // The email decides, whatever userName the account has.
+            _ => list(vec![named_user("old", "a.smith", "a@x.com")], 1),
         })
         .await;
         let created = client(&f).create_user_outcome(&email("a@x.com"), "alice", "", &[]).await.unwrap();
@@ -699,28 +700,124 @@ async fn create_user_409_rereads_the_existing_user() {
     .await;
 }
 
-#[tokio::test]
-async fn create_user_409_falls_back_to_username() {
-    bounded(async {
-        let f = fake(|r, _| match r.method.as_str() {
-            "POST" => scim_error(409, "exists"),
-            _ if r.param("filter").unwrap().starts_with("userName") => list(vec![user("alice", "different@x.com")], 1),
-            _ => list(vec![], 0),
-        })
-        .await;
-        let u = client(&f).create_user(&email("a@x.com"), "alice", "", &[]).await.unwrap();
-        assert_eq!(u.id, "alice");
-        assert_eq!(f.requests()[2].param("filter").as_deref(), Some(r#"userName eq "alice""#));
+/// A W&B user whose userName differs from its id, as real W&B ids are opaque.
+fn named_user(id: &str, username: &str, mail: &str) -> Value {
+    let mut u = user(id, mail);
+    u["userName"] = json!(username);
+    u
+}
 
-        // Exists but cannot be found: an error, never a second POST.
-        let f = fake(|r, _| match r.method.as_str() {
-            "POST" => scim_error(409, "exists"),
+/// The userName a POST asked for.
+fn posted_name(r: &Seen) -> String {
+    r.json()["userName"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn create_user_409_for_another_persons_username_is_never_linked() {
+    bounded(async {
+        // john's directory uid `jsmith` is jane's W&B userName; the server also ignores
+        // the email filter and lists jane, so only the local email check stands between
+        // john and jane's account.
+        let jane = named_user("VXNlcjo5", "jsmith", "jane.smith@x.com");
+        let f = fake(move |r, _| match r.method.as_str() {
+            "POST" if posted_name(r) == "jsmith" => scim_error(409, "userName \"jsmith\" is taken"),
+            "POST" => out(201, named_user("new1", &posted_name(r), "john.smith@x.com")),
+            _ => list(vec![jane.clone()], 1),
+        })
+        .await;
+        let created = client(&f)
+            .create_user_outcome(&email("john.smith@x.com"), "jsmith", "John", &[])
+            .await
+            .unwrap();
+        assert!(!created.existed(), "{created:?}");
+        assert_eq!(created.get().id, "new1", "never jane's account");
+        assert_eq!(created.get().username, "john.smith@x.com", "the chosen userName is reported");
+        let reqs = f.requests();
+        let methods: Vec<&str> = reqs.iter().map(|r| r.method.as_str()).collect();
+        assert_eq!(methods, ["POST", "GET", "POST"], "{reqs:?}");
+        assert_eq!(reqs[1].param("filter").as_deref(), Some(r#"emails.value eq "john.smith@x.com""#));
+        assert_eq!(posted_name(&reqs[0]), "jsmith");
+        assert_eq!(posted_name(&reqs[2]), "john.smith@x.com");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn create_user_with_every_username_taken_fails_naming_both_accounts() {
+    bounded(async {
+        let f = fake(|r, _| match (r.method.as_str(), r.param("filter")) {
+            ("POST", _) => scim_error(409, "userName is taken"),
+            (_, Some(f)) if f == r#"userName eq "jsmith""# => list(vec![named_user("VXNlcjo5", "jsmith", "jane.smith@x.com")], 1),
             _ => list(vec![], 0),
         })
         .await;
-        let e = client(&f).create_user(&email("a@x.com"), "alice", "", &[]).await.unwrap_err();
-        assert_eq!(e.status(), Some(409));
-        assert_eq!(f.requests().iter().filter(|r| r.method == "POST").count(), 1);
+        let e = client(&f)
+            .create_user(&email("john.smith@x.com"), "jsmith", "", &[])
+            .await
+            .unwrap_err();
+        let msg = e.to_string();
+        assert_eq!(e.status(), Some(409), "{e:?}");
+        assert!(msg.contains("john.smith@x.com"), "{msg}");
+        assert!(
+            msg.contains("userName jsmith is held by W&B user VXNlcjo5 (jane.smith@x.com)"),
+            "{msg}"
+        );
+        let reqs = f.requests();
+        let posts: Vec<String> = reqs.iter().filter(|r| r.method == "POST").map(posted_name).collect();
+        assert_eq!(
+            posts,
+            ["jsmith", "john.smith@x.com", "john.smith-2", "john.smith-3", "john.smith-4"],
+            "a bounded, deterministic list of userNames"
+        );
+        // Each POST is followed by a re-read by email: a landed retry is found, not duplicated.
+        for (i, _) in reqs.iter().enumerate().filter(|(_, r)| r.method == "POST") {
+            assert_eq!(
+                reqs[i + 1].param("filter").as_deref(),
+                Some(r#"emails.value eq "john.smith@x.com""#),
+                "{reqs:?}"
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn saas_readd_409_for_another_persons_username_is_not_ok() {
+    bounded(async {
+        // Every userName is held by someone else and nobody has this email: an error.
+        let f = fake(|r, _| match (r.method.as_str(), r.param("filter")) {
+            ("POST", _) => scim_error(409, "userName is taken"),
+            (_, Some(f)) if f == r#"userName eq "alice""# => list(vec![named_user("VXNlcjo5", "alice", "alice.b@x.com")], 1),
+            _ => list(vec![], 0),
+        })
+        .await;
+        let e = client(&f).reactivate_user("u1", &email("a@x.com"), "alice").await.unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("a@x.com") && msg.contains("VXNlcjo5 (alice.b@x.com)"), "{msg}");
+
+        // A free userName further down the list re-adds the user.
+        let f = fake(|r, _| match r.method.as_str() {
+            "POST" if posted_name(r) == "alice" => scim_error(409, "userName is taken"),
+            "POST" => out(201, named_user("u1", &posted_name(r), "a@x.com")),
+            _ => list(vec![], 0),
+        })
+        .await;
+        client(&f).reactivate_user("u1", &email("a@x.com"), "alice").await.unwrap();
+        let posts: Vec<String> = f.requests().iter().filter(|r| r.method == "POST").map(posted_name).collect();
+        assert_eq!(posts, ["alice", "a@x.com"]);
+
+        // A 409 with the user listed but inactive did not bring them back.
+        let f = fake(|r, _| match r.method.as_str() {
+            "POST" => scim_error(409, "exists"),
+            _ => {
+                let mut u = user("u1", "a@x.com");
+                u["active"] = json!(false);
+                list(vec![u], 1)
+            }
+        })
+        .await;
+        let e = client(&f).reactivate_user("u1", &email("a@x.com"), "alice").await.unwrap_err();
+        assert!(e.to_string().contains("inactive"), "{e}");
     })
     .await;
 }
@@ -765,12 +862,18 @@ async fn reactivation_patches_on_dedicated_and_reposts_on_saas() {
         assert!(r.is("PATCH", "/scim/Users/u1"));
         assert_eq!(r.json()["Operations"], json!([{"op": "replace", "value": {"active": true}}]));
 
-        let f = fake(|_, _| scim_error(409, "exists")).await;
+        // 409 on SaaS is "already back" only once the user is listed, active, by email.
+        let f = fake(|r, _| match r.method.as_str() {
+            "POST" => scim_error(409, "exists"),
+            _ => list(vec![user("u1", "a@x.com")], 1),
+        })
+        .await;
         client(&f).reactivate_user("u1", &email("a@x.com"), "alice").await.unwrap();
-        let r = &f.requests()[0];
-        assert!(r.is("POST", "/scim/Users"));
-        assert_eq!(r.json()["userName"], "alice");
-        assert_eq!(f.count(), 1);
+        let reqs = f.requests();
+        assert!(reqs[0].is("POST", "/scim/Users"));
+        assert_eq!(reqs[0].json()["userName"], "alice");
+        assert_eq!(reqs[1].param("filter").as_deref(), Some(r#"emails.value eq "a@x.com""#));
+        assert_eq!(f.count(), 2);
     })
     .await;
 }
