@@ -25,11 +25,23 @@ pub enum ActionResult {
     Failed(String),
     /// Not attempted: a dependency failed, or the live admin re-check refused it.
     Skipped(String),
+    /// Begun by an interrupted apply and, as a fresh read of W&B shows, never landed.
+    NotApplied(String),
 }
 
 impl ActionResult {
     pub fn ok(&self) -> bool {
         matches!(self, ActionResult::Applied | ActionResult::AlreadyDone)
+    }
+
+    /// The result as the audit log and `idsync_actions_applied_total{result}` name it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ActionResult::Applied | ActionResult::AlreadyDone => "ok",
+            ActionResult::Failed(_) => "error",
+            ActionResult::Skipped(_) => "skipped",
+            ActionResult::NotApplied(_) => "not_applied",
+        }
     }
 }
 
@@ -44,6 +56,12 @@ impl ApplyReport {
     }
     pub fn skipped(&self) -> usize {
         self.results.iter().filter(|(_, r)| matches!(r, ActionResult::Skipped(_))).count()
+    }
+    pub fn not_applied(&self) -> usize {
+        self.results
+            .iter()
+            .filter(|(_, r)| matches!(r, ActionResult::NotApplied(_)))
+            .count()
     }
     pub fn applied(&self) -> usize {
         self.results.iter().filter(|(_, r)| r.ok()).count()
@@ -138,7 +156,15 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
         } else if planned.contains(&entry.action.id) {
             books.resumed.insert(entry.action.id.clone(), entry.run_id.clone());
         } else {
-            let detail = "confirmed on resume: W&B already reflects this change";
+            // Not ready now: it landed, or it is held, or no longer wanted. Only the fresh
+            // snapshot can tell (SPEC §5): `ok` only when W&B shows the change; otherwise
+            // it was not applied, and its tombstone, approval and the ledger stay as they are.
+            let (res, detail) = if crate::plan::org_shows(org, &entry.action) {
+                (ActionResult::AlreadyDone, "confirmed on resume: W&B shows this change".to_string())
+            } else {
+                let why = "interrupted before it landed: W&B does not show this change; the next plan decides whether it is still needed";
+                (ActionResult::NotApplied(why.into()), format!("not applied: {why}"))
+            };
             finish(
                 books.store,
                 books.audit,
@@ -146,10 +172,10 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
                 &entry.run_id,
                 &books.actor,
                 &entry.action,
-                &ActionResult::AlreadyDone,
-                detail,
+                &res,
+                &detail,
             )?;
-            books.report.results.push((entry.action, ActionResult::AlreadyDone));
+            books.report.results.push((entry.action, res));
         }
     }
 
@@ -421,7 +447,7 @@ fn audit_record(run_id: &str, actor: &str, a: &Action, event: &str, result: Opti
         from: a.from.clone(),
         to: a.to.clone(),
         reason: a.reason.clone(),
-        result: result.map(|r| if r.ok() { "ok".to_string() } else { "error".to_string() }),
+        result: result.map(|r| r.as_str().to_string()),
         detail: result.map(describe),
     }
 }
@@ -432,6 +458,7 @@ pub fn describe(r: &ActionResult) -> String {
         ActionResult::AlreadyDone => "already done".into(),
         ActionResult::Failed(e) => format!("failed: {e}"),
         ActionResult::Skipped(e) => format!("skipped: {e}"),
+        ActionResult::NotApplied(e) => format!("not applied: {e}"),
     }
 }
 

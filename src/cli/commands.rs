@@ -404,13 +404,18 @@ pub(crate) fn print_results(report: &apply::ApplyReport) {
             ActionResult::Applied | ActionResult::AlreadyDone => "ok  ",
             ActionResult::Failed(_) => "FAIL",
             ActionResult::Skipped(_) => "skip",
+            ActionResult::NotApplied(_) => "n/a ",
         };
         let who = a.user.as_ref().map(|u| u.to_string()).unwrap_or_default();
         let team = a.team.as_deref().map(|t| format!(" team {t}")).unwrap_or_default();
         println!("  {mark} {} {} {who}{team}: {}", a.id, a.kind, apply::describe(r));
     }
+    let not_applied = match report.not_applied() {
+        0 => String::new(),
+        n => format!(", {n} interrupted earlier and not applied"),
+    };
     println!(
-        "{} applied, {} failed, {} skipped",
+        "{} applied, {} failed, {} skipped{not_applied}",
         report.applied(),
         report.failed(),
         report.skipped()

@@ -8,7 +8,6 @@
 use chrono::{DateTime, Utc};
 use prometheus::{Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
-use crate::apply::ActionResult;
 use crate::plan::{ActionKind, Guard};
 use crate::sync::RunOutcome;
 
@@ -217,12 +216,7 @@ impl Metrics {
         }
         if let Some(report) = &o.report {
             for (a, r) in &report.results {
-                let result = match r {
-                    ActionResult::Applied | ActionResult::AlreadyDone => "ok",
-                    ActionResult::Failed(_) => "error",
-                    ActionResult::Skipped(_) => "skipped",
-                };
-                self.actions_applied_total.with_label_values(&[a.kind.as_str(), result]).inc();
+                self.actions_applied_total.with_label_values(&[a.kind.as_str(), r.as_str()]).inc();
             }
         }
         // The clients are new each run, so their counters are this run's.

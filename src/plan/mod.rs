@@ -6,6 +6,7 @@
 mod diff;
 mod guards;
 mod mapping;
+mod settle;
 mod simulate;
 mod types;
 
@@ -19,6 +20,7 @@ use chrono::{DateTime, Utc};
 use crate::model::{DirectorySnapshot, OrgSnapshot};
 
 pub use mapping::{in_domain_scope, self_emails};
+pub use settle::org_shows;
 pub use simulate::{roster, simulate};
 pub use types::*;
 

@@ -1170,3 +1170,55 @@ proptest! {
         prop_assert_eq!(summed, p.summary);
     }
 }
+
+// ---- settling interrupted actions ----------------------------------------------------
+
+#[test]
+fn the_org_shows_a_change_only_when_all_of_it_is_there() {
+    let w = World::new()
+        .user("a@example.com", OrgRole::Admin, &[("ml", "admin")])
+        .user("b@example.com", OrgRole::Member, &[]);
+    let org = &w.org;
+    let act = |kind, user: &str, team: Option<&str>, role: Option<&str>, user_id: Option<&str>| {
+        let mut a = Action::new(
+            kind,
+            Some(e(user)),
+            team.map(str::to_string),
+            role.map(str::to_string),
+            String::new(),
+        );
+        a.user_id = user_id.map(str::to_string);
+        a
+    };
+    use ActionKind::*;
+    assert!(org_shows(org, &act(CreateUser, "a@example.com", None, None, None)));
+    assert!(!org_shows(org, &act(CreateUser, "c@example.com", None, None, None)));
+    assert!(org_shows(org, &act(SetOrgRole, "a@example.com", None, Some("admin"), Some("u0"))));
+    assert!(!org_shows(org, &act(SetOrgRole, "b@example.com", None, Some("admin"), Some("u1"))));
+    assert!(org_shows(
+        org,
+        &act(AddToTeam, "a@example.com", Some("ml"), Some("admin"), Some("u0"))
+    ));
+    // In the team, but not with the role the add was to give: not (fully) applied.
+    assert!(!org_shows(
+        org,
+        &act(AddToTeam, "a@example.com", Some("ml"), Some("member"), Some("u0"))
+    ));
+    assert!(!org_shows(
+        org,
+        &act(AddToTeam, "b@example.com", Some("ml"), Some("member"), Some("u1"))
+    ));
+    assert!(org_shows(org, &act(RemoveFromTeam, "b@example.com", Some("ml"), None, Some("u1"))));
+    assert!(!org_shows(org, &act(RemoveFromTeam, "a@example.com", Some("ml"), None, Some("u0"))));
+    assert!(!org_shows(org, &act(DeprovisionUser, "a@example.com", None, None, Some("u0"))));
+    assert!(org_shows(org, &act(DeprovisionUser, "gone@example.com", None, None, Some("u9"))));
+    // The W&B id decides: the email now on another account does not confirm the change.
+    assert!(!org_shows(org, &act(ReactivateUser, "a@example.com", None, None, Some("u-old"))));
+    let mut inactive = w.org.clone();
+    inactive.users[0].active = false;
+    assert!(org_shows(&inactive, &act(DeprovisionUser, "a@example.com", None, None, Some("u0"))));
+    assert!(!org_shows(
+        &inactive,
+        &act(SetOrgRole, "a@example.com", None, Some("admin"), Some("u0"))
+    ));
+}
