@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::apply::{self, ApplyContext, ApplyReport};
 use crate::config::{self, Config, Loaded};
 use crate::error::Error;
-use crate::model::{DirectorySnapshot, Email, OrgRole, OrgSnapshot};
+use crate::model::{DirectorySnapshot, OrgRole, OrgSnapshot};
 use crate::plan::{self, Plan, PlanInput, PlanState, Policy};
 use crate::source;
 use crate::state::{actor, AuditLog, RunRecord, StateStore};
@@ -105,11 +105,7 @@ pub fn plan_now(env: &Env, dir: &DirectorySnapshot, org: &OrgSnapshot, state: &P
 pub fn persist_plan_state(store: &mut StateStore, plan: &Plan, dir: &DirectorySnapshot) -> Result<(), Error> {
     store.replace_tombstones(&plan.tombstones)?;
     if plan.source.suspicious.is_none() {
-        let anchors = dir
-            .people
-            .iter()
-            .filter_map(|p| Some((p.anchor.clone(), Email::parse(p.email.as_deref()?)?)))
-            .collect();
+        let anchors = plan::anchors_to_store(dir, &plan.identity_pending);
         store.record_good_read(plan.source.usable_enabled, &anchors)?;
     }
     Ok(())

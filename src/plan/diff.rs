@@ -20,6 +20,8 @@ pub(crate) struct Diff {
     pub identity_pairs: BTreeSet<ActionId>,
     /// In-scope active W&B users (the base for `max_deprovision_percent`).
     pub in_scope_active: usize,
+    /// Anchor -> stored (old) email of identity changes still pending.
+    pub identity_pending: BTreeMap<String, Email>,
 }
 
 /// The W&B users keyed by parsed email (unparseable emails are never in scope).
@@ -137,10 +139,12 @@ pub(crate) fn diff(desired: &Desired<'_>, org: &OrgSnapshot, policy: &Policy, st
             continue;
         }
         // The same person under a new email: one held pair, not churn.
-        if let Some((new_email, source_ref)) = desired.renamed.get(email) {
+        if let Some(r) = desired.renamed.get(email) {
+            let (new_email, source_ref) = (&r.new_email, r.source_ref);
             let create_id = ActionId::compute(ActionKind::CreateUser, Some(new_email), None, None);
             if out.actions.iter().any(|a| a.id == create_id) {
                 out.identity_pairs.insert(create_id.clone());
+                out.identity_pending.insert(r.anchor.to_string(), email.clone());
                 if policy.deprovision != DeprovisionMode::Off {
                     let mut d = deprovision(
                         email,

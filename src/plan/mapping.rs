@@ -66,6 +66,14 @@ impl DesiredPerson<'_> {
     }
 }
 
+/// A person whose anchor kept while the email moved (identity-change).
+#[derive(Debug, Clone)]
+pub(crate) struct Renamed<'a> {
+    pub new_email: Email,
+    pub anchor: &'a str,
+    pub source_ref: &'a str,
+}
+
 /// The desired state and what the mapping noticed on the way.
 #[derive(Debug, Default)]
 pub(crate) struct Desired<'a> {
@@ -83,8 +91,9 @@ pub(crate) struct Desired<'a> {
     pub managed_teams: BTreeSet<String>,
     /// Managed teams missing from W&B that the policy lets idsync create, with the reason.
     pub teams_to_create: BTreeMap<String, String>,
-    /// Old email -> new email, for people whose anchor stayed but whose email changed.
-    pub renamed: BTreeMap<Email, (Email, String)>,
+    /// Old email -> the person now under a new email, for people whose anchor stayed but
+    /// whose email changed.
+    pub renamed: BTreeMap<Email, Renamed<'a>>,
     /// Enabled people with a usable email (the size source-health compares).
     pub usable_enabled: usize,
     pub skipped: Vec<Skipped>,
@@ -207,6 +216,21 @@ pub(crate) fn desired_state<'a>(
             }),
         }
     }
+    // An anchor claimed by several entries (a non-unique anchor_attr, an LDIF listing an
+    // entry twice) would hand one person's group memberships to another: freeze them all.
+    let shared = shared_anchors(dir);
+    for p in dir.people.iter().filter(|p| shared.contains(p.anchor.as_str())) {
+        out.skipped.push(Skipped {
+            entry: p.source_ref.clone(),
+            why: format!(
+                "anchor {:?} is used by several directory entries (is the anchor attribute unique?): none of them drives changes",
+                p.anchor
+            ),
+        });
+        if let Some(e) = p.email.as_deref().and_then(Email::parse) {
+            out.frozen.insert(e);
+        }
+    }
     let mut usable: Vec<(Email, &Person)> = Vec::with_capacity(by_email.len());
     for (email, first) in by_email {
         if let Some(more) = dupes.remove(&email) {
@@ -221,7 +245,7 @@ pub(crate) fn desired_state<'a>(
                 });
             }
             out.frozen.insert(email);
-        } else {
+        } else if !shared.contains(first.anchor.as_str()) {
             usable.push((email, first));
         }
     }
@@ -296,7 +320,14 @@ pub(crate) fn desired_state<'a>(
     for (email, p) in &usable {
         if let Some(old) = anchors.get(&p.anchor) {
             if old != email {
-                out.renamed.insert(old.clone(), (email.clone(), p.source_ref.clone()));
+                out.renamed.insert(
+                    old.clone(),
+                    Renamed {
+                        new_email: email.clone(),
+                        anchor: p.anchor.as_str(),
+                        source_ref: p.source_ref.as_str(),
+                    },
+                );
             }
         }
     }
@@ -370,6 +401,38 @@ pub(crate) fn desired_state<'a>(
                 teams,
             },
         );
+    }
+    out
+}
+
+/// Anchors that more than one directory entry carries. Empty in any healthy directory,
+/// so the common case only pays for one pass.
+fn shared_anchors(dir: &DirectorySnapshot) -> HashSet<&str> {
+    let mut seen: HashSet<&str> = HashSet::with_capacity(dir.people.len());
+    let mut shared = HashSet::new();
+    for p in &dir.people {
+        if !seen.insert(p.anchor.as_str()) {
+            shared.insert(p.anchor.as_str());
+        }
+    }
+    shared
+}
+
+/// The anchor -> email map the shell stores after a healthy read (for identity-change):
+/// every directory person with a usable email and an anchor no other entry shares, except
+/// that an anchor whose identity change is still pending keeps its stored email until a
+/// human approves the pair or the old account is gone (SPEC §4), so that the change is
+/// held in every run, not only the first.
+pub fn anchors_to_store(dir: &DirectorySnapshot, identity_pending: &BTreeMap<String, Email>) -> BTreeMap<String, Email> {
+    let shared = shared_anchors(dir);
+    let mut out: BTreeMap<String, Email> = dir
+        .people
+        .iter()
+        .filter(|p| !shared.contains(p.anchor.as_str()))
+        .filter_map(|p| Some((p.anchor.clone(), Email::parse(p.email.as_deref()?)?)))
+        .collect();
+    for (anchor, old) in identity_pending {
+        out.insert(anchor.clone(), old.clone());
     }
     out
 }

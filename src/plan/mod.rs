@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 
 use crate::model::{DirectorySnapshot, OrgSnapshot};
 
-pub use mapping::{in_domain_scope, self_emails};
+pub use mapping::{anchors_to_store, in_domain_scope, self_emails};
 pub use settle::org_shows;
 pub use simulate::{roster, simulate};
 pub use types::*;
@@ -86,5 +86,6 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         skipped: desired.skipped,
         roster_before,
         roster_after,
+        identity_pending: d.identity_pending,
     }
 }

@@ -850,6 +850,92 @@ fn identity_change_is_one_held_pair() {
     assert!(p.tombstones.is_empty());
 }
 
+/// alice's entry kept its anchor while her email moved from alice.old@ to alice.new@.
+fn renamed_world() -> World {
+    let mut w = World::new()
+        .person("root@example.com")
+        .user("root@example.com", OrgRole::Admin, &[])
+        .user("alice.old@example.com", OrgRole::Member, &[])
+        .person("alice.new@example.com");
+    w.dir.people[1].anchor = "alice-anchor".into();
+    w.state.anchors.insert("alice-anchor".into(), e("alice.old@example.com"));
+    w
+}
+
+#[test]
+fn an_identity_change_stays_held_in_every_run_until_decided() {
+    let mut w = renamed_world();
+    for run in 0..3 {
+        let p = w.plan();
+        let c = find(&p, ActionKind::CreateUser, "alice.new@example.com");
+        assert_eq!((run, c.guard), (run, Some(Guard::IdentityChange)));
+        // What the shell stores after this (healthy) read keeps the old email.
+        w.state.anchors = anchors_to_store(&w.dir, &p.identity_pending);
+        assert_eq!(w.state.anchors.get("alice-anchor"), Some(&e("alice.old@example.com")));
+    }
+    // The old account is gone (deactivated by hand): the pair is over, the new email stored.
+    w.org.users[1].active = false;
+    let p = w.plan();
+    assert!(p.identity_pending.is_empty());
+    assert!(find(&p, ActionKind::CreateUser, "alice.new@example.com").is_ready());
+    assert_eq!(
+        anchors_to_store(&w.dir, &p.identity_pending).get("alice-anchor"),
+        Some(&e("alice.new@example.com"))
+    );
+}
+
+#[test]
+fn an_approved_identity_change_applies_and_then_stores_the_new_email() {
+    let mut w = renamed_world();
+    let p = w.plan();
+    for a in p.held() {
+        w.state
+            .approvals
+            .push(Approval::of(a, now(), now() + chrono::Duration::hours(1), "ops"));
+    }
+    let p = w.plan();
+    assert!(p.actions.iter().all(Action::is_ready), "{:#?}", p.actions);
+    // Applied: alice.old@ is deprovisioned, alice.new@ exists; the next read is settled.
+    w.org = simulate(&w.org, p.ready(), &w.policy);
+    w.state.anchors = anchors_to_store(&w.dir, &p.identity_pending);
+    let p2 = w.plan();
+    assert!(p2.ready().next().is_none() && p2.identity_pending.is_empty(), "{:#?}", p2.actions);
+    assert_eq!(
+        anchors_to_store(&w.dir, &p2.identity_pending).get("alice-anchor"),
+        Some(&e("alice.new@example.com"))
+    );
+}
+
+#[test]
+fn a_shared_anchor_freezes_every_entry_that_carries_it() {
+    // Two entries with one anchor: alice is in the admin group; bob must not inherit it.
+    let mut w = World::new()
+        .person("root@example.com")
+        .user("root@example.com", OrgRole::Admin, &[])
+        .person("alice@example.com")
+        .person("bob@example.com")
+        .user("bob@example.com", OrgRole::Member, &[])
+        .group("wandb-admins", &["root", "alice"])
+        .admins_group("wandb-admins");
+    w.dir.people[2].anchor = "anchor-alice".into();
+    let p = w.plan();
+    assert!(
+        p.actions
+            .iter()
+            .all(|a| a.user.as_ref().is_none_or(|u| u.as_str() == "root@example.com")),
+        "{:#?}",
+        p.actions
+    );
+    let why: Vec<&str> = p
+        .skipped
+        .iter()
+        .filter(|s| s.why.contains("anchor \"anchor-alice\""))
+        .map(|s| s.entry.as_str())
+        .collect();
+    assert_eq!(why.len(), 2, "{:#?}", p.skipped);
+    assert!(!anchors_to_store(&w.dir, &p.identity_pending).contains_key("anchor-alice"));
+}
+
 #[test]
 fn approving_a_root_releases_its_dependents() {
     let mut w = World::new()
@@ -1154,6 +1240,34 @@ proptest! {
                 prop_assert!(h.guard.overridable() && ap.guards.contains(&h.guard), "hold {:?} released by an approval over {:?}", h, ap.guards);
             }
             prop_assert_eq!(&a.fingerprint, &ap.fingerprint);
+        }
+    }
+
+    #[test]
+    fn no_ready_action_changes_a_wandb_user_other_than_the_entrys(w in arb_world(), shared in any::<bool>()) {
+        // Also with two entries sharing an anchor (a non-unique anchor attribute).
+        let mut w = w;
+        if shared && w.dir.people.len() >= 2 {
+            w.dir.people[1].anchor = w.dir.people[0].anchor.clone();
+        }
+        let p = w.plan();
+        let mut anchors: BTreeMap<&str, usize> = BTreeMap::new();
+        for x in &w.dir.people {
+            *anchors.entry(x.anchor.as_str()).or_default() += 1;
+        }
+        for a in p.ready() {
+            let Some(email) = &a.user else { continue };
+            // Nobody whose entry shares its anchor (and so its group memberships) is changed.
+            let carrier = w.dir.people.iter().find(|x| x.email.as_deref().and_then(Email::parse).as_ref() == Some(email));
+            prop_assert!(carrier.is_none_or(|x| anchors[x.anchor.as_str()] == 1), "{:?} acts on a shared anchor", a);
+            // The directory entry behind it has exactly this email...
+            let entries: Vec<_> = w.dir.people.iter().filter(|x| x.email.as_deref().and_then(Email::parse).as_ref() == Some(email)).collect();
+            prop_assert!(entries.len() <= 1, "{} is claimed by {} entries", email, entries.len());
+            // ...and the W&B user it changes is the one with that email.
+            if let Some(id) = &a.user_id {
+                let u = w.org.users.iter().find(|u| &u.id == id);
+                prop_assert!(u.is_some_and(|u| Email::parse(&u.email).as_ref() == Some(email)), "{:?} lands on {:?}", a, u);
+            }
         }
     }
 

@@ -367,6 +367,11 @@ pub struct Plan {
     pub roster_before: Vec<String>,
     #[serde(default)]
     pub roster_after: Vec<String>,
+    /// Anchor -> stored email of identity changes still pending: the shell keeps these
+    /// in the anchor map until a human approves the pair or the old account is gone.
+    /// In-process only.
+    #[serde(skip)]
+    pub identity_pending: BTreeMap<String, Email>,
 }
 
 impl Plan {

@@ -34,6 +34,7 @@ fn empty_plan() -> Plan {
         skipped: Vec::new(),
         roster_before: vec!["alice@example.com  admin  ml:admin".into()],
         roster_after: vec!["alice@example.com  admin  ml:admin".into()],
+        identity_pending: Default::default(),
     }
 }
 
