@@ -129,35 +129,37 @@ fn record(
 async fn check_config(path: &Path, connect: bool) -> Result<u8, Error> {
     let env = load_env(path)?;
     let c = &env.config;
-    println!("{}: configuration OK", env.path.display());
-    println!("  source: {}", c.source.kind.as_str());
+    outln!("{}: configuration OK", env.path.display());
+    outln!("  source: {}", c.source.kind.as_str());
     if let Some(from) = crate::source::http::describe(&c.source) {
-        println!("    {from}");
+        outln!("    {from}");
     }
-    println!(
+    outln!(
         "  target: {} ({:?}, scim path {})",
-        c.target.url, env.policy.deployment, c.target.scim_path
+        c.target.url,
+        env.policy.deployment,
+        c.target.scim_path
     );
-    println!("  managed domains: {}", env.policy.managed_domains.join(", "));
-    println!(
+    outln!("  managed domains: {}", env.policy.managed_domains.join(", "));
+    outln!(
         "  org-role rules: {}, team mappings: {}, pipeline-key owners: {}",
         env.policy.org_roles.len(),
         env.policy.teams.len(),
         env.policy.guards.pipeline_owners.len()
     );
-    println!("  state: {}", env.state_dir().display());
+    outln!("  state: {}", env.state_dir().display());
     if !connect {
         return Ok(exit::IN_SYNC);
     }
     let client = env.client()?;
     if let Some(connected) = crate::source::check_connection(&c.source, &env.base_dir).await? {
-        println!("directory: {connected}");
+        outln!("directory: {connected}");
     }
     let dir = crate::source::read_directory(&c.source, &env.base_dir).await?;
-    println!("directory: read OK: {} people, {} groups", dir.people.len(), dir.groups.len());
+    outln!("directory: read OK: {} people, {} groups", dir.people.len(), dir.groups.len());
     let state = crate::plan::PlanState::default();
     let org = client.snapshot().await?;
-    println!(
+    outln!(
         "W&B: {} users ({} active), {} teams",
         org.users.len(),
         org.users.iter().filter(|u| u.active).count(),
@@ -184,17 +186,17 @@ async fn check_config(path: &Path, connect: bool) -> Result<u8, Error> {
         let members: BTreeSet<&String> = dir.groups.iter().filter(|x| x.matches(&g)).flat_map(|x| x.members.iter()).collect();
         let found = dir.groups.iter().any(|x| x.matches(&g));
         if found {
-            println!("  {what}: {g}: {} members", members.len());
+            outln!("  {what}: {g}: {} members", members.len());
         } else {
-            println!("  {what}: {g}: NOT FOUND in the directory (the rule does nothing until it is)");
+            outln!("  {what}: {g}: NOT FOUND in the directory (the rule does nothing until it is)");
         }
     }
     if plan.skipped.is_empty() {
-        println!("nothing skipped");
+        outln!("nothing skipped");
     } else {
-        println!("skipped ({}):", plan.skipped.len());
+        outln!("skipped ({}):", plan.skipped.len());
         for s in &plan.skipped {
-            println!("  {}: {}", s.entry, s.why);
+            outln!("  {}: {}", s.entry, s.why);
         }
     }
     Ok(exit::IN_SYNC)
@@ -213,7 +215,7 @@ async fn plan(path: &Path, format: Format, out: Option<&Path>) -> Result<u8, Err
         write_file(out, &report::render_json(&plan))?;
         eprintln!("plan saved to {}", out.display());
     }
-    print!(
+    out!(
         "{}",
         report::render(
             &plan,
@@ -311,7 +313,7 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
         to_apply.actions = kept;
     }
 
-    print!(
+    out!(
         "{}",
         report::render(
             &to_apply,
@@ -323,12 +325,12 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
     );
     let ready = to_apply.ready().count();
     if ready > 0 && !opts.yes && std::io::stdin().is_terminal() {
-        print!("Apply {ready} action(s) to {}? Only 'yes' is accepted: ", env.config.target.url);
+        out!("Apply {ready} action(s) to {}? Only 'yes' is accepted: ", env.config.target.url);
         let _ = std::io::stdout().flush();
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if answer.trim() != "yes" {
-            println!("Apply cancelled; nothing was changed (no approval was recorded).");
+            outln!("Apply cancelled; nothing was changed (no approval was recorded).");
             return Ok(exit::CHANGES_PENDING);
         }
     }
@@ -398,7 +400,7 @@ fn reviewed_part<'a>(fresh: &Plan, saved: &'a Plan) -> (Vec<Action>, ReviewRepor
 }
 
 pub(crate) fn print_results(report: &apply::ApplyReport) {
-    println!("\nApplied:");
+    outln!("\nApplied:");
     for (a, r) in &report.results {
         let mark = match r {
             ActionResult::Applied | ActionResult::AlreadyDone => "ok  ",
@@ -408,13 +410,13 @@ pub(crate) fn print_results(report: &apply::ApplyReport) {
         };
         let who = a.user.as_ref().map(|u| u.to_string()).unwrap_or_default();
         let team = a.team.as_deref().map(|t| format!(" team {t}")).unwrap_or_default();
-        println!("  {mark} {} {} {who}{team}: {}", a.id, a.kind, apply::describe(r));
+        outln!("  {mark} {} {} {who}{team}: {}", a.id, a.kind, apply::describe(r));
     }
     let not_applied = match report.not_applied() {
         0 => String::new(),
         n => format!(", {n} interrupted earlier and not applied"),
     };
-    println!(
+    outln!(
         "{} applied, {} failed, {} skipped{not_applied}",
         report.applied(),
         report.failed(),
@@ -472,7 +474,7 @@ fn approve(path: &Path, plan_file: &Path, ids: &[String]) -> Result<u8, Error> {
     let plan = report::parse_plan_json(&read_file(plan_file)?)?;
     let approvals = approvals_for(&plan, ids, &env, &actor("approve"))?;
     if approvals.is_empty() {
-        println!("No held action in {} can be approved.", plan_file.display());
+        outln!("No held action in {} can be approved.", plan_file.display());
         return Ok(exit::IN_SYNC);
     }
     let line = |a: &Approval| {
@@ -491,25 +493,25 @@ fn approve(path: &Path, plan_file: &Path, ids: &[String]) -> Result<u8, Error> {
     // Approving every held action at once is the big hammer: on a terminal, say what it
     // releases and ask first.
     if ids.is_empty() && std::io::stdin().is_terminal() {
-        println!("This approves every overridable held action of {}:", plan_file.display());
+        outln!("This approves every overridable held action of {}:", plan_file.display());
         for a in &approvals {
-            println!("  {}", line(a));
+            outln!("  {}", line(a));
         }
-        print!("Approve these {} action(s)? Only 'yes' is accepted: ", approvals.len());
+        out!("Approve these {} action(s)? Only 'yes' is accepted: ", approvals.len());
         let _ = std::io::stdout().flush();
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if answer.trim() != "yes" {
-            println!("Nothing approved.");
+            outln!("Nothing approved.");
             return Ok(exit::IN_SYNC);
         }
     }
     let mut store = env.open_store()?;
     store.add_approvals(&approvals)?;
     for a in &approvals {
-        println!("approved {}", line(a));
+        outln!("approved {}", line(a));
     }
-    println!(
+    outln!(
         "{} approval(s) recorded. The next `idsync apply` (or daemon run) applies them if they are still in the plan unchanged.",
         approvals.len()
     );
@@ -518,22 +520,22 @@ fn approve(path: &Path, plan_file: &Path, ids: &[String]) -> Result<u8, Error> {
 
 fn status(path: &Path) -> Result<u8, Error> {
     let env = load_env(path)?;
-    println!("state: {}", env.state_dir().display());
+    outln!("state: {}", env.state_dir().display());
     // Read-only, like `plan`: a status check never creates or migrates the store.
     let Some(store) = StateStore::open_read_only(&env.state_dir())? else {
-        println!("no runs yet (no state store: nothing has been applied with this state directory)");
-        println!("tombstones: 0");
-        println!("pending approvals: 0");
+        outln!("no runs yet (no state store: nothing has been applied with this state directory)");
+        outln!("tombstones: 0");
+        outln!("pending approvals: 0");
         return Ok(exit::IN_SYNC);
     };
     let runs = store.last_runs(10)?;
     if runs.is_empty() {
-        println!("no runs yet");
+        outln!("no runs yet");
     } else {
-        println!("last runs:");
+        outln!("last runs:");
         for r in &runs {
             let counts: Vec<String> = r.summary.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            println!(
+            outln!(
                 "  {} {:<6} {:<8} {} {}{}",
                 r.started_at.format("%Y-%m-%dT%H:%M:%SZ"),
                 r.command,
@@ -546,14 +548,14 @@ fn status(path: &Path) -> Result<u8, Error> {
     }
     let state = store.load_plan_state()?;
     let now = Utc::now();
-    println!("tombstones: {}", state.tombstones.len());
+    outln!("tombstones: {}", state.tombstones.len());
     for (e, t) in &state.tombstones {
-        println!("  {e} since {}", t.since.format("%Y-%m-%dT%H:%M:%SZ"));
+        outln!("  {e} since {}", t.since.format("%Y-%m-%dT%H:%M:%SZ"));
     }
     let pending: Vec<_> = state.approvals.iter().filter(|a| a.expires_at > now).collect();
-    println!("pending approvals: {}", pending.len());
+    outln!("pending approvals: {}", pending.len());
     for a in pending {
-        println!(
+        outln!(
             "  {} by {} until {}",
             a.action_id,
             a.approved_by,

@@ -99,12 +99,12 @@ pub async fn run() -> Result<u8, Error> {
     let cfg_path = dir.join("idsync.toml");
     std::fs::write(&cfg_path, demo_config(&sb.url())).map_err(io(format!("cannot write {}", cfg_path.display())))?;
 
-    println!(
+    outln!(
         "idsync demo: a W&B sandbox is serving on {} (SaaS semantics), with an example org.",
         sb.url()
     );
-    println!("The directory is an example LDIF (a few dozen people, nested groups, an admin group).");
-    println!("Config: {}\n", cfg_path.display());
+    outln!("The directory is an example LDIF (a few dozen people, nested groups, an admin group).");
+    outln!("Config: {}\n", cfg_path.display());
 
     let env = Env::load(&cfg_path)?;
     let code = tour(&env).await;
@@ -117,18 +117,18 @@ async fn tour(env: &Env) -> Result<u8, Error> {
     let mut store = env.open_store()?;
     let color = std::io::IsTerminal::is_terminal(&std::io::stdout());
 
-    println!("== 1. idsync plan (dry run) ==================================================\n");
+    outln!("== 1. idsync plan (dry run) ==================================================\n");
     let (dir, org) = sync::read_both(env, &client).await?;
     let state = store.load_plan_state()?;
     let plan = sync::plan_now(env, &dir, &org, &state, Utc::now());
     sync::persist_plan_state(&mut store, &plan, &dir)?;
-    print!("{}", report::render(&plan, Format::Text, &RenderOptions { color }));
-    println!(
+    out!("{}", report::render(&plan, Format::Text, &RenderOptions { color }));
+    outln!(
         "\n(exit code would be {}: some actions are held for a human)\n",
         plan_exit_code(&plan)
     );
 
-    println!("== 2. idsync apply --yes =====================================================\n");
+    outln!("== 2. idsync apply --yes =====================================================\n");
     let mut audit = AuditLog::open(&env.state_dir())?;
     let result = apply::apply(
         &plan,
@@ -148,17 +148,17 @@ async fn tour(env: &Env) -> Result<u8, Error> {
     .await?;
     print_results(&result);
 
-    println!("\n== 3. idsync plan again ======================================================\n");
+    outln!("\n== 3. idsync plan again ======================================================\n");
     let (dir, org) = sync::read_both(env, &client).await?;
     let state = store.load_plan_state()?;
     let again = sync::plan_now(env, &dir, &org, &state, Utc::now());
-    print!("{}", report::render(&again, Format::Text, &RenderOptions { color }));
+    out!("{}", report::render(&again, Format::Text, &RenderOptions { color }));
     let ready = again.ready().count();
-    println!();
+    outln!();
     if ready == 0 {
-        println!("The org is in sync: nothing left to apply. The held actions wait for `idsync approve`.");
+        outln!("The org is in sync: nothing left to apply. The held actions wait for `idsync approve`.");
     } else {
-        println!("{ready} action(s) still ready: the org did not converge (this is a bug; please report it).");
+        outln!("{ready} action(s) still ready: the org did not converge (this is a bug; please report it).");
     }
     Ok(if ready == 0 && result.failed() == 0 {
         exit::IN_SYNC

@@ -1,6 +1,18 @@
 //! Command-line interface (SPEC §2): argument parsing and dispatch. Each command lives in
 //! `commands.rs`; `main.rs` only calls [`main`].
 
+/// `print!` that ends the process the Unix way when stdout's reader is gone (see
+/// [`write_stdout`]).
+macro_rules! out {
+    ($($t:tt)*) => { $crate::cli::write_stdout(format_args!($($t)*)) };
+}
+
+/// `println!` that ends the process the Unix way when stdout's reader is gone.
+macro_rules! outln {
+    () => { $crate::cli::write_stdout(format_args!("\n")) };
+    ($($t:tt)*) => { $crate::cli::write_stdout(format_args!("{}\n", format_args!($($t)*))) };
+}
+
 mod commands;
 mod demo;
 mod report;
@@ -187,23 +199,45 @@ pub struct SandboxArgs {
     pub no_activity: bool,
 }
 
-/// `idsync plan | head` ends quietly, as Unix tools do, instead of panicking when the
-/// reader closes the pipe. Not for the long-running servers (`run`, `sandbox`): they
-/// keep Rust's default of ignoring SIGPIPE.
-fn end_quietly_on_closed_stdout() {
-    // SAFETY: sets a signal disposition at start-up, before the runtime starts any thread;
-    // SIG_DFL is always a valid disposition for SIGPIPE.
+/// Writes a report to stdout. SIGPIPE stays ignored (Rust's default), so a socket whose
+/// peer went away is an error idsync reports like any other, never a silent death; only
+/// a closed stdout (`idsync plan | head`) ends the process, the way Unix tools end: by
+/// SIGPIPE, without a panic or a message.
+pub(crate) fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    match std::io::stdout().lock().write_fmt(args) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => die_of_sigpipe(),
+        Err(e) => {
+            eprintln!("error: cannot write the report to standard output: {e}");
+            std::process::exit(i32::from(exit::ERROR));
+        }
+    }
+}
+
+fn die_of_sigpipe() -> ! {
+    // SAFETY: restoring the default disposition and raising the signal in this process;
+    // SIG_DFL is always valid for SIGPIPE, whose default action ends the process.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
     }
+    // Not reached: SIGPIPE's default action ends the process. 128 + 13 as shells report it.
+    std::process::exit(141)
 }
 
 /// Parses arguments, runs the command and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if !matches!(cli.command, Command::Run { .. } | Command::Sandbox(_)) {
-        end_quietly_on_closed_stdout();
-    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print and succeed; every usage error exits 1 (SPEC §2),
+        // never clap's 2, which scripts read as "changes pending".
+        Err(e) => {
+            let code = if e.use_stderr() { exit::ERROR } else { exit::IN_SYNC };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

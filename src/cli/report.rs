@@ -31,6 +31,6 @@ pub async fn seats(path: &Path, format: SeatFormat, inactive_days: Option<u32>) 
         inactive_days: inactive_days.unwrap_or(env.config.report.inactive_days),
         now,
     });
-    print!("{}", seats::render(&report, format));
+    out!("{}", seats::render(&report, format));
     Ok(exit::IN_SYNC)
 }

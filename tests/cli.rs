@@ -1,0 +1,84 @@
+//! The command line's contract (SPEC §2): usage errors exit 1, and no command dies of a
+//! signal it did not ask for.
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+
+use common::*;
+
+fn idsync(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_idsync"))
+        .args(args)
+        .env_remove("IDSYNC_CONFIG")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn usage_errors_exit_1_never_2_or_3() {
+    for args in [
+        &["plan", "--bogus"][..],
+        &["apply", "--approve"],
+        &["report", "seats", "--inactive-days", "0"],
+        &["plan", "--format", "yaml"],
+        &["no-such-command"],
+        &[],
+    ] {
+        let out = idsync(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(!out.stderr.is_empty(), "{args:?} says what is wrong");
+    }
+    for args in [&["--help"][..], &["--version"], &["plan", "--help"]] {
+        let out = idsync(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(!out.stdout.is_empty());
+    }
+}
+
+/// A plain TCP server that answers any request with an HTTP error and hangs up: a TLS
+/// client talking to it gets garbage, then writes to a closed socket.
+fn plain_http_server() -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    l.set_nonblocking(false).unwrap();
+    let h = std::thread::spawn(move || {
+        // Bounded: a few connections (retries), then the thread ends with the test.
+        for _ in 0..20 {
+            // Answer at once, without reading the TLS hello, and hang up: the client's
+            // next write meets a closed socket (EPIPE, and SIGPIPE unless ignored).
+            let Ok((mut s, _)) = l.accept() else { return };
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            drop(s);
+        }
+    });
+    (addr, h)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_to_a_plain_http_server_is_an_error_not_a_silent_sigpipe() {
+    let f = Fixture::start(Setup {
+        org: org(&[("root@example.com", "admin", &[])], &[]),
+        ldif: ldif(&[P("root", true)], &[]),
+        target: "max_retries = 1",
+        ..Setup::default()
+    })
+    .await;
+    let (addr, _server) = plain_http_server();
+    let cfg = std::fs::read_to_string(&f.cfg).unwrap();
+    let url = f.sb.url();
+    std::fs::write(&f.cfg, cfg.replace(&url, &format!("https://{addr}"))).unwrap();
+    for args in [
+        &["plan"][..],
+        &["apply", "--yes"],
+        &["check-config", "--connect"],
+        &["report", "seats"],
+    ] {
+        let out = f.run(args).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.signal(), None, "{args:?} died of a signal: {stderr}");
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        assert!(stderr.contains("error:"), "{args:?} says what failed: {stderr}");
+    }
+}
