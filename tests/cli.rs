@@ -82,3 +82,77 @@ async fn tls_to_a_plain_http_server_is_an_error_not_a_silent_sigpipe() {
         assert!(stderr.contains("error:"), "{args:?} says what failed: {stderr}");
     }
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_same_definitions() {
+    for (shell, marker) in [("bash", "complete -F"), ("zsh", "#compdef idsync"), ("fish", "complete -c idsync")] {
+        let out = idsync(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let s = String::from_utf8_lossy(&out.stdout);
+        assert!(s.contains(marker), "{shell}: {s}");
+        for cmd in ["plan", "apply", "approve", "show", "completions"] {
+            assert!(s.contains(cmd), "{shell} completes {cmd}");
+        }
+    }
+    assert_eq!(idsync(&["completions", "tcsh"]).status.code(), Some(1));
+    let man = idsync(&["man"]);
+    assert_eq!(man.status.code(), Some(0));
+    let roff = String::from_utf8_lossy(&man.stdout);
+    assert!(
+        roff.contains(".TH idsync") && roff.contains("check\\-config") && roff.contains("apply"),
+        "{roff}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn show_rerenders_a_saved_plan_and_hints_name_the_real_file() {
+    let f = Fixture::start(Setup {
+        org: org(&[("root@example.com", "admin", &[]), ("ci-bot@example.com", "member", &[])], &[]),
+        ldif: ldif(&[P("root", true)], &[]),
+        guards: r#"pipeline_key_owners = ["ci-bot@example.com"]"#,
+        ..Setup::default()
+    })
+    .await;
+    let plan = f.run(&["plan", "--out", "review/held plan.json"]).await;
+    assert_eq!(code(&plan), 1, "a missing directory for --out is an error: {}", text(&plan));
+    std::fs::create_dir(f.path("review")).unwrap();
+    let plan = f.run(&["plan", "--out", "review/held plan.json"]).await;
+    assert_eq!(code(&plan), 3, "{}", text(&plan));
+    let shown = String::from_utf8_lossy(&plan.stdout).into_owned();
+    assert!(
+        shown.contains("to release: idsync approve 'review/held plan.json' --id "),
+        "{shown}"
+    );
+
+    // `show` needs nothing but the file: no config, no W&B, no directory.
+    let saved = f.path("review/held plan.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_idsync"))
+        .arg("show")
+        .arg(&saved)
+        .env_remove("IDSYNC_CONFIG")
+        .env("NO_COLOR", "1")
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let again = String::from_utf8_lossy(&out.stdout);
+    assert!(again.contains("pipeline-key") && again.contains("ci-bot@example.com"), "{again}");
+    assert!(again.contains(&format!("idsync approve '{}' --id", saved.display())), "{again}");
+    for format in ["markdown", "json"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_idsync"))
+            .args(["show", "--format", format])
+            .arg(&saved)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{format}");
+    }
+    let json = std::process::Command::new(env!("CARGO_BIN_EXE_idsync"))
+        .args(["show", "--format", "json"])
+        .arg(&saved)
+        .output()
+        .unwrap();
+    let a: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let b: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    assert_eq!(a, b, "show --format json gives back the saved plan");
+    assert_eq!(idsync(&["show", "/nonexistent/plan.json"]).status.code(), Some(1));
+}

@@ -45,6 +45,9 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
             format,
             inactive_days,
         }) => super::report::seats(&config_path(config), format, inactive_days).await,
+        Command::Show { plan, format } => show(&plan, format),
+        Command::Completions { shell } => Ok(completions(shell)),
+        Command::Man => man(),
         Command::Demo => super::demo::run().await,
         Command::Sandbox(args) => super::demo::sandbox(args).await,
         Command::Run { .. } => Err(Error::Usage("internal: run is dispatched above".into())),
@@ -221,11 +224,54 @@ async fn plan(path: &Path, format: Format, out: Option<&Path>) -> Result<u8, Err
             &plan,
             format,
             &RenderOptions {
-                color: color_stdout(format)
+                color: color_stdout(format),
+                plan_file: out.map(|p| p.display().to_string()),
             }
         )
     );
     Ok(plan_exit_code(&plan))
+}
+
+/// `idsync show`: a saved plan rendered again, for review. Reads only the file.
+fn show(plan_file: &Path, format: Format) -> Result<u8, Error> {
+    let plan = report::parse_plan_json(&read_file(plan_file)?)?;
+    out!(
+        "{}",
+        report::render(
+            &plan,
+            format,
+            &RenderOptions {
+                color: color_stdout(format),
+                plan_file: Some(plan_file.display().to_string()),
+            }
+        )
+    );
+    Ok(exit::IN_SYNC)
+}
+
+fn completions(shell: super::CompletionShell) -> u8 {
+    use clap::CommandFactory;
+    let shell = match shell {
+        super::CompletionShell::Bash => clap_complete::Shell::Bash,
+        super::CompletionShell::Zsh => clap_complete::Shell::Zsh,
+        super::CompletionShell::Fish => clap_complete::Shell::Fish,
+    };
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "idsync", &mut buf);
+    out!("{}", String::from_utf8_lossy(&buf));
+    exit::IN_SYNC
+}
+
+/// The man page, from the same clap definitions as `--help`, so the two cannot drift.
+fn man() -> Result<u8, Error> {
+    use clap::CommandFactory;
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut buf).map_err(|source| Error::Io {
+        what: "cannot render the man page".into(),
+        source,
+    })?;
+    out!("{}", String::from_utf8_lossy(&buf));
+    Ok(exit::IN_SYNC)
 }
 
 struct ApplyOpts {
@@ -319,7 +365,8 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
             &to_apply,
             Format::Text,
             &RenderOptions {
-                color: color_stdout(Format::Text)
+                color: color_stdout(Format::Text),
+                plan_file: None,
             }
         )
     );

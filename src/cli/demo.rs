@@ -122,7 +122,7 @@ async fn tour(env: &Env) -> Result<u8, Error> {
     let state = store.load_plan_state()?;
     let plan = sync::plan_now(env, &dir, &org, &state, Utc::now());
     sync::persist_plan_state(&mut store, &plan, &dir)?;
-    out!("{}", report::render(&plan, Format::Text, &RenderOptions { color }));
+    out!("{}", report::render(&plan, Format::Text, &RenderOptions { color, plan_file: None }));
     outln!(
         "\n(exit code would be {}: some actions are held for a human)\n",
         plan_exit_code(&plan)
@@ -152,7 +152,10 @@ async fn tour(env: &Env) -> Result<u8, Error> {
     let (dir, org) = sync::read_both(env, &client).await?;
     let state = store.load_plan_state()?;
     let again = sync::plan_now(env, &dir, &org, &state, Utc::now());
-    out!("{}", report::render(&again, Format::Text, &RenderOptions { color }));
+    out!(
+        "{}",
+        report::render(&again, Format::Text, &RenderOptions { color, plan_file: None })
+    );
     let ready = again.ready().count();
     outln!();
     if ready == 0 {

@@ -126,10 +126,38 @@ pub enum Command {
     /// Read-only reports on the directory and the W&B org (never change W&B or the state store).
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Re-render a saved plan for review, reading nothing else (no config, directory or W&B).
+    ///
+    /// Exit 0 when the file was read and rendered, 1 when it is missing or not a plan.
+    Show {
+        /// A plan saved by `idsync plan --out`.
+        #[arg(value_name = "PLAN.json")]
+        plan: PathBuf,
+        /// Report format [default: text]
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Print shell completions for bash, zsh or fish on stdout.
+    ///
+    /// For example `idsync completions bash > /etc/bash_completion.d/idsync`.
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print the idsync(1) man page (roff) on stdout, e.g. `idsync man | man -l -`.
+    Man,
     /// A self-contained tour: a W&B sandbox on loopback, an example directory, plan, apply, re-plan.
     Demo,
     /// Serve the W&B sandbox (an emulator of W&B's SCIM API) to try idsync safely.
     Sandbox(SandboxArgs),
+}
+
+/// The shells `idsync completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,7 +8,7 @@ use super::{
     NEVER_DEPROVISIONED, NO_ROSTER_CHANGES,
 };
 
-pub(super) fn render(plan: &Plan) -> String {
+pub(super) fn render(plan: &Plan, plan_file: &str) -> String {
     let mut out = String::new();
     out.push_str("## idsync plan\n\n");
     out.push_str(&format!(
@@ -20,7 +20,7 @@ pub(super) fn render(plan: &Plan) -> String {
     ));
     summary(&mut out, plan);
     ready(&mut out, plan);
-    held(&mut out, plan);
+    held(&mut out, plan, plan_file);
     tombstones(&mut out, plan);
     skipped(&mut out, plan);
     roster(&mut out, plan);
@@ -97,7 +97,7 @@ fn ready(out: &mut String, plan: &Plan) {
     out.push('\n');
 }
 
-fn held(out: &mut String, plan: &Plan) {
+fn held(out: &mut String, plan: &Plan, plan_file: &str) {
     let groups = held_groups(plan);
     if groups.is_empty() {
         return;
@@ -119,8 +119,8 @@ fn held(out: &mut String, plan: &Plan) {
                 }
             }
             let hint = match release {
-                Release::Approve(_) => format!("`{}`", release.hint()),
-                Release::Never => release.hint(),
+                Release::Approve(_) => format!("`{}`", release.hint(plan_file)),
+                Release::Never => release.hint(plan_file),
             };
             let mut cells = action_cells(a);
             cells.extend([why.join("<br>"), esc(&a.reason), hint]);

@@ -62,10 +62,24 @@ impl FromStr for Format {
 }
 
 /// What the caller knows about where the report goes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RenderOptions {
     /// ANSI colour in the text report; markdown and JSON never have any.
     pub color: bool,
+    /// Where the plan is saved (`plan --out`, `show`), so that the hints to release held
+    /// actions name the real file; `None` prints the placeholder `PLAN.json`.
+    pub plan_file: Option<String>,
+}
+
+impl RenderOptions {
+    /// The plan file as the hints show it: quoted for a shell when it needs to be.
+    fn plan_file(&self) -> String {
+        match &self.plan_file {
+            None => "PLAN.json".into(),
+            Some(f) if f.chars().all(|c| c.is_ascii_alphanumeric() || "._-/+=:@,".contains(c)) && !f.is_empty() => f.clone(),
+            Some(f) => format!("'{}'", f.replace('\'', "'\\''")),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,8 +99,8 @@ pub enum ReportError {
 /// Renders `plan` in `format`.
 pub fn render(plan: &Plan, format: Format, opts: &RenderOptions) -> String {
     match format {
-        Format::Text => text::render(plan, opts.color),
-        Format::Markdown => markdown::render(plan),
+        Format::Text => text::render(plan, opts.color, &opts.plan_file()),
+        Format::Markdown => markdown::render(plan, &opts.plan_file()),
         Format::Json => render_json(plan),
     }
 }
@@ -266,9 +280,9 @@ impl Release {
     }
 
     /// The exact command or the reason there is none.
-    fn hint(&self) -> String {
+    fn hint(&self, plan_file: &str) -> String {
         match self {
-            Release::Approve(ids) => format!("idsync approve PLAN.json {}", approve_args(ids)),
+            Release::Approve(ids) => format!("idsync approve {plan_file} {}", approve_args(ids)),
             Release::Never => NEVER_HINT.to_string(),
         }
     }

@@ -6,8 +6,14 @@ use super::*;
 use crate::model::Email;
 use crate::plan::{Action, ActionKind, Guard, Hold, Plan, Skipped, SourceSummary, Status, TargetSummary, Tombstone, TombstoneCause};
 
-const NO_COLOR: RenderOptions = RenderOptions { color: false };
-const COLOR: RenderOptions = RenderOptions { color: true };
+const NO_COLOR: RenderOptions = RenderOptions {
+    color: false,
+    plan_file: None,
+};
+const COLOR: RenderOptions = RenderOptions {
+    color: true,
+    plan_file: None,
+};
 
 fn t(h: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 5, 1, h, 0, 0).single().unwrap()

@@ -66,7 +66,7 @@ impl Out {
     }
 }
 
-pub(super) fn render(plan: &Plan, color: bool) -> String {
+pub(super) fn render(plan: &Plan, color: bool, plan_file: &str) -> String {
     let mut out = Out { buf: String::new(), color };
     out.line(Style::Bold, &format!("idsync plan, generated {}", time(&plan.generated_at)));
     out.line(
@@ -76,7 +76,7 @@ pub(super) fn render(plan: &Plan, color: bool) -> String {
     out.line(Style::Bold, &Summary::of(plan).sentence());
 
     ready_section(&mut out, plan);
-    held_section(&mut out, plan);
+    held_section(&mut out, plan, plan_file);
     tombstones_section(&mut out, plan);
     skipped_section(&mut out, plan);
     roster_section(&mut out, plan);
@@ -120,7 +120,7 @@ fn ready_section(out: &mut Out, plan: &Plan) {
     }
 }
 
-fn held_section(out: &mut Out, plan: &Plan) {
+fn held_section(out: &mut Out, plan: &Plan, plan_file: &str) {
     let groups = held_groups(plan);
     if groups.is_empty() {
         return;
@@ -144,8 +144,8 @@ fn held_section(out: &mut Out, plan: &Plan) {
             }
             out.line(Style::Plain, &format!("        reason: {}", a.reason));
             let hint = match release {
-                Release::Approve(_) => format!("to release: {}", release.hint()),
-                Release::Never => release.hint(),
+                Release::Approve(_) => format!("to release: {}", release.hint(plan_file)),
+                Release::Never => release.hint(plan_file),
             };
             out.line(Style::Plain, &format!("        {hint}"));
         }
