@@ -156,3 +156,37 @@ async fn show_rerenders_a_saved_plan_and_hints_name_the_real_file() {
     assert_eq!(a, b, "show --format json gives back the saved plan");
     assert_eq!(idsync(&["show", "/nonexistent/plan.json"]).status.code(), Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn colour_only_on_a_terminal_unless_asked() {
+    let f = Fixture::start(Setup {
+        org: org(&[("root@example.com", "admin", &[])], &[]),
+        ldif: ldif(&[P("root", true), P("alice", true)], &[]),
+        ..Setup::default()
+    })
+    .await;
+    // Logs and report into pipes (as `idsync plan 2> f`, `tee`, systemd-run --pipe): plain.
+    let mut cmd = f.command(&["plan"]);
+    cmd.env_remove("NO_COLOR").env("RUST_LOG", "debug");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("DEBUG"),
+        "RUST_LOG=debug logs something:\n{}",
+        text(&out)
+    );
+    assert!(
+        !out.stderr.contains(&0x1b) && !out.stdout.contains(&0x1b),
+        "no ANSI escapes in pipes:\n{}",
+        text(&out)
+    );
+    let mut cmd = f.command(&["plan", "--color", "always"]);
+    cmd.env("RUST_LOG", "debug");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    assert!(
+        out.stdout.contains(&0x1b) && out.stderr.contains(&0x1b),
+        "--color always colours both"
+    );
+    let out = f.run(&["plan", "--color", "sometimes"]).await;
+    assert_eq!(code(&out), 1);
+}

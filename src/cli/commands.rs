@@ -17,11 +17,13 @@ use crate::state::{actor, RunRecord, StateStore};
 use crate::sync::{self, Env};
 
 pub async fn run(cli: Cli) -> Result<u8, Error> {
+    let _ = COLOR.set(cli.color);
+    let log_color = cli.color.for_stream(std::io::stderr().is_terminal());
     if let Command::Run { config, once } = cli.command {
         // The daemon logs as [log] says, so it sets up logging after loading the config.
-        return crate::daemon::run(&config_path(config), once).await;
+        return crate::daemon::run(&config_path(config), once, log_color).await;
     }
-    init_logging();
+    init_logging(log_color);
     match cli.command {
         Command::CheckConfig { config, connect } => check_config(&config_path(config), connect).await,
         Command::Plan { config, format, out } => plan(&config_path(config), format, out.as_deref()).await,
@@ -54,12 +56,17 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` tunes them (the daemon uses `[log]`).
-fn init_logging() {
+/// `--color` as given on the command line (`auto` until parsed).
+static COLOR: std::sync::OnceLock<super::ColorChoice> = std::sync::OnceLock::new();
+
+/// Logs go to stderr; `RUST_LOG` tunes them (the daemon uses `[log]`). Colour only where
+/// `--color` says (a terminal, by default): `idsync plan 2> f` gets plain text.
+fn init_logging(color: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(color)
         .try_init();
 }
 
@@ -90,8 +97,8 @@ pub(crate) fn plan_exit_code(plan: &Plan) -> u8 {
     }
 }
 
-fn color_stdout(format: Format) -> bool {
-    format == Format::Text && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+pub(super) fn color_stdout(format: Format) -> bool {
+    format == Format::Text && COLOR.get().copied().unwrap_or_default().for_stream(std::io::stdout().is_terminal())
 }
 
 fn write_file(path: &Path, text: &str) -> Result<(), Error> {

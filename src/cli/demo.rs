@@ -115,7 +115,7 @@ pub async fn run() -> Result<u8, Error> {
 async fn tour(env: &Env) -> Result<u8, Error> {
     let client = env.client()?;
     let mut store = env.open_store()?;
-    let color = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let color = super::commands::color_stdout(Format::Text);
 
     outln!("== 1. idsync plan (dry run) ==================================================\n");
     let (dir, org) = sync::read_both(env, &client).await?;

@@ -45,8 +45,32 @@ pipeline-key owners, mass deprovisions, suspicious directory reads) until a huma
 Try it without touching anything real: `idsync demo`."
 )]
 pub struct Cli {
+    /// Colour in reports and log lines: auto = only on a terminal, and only when NO_COLOR is unset.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColorChoice {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether a stream gets ANSI colour: `auto` colours a terminal only, and never when
+    /// NO_COLOR is set (no-color.org), so files, pipes and the journal get plain text.
+    pub fn for_stream(self, is_terminal: bool) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => is_terminal && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -24,13 +24,13 @@ use crate::state::RunRecord;
 use crate::sync::{self, Env, RunOutcome, RunResult};
 use http::{ConfigView, LastRun, PlanView, Shared, StatusView};
 
-/// Sets up logging from `[log]`: `RUST_LOG`, when set, overrides `level`.
-pub fn init_logging(log: &LogConfig) {
+/// Sets up logging from `[log]`: `RUST_LOG`, when set, overrides `level`. `ansi` is the
+/// caller's colour decision (by default: stderr is a terminal and NO_COLOR is unset), so
+/// the journal and log files get plain text.
+pub fn init_logging(log: &LogConfig, ansi: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only on a terminal: the journal and log files get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -110,9 +110,9 @@ pub fn stop_on_signals() -> Result<watch::Receiver<bool>, Error> {
 }
 
 /// `idsync run [--once]`. Returns the exit code.
-pub async fn run(path: &Path, once: bool) -> Result<u8, Error> {
+pub async fn run(path: &Path, once: bool, log_color: bool) -> Result<u8, Error> {
     let (env, schedule) = load(path)?;
-    init_logging(&env.config.log);
+    init_logging(&env.config.log, log_color);
     for w in &env.warnings {
         tracing::warn!("{w}");
     }
