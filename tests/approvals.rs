@@ -104,6 +104,11 @@ async fn apply_approve_applies_the_action_and_uses_up_its_approval() {
     let id = id_of(&serde_json::from_slice(&plan.stdout).unwrap(), "pipeline-key", "ci-bot@example.com");
     let apply = f.run(&["apply", "--approve", &id, "--yes"]).await;
     assert_eq!(code(&apply), 0, "{}", text(&apply));
+    assert!(
+        text(&apply).contains("1 applied, 0 failed, 0 skipped, 0 held, 0 stale"),
+        "{}",
+        text(&apply)
+    );
     assert!(!f.users().await.contains_key("ci-bot@example.com"));
     let status = text(&f.run(&["status"]).await);
     assert_eq!(pending_approvals(&status), 0, "used up when applied:\n{status}");
@@ -160,6 +165,11 @@ async fn apply_plan_never_applies_what_was_held_when_reviewed() {
     let apply = f.run(&["apply", "--plan", "plan.json", "--yes"]).await;
     assert_eq!(code(&apply), 2, "ready actions left out mean changes pending:\n{}", text(&apply));
     assert!(text(&apply).contains("were held in plan.json"), "{}", text(&apply));
+    assert!(
+        text(&apply).contains("0 applied, 0 failed, 0 skipped, 0 held, 0 stale, 5 not reviewed"),
+        "{}",
+        text(&apply)
+    );
     assert_eq!(f.users().await.len(), 21, "nobody deprovisioned");
 
     // A plan reviewed with them ready applies them.
@@ -168,6 +178,13 @@ async fn apply_plan_never_applies_what_was_held_when_reviewed() {
     let apply = f.run(&["apply", "--plan", "plan2.json", "--yes"]).await;
     assert_eq!(code(&apply), 0, "{}", text(&apply));
     assert_eq!(f.users().await.len(), 16);
+    // Applying the same reviewed plan again: each action is already done, not "changed".
+    let again = f.run(&["apply", "--plan", "plan2.json", "--yes"]).await;
+    assert_eq!(code(&again), 0, "{}", text(&again));
+    let t = text(&again);
+    assert_eq!(t.matches("already done: ").count(), 5, "{t}");
+    assert!(!t.contains("changed since review"), "{t}");
+    assert!(t.contains("0 applied, 0 failed, 0 skipped, 0 held, 5 stale"), "{t}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

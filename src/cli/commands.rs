@@ -339,16 +339,22 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
     // With a reviewed plan, apply only what it still says unchanged.
     let mut to_apply = fresh.clone();
     let mut left_out = 0;
+    let mut stale = 0;
     if let Some(saved) = &saved {
         let (kept, report) = reviewed_part(&fresh, saved);
         for a in &report.stale {
-            eprintln!(
-                "stale: {} {} {} is not in the fresh plan unchanged: dropped",
-                a.id,
-                a.kind,
-                a.user.as_ref().map(|u| u.as_str()).or(a.team.as_deref()).unwrap_or("")
-            );
+            let who = a.user.as_ref().map(|u| u.as_str()).or(a.team.as_deref()).unwrap_or("");
+            // Re-applying a plan: what W&B already shows is done, not a surprise.
+            if crate::plan::org_shows(&org, a) {
+                eprintln!("already done: {} {} {who}: W&B already shows this change", a.id, a.kind);
+            } else {
+                eprintln!(
+                    "changed since review: {} {} {who} is not in the fresh plan unchanged: dropped (plan again to review it)",
+                    a.id, a.kind
+                );
+            }
         }
+        stale = report.stale.len();
         let from = opts.plan_file.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
         if report.unreviewed > 0 {
             eprintln!(
@@ -408,8 +414,9 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
     if outcome.stopped {
         eprintln!("interrupted: {}", outcome.error.as_deref().unwrap_or("stopped by a signal"));
     }
-    if let Some(report) = outcome.report.as_ref().filter(|r| !r.results.is_empty()) {
-        print_results(report);
+    let held = to_apply.held().count();
+    if let Some(report) = outcome.report.as_ref() {
+        print_results(report, held, stale, left_out);
     }
     // Ready actions left out of a reviewed plan are still pending: never "in sync".
     Ok(match outcome.result {
@@ -453,8 +460,12 @@ fn reviewed_part<'a>(fresh: &Plan, saved: &'a Plan) -> (Vec<Action>, ReviewRepor
     (kept, report)
 }
 
-pub(crate) fn print_results(report: &apply::ApplyReport) {
-    outln!("\nApplied:");
+/// The per-action results, then one line that counts everything the run left: what was
+/// applied, failed, skipped, held for a human, left out as stale or unreviewed (apply --plan).
+pub(crate) fn print_results(report: &apply::ApplyReport, held: usize, stale: usize, unreviewed: usize) {
+    if !report.results.is_empty() {
+        outln!("\nApplied:");
+    }
     for (a, r) in &report.results {
         let mark = match r {
             ActionResult::Applied | ActionResult::AlreadyDone => "ok  ",
@@ -466,12 +477,15 @@ pub(crate) fn print_results(report: &apply::ApplyReport) {
         let team = a.team.as_deref().map(|t| format!(" team {t}")).unwrap_or_default();
         outln!("  {mark} {} {} {who}{team}: {}", a.id, a.kind, apply::describe(r));
     }
-    let not_applied = match report.not_applied() {
-        0 => String::new(),
-        n => format!(", {n} interrupted earlier and not applied"),
-    };
+    let mut extra = String::new();
+    if unreviewed > 0 {
+        extra.push_str(&format!(", {unreviewed} not reviewed"));
+    }
+    if report.not_applied() > 0 {
+        extra.push_str(&format!(", {} interrupted earlier and not applied", report.not_applied()));
+    }
     outln!(
-        "{} applied, {} failed, {} skipped{not_applied}",
+        "{} applied, {} failed, {} skipped, {held} held, {stale} stale{extra}",
         report.applied(),
         report.failed(),
         report.skipped()

@@ -146,7 +146,7 @@ async fn tour(env: &Env) -> Result<u8, Error> {
         },
     )
     .await?;
-    print_results(&result);
+    print_results(&result, plan.held().count(), 0, 0);
 
     outln!("\n== 3. idsync plan again ======================================================\n");
     let (dir, org) = sync::read_both(env, &client).await?;
