@@ -9,6 +9,8 @@ pub mod config;
 pub mod daemon;
 pub mod duration;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod model;
 pub mod plan;
 pub mod report;

@@ -44,7 +44,18 @@ pub fn read_ldif(
             msg: "not valid UTF-8: values that are not UTF-8 text must be base64-encoded ('attr:: ...')".into(),
         }
     })?;
-    let entries = parse_named(&text, path)?;
+    read_ldif_text(&text, path, ucfg, gcfg, dialect)
+}
+
+/// [`read_ldif`] on text already read (`path` names it in errors).
+pub fn read_ldif_text(
+    text: &str,
+    path: &Path,
+    ucfg: &LdapUsersConfig,
+    gcfg: &LdapGroupsConfig,
+    dialect: LdapDialect,
+) -> Result<DirectorySnapshot, SourceError> {
+    let entries = parse_named(text, path)?;
     let user_filter = filter::parse(&ucfg.filter).map_err(|msg| SourceError::Filter {
         key: "source.users.filter".into(),
         msg,

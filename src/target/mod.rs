@@ -19,3 +19,21 @@ mod tests;
 pub use client::{Created, HttpStats, WandbClient};
 pub use error::TargetError;
 pub use retry::Backoff;
+
+/// Feeds bytes to every reader of W&B's SCIM payloads, as the client would: the fuzz
+/// target `wandb_scim` (`crate::fuzz`). Returns how many resources parsed, so the work
+/// cannot be optimised away.
+#[doc(hidden)]
+pub fn wire_fuzz(data: &[u8]) -> usize {
+    let _ = wire::error_detail(data);
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return 0;
+    };
+    let mut n = 0;
+    if let Ok(page) = wire::parse_list(&v) {
+        for r in &page.resources {
+            n += usize::from(wire::parse_user(r).is_ok()) + usize::from(wire::parse_team(r).is_ok());
+        }
+    }
+    n + usize::from(wire::parse_user(&v).is_ok()) + usize::from(wire::parse_team(&v).is_ok())
+}
