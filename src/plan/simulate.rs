@@ -115,6 +115,9 @@ impl<'o> Overlay<'o> {
                         active: true,
                         org_role: OrgRole::Member,
                         teams: Default::default(),
+                        active_stated: true,
+                        unstated_team_roles: Default::default(),
+                        service_account: false,
                         last_active_at: None,
                         days_active: None,
                     });

@@ -84,6 +84,9 @@ impl World {
             active: true,
             org_role: role,
             teams: teams.iter().map(|(t, r)| (t.to_string(), TeamRole::new(r))).collect(),
+            active_stated: true,
+            unstated_team_roles: Default::default(),
+            service_account: false,
             last_active_at: None,
             days_active: None,
         });
@@ -92,6 +95,22 @@ impl World {
                 self = self.team(t);
             }
         }
+        self
+    }
+    /// Marks the last W&B user added as a service account that `/Users` lists.
+    fn service_account(mut self) -> World {
+        self.org.users.last_mut().expect("a user").service_account = true;
+        self
+    }
+    /// Marks the last W&B user added as one whose `active` W&B did not state.
+    fn active_unstated(mut self) -> World {
+        self.org.users.last_mut().expect("a user").active_stated = false;
+        self
+    }
+    /// Marks the last W&B user's role in `teams` as not stated by W&B (a guessed member).
+    fn roles_unstated(mut self, teams: &[&str]) -> World {
+        let u = self.org.users.last_mut().expect("a user");
+        u.unstated_team_roles.extend(teams.iter().map(|t| t.to_string()));
         self
     }
     fn team(mut self, name: &str) -> World {
@@ -586,6 +605,190 @@ fn last_team_admin_is_protected() {
     assert!(rm.held_reason.unwrap().contains("team ml"));
 }
 
+// ---- service accounts and what W&B does not state (issue 11 holes 8, 9) ------------------
+
+fn actions_on<'p>(p: &'p Plan, user: &str) -> Vec<&'p Action> {
+    p.actions
+        .iter()
+        .filter(|a| a.user.as_ref().map(|u| u.as_str()) == Some(user))
+        .collect()
+}
+
+#[test]
+fn a_service_account_in_a_managed_domain_is_never_tombstoned_or_changed() {
+    let w = World::new()
+        .person("root@example.com")
+        .user("root@example.com", OrgRole::Admin, &[("ml", "admin")])
+        .user("sa-deploy@example.com", OrgRole::Admin, &[("ml", "member")])
+        .service_account()
+        .group("ml", &["root"])
+        .maps_team("ml", "ml", "member");
+    let p = w.plan();
+    assert!(actions_on(&p, "sa-deploy@example.com").is_empty(), "{:#?}", p.actions);
+    assert!(p.tombstones.is_empty(), "{:#?}", p.tombstones);
+}
+
+#[test]
+fn a_directory_person_with_a_service_accounts_email_is_neither_matched_nor_created() {
+    let w = World::new()
+        .person("root@example.com")
+        .person("sa-deploy@example.com")
+        .user("root@example.com", OrgRole::Admin, &[])
+        .user("sa-deploy@example.com", OrgRole::Member, &[])
+        .service_account()
+        .group("wandb-admins", &["root", "sa-deploy"])
+        .admins_group("wandb-admins");
+    let p = w.plan();
+    assert!(actions_on(&p, "sa-deploy@example.com").is_empty(), "{:#?}", p.actions);
+    assert!(
+        p.skipped
+            .iter()
+            .any(|s| s.entry == "sa-deploy@example.com" && s.why.contains("service account")),
+        "{:#?}",
+        p.skipped
+    );
+}
+
+#[test]
+fn service_account_admins_do_not_count_toward_the_org_admin_floor() {
+    // Both shapes: marked (with an email in a managed domain), and without an email.
+    for sa_email in ["sa-deploy@example.com", ""] {
+        let w = World::new()
+            .person("bob@example.com")
+            .user("bob@example.com", OrgRole::Member, &[])
+            .user("root@example.com", OrgRole::Admin, &[])
+            .user(sa_email, OrgRole::Admin, &[])
+            .service_account();
+        let p = w.plan();
+        let d = find(&p, ActionKind::DeprovisionUser, "root@example.com");
+        assert_eq!((d.status, d.guard), (Status::Held, Some(Guard::LastAdmin)), "{sa_email:?}");
+        assert!(d.held_reason.unwrap().contains("would leave 0 active org admin(s)"));
+    }
+}
+
+#[test]
+fn service_account_team_admins_do_not_count_toward_the_team_admin_floor() {
+    let w = World::new()
+        .person("bob@example.com")
+        .person("root@example.com")
+        .user("root@example.com", OrgRole::Admin, &[])
+        .user("bob@example.com", OrgRole::Member, &[("ml", "admin")])
+        .user("", OrgRole::Member, &[("ml", "admin")])
+        .service_account()
+        .group("ml", &[])
+        .maps_team("ml", "ml", "member");
+    let rm = find(&w.plan(), ActionKind::RemoveFromTeam, "bob@example.com");
+    assert_eq!(rm.guard, Some(Guard::LastAdmin));
+}
+
+#[test]
+fn service_accounts_use_no_seat() {
+    for sa_email in ["sa-deploy@example.com", ""] {
+        let mut w = World::new()
+            .person("root@example.com")
+            .person("alice@example.com")
+            .user("root@example.com", OrgRole::Admin, &[])
+            .user(sa_email, OrgRole::Member, &[])
+            .service_account();
+        w.policy.guards.max_seats = 2;
+        let p = w.plan();
+        assert!(
+            find(&p, ActionKind::CreateUser, "alice@example.com").is_ready(),
+            "{sa_email:?}: {:#?}",
+            p.actions
+        );
+    }
+}
+
+#[test]
+fn service_accounts_are_not_in_the_mass_deprovision_base() {
+    let mut w = World::new()
+        .person("root@example.com")
+        .person("sa-deploy@example.com")
+        .user("root@example.com", OrgRole::Admin, &[])
+        .user("gone@example.com", OrgRole::Member, &[])
+        .user("sa-deploy@example.com", OrgRole::Member, &[])
+        .service_account();
+    // 1 of 2 in-scope users is 50%: more than 40%. Counting the service account would make
+    // it 1 of 3 and let the deprovision through.
+    w.policy.guards.max_deprovision_percent = 40;
+    let d = find(&w.plan(), ActionKind::DeprovisionUser, "gone@example.com");
+    assert_eq!(d.guard, Some(Guard::MassDeprovision), "{:#?}", d);
+}
+
+#[test]
+fn an_admin_whose_active_is_unstated_does_not_count_toward_the_floor() {
+    let w = World::new()
+        .person("bob@example.com")
+        .user("bob@example.com", OrgRole::Member, &[])
+        .user("root@example.com", OrgRole::Admin, &[])
+        .user("maybe@partner.io", OrgRole::Admin, &[])
+        .active_unstated();
+    let d = find(&w.plan(), ActionKind::DeprovisionUser, "root@example.com");
+    assert_eq!((d.status, d.guard), (Status::Held, Some(Guard::LastAdmin)));
+}
+
+/// Team ml, mapped from group ml (member) and ml-viewers (viewer), where W&B states
+/// nobody's role: every member is a guessed "member".
+fn unstated_team_world() -> World {
+    World::new()
+        .person("root@example.com")
+        .person("carol@example.com")
+        .person("frank@example.com")
+        .user("root@example.com", OrgRole::Admin, &[("ml", "member")])
+        .roles_unstated(&["ml"])
+        .user("carol@example.com", OrgRole::Member, &[("ml", "member")])
+        .roles_unstated(&["ml"])
+        .user("frank@example.com", OrgRole::Member, &[("ml", "member")])
+        .roles_unstated(&["ml"])
+        .user("erin@example.com", OrgRole::Member, &[("ml", "member")])
+        .roles_unstated(&["ml"])
+        .group("ml", &["root"])
+        .group("ml-viewers", &["frank"])
+        .maps_team("ml", "ml", "member")
+        .maps_team("ml", "ml-viewers", "viewer")
+}
+
+#[test]
+fn unstated_team_roles_hold_whatever_could_take_away_a_team_admin() {
+    let p = unstated_team_world().plan();
+    for (kind, user) in [
+        (ActionKind::RemoveFromTeam, "carol@example.com"),
+        (ActionKind::SetTeamRole, "frank@example.com"),
+        (ActionKind::DeprovisionUser, "erin@example.com"),
+    ] {
+        let a = find(&p, kind, user);
+        assert_eq!((a.status, a.guard), (Status::Held, Some(Guard::LastAdmin)), "{kind} {user}");
+        let why = a.held_reason.clone().unwrap();
+        assert!(why.contains("W&B does not state") && why.contains("team ml"), "{why}");
+        assert!(!a.overridable());
+    }
+}
+
+#[test]
+fn a_stated_team_admin_verifies_the_floor_despite_unstated_roles() {
+    let mut w = unstated_team_world();
+    // root's admin role in ml is stated: the floor of 1 holds whatever the others are.
+    let root = &mut w.org.users[0];
+    root.teams.insert("ml".into(), TeamRole::admin());
+    root.unstated_team_roles.clear();
+    w.dir.groups.push(Group {
+        anchor: "g-ml-admins".into(),
+        name: "ml-admins".into(),
+        dn: Some("cn=ml-admins,ou=groups,dc=example,dc=com".into()),
+        members: vec!["anchor-root".into()],
+    });
+    w = w.maps_team("ml", "ml-admins", "admin");
+    let p = w.plan();
+    for (kind, user) in [
+        (ActionKind::RemoveFromTeam, "carol@example.com"),
+        (ActionKind::SetTeamRole, "frank@example.com"),
+        (ActionKind::DeprovisionUser, "erin@example.com"),
+    ] {
+        assert!(find(&p, kind, user).is_ready(), "{kind} {user}: {:#?}", p.actions);
+    }
+}
+
 #[test]
 fn pipeline_key_owner_is_held_and_approvable() {
     let mut w = grace_world();
@@ -1044,6 +1247,9 @@ fn arb_world() -> impl Strategy<Value = World> {
                     .into_iter()
                     .map(|(t, r)| (TEAMS[t].to_string(), TeamRole::new(ROLES[r])))
                     .collect(),
+                active_stated: true,
+                unstated_team_roles: Default::default(),
+                service_account: false,
                 last_active_at: None,
                 days_active: None,
             });

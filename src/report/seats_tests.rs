@@ -60,6 +60,9 @@ impl W {
             active,
             org_role: role,
             teams: BTreeMap::new(),
+            active_stated: true,
+            unstated_team_roles: Default::default(),
+            service_account: false,
             last_active_at: last.map(|d| now() - d),
             days_active: last.map(|_| 7),
         });

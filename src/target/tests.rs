@@ -230,8 +230,11 @@ async fn snapshot_reads_both_email_shapes_capitalised_members_and_null_members()
         assert_eq!(bob.email, "bob@example.com");
         assert!(!bob.active);
         assert_eq!(bob.org_role, OrgRole::Member);
-        // Membership from /Groups fills in a team missing from teamRoles.
+        // Membership from /Groups fills in a team missing from teamRoles, as a guess:
+        // the role there is not stated.
         assert_eq!(bob.teams["cv"], TeamRole::member());
+        assert!(bob.unstated_team_roles.contains("cv"));
+        assert!(alice.unstated_team_roles.is_empty());
         assert_eq!(snap.team("ml").unwrap().members, vec!["u1", "sa-1"]);
         assert!(snap.team("empty").unwrap().members.is_empty());
         for r in f.requests() {

@@ -182,8 +182,11 @@ pub fn parse_user(v: &Value) -> Result<OrgUser, String> {
         username: str_field(v, "userName").unwrap_or_default(),
         display_name: str_field(v, "displayName").unwrap_or_default(),
         active: field(v, "active").and_then(bool_value).unwrap_or(true),
+        active_stated: true,
         org_role,
         teams: parse_team_roles(field(v, "teamRoles")),
+        unstated_team_roles: Default::default(),
+        service_account: false,
         last_active_at: parse_time(field(v, "lastActiveAt")),
         days_active: parse_days(field(v, "daysActive")),
     })
@@ -361,6 +364,87 @@ mod tests {
             parse_user(&json!({"id": "1", "organizationRole": "viewer"})).unwrap().org_role,
             OrgRole::Viewer
         );
+    }
+
+    #[test]
+    fn service_accounts_are_recognised_when_marked_or_without_an_email() {
+        let person = || {
+            json!({"id": "1", "userName": "alice", "schemas": [USER_SCHEMA],
+                               "emails": {"Value": "alice@x.com", "Primary": true}, "organizationRole": "admin"})
+        };
+        assert!(!parse_user(&person()).unwrap().service_account);
+        let marked = |key: &str, value: Value| {
+            let mut v = person();
+            v[key] = value;
+            v
+        };
+        // The sandbox's "marked" shape: a schema URN and its extension object.
+        let ext = "urn:ietf:params:scim:schemas:extension:wandb:2.0:ServiceAccount";
+        let mut sandbox_shape = marked("schemas", json!([USER_SCHEMA, ext]));
+        sandbox_shape[ext] = json!({"scope": "organization"});
+        for v in [
+            sandbox_shape,
+            marked("schemas", json!([USER_SCHEMA, "urn:wandb:scim:service-account"])),
+            marked("urn:ietf:params:scim:schemas:extension:Service_Account:2.0:User", json!({})),
+            marked("userType", json!("Service Account")),
+            marked("type", json!("service_account")),
+            marked("accountType", json!("SERVICE")),
+            marked("serviceAccount", json!(true)),
+            marked("isServiceAccount", json!("true")),
+        ] {
+            let u = parse_user(&v).unwrap();
+            assert!(u.service_account, "{v}");
+            assert_eq!(u.email, "alice@x.com", "the email is kept, for reports");
+        }
+        // The "no email" shape: whatever else it says, an entry without any email is no
+        // W&B person.
+        for emails in [json!(null), json!([]), json!({}), json!({"Value": " "}), json!([{"value": ""}])] {
+            let v = marked("emails", emails);
+            assert!(parse_user(&v).unwrap().service_account, "{v}");
+        }
+        let mut bare = person();
+        bare.as_object_mut().unwrap().remove("emails");
+        assert!(parse_user(&bare).unwrap().service_account);
+        // What does not say so is a person.
+        for v in [
+            marked("userType", json!("Employee")),
+            marked("serviceAccount", json!(false)),
+            marked("isServiceAccount", json!("false")),
+            marked("type", json!("user")),
+        ] {
+            assert!(!parse_user(&v).unwrap().service_account, "{v}");
+        }
+    }
+
+    #[test]
+    fn an_unstated_active_or_team_role_is_recorded_as_unstated() {
+        for (active, value, stated) in [
+            (json!(true), true, true),
+            (json!("False"), false, true),
+            (json!(0), false, true),
+            (json!(null), true, false),
+            (json!("yes"), true, false),
+            (json!({"a": 1}), true, false),
+        ] {
+            let u = parse_user(&json!({"id": "1", "emails": "a@x.com", "active": active})).unwrap();
+            assert_eq!((u.active, u.active_stated), (value, stated), "{active}");
+        }
+        let u = parse_user(&json!({"id": "1", "emails": "a@x.com"})).unwrap();
+        assert!(u.active && !u.active_stated, "missing: read as active, recorded as unstated");
+
+        let u = parse_user(&json!({"id": "1", "emails": "a@x.com", "teamRoles": [
+            {"teamName": "ml", "roleName": "admin"}, {"teamName": "nr"}, {"teamName": "cv", "roleName": " "}
+        ]}))
+        .unwrap();
+        assert_eq!(u.teams["nr"], TeamRole::member());
+        assert_eq!(u.unstated_team_roles, ["cv", "nr"].iter().map(|s| s.to_string()).collect());
+        // Admin in one entry and nothing in another is not a stated admin.
+        let u = parse_user(&json!({"id": "1", "emails": "a@x.com", "teamRoles": [
+            {"teamName": "ml", "roleName": "admin"}, {"teamName": "ml"}
+        ]}))
+        .unwrap();
+        assert_eq!(u.teams["ml"], TeamRole::member());
+        assert!(u.unstated_team_roles.contains("ml"));
     }
 
     #[test]
