@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::apply::{self, ApplyContext, ApplyReport};
 use crate::config::{self, Config, Loaded};
 use crate::error::Error;
-use crate::model::{DirectorySnapshot, OrgRole, OrgSnapshot};
+use crate::model::{DirectorySnapshot, OrgSnapshot};
 use crate::plan::{self, Plan, PlanInput, PlanState, Policy};
 use crate::source;
 use crate::state::{actor, AuditLog, RunRecord, StateStore};
@@ -211,7 +211,8 @@ pub fn side_counts(dir: &DirectorySnapshot, org: &OrgSnapshot) -> SideCounts {
         source_groups: dir.groups.len(),
         target_active: active,
         target_inactive: org.users.len() - active,
-        org_admins: org.users.iter().filter(|u| u.active && u.org_role == OrgRole::Admin).count(),
+        // The floor's own count (`idsync_org_admins`, alerted on against the floor).
+        org_admins: plan::admin::count_org_admins(&org.users),
     }
 }
 

@@ -3,6 +3,7 @@
 //! `plan(directory, org, policy, state, now) -> Plan` is the whole of it: the shell
 //! fetches the inputs, stores the state and executes the ready actions.
 
+pub mod admin;
 mod diff;
 mod guards;
 mod mapping;

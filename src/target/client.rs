@@ -340,21 +340,6 @@ impl WandbClient {
         Ok(teams.into_iter().find(|t| t.name == name))
     }
 
-    /// Active org admins, read live (the re-check before each reducing action).
-    pub async fn count_active_admins(&self) -> Result<usize, TargetError> {
-        let users = self.list_users().await?;
-        Ok(users.iter().filter(|u| u.active && u.org_role == OrgRole::Admin).count())
-    }
-
-    /// Active users whose team role in `team` is admin, read live.
-    pub async fn team_admin_count(&self, team: &str) -> Result<usize, TargetError> {
-        let users = self.list_users().await?;
-        Ok(users
-            .iter()
-            .filter(|u| u.active && u.teams.get(team).is_some_and(TeamRole::is_admin))
-            .count())
-    }
-
     /// One cheap authenticated read, for `check-config --connect`.
     pub async fn check_connection(&self) -> Result<(), TargetError> {
         let op = "GET /Users (connection check)".to_string();

@@ -402,30 +402,6 @@ async fn find_user_by_email_filters_and_rechecks_locally() {
     .await;
 }
 
-#[tokio::test]
-async fn admin_counts_are_read_live() {
-    bounded(async {
-        let f = fake(|_, _| {
-            list(
-                vec![
-                    json!({"id": "1", "organizationRole": "admin", "active": true, "teamRoles": [{"teamName": "ml", "roleName": "admin"}]}),
-                    json!({"id": "2", "organizationRole": "admin", "active": false, "teamRoles": [{"teamName": "ml", "roleName": "admin"}]}),
-                    json!({"id": "3", "organizationRole": "member", "teamRoles": [{"teamName": "ml", "roleName": "admin"}, {"teamName": "cv", "roleName": "member"}]}),
-                    json!({"id": "4", "organizationRole": "Admin"}),
-                ],
-                4,
-            )
-        })
-        .await;
-        let c = client(&f);
-        assert_eq!(c.count_active_admins().await.unwrap(), 2);
-        assert_eq!(c.team_admin_count("ml").await.unwrap(), 2);
-        assert_eq!(c.team_admin_count("cv").await.unwrap(), 0);
-        assert_eq!(f.count(), 3);
-    })
-    .await;
-}
-
 // ---- retries ---------------------------------------------------------------------------
 
 #[tokio::test]
