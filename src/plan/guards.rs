@@ -362,7 +362,7 @@ fn seat_limit(actions: &[Action], slots: &mut [Slot], input: &GuardInput<'_>) {
     if max == 0 {
         return;
     }
-    let active = input.org.users.iter().filter(|u| u.active).count();
+    let active = input.org.users.iter().filter(|u| u.holds_seat()).count();
     let mut free = max.saturating_sub(active);
     for (a, s) in actions.iter().zip(slots.iter_mut()) {
         if !matches!(a.kind, ActionKind::CreateUser | ActionKind::ReactivateUser) || !s.ready() {

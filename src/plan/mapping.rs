@@ -178,6 +178,17 @@ pub(crate) fn desired_state<'a>(
     // W&B users sharing an email cannot be told apart: freeze the email.
     let mut seen_target = BTreeSet::new();
     for u in &org.users {
+        if let Some(e) = Email::parse(&u.email).filter(|_| u.service_account) {
+            // A person with this email would be matched to the service account, or created
+            // beside it: neither is idsync's to decide.
+            if out.frozen.insert(e.clone()) {
+                out.skipped.push(Skipped {
+                    entry: e.to_string(),
+                    why: "W&B lists a service account with this email: it is never changed, and no person is matched or created with its email".into(),
+                });
+            }
+            continue;
+        }
         if let Some(e) = Email::parse(&u.email) {
             if !seen_target.insert(e.clone()) && out.frozen.insert(e.clone()) {
                 out.skipped.push(Skipped {

@@ -64,7 +64,8 @@ impl<'o> Overlay<'o> {
     fn new(base: &'o OrgSnapshot) -> Self {
         // Index once: a plan can hold tens of thousands of actions over as many users.
         let mut index = HashMap::with_capacity(base.users.len());
-        for (i, u) in base.users.iter().enumerate() {
+        // Service accounts are never an action's user (diff::org_by_email skips them too).
+        for (i, u) in base.users.iter().enumerate().filter(|(_, u)| !u.service_account) {
             if let Some(e) = Email::parse(&u.email) {
                 index.entry(e).or_insert(Slot::Base(i));
             }

@@ -325,7 +325,10 @@ impl WandbClient {
     pub async fn find_user_by_email(&self, email: &Email) -> Result<Option<OrgUser>, TargetError> {
         let filter = wire::filter_eq("emails.value", email.as_str());
         let users = self.list("Users", "users", Some(filter), wire::parse_user, |u| &u.id).await?;
-        Ok(users.into_iter().find(|u| Email::parse(&u.email).as_ref() == Some(email)))
+        // A service account with this email is nobody's account to link to (SPEC §4).
+        Ok(users
+            .into_iter()
+            .find(|u| !u.service_account && Email::parse(&u.email).as_ref() == Some(email)))
     }
 
     async fn find_user_by_username(&self, username: &str) -> Result<Option<OrgUser>, TargetError> {

@@ -158,6 +158,38 @@ fn parse_time(v: Option<&Value>) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s.trim()).ok().map(|t| t.with_timezone(&Utc))
 }
 
+/// Whether a name says "service account", however spelled (`ServiceAccount`,
+/// `service_account`, `Service Account`, inside a URN).
+fn names_service_account(s: &str) -> bool {
+    let letters: String = s.chars().filter(char::is_ascii_alphanumeric).collect();
+    letters.to_ascii_lowercase().contains("serviceaccount")
+}
+
+/// Whether a `/Users` entry is a service account. W&B's shape for them is unconfirmed
+/// (WANDB.md), so any marking counts: a schema URN, an extension or flag whose key names a
+/// service account, or a type field saying so. So does having no email at all: every W&B
+/// person has one, and guessing otherwise would count, change or remove a pipeline's
+/// identity.
+fn is_service_account(v: &Value, email: &str) -> bool {
+    if email.trim().is_empty() {
+        return true;
+    }
+    let schemas = match field(v, "schemas") {
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).any(names_service_account),
+        Some(Value::String(s)) => names_service_account(s),
+        _ => false,
+    };
+    let keyed = v.as_object().is_some_and(|m| {
+        m.iter()
+            .any(|(k, val)| names_service_account(k) && !val.is_null() && bool_value(val).unwrap_or(true))
+    });
+    let typed = ["userType", "type", "accountType"].iter().any(|k| match field(v, k) {
+        Some(Value::String(s)) => names_service_account(s) || s.trim().eq_ignore_ascii_case("service"),
+        _ => false,
+    });
+    schemas || keyed || typed
+}
+
 fn describe_user(v: &Value) -> String {
     non_empty(str_field(v, "userName"))
         .or_else(|| non_empty(Some(pick_email(field(v, "emails")))))
@@ -176,9 +208,11 @@ pub fn parse_user(v: &Value) -> Result<OrgUser, String> {
         // W&B creates users as members; a missing role is read the same way.
         None => OrgRole::Member,
     };
+    let email = pick_email(field(v, "emails")).trim().to_string();
+    let service_account = is_service_account(v, &email);
     Ok(OrgUser {
         id,
-        email: pick_email(field(v, "emails")).trim().to_string(),
+        email,
         username: str_field(v, "userName").unwrap_or_default(),
         display_name: str_field(v, "displayName").unwrap_or_default(),
         active: field(v, "active").and_then(bool_value).unwrap_or(true),
@@ -186,7 +220,7 @@ pub fn parse_user(v: &Value) -> Result<OrgUser, String> {
         org_role,
         teams: parse_team_roles(field(v, "teamRoles")),
         unstated_team_roles: Default::default(),
-        service_account: false,
+        service_account,
         last_active_at: parse_time(field(v, "lastActiveAt")),
         days_active: parse_days(field(v, "daysActive")),
     })
