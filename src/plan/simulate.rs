@@ -131,6 +131,7 @@ impl<'o> Overlay<'o> {
                         // On SaaS a reactivation is a re-add: a fresh member.
                         u.org_role = OrgRole::Member;
                         u.teams.clear();
+                        u.unstated_team_roles.clear();
                     }
                 }
             }
@@ -143,6 +144,8 @@ impl<'o> Overlay<'o> {
                 if let (Some(t), Some(r)) = (a.team.as_ref(), a.role.as_deref()) {
                     if let Some(u) = self.user_mut(a.user.as_ref()) {
                         u.teams.insert(t.clone(), TeamRole::new(r));
+                        // W&B states the role it was just given.
+                        u.unstated_team_roles.remove(t);
                     }
                 }
             }
@@ -150,6 +153,7 @@ impl<'o> Overlay<'o> {
                 if let Some(t) = a.team.as_ref() {
                     if let Some(u) = self.user_mut(a.user.as_ref()) {
                         u.teams.remove(t);
+                        u.unstated_team_roles.remove(t);
                     }
                 }
             }

@@ -1187,6 +1187,8 @@ fn arb_world() -> impl Strategy<Value = World> {
             any::<bool>(),
             0u8..4,
             prop::collection::btree_map(0usize..3, 0usize..4, 0..3),
+            // 0: a service account, 1: `active` not stated, 2: team roles not stated.
+            0u8..8,
         ),
         0..14,
     );
@@ -1235,21 +1237,31 @@ fn arb_world() -> impl Strategy<Value = World> {
                 members: members.into_iter().filter_map(|i| anchors.get(i).cloned()).collect(),
             });
         }
-        for (i, (n, d, active, role, teams)) in users.into_iter().enumerate() {
+        for (i, (n, d, active, role, teams, stated)) in users.into_iter().enumerate() {
+            let teams: BTreeMap<String, TeamRole> = teams
+                .into_iter()
+                .map(|(t, r)| (TEAMS[t].to_string(), TeamRole::new(if stated == 2 { "member" } else { ROLES[r] })))
+                .collect();
             w.org.users.push(OrgUser {
                 id: format!("id{i}"),
-                email: format!("u{n}@{}", DOMAINS[d]),
+                // A service account in either shape: with an email, or none.
+                email: if stated == 0 && n % 2 == 0 {
+                    String::new()
+                } else {
+                    format!("u{n}@{}", DOMAINS[d])
+                },
                 username: format!("wb{i}"),
                 display_name: String::new(),
                 active,
                 org_role: [OrgRole::Admin, OrgRole::Member, OrgRole::Viewer, OrgRole::Admin][role as usize].clone(),
-                teams: teams
-                    .into_iter()
-                    .map(|(t, r)| (TEAMS[t].to_string(), TeamRole::new(ROLES[r])))
-                    .collect(),
-                active_stated: true,
-                unstated_team_roles: Default::default(),
-                service_account: false,
+                unstated_team_roles: if stated == 2 {
+                    teams.keys().cloned().collect()
+                } else {
+                    Default::default()
+                },
+                teams,
+                active_stated: stated != 1,
+                service_account: stated == 0,
                 last_active_at: None,
                 days_active: None,
             });
@@ -1331,15 +1343,13 @@ fn arb_world() -> impl Strategy<Value = World> {
     })
 }
 
+/// The floors count what W&B states: the shared definition (`plan::admin`).
 fn org_admins(org: &OrgSnapshot) -> usize {
-    org.users.iter().filter(|u| u.active && u.org_role == OrgRole::Admin).count()
+    admin::count_org_admins(&org.users)
 }
 
 fn team_admins(org: &OrgSnapshot, team: &str) -> usize {
-    org.users
-        .iter()
-        .filter(|u| u.active && u.teams.get(team).is_some_and(TeamRole::is_admin))
-        .count()
+    org.users.iter().filter(|u| admin::is_counted_team_admin(u, team)).count()
 }
 
 /// The state the shell would store after applying the ready actions of `p`.
@@ -1377,6 +1387,22 @@ proptest! {
                 let tf = w.policy.guards.min_team_admins;
                 prop_assert!(team_admins(&after, t) >= tf.min(before), "team {t}: {before} -> {}", team_admins(&after, t));
             }
+        }
+    }
+
+    #[test]
+    fn no_action_ever_names_a_service_account(w in arb_world()) {
+        let p = w.plan();
+        let sas: Vec<&OrgUser> = w.org.users.iter().filter(|u| u.service_account).collect();
+        for a in &p.actions {
+            for sa in &sas {
+                prop_assert!(a.user_id.as_deref() != Some(sa.id.as_str()), "{:?} names service account {}", a, sa.id);
+                // Not even a person's account of the same email: which one is meant is unclear.
+                prop_assert!(a.user.as_ref().map(Email::as_str) != Some(sa.email.as_str()), "{:?}", a);
+            }
+        }
+        for t in &p.tombstones {
+            prop_assert!(!sas.iter().any(|sa| sa.email == t.user.as_str()), "{:?}", t);
         }
     }
 

@@ -284,14 +284,19 @@ impl WandbClient {
     /// Everything W&B has now: all users and all teams, complete or an error.
     ///
     /// Team membership from `/Groups` fills in `teams` for users whose `teamRoles` omit
-    /// the team (older servers), with the default `member` role.
+    /// the team (older servers), with the default `member` role, recorded as not stated:
+    /// such a member may be an admin, so the admin floors never count on it.
     pub async fn snapshot(&self) -> Result<OrgSnapshot, TargetError> {
         let (mut users, teams) = tokio::try_join!(self.list_users(), self.list_teams())?;
         let index: BTreeMap<String, usize> = users.iter().enumerate().map(|(i, u)| (u.id.clone(), i)).collect();
         for t in &teams {
             for m in &t.members {
                 if let Some(&i) = index.get(m) {
-                    users[i].teams.entry(t.name.clone()).or_insert_with(TeamRole::member);
+                    let u = &mut users[i];
+                    if !u.teams.contains_key(&t.name) {
+                        u.teams.insert(t.name.clone(), TeamRole::member());
+                        u.unstated_team_roles.insert(t.name.clone());
+                    }
                 }
             }
         }

@@ -5,7 +5,7 @@
 //! statuses) and vary across server versions. Only what the plan depends on is required
 //! (ids, team names, the list total); anything else odd falls back to a safe default.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -119,18 +119,25 @@ fn pick_email(emails: Option<&Value>) -> String {
     }
 }
 
-fn parse_team_roles(v: Option<&Value>) -> BTreeMap<String, TeamRole> {
+/// Team -> role from `teamRoles`, and the teams whose role an entry leaves unstated (read
+/// as member, which the admin floors must not take for a fact).
+fn parse_team_roles(v: Option<&Value>) -> (BTreeMap<String, TeamRole>, BTreeSet<String>) {
     let mut teams: BTreeMap<String, TeamRole> = BTreeMap::new();
+    let mut unstated = BTreeSet::new();
     let Some(Value::Array(items)) = v else {
-        return teams;
+        return (teams, unstated);
     };
     for it in items {
         let Some(team) = non_empty(str_field(it, "teamName")) else {
             continue;
         };
-        let role = non_empty(str_field(it, "roleName"))
-            .map(|r| TeamRole::new(&r))
-            .unwrap_or_else(TeamRole::member);
+        let role = match non_empty(str_field(it, "roleName")) {
+            Some(r) => TeamRole::new(&r),
+            None => {
+                unstated.insert(team.clone());
+                TeamRole::member()
+            }
+        };
         // Conflicting entries for one team: keep the lower role, so admin counts (the
         // last-admin floor) never count an admin that may not be one.
         match teams.get(&team) {
@@ -140,7 +147,7 @@ fn parse_team_roles(v: Option<&Value>) -> BTreeMap<String, TeamRole> {
             }
         }
     }
-    teams
+    (teams, unstated)
 }
 
 fn parse_days(v: Option<&Value>) -> Option<u64> {
@@ -210,16 +217,20 @@ pub fn parse_user(v: &Value) -> Result<OrgUser, String> {
     };
     let email = pick_email(field(v, "emails")).trim().to_string();
     let service_account = is_service_account(v, &email);
+    // Missing or garbled: read as active (W&B users are), but recorded as not stated so
+    // the admin floors never count it.
+    let active = field(v, "active").and_then(bool_value);
+    let (teams, unstated_team_roles) = parse_team_roles(field(v, "teamRoles"));
     Ok(OrgUser {
         id,
         email,
         username: str_field(v, "userName").unwrap_or_default(),
         display_name: str_field(v, "displayName").unwrap_or_default(),
-        active: field(v, "active").and_then(bool_value).unwrap_or(true),
-        active_stated: true,
+        active: active.unwrap_or(true),
+        active_stated: active.is_some(),
         org_role,
-        teams: parse_team_roles(field(v, "teamRoles")),
-        unstated_team_roles: Default::default(),
+        teams,
+        unstated_team_roles,
         service_account,
         last_active_at: parse_time(field(v, "lastActiveAt")),
         days_active: parse_days(field(v, "daysActive")),
