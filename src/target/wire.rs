@@ -186,9 +186,10 @@ fn is_service_account(v: &Value, email: &str) -> bool {
         Some(Value::String(s)) => names_service_account(s),
         _ => false,
     };
+    // An extension object or a true flag; not a list (a person may own service accounts).
     let keyed = v.as_object().is_some_and(|m| {
         m.iter()
-            .any(|(k, val)| names_service_account(k) && !val.is_null() && bool_value(val).unwrap_or(true))
+            .any(|(k, val)| names_service_account(k) && (val.is_object() || (!val.is_array() && bool_value(val) == Some(true))))
     });
     let typed = ["userType", "type", "accountType"].iter().any(|k| match field(v, k) {
         Some(Value::String(s)) => names_service_account(s) || s.trim().eq_ignore_ascii_case("service"),
@@ -456,6 +457,8 @@ mod tests {
             marked("serviceAccount", json!(false)),
             marked("isServiceAccount", json!("false")),
             marked("type", json!("user")),
+            marked("serviceAccounts", json!([])),
+            marked("serviceAccounts", json!([{"id": "sa-1"}])),
         ] {
             assert!(!parse_user(&v).unwrap().service_account, "{v}");
         }
