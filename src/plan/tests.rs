@@ -1570,3 +1570,10 @@ fn the_org_shows_a_change_only_when_all_of_it_is_there() {
         &act(SetOrgRole, "a@example.com", None, Some("admin"), Some("u0"))
     ));
 }
+
+#[test]
+fn a_service_account_with_the_email_does_not_confirm_an_interrupted_create() {
+    let w = World::new().user("sa-deploy@example.com", OrgRole::Member, &[]).service_account();
+    let create = Action::new(ActionKind::CreateUser, Some(e("sa-deploy@example.com")), None, None, String::new());
+    assert!(!org_shows(&w.org, &create), "the person's account was never created");
+}
