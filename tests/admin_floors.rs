@@ -60,6 +60,7 @@ async fn service_accounts_listed_in_users_are_never_counted_changed_or_removed()
         let plan = f.run(&["plan", "--out", "plan.json"]).await;
         assert_eq!(code(&plan), 3, "{shape:?}: {}", text(&plan));
         let p = plan_json(&f, "plan.json");
+        assert_eq!(p["target"]["users"], 2, "{shape:?}: service accounts are not users");
         let actions = p["actions"].as_array().unwrap();
         assert!(!actions.iter().any(mentions_a_service_account), "{shape:?}: {actions:#?}");
         assert!(
