@@ -78,7 +78,8 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
             suspicious,
         },
         target: TargetSummary {
-            users: org.users.len(),
+            // Service accounts are not users (SPEC §1), even when /Users lists them.
+            users: org.users.iter().filter(|u| !u.service_account).count(),
             teams: org.teams.len(),
         },
         summary,
