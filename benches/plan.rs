@@ -53,6 +53,9 @@ fn world(people: usize, groups: usize, users: usize, teams: usize) -> (Directory
             active: true,
             org_role: if i % 1000 == 0 { OrgRole::Admin } else { OrgRole::Member },
             teams: t,
+            active_stated: true,
+            unstated_team_roles: Default::default(),
+            service_account: false,
             last_active_at: None,
             days_active: None,
         });

@@ -55,6 +55,9 @@ fn world(people: usize, users: usize) -> (DirectorySnapshot, OrgSnapshot, Policy
                 _ => OrgRole::Member,
             },
             teams,
+            active_stated: true,
+            unstated_team_roles: Default::default(),
+            service_account: false,
             last_active_at: known.then(|| now() - chrono::Duration::hours(((i * 37) % (730 * 24)) as i64)),
             days_active: known.then_some((i % 300) as u64),
         });

@@ -12,7 +12,7 @@ use chrono::Utc;
 use tokio::task::JoinSet;
 
 use crate::model::{DirectorySnapshot, Email, OrgRole, OrgSnapshot, TeamRole};
-use crate::plan::{Action, ActionId, ActionKind, Plan, Policy};
+use crate::plan::{admin, Action, ActionId, ActionKind, Plan, Policy};
 use crate::state::{AuditLog, AuditRecord, Outcome, StateError, StateStore};
 use crate::target::{TargetError, WandbClient};
 
@@ -201,7 +201,7 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
     for phase in phases {
         let batch: Vec<&Action> = ready.iter().copied().filter(|a| a.phase() == phase).collect();
         // Admin-reducing actions run one at a time, each after a live re-check.
-        let (serial, parallel): (Vec<&Action>, Vec<&Action>) = batch.into_iter().partition(|a| takes_admin(a, org));
+        let (serial, parallel): (Vec<&Action>, Vec<&Action>) = batch.into_iter().partition(|a| takes_admin(a, org, policy));
         let mut set: JoinSet<(Action, Executed)> = JoinSet::new();
         let mut queue = parallel.into_iter();
         loop {
@@ -244,7 +244,7 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
                 books.skip(a, why)?;
                 continue;
             }
-            if let Some(why) = live_admin_check(client, policy, a, org).await {
+            if let Some(why) = live_admin_check(client, policy, a).await {
                 books.skip(a, why)?;
                 continue;
             }
@@ -282,64 +282,39 @@ fn blocked_by(a: &Action, failed: &BTreeSet<ActionId>) -> Option<String> {
         .map(|d| format!("not attempted: action {d} it depends on did not succeed"))
 }
 
-/// Whether the action can lower an org or team admin count.
-fn takes_admin(a: &Action, org: &OrgSnapshot) -> bool {
-    match a.kind {
-        ActionKind::SetOrgRole | ActionKind::SetTeamRole | ActionKind::RemoveFromTeam => {
-            a.from.as_deref() == Some("admin") && a.role.as_deref() != Some("admin")
-        }
-        ActionKind::DeprovisionUser => a
-            .user_id
-            .as_deref()
-            .and_then(|id| org.users.iter().find(|u| u.id == id))
-            .is_some_and(|u| u.org_role == OrgRole::Admin || u.teams.values().any(TeamRole::is_admin)),
-        _ => false,
-    }
+/// Whether the action can lower an org admin count or that of a team the policy maps:
+/// the same definition the `last-admin` guard uses ([`admin::admin_loss`]).
+fn takes_admin(a: &Action, org: &OrgSnapshot, policy: &Policy) -> bool {
+    let user = a.user_id.as_deref().and_then(|id| org.users.iter().find(|u| u.id == id));
+    admin::admin_loss(a, user).touches(|t| policy.teams.iter().any(|r| r.team == t))
 }
 
-/// Re-reads the live admin counts before an admin-reducing action. `Some(reason)` refuses.
-async fn live_admin_check(client: &WandbClient, policy: &Policy, a: &Action, org: &OrgSnapshot) -> Option<String> {
-    let user = a.user_id.as_deref().and_then(|id| org.users.iter().find(|u| u.id == id));
-    let org_loss = match a.kind {
-        ActionKind::SetOrgRole => a.from.as_deref() == Some("admin"),
-        ActionKind::DeprovisionUser => user.is_some_and(|u| u.org_role == OrgRole::Admin),
-        _ => false,
+/// Re-reads W&B before an admin-reducing action and counts its admins with the guard's own
+/// definition ([`admin`]), the user as W&B has them now. `Some(reason)` refuses.
+async fn live_admin_check(client: &WandbClient, policy: &Policy, a: &Action) -> Option<String> {
+    // Users and teams: team roles W&B does not state show only through /Groups.
+    let live = match client.snapshot().await {
+        Ok(o) => o,
+        Err(e) => return Some(format!("refused: could not re-check the live admin counts ({e})")),
     };
-    let floor = policy.guards.min_org_admins;
-    if org_loss {
-        match client.count_active_admins().await {
-            Ok(n) if n > floor => {}
-            Ok(n) => {
-                return Some(format!(
-                    "refused by the live admin re-check: W&B has {n} active org admin(s) now and guards.min_org_admins = {floor}"
-                ))
-            }
-            Err(e) => return Some(format!("refused: could not re-check the live admin count ({e})")),
-        }
-    }
-    let teams: Vec<&str> = match a.kind {
-        ActionKind::SetTeamRole | ActionKind::RemoveFromTeam => a.team.as_deref().into_iter().collect(),
-        ActionKind::DeprovisionUser => user
-            .map(|u| u.teams.iter().filter(|(_, r)| r.is_admin()).map(|(t, _)| t.as_str()).collect())
-            .unwrap_or_default(),
-        _ => vec![],
-    };
-    let tfloor = policy.guards.min_team_admins;
-    for t in teams {
-        if !policy.teams.iter().any(|r| r.team == t) {
-            continue;
-        }
-        match client.team_admin_count(t).await {
-            Ok(n) if n > tfloor => {}
-            Ok(n) => {
-                return Some(format!(
-                    "refused by the live admin re-check: team {t} has {n} admin(s) now and guards.min_team_admins = {tfloor}"
-                ))
-            }
-            Err(e) => return Some(format!("refused: could not re-check the admins of team {t} ({e})")),
-        }
-    }
-    None
+    let user = a.user_id.as_deref().and_then(|id| live.users.iter().find(|u| u.id == id));
+    let loss = admin::admin_loss(a, user);
+    let teams: BTreeSet<&str> = policy.teams.iter().map(|r| r.team.as_str()).collect();
+    let org_admins = admin::count_org_admins(&live.users);
+    let team_admins = admin::team_admins(&live.users, teams.iter().copied());
+    let (floor, tfloor) = (policy.guards.min_org_admins, policy.guards.min_team_admins);
+    let breach = admin::floor_breach(&loss, org_admins, &team_admins, floor, tfloor)?;
+    Some(match breach {
+        admin::Breach::Org { admins } => format!(
+            "refused by the live admin re-check: W&B has {admins} active org admin(s) now and guards.min_org_admins = {floor}"
+        ),
+        admin::Breach::Team { team, admins } => format!(
+            "refused by the live admin re-check: team {team} has {admins} admin(s) now and guards.min_team_admins = {tfloor}"
+        ),
+        admin::Breach::TeamUnstated { team, admins, unstated } => format!(
+            "refused by the live admin re-check: team {team} has {admins} stated admin(s) now and W&B does not state the roles of {unstated} member(s), so guards.min_team_admins = {tfloor} cannot be checked"
+        ),
+    })
 }
 
 /// Runs one action. Returns the result and any new W&B id it produced.

@@ -3,7 +3,7 @@
 //! Nothing here does I/O. Sources build a [`DirectorySnapshot`], the target builds an
 //! [`OrgSnapshot`], and the plan core compares the two.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -271,15 +271,40 @@ pub struct OrgUser {
     pub username: String,
     #[serde(default)]
     pub display_name: String,
+    /// Read as active when W&B does not say; [`OrgUser::active_stated`] records that.
     pub active: bool,
+    /// False when W&B's `active` was missing or garbled: the user is then never counted
+    /// as an admin for the floors (SPEC §4: count only what W&B states).
+    #[serde(default = "stated")]
+    pub active_stated: bool,
     pub org_role: OrgRole,
     /// Team name -> team role.
     #[serde(default)]
     pub teams: BTreeMap<String, TeamRole>,
+    /// Teams in `teams` whose role W&B did not state (no `teamRoles` entry, or one without
+    /// a role): the role there is a guess, so it never counts as a team admin.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub unstated_team_roles: BTreeSet<String>,
+    /// A service account that `/Users` lists: never in scope, never counted as an admin or
+    /// a seat, never changed (SPEC §4).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub service_account: bool,
     #[serde(default)]
     pub last_active_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub days_active: Option<u64>,
+}
+
+fn stated() -> bool {
+    true
+}
+
+impl OrgUser {
+    /// Whether the user holds a W&B seat: active and a person (service accounts use none).
+    /// An unstated `active` counts, so the seat limit never undercounts.
+    pub fn holds_seat(&self) -> bool {
+        self.active && !self.service_account
+    }
 }
 
 /// One W&B team (SCIM group).

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::apply::{self, ApplyContext, ApplyReport};
 use crate::config::{self, Config, Loaded};
 use crate::error::Error;
-use crate::model::{DirectorySnapshot, OrgRole, OrgSnapshot};
+use crate::model::{DirectorySnapshot, OrgSnapshot};
 use crate::plan::{self, Plan, PlanInput, PlanState, Policy};
 use crate::source;
 use crate::state::{actor, AuditLog, RunRecord, StateStore};
@@ -205,13 +205,16 @@ async fn timed_fut<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) 
 
 /// Counts both sides for the gauges.
 pub fn side_counts(dir: &DirectorySnapshot, org: &OrgSnapshot) -> SideCounts {
-    let active = org.users.iter().filter(|u| u.active).count();
+    // Service accounts are not users (SPEC §1), whether or not /Users lists them.
+    let people = org.users.iter().filter(|u| !u.service_account);
+    let (active, inactive) = people.fold((0, 0), |(a, i), u| if u.active { (a + 1, i) } else { (a, i + 1) });
     SideCounts {
         source_users: dir.people.len(),
         source_groups: dir.groups.len(),
         target_active: active,
-        target_inactive: org.users.len() - active,
-        org_admins: org.users.iter().filter(|u| u.active && u.org_role == OrgRole::Admin).count(),
+        target_inactive: inactive,
+        // The floor's own count (`idsync_org_admins`, alerted on against the floor).
+        org_admins: plan::admin::count_org_admins(&org.users),
     }
 }
 

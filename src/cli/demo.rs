@@ -217,6 +217,7 @@ pub async fn sandbox(args: SandboxArgs) -> Result<u8, Error> {
         seed: args.seed,
         seat_limit: args.seat_limit,
         activity: !args.no_activity,
+        service_accounts: args.service_accounts,
         ..SandboxOptions::default()
     };
     eprintln!(

@@ -249,6 +249,10 @@ pub struct SandboxArgs {
     /// Omit lastActiveAt/daysActive from users, like W&B servers older than the activity fields.
     #[arg(long)]
     pub no_activity: bool,
+    /// List service accounts in /Users (unconfirmed at W&B): off, marked (a service-account
+    /// schema extension, with the seeded email) or no-email.
+    #[arg(long, value_enum, default_value = "off")]
+    pub service_accounts: crate::sandbox::ServiceAccountListing,
 }
 
 /// Writes a report to stdout. SIGPIPE stays ignored (Rust's default), so a socket whose

@@ -24,10 +24,11 @@ pub(crate) struct Diff {
     pub identity_pending: BTreeMap<String, Email>,
 }
 
-/// The W&B users keyed by parsed email (unparseable emails are never in scope).
+/// The W&B users keyed by parsed email (unparseable emails are never in scope, nor are
+/// service accounts: SPEC §4).
 pub(crate) fn org_by_email(org: &OrgSnapshot) -> BTreeMap<Email, &OrgUser> {
     let mut m = BTreeMap::new();
-    for u in &org.users {
+    for u in org.users.iter().filter(|u| !u.service_account) {
         if let Some(e) = Email::parse(&u.email) {
             m.entry(e).or_insert(u);
         }

@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{Email, OrgRole, OrgSnapshot, OrgUser, TeamRole};
+use crate::model::{Email, OrgSnapshot, OrgUser};
 
+use super::admin;
 use super::types::{Action, ActionId, ActionKind, Approval, Deployment, Guard, Hold, PlanState, Policy, Status};
 
 /// Everything the guards read besides the actions.
@@ -361,7 +362,7 @@ fn seat_limit(actions: &[Action], slots: &mut [Slot], input: &GuardInput<'_>) {
     if max == 0 {
         return;
     }
-    let active = input.org.users.iter().filter(|u| u.active).count();
+    let active = input.org.users.iter().filter(|u| u.holds_seat()).count();
     let mut free = max.saturating_sub(active);
     for (a, s) in actions.iter().zip(slots.iter_mut()) {
         if !matches!(a.kind, ActionKind::CreateUser | ActionKind::ReactivateUser) || !s.ready() {
@@ -380,21 +381,13 @@ fn seat_limit(actions: &[Action], slots: &mut [Slot], input: &GuardInput<'_>) {
 
 fn last_admin(actions: &[Action], slots: &mut [Slot], input: &GuardInput<'_>) {
     let floors = &input.policy.guards;
-    let by_id: BTreeMap<&str, &OrgUser> = input.org.users.iter().map(|u| (u.id.as_str(), u)).collect();
+    let users = &input.org.users;
+    let by_id: BTreeMap<&str, &OrgUser> = users.iter().map(|u| (u.id.as_str(), u)).collect();
 
-    // Counts after the promotions that will really happen (SPEC: promotions count first).
-    let mut org_admins = input.org.users.iter().filter(|u| u.active && u.org_role == OrgRole::Admin).count();
-    // One pass over users, not one per team.
-    let mut team_admins: BTreeMap<&str, usize> = input.managed_teams.iter().map(|t| (t.as_str(), 0)).collect();
-    for u in input.org.users.iter().filter(|u| u.active) {
-        for (t, r) in &u.teams {
-            if r.is_admin() {
-                if let Some(c) = team_admins.get_mut(t.as_str()) {
-                    *c += 1;
-                }
-            }
-        }
-    }
+    // Counts after the promotions that will really happen (SPEC: promotions count first),
+    // of admins W&B states (`admin`).
+    let mut org_admins = admin::count_org_admins(users);
+    let mut team_admins = admin::team_admins(users, input.managed_teams.iter().map(String::as_str));
     for (a, s) in actions.iter().zip(slots.iter()) {
         if !s.ready() {
             continue;
@@ -403,12 +396,14 @@ fn last_admin(actions: &[Action], slots: &mut [Slot], input: &GuardInput<'_>) {
             // Outside SaaS a reactivated user comes back with their roles: an admin again.
             ActionKind::ReactivateUser if input.policy.deployment != Deployment::Saas => {
                 if let Some(u) = a.user_id.as_deref().and_then(|id| by_id.get(id)) {
-                    if u.org_role == OrgRole::Admin {
+                    if admin::states_org_admin(u) {
                         org_admins += 1;
                     }
                     for (t, c) in team_admins.iter_mut() {
-                        if u.teams.get(*t).is_some_and(TeamRole::is_admin) {
-                            *c += 1;
+                        if admin::states_team_admin(u, t) {
+                            c.counted += 1;
+                        } else if admin::has_unstated_role(u, t) {
+                            c.unstated += 1;
                         }
                     }
                 }
@@ -416,84 +411,66 @@ fn last_admin(actions: &[Action], slots: &mut [Slot], input: &GuardInput<'_>) {
             ActionKind::SetOrgRole if a.role.as_deref() == Some("admin") => org_admins += 1,
             ActionKind::AddToTeam | ActionKind::SetTeamRole if a.role.as_deref() == Some("admin") => {
                 if let Some(c) = a.team.as_deref().and_then(|t| team_admins.get_mut(t)) {
-                    *c += 1;
+                    c.counted += 1;
                 }
             }
             _ => {}
         }
     }
-    let teams_with_admins: BTreeSet<&str> = team_admins.iter().filter(|(_, c)| **c > 0).map(|(t, _)| *t).collect();
+    let uncounted = admin::uncounted_org_admins(users);
 
     for (a, s) in actions.iter().zip(slots.iter_mut()) {
         // Held actions are checked too, without counting them, so that a human sees
         // "last-admin" before approving another guard's hold on the same action.
         let ready = s.ready();
         let user = a.user_id.as_deref().and_then(|id| by_id.get(id)).copied();
-        // What this action takes away: an org admin, and admins of which managed teams.
-        let (org_loss, team_losses): (bool, Vec<&str>) = match a.kind {
-            ActionKind::SetOrgRole => (a.from.as_deref() == Some("admin") && a.role.as_deref() != Some("admin"), vec![]),
-            ActionKind::DeprovisionUser => match user {
-                Some(u) if u.active => (
-                    u.org_role == OrgRole::Admin,
-                    u.teams
-                        .iter()
-                        .filter(|(t, r)| r.is_admin() && input.managed_teams.contains(*t))
-                        .map(|(t, _)| t.as_str())
-                        .collect(),
-                ),
-                _ => (false, vec![]),
-            },
-            ActionKind::RemoveFromTeam => (
-                false,
-                a.team
-                    .as_deref()
-                    .filter(|_| a.from.as_deref() == Some("admin"))
-                    .into_iter()
-                    .collect(),
-            ),
-            ActionKind::SetTeamRole => (
-                false,
-                a.team
-                    .as_deref()
-                    .filter(|_| a.from.as_deref() == Some("admin") && a.role.as_deref() != Some("admin"))
-                    .into_iter()
-                    .collect(),
-            ),
-            _ => (false, vec![]),
-        };
-        let team_losses: Vec<&str> = team_losses.into_iter().filter(|t| teams_with_admins.contains(t)).collect();
-        let org_breach = org_loss && org_admins < floors.min_org_admins + 1;
-        let team_breach = team_losses
-            .iter()
-            .find(|t| team_admins.get(**t).copied().unwrap_or(0) < floors.min_team_admins + 1);
-        if org_breach {
-            s.hold(
+        let loss = admin::admin_loss(a, user);
+        if loss.is_empty() {
+            continue;
+        }
+        match admin::floor_breach(&loss, org_admins, &team_admins, floors.min_org_admins, floors.min_team_admins) {
+            Some(b) => s.hold(
                 Guard::LastAdmin,
-                format!(
-                    "would leave {} active org admin(s); guards.min_org_admins = {}: add another admin in the directory's admin group first",
-                    org_admins.saturating_sub(1),
-                    floors.min_org_admins
-                ),
-            );
-        } else if let Some(t) = team_breach {
-            let n = team_admins.get(*t).copied().unwrap_or(0);
-            s.hold(
-                Guard::LastAdmin,
-                format!(
-                    "would leave team {t} with {} admin(s); guards.min_team_admins = {}: make someone else a team admin first",
-                    n.saturating_sub(1),
-                    floors.min_team_admins
-                ),
-            );
-        } else if ready {
-            if org_loss {
-                org_admins -= 1;
-            }
-            for t in team_losses {
-                if let Some(c) = team_admins.get_mut(t) {
-                    *c -= 1;
+                breach_reason(b, floors.min_org_admins, floors.min_team_admins, uncounted),
+            ),
+            None if ready => {
+                if loss.org_admin {
+                    org_admins = org_admins.saturating_sub(1);
+                }
+                for t in &loss.team_admins {
+                    if let Some(c) = team_admins.get_mut(t) {
+                        c.counted = c.counted.saturating_sub(1);
+                    }
                 }
             }
+            None => {}
         }
+    }
+}
+
+/// Why `last-admin` holds an action, for the plan to show.
+fn breach_reason(b: admin::Breach<'_>, min_org: usize, min_team: usize, uncounted: usize) -> String {
+    match b {
+        admin::Breach::Org { admins } => {
+            let note = if uncounted > 0 {
+                format!(
+                    " ({uncounted} more admin(s) in W&B are not counted: service accounts, or users whose `active` W&B does not state)"
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "would leave {} active org admin(s); guards.min_org_admins = {min_org}{note}: add another admin in the directory's admin group first",
+                admins.saturating_sub(1)
+            )
+        }
+        admin::Breach::Team { team, admins } => format!(
+            "would leave team {team} with {} admin(s); guards.min_team_admins = {min_team}: make someone else a team admin first",
+            admins.saturating_sub(1)
+        ),
+        admin::Breach::TeamUnstated { team, admins, unstated } => format!(
+            "W&B does not state the team roles of {unstated} member(s) of team {team} (no teamRoles), so guards.min_team_admins = {min_team} cannot be checked \
+             (W&B states {admins} admin(s) there): W&B must state the team's admins first (a server that reports teamRoles)"
+        ),
     }
 }

@@ -177,7 +177,14 @@ pub(crate) fn desired_state<'a>(
 
     // W&B users sharing an email cannot be told apart: freeze the email.
     let mut seen_target = BTreeSet::new();
+    // Emails of service accounts: a person with one would be matched to the service account
+    // or created beside it, neither of which is idsync's to decide.
+    let mut service_accounts = BTreeSet::new();
     for u in &org.users {
+        if u.service_account {
+            service_accounts.extend(Email::parse(&u.email));
+            continue;
+        }
         if let Some(e) = Email::parse(&u.email) {
             if !seen_target.insert(e.clone()) && out.frozen.insert(e.clone()) {
                 out.skipped.push(Skipped {
@@ -233,6 +240,15 @@ pub(crate) fn desired_state<'a>(
     }
     let mut usable: Vec<(Email, &Person)> = Vec::with_capacity(by_email.len());
     for (email, first) in by_email {
+        if service_accounts.contains(&email) {
+            out.skipped.push(Skipped {
+                entry: first.source_ref.clone(),
+                why: format!(
+                    "email {email} is a service account's in W&B: service accounts are never changed, so this entry drives nothing (no match, no create)"
+                ),
+            });
+            out.frozen.insert(email.clone());
+        }
         if let Some(more) = dupes.remove(&email) {
             let people: Vec<&Person> = std::iter::once(first).chain(more).collect();
             for p in &people {

@@ -3,6 +3,7 @@
 //! `plan(directory, org, policy, state, now) -> Plan` is the whole of it: the shell
 //! fetches the inputs, stores the state and executes the ready actions.
 
+pub mod admin;
 mod diff;
 mod guards;
 mod mapping;
@@ -77,7 +78,8 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
             suspicious,
         },
         target: TargetSummary {
-            users: org.users.len(),
+            // Service accounts are not users (SPEC §1), even when /Users lists them.
+            users: org.users.iter().filter(|u| !u.service_account).count(),
             teams: org.teams.len(),
         },
         summary,

@@ -38,7 +38,10 @@ fn find_user<'o>(org: &'o OrgSnapshot, a: &Action) -> Option<&'o OrgUser> {
         Some(id) => org.users.iter().find(|u| &u.id == id),
         None => {
             let email = a.user.as_ref()?;
-            org.users.iter().find(|u| Email::parse(&u.email).as_ref() == Some(email))
+            // A service account is never the person an action is about (SPEC §4).
+            org.users
+                .iter()
+                .find(|u| !u.service_account && Email::parse(&u.email).as_ref() == Some(email))
         }
     }
 }

@@ -64,7 +64,8 @@ impl<'o> Overlay<'o> {
     fn new(base: &'o OrgSnapshot) -> Self {
         // Index once: a plan can hold tens of thousands of actions over as many users.
         let mut index = HashMap::with_capacity(base.users.len());
-        for (i, u) in base.users.iter().enumerate() {
+        // Service accounts are never an action's user (diff::org_by_email skips them too).
+        for (i, u) in base.users.iter().enumerate().filter(|(_, u)| !u.service_account) {
             if let Some(e) = Email::parse(&u.email) {
                 index.entry(e).or_insert(Slot::Base(i));
             }
@@ -115,6 +116,9 @@ impl<'o> Overlay<'o> {
                         active: true,
                         org_role: OrgRole::Member,
                         teams: Default::default(),
+                        active_stated: true,
+                        unstated_team_roles: Default::default(),
+                        service_account: false,
                         last_active_at: None,
                         days_active: None,
                     });
@@ -127,6 +131,7 @@ impl<'o> Overlay<'o> {
                         // On SaaS a reactivation is a re-add: a fresh member.
                         u.org_role = OrgRole::Member;
                         u.teams.clear();
+                        u.unstated_team_roles.clear();
                     }
                 }
             }
@@ -139,6 +144,8 @@ impl<'o> Overlay<'o> {
                 if let (Some(t), Some(r)) = (a.team.as_ref(), a.role.as_deref()) {
                     if let Some(u) = self.user_mut(a.user.as_ref()) {
                         u.teams.insert(t.clone(), TeamRole::new(r));
+                        // W&B states the role it was just given.
+                        u.unstated_team_roles.remove(t);
                     }
                 }
             }
@@ -146,6 +153,7 @@ impl<'o> Overlay<'o> {
                 if let Some(t) = a.team.as_ref() {
                     if let Some(u) = self.user_mut(a.user.as_ref()) {
                         u.teams.remove(t);
+                        u.unstated_team_roles.remove(t);
                     }
                 }
             }

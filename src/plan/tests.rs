@@ -84,6 +84,9 @@ impl World {
             active: true,
             org_role: role,
             teams: teams.iter().map(|(t, r)| (t.to_string(), TeamRole::new(r))).collect(),
+            active_stated: true,
+            unstated_team_roles: Default::default(),
+            service_account: false,
             last_active_at: None,
             days_active: None,
         });
@@ -92,6 +95,22 @@ impl World {
                 self = self.team(t);
             }
         }
+        self
+    }
+    /// Marks the last W&B user added as a service account that `/Users` lists.
+    fn service_account(mut self) -> World {
+        self.org.users.last_mut().expect("a user").service_account = true;
+        self
+    }
+    /// Marks the last W&B user added as one whose `active` W&B did not state.
+    fn active_unstated(mut self) -> World {
+        self.org.users.last_mut().expect("a user").active_stated = false;
+        self
+    }
+    /// Marks the last W&B user's role in `teams` as not stated by W&B (a guessed member).
+    fn roles_unstated(mut self, teams: &[&str]) -> World {
+        let u = self.org.users.last_mut().expect("a user");
+        u.unstated_team_roles.extend(teams.iter().map(|t| t.to_string()));
         self
     }
     fn team(mut self, name: &str) -> World {
@@ -586,6 +605,190 @@ fn last_team_admin_is_protected() {
     assert!(rm.held_reason.unwrap().contains("team ml"));
 }
 
+// ---- service accounts and what W&B does not state (issue 11 holes 8, 9) ------------------
+
+fn actions_on<'p>(p: &'p Plan, user: &str) -> Vec<&'p Action> {
+    p.actions
+        .iter()
+        .filter(|a| a.user.as_ref().map(|u| u.as_str()) == Some(user))
+        .collect()
+}
+
+#[test]
+fn a_service_account_in_a_managed_domain_is_never_tombstoned_or_changed() {
+    let w = World::new()
+        .person("root@example.com")
+        .user("root@example.com", OrgRole::Admin, &[("ml", "admin")])
+        .user("sa-deploy@example.com", OrgRole::Admin, &[("ml", "member")])
+        .service_account()
+        .group("ml", &["root"])
+        .maps_team("ml", "ml", "member");
+    let p = w.plan();
+    assert!(actions_on(&p, "sa-deploy@example.com").is_empty(), "{:#?}", p.actions);
+    assert!(p.tombstones.is_empty(), "{:#?}", p.tombstones);
+}
+
+#[test]
+fn a_directory_person_with_a_service_accounts_email_is_neither_matched_nor_created() {
+    let w = World::new()
+        .person("root@example.com")
+        .person("sa-deploy@example.com")
+        .user("root@example.com", OrgRole::Admin, &[])
+        .user("sa-deploy@example.com", OrgRole::Member, &[])
+        .service_account()
+        .group("wandb-admins", &["root", "sa-deploy"])
+        .admins_group("wandb-admins");
+    let p = w.plan();
+    assert!(actions_on(&p, "sa-deploy@example.com").is_empty(), "{:#?}", p.actions);
+    assert!(
+        p.skipped
+            .iter()
+            .any(|s| s.entry.contains("uid=sa-deploy") && s.why.contains("service account")),
+        "{:#?}",
+        p.skipped
+    );
+}
+
+#[test]
+fn service_account_admins_do_not_count_toward_the_org_admin_floor() {
+    // Both shapes: marked (with an email in a managed domain), and without an email.
+    for sa_email in ["sa-deploy@example.com", ""] {
+        let w = World::new()
+            .person("bob@example.com")
+            .user("bob@example.com", OrgRole::Member, &[])
+            .user("root@example.com", OrgRole::Admin, &[])
+            .user(sa_email, OrgRole::Admin, &[])
+            .service_account();
+        let p = w.plan();
+        let d = find(&p, ActionKind::DeprovisionUser, "root@example.com");
+        assert_eq!((d.status, d.guard), (Status::Held, Some(Guard::LastAdmin)), "{sa_email:?}");
+        assert!(d.held_reason.unwrap().contains("would leave 0 active org admin(s)"));
+    }
+}
+
+#[test]
+fn service_account_team_admins_do_not_count_toward_the_team_admin_floor() {
+    let w = World::new()
+        .person("bob@example.com")
+        .person("root@example.com")
+        .user("root@example.com", OrgRole::Admin, &[])
+        .user("bob@example.com", OrgRole::Member, &[("ml", "admin")])
+        .user("", OrgRole::Member, &[("ml", "admin")])
+        .service_account()
+        .group("ml", &[])
+        .maps_team("ml", "ml", "member");
+    let rm = find(&w.plan(), ActionKind::RemoveFromTeam, "bob@example.com");
+    assert_eq!(rm.guard, Some(Guard::LastAdmin));
+}
+
+#[test]
+fn service_accounts_use_no_seat() {
+    for sa_email in ["sa-deploy@example.com", ""] {
+        let mut w = World::new()
+            .person("root@example.com")
+            .person("alice@example.com")
+            .user("root@example.com", OrgRole::Admin, &[])
+            .user(sa_email, OrgRole::Member, &[])
+            .service_account();
+        w.policy.guards.max_seats = 2;
+        let p = w.plan();
+        assert!(
+            find(&p, ActionKind::CreateUser, "alice@example.com").is_ready(),
+            "{sa_email:?}: {:#?}",
+            p.actions
+        );
+    }
+}
+
+#[test]
+fn service_accounts_are_not_in_the_mass_deprovision_base() {
+    let mut w = World::new()
+        .person("root@example.com")
+        .person("sa-deploy@example.com")
+        .user("root@example.com", OrgRole::Admin, &[])
+        .user("gone@example.com", OrgRole::Member, &[])
+        .user("sa-deploy@example.com", OrgRole::Member, &[])
+        .service_account();
+    // 1 of 2 in-scope users is 50%: more than 40%. Counting the service account would make
+    // it 1 of 3 and let the deprovision through.
+    w.policy.guards.max_deprovision_percent = 40;
+    let d = find(&w.plan(), ActionKind::DeprovisionUser, "gone@example.com");
+    assert_eq!(d.guard, Some(Guard::MassDeprovision), "{:#?}", d);
+}
+
+#[test]
+fn an_admin_whose_active_is_unstated_does_not_count_toward_the_floor() {
+    let w = World::new()
+        .person("bob@example.com")
+        .user("bob@example.com", OrgRole::Member, &[])
+        .user("root@example.com", OrgRole::Admin, &[])
+        .user("maybe@partner.io", OrgRole::Admin, &[])
+        .active_unstated();
+    let d = find(&w.plan(), ActionKind::DeprovisionUser, "root@example.com");
+    assert_eq!((d.status, d.guard), (Status::Held, Some(Guard::LastAdmin)));
+}
+
+/// Team ml, mapped from group ml (member) and ml-viewers (viewer), where W&B states
+/// nobody's role: every member is a guessed "member".
+fn unstated_team_world() -> World {
+    World::new()
+        .person("root@example.com")
+        .person("carol@example.com")
+        .person("frank@example.com")
+        .user("root@example.com", OrgRole::Admin, &[("ml", "member")])
+        .roles_unstated(&["ml"])
+        .user("carol@example.com", OrgRole::Member, &[("ml", "member")])
+        .roles_unstated(&["ml"])
+        .user("frank@example.com", OrgRole::Member, &[("ml", "member")])
+        .roles_unstated(&["ml"])
+        .user("erin@example.com", OrgRole::Member, &[("ml", "member")])
+        .roles_unstated(&["ml"])
+        .group("ml", &["root"])
+        .group("ml-viewers", &["frank"])
+        .maps_team("ml", "ml", "member")
+        .maps_team("ml", "ml-viewers", "viewer")
+}
+
+#[test]
+fn unstated_team_roles_hold_whatever_could_take_away_a_team_admin() {
+    let p = unstated_team_world().plan();
+    for (kind, user) in [
+        (ActionKind::RemoveFromTeam, "carol@example.com"),
+        (ActionKind::SetTeamRole, "frank@example.com"),
+        (ActionKind::DeprovisionUser, "erin@example.com"),
+    ] {
+        let a = find(&p, kind, user);
+        assert_eq!((a.status, a.guard), (Status::Held, Some(Guard::LastAdmin)), "{kind} {user}");
+        let why = a.held_reason.clone().unwrap();
+        assert!(why.contains("W&B does not state") && why.contains("team ml"), "{why}");
+        assert!(!a.overridable());
+    }
+}
+
+#[test]
+fn a_stated_team_admin_verifies_the_floor_despite_unstated_roles() {
+    let mut w = unstated_team_world();
+    // root's admin role in ml is stated: the floor of 1 holds whatever the others are.
+    let root = &mut w.org.users[0];
+    root.teams.insert("ml".into(), TeamRole::admin());
+    root.unstated_team_roles.clear();
+    w.dir.groups.push(Group {
+        anchor: "g-ml-admins".into(),
+        name: "ml-admins".into(),
+        dn: Some("cn=ml-admins,ou=groups,dc=example,dc=com".into()),
+        members: vec!["anchor-root".into()],
+    });
+    w = w.maps_team("ml", "ml-admins", "admin");
+    let p = w.plan();
+    for (kind, user) in [
+        (ActionKind::RemoveFromTeam, "carol@example.com"),
+        (ActionKind::SetTeamRole, "frank@example.com"),
+        (ActionKind::DeprovisionUser, "erin@example.com"),
+    ] {
+        assert!(find(&p, kind, user).is_ready(), "{kind} {user}: {:#?}", p.actions);
+    }
+}
+
 #[test]
 fn pipeline_key_owner_is_held_and_approvable() {
     let mut w = grace_world();
@@ -984,6 +1187,8 @@ fn arb_world() -> impl Strategy<Value = World> {
             any::<bool>(),
             0u8..4,
             prop::collection::btree_map(0usize..3, 0usize..4, 0..3),
+            // 0: a service account, 1: `active` not stated, 2: team roles not stated.
+            0u8..8,
         ),
         0..14,
     );
@@ -1032,18 +1237,31 @@ fn arb_world() -> impl Strategy<Value = World> {
                 members: members.into_iter().filter_map(|i| anchors.get(i).cloned()).collect(),
             });
         }
-        for (i, (n, d, active, role, teams)) in users.into_iter().enumerate() {
+        for (i, (n, d, active, role, teams, stated)) in users.into_iter().enumerate() {
+            let teams: BTreeMap<String, TeamRole> = teams
+                .into_iter()
+                .map(|(t, r)| (TEAMS[t].to_string(), TeamRole::new(if stated == 2 { "member" } else { ROLES[r] })))
+                .collect();
             w.org.users.push(OrgUser {
                 id: format!("id{i}"),
-                email: format!("u{n}@{}", DOMAINS[d]),
+                // A service account in either shape: with an email, or none.
+                email: if stated == 0 && n % 2 == 0 {
+                    String::new()
+                } else {
+                    format!("u{n}@{}", DOMAINS[d])
+                },
                 username: format!("wb{i}"),
                 display_name: String::new(),
                 active,
                 org_role: [OrgRole::Admin, OrgRole::Member, OrgRole::Viewer, OrgRole::Admin][role as usize].clone(),
-                teams: teams
-                    .into_iter()
-                    .map(|(t, r)| (TEAMS[t].to_string(), TeamRole::new(ROLES[r])))
-                    .collect(),
+                unstated_team_roles: if stated == 2 {
+                    teams.keys().cloned().collect()
+                } else {
+                    Default::default()
+                },
+                teams,
+                active_stated: stated != 1,
+                service_account: stated == 0,
                 last_active_at: None,
                 days_active: None,
             });
@@ -1125,15 +1343,13 @@ fn arb_world() -> impl Strategy<Value = World> {
     })
 }
 
+/// The floors count what W&B states: the shared definition (`plan::admin`).
 fn org_admins(org: &OrgSnapshot) -> usize {
-    org.users.iter().filter(|u| u.active && u.org_role == OrgRole::Admin).count()
+    admin::count_org_admins(&org.users)
 }
 
 fn team_admins(org: &OrgSnapshot, team: &str) -> usize {
-    org.users
-        .iter()
-        .filter(|u| u.active && u.teams.get(team).is_some_and(TeamRole::is_admin))
-        .count()
+    org.users.iter().filter(|u| admin::is_counted_team_admin(u, team)).count()
 }
 
 /// The state the shell would store after applying the ready actions of `p`.
@@ -1171,6 +1387,24 @@ proptest! {
                 let tf = w.policy.guards.min_team_admins;
                 prop_assert!(team_admins(&after, t) >= tf.min(before), "team {t}: {before} -> {}", team_admins(&after, t));
             }
+        }
+    }
+
+    #[test]
+    fn no_action_ever_names_a_service_account(w in arb_world()) {
+        let p = w.plan();
+        let sas: Vec<&OrgUser> = w.org.users.iter().filter(|u| u.service_account).collect();
+        for a in &p.actions {
+            for sa in &sas {
+                prop_assert!(a.user_id.as_deref() != Some(sa.id.as_str()), "{:?} names service account {}", a, sa.id);
+                // By email only when it is a person's too (then the person's account is meant).
+                let a_persons = |e: &str| w.org.users.iter().any(|u| !u.service_account && u.email == e);
+                prop_assert!(a_persons(&sa.email) || a.user.as_ref().map(Email::as_str) != Some(sa.email.as_str()), "{:?}", a);
+            }
+        }
+        for t in &p.tombstones {
+            let a_persons = w.org.users.iter().any(|u| !u.service_account && u.email == t.user.as_str());
+            prop_assert!(a_persons || !sas.iter().any(|sa| sa.email == t.user.as_str()), "{:?}", t);
         }
     }
 
@@ -1335,4 +1569,11 @@ fn the_org_shows_a_change_only_when_all_of_it_is_there() {
         &inactive,
         &act(SetOrgRole, "a@example.com", None, Some("admin"), Some("u0"))
     ));
+}
+
+#[test]
+fn a_service_account_with_the_email_does_not_confirm_an_interrupted_create() {
+    let w = World::new().user("sa-deploy@example.com", OrgRole::Member, &[]).service_account();
+    let create = Action::new(ActionKind::CreateUser, Some(e("sa-deploy@example.com")), None, None, String::new());
+    assert!(!org_shows(&w.org, &create), "the person's account was never created");
 }

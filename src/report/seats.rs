@@ -8,8 +8,9 @@
 //! idsync manages.
 //!
 //! Decisions (also in the README):
-//! - A *seat* is an active W&B user (service accounts are not users and use no seat;
-//!   deactivated users hold none).
+//! - A *seat* is an active W&B user (service accounts are not users and use no seat, even
+//!   when `/Users` lists them: they are counted apart and listed nowhere else; deactivated
+//!   users hold none).
 //! - *Inactive* means `lastActiveAt` is **more than** N days (N × 24 h) before `now`:
 //!   exactly N days is still active. Without `lastActiveAt` activity is *unknown*, never
 //!   guessed (not from `daysActive`, whose meaning W&B does not document).
@@ -226,6 +227,8 @@ pub struct Cost {
 pub struct SeatSummary {
     /// Users `/Users` lists (service accounts are not users).
     pub users: usize,
+    /// Service accounts `/Users` lists (some W&B servers do): no seat, not in `users`.
+    pub service_accounts: usize,
     /// Active users: the seats in use.
     pub active: usize,
     pub deactivated: usize,
@@ -359,8 +362,10 @@ pub fn build(input: SeatInput<'_>) -> SeatReport {
         .iter()
         .map(|r| (r.to_string(), RoleCount::default()))
         .collect();
+    let service_accounts = org.users.iter().filter(|u| u.service_account).count();
     let mut s = SeatSummary {
-        users: org.users.len(),
+        users: org.users.len() - service_accounts,
+        service_accounts,
         active: 0,
         deactivated: 0,
         by_role: BTreeMap::new(),
@@ -382,7 +387,7 @@ pub fn build(input: SeatInput<'_>) -> SeatReport {
     let mut inactive_monthly = 0.0;
 
     let mut users: Vec<SeatUser> = Vec::with_capacity(org.users.len());
-    for u in &org.users {
+    for u in org.users.iter().filter(|u| !u.service_account) {
         let email = Email::parse(&u.email);
         let scope = scope_of(email.as_ref(), policy, &me);
         let directory = match email.as_ref().and_then(|e| dir.get(e)) {
@@ -771,6 +776,12 @@ fn summary_lines(r: &SeatReport) -> Vec<String> {
         ),
         format!("{} tombstoned; {} pipeline-key owners", s.tombstones, s.pipeline_key_owners),
     ];
+    if s.service_accounts > 0 {
+        out.push(format!(
+            "{} service accounts listed by W&B: no seats, not counted above",
+            s.service_accounts
+        ));
+    }
     match &s.cost {
         Some(c) => out.push(format!(
             "estimated monthly cost {} (of which {} for inactive users' seats)",

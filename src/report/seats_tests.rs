@@ -60,6 +60,9 @@ impl W {
             active,
             org_role: role,
             teams: BTreeMap::new(),
+            active_stated: true,
+            unstated_team_roles: Default::default(),
+            service_account: false,
             last_active_at: last.map(|d| now() - d),
             days_active: last.map(|_| 7),
         });
@@ -118,6 +121,30 @@ fn seats_are_counted_by_role_and_state() {
     let mut sorted = emails.clone();
     sorted.sort();
     assert_eq!(emails, sorted);
+}
+
+#[test]
+fn service_accounts_listed_by_w_and_b_hold_no_seat_and_are_no_user() {
+    let mut w = W::new()
+        .person("sa-deploy@example.com", true)
+        .user("a1@example.com", OrgRole::Admin, true, days(1))
+        .user("sa-deploy@example.com", OrgRole::Admin, true, days(400))
+        .user("", OrgRole::Member, true, None);
+    for u in &mut w.org.users[1..] {
+        u.service_account = true;
+    }
+    let prices = SeatPrices {
+        member: 10.0,
+        admin: Some(50.0),
+        viewer: None,
+    };
+    let r = w.report(Some(&prices), 90);
+    let s = &r.summary;
+    assert_eq!((s.users, s.service_accounts, s.active, s.deactivated), (1, 2, 1, 0));
+    assert_eq!(s.by_role["admin"].active, 1);
+    assert_eq!((s.inactive, s.activity_unknown, s.no_usable_email, s.in_scope), (0, 0, 0, 1));
+    assert_eq!(s.cost.as_ref().unwrap().monthly_total, 50.0);
+    assert_eq!(r.users.len(), 1);
 }
 
 #[test]

@@ -132,6 +132,7 @@ impl Shared {
             page_cap: opts.page_cap,
             seat_limit: opts.seat_limit,
             activity: opts.activity,
+            service_accounts: opts.service_accounts,
         };
         let bearer_allowed = cfg.bearer_allowed();
         let store = Store::new(cfg, org)?;

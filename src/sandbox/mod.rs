@@ -30,7 +30,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use crate::plan::Deployment;
-pub use seed::{SandboxOrg, SandboxState, SeedTeam, SeedUser, StateTeam, StateUser};
+pub use seed::{SandboxOrg, SandboxState, SeedServiceAccount, SeedTeam, SeedUser, StateTeam, StateUser};
+pub use store::ServiceAccountListing;
 
 use http::Shared;
 
@@ -73,6 +74,9 @@ pub struct SandboxOptions {
     pub seat_limit: Option<usize>,
     /// Serve `lastActiveAt`/`daysActive` (newer servers) or omit them.
     pub activity: bool,
+    /// Whether `/Users` lists the service accounts, and in which shape (unconfirmed at
+    /// W&B). Off by default, as W&B documents.
+    pub service_accounts: ServiceAccountListing,
 }
 
 impl Default for SandboxOptions {
@@ -93,6 +97,7 @@ impl Default for SandboxOptions {
             honour_paging: false,
             seat_limit: None,
             activity: true,
+            service_accounts: ServiceAccountListing::Off,
         }
     }
 }

@@ -19,7 +19,7 @@ use super::SandboxError;
 ///      "last_active_at": "2024-05-01T09:00:00Z", "days_active": 42}
 ///   ],
 ///   "teams": [{"name": "ml-research", "service_accounts": ["sa-training"]}],
-///   "service_accounts": ["sa-training"],
+///   "service_accounts": ["sa-training", {"name": "idsync", "org_role": "admin"}],
 ///   "roles": ["ml-engineer"]
 /// }
 /// ```
@@ -34,8 +34,11 @@ use super::SandboxError;
 ///   server with activity fields.
 /// - `teams`: team names, and the service accounts in each. A name that is not in the
 ///   top-level `service_accounts` is a team-scoped service account.
-/// - `service_accounts`: org-level service accounts, added to every team created later.
-///   Service accounts are team members but never SCIM users.
+/// - `service_accounts`: org-level service accounts, added to every team created later:
+///   a name, or `{"name", "email", "org_role"}` (both optional; `org_role` is `admin` or
+///   `member`, the default). Service accounts are team members; `/Users` lists them only
+///   when [`super::SandboxOptions::service_accounts`] says so (the shape is unconfirmed at
+///   W&B), with the email only in the marked shape.
 /// - `roles`: custom team role names, listed by `/Roles` and accepted in `teamRoles`.
 /// - `_comment`: free text, ignored.
 ///
@@ -50,9 +53,66 @@ pub struct SandboxOrg {
     #[serde(default)]
     pub teams: Vec<SeedTeam>,
     #[serde(default)]
-    pub service_accounts: Vec<String>,
+    pub service_accounts: Vec<SeedServiceAccount>,
     #[serde(default)]
     pub roles: Vec<String>,
+}
+
+/// One seeded org-level service account: a bare name, or the name with the email and org
+/// role it shows when `/Users` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "SeedServiceAccountForm", into = "SeedServiceAccountForm")]
+pub struct SeedServiceAccount {
+    pub name: String,
+    pub email: Option<String>,
+    /// `admin` or `member`; `None` is member.
+    pub org_role: Option<String>,
+}
+
+impl From<&str> for SeedServiceAccount {
+    fn from(name: &str) -> Self {
+        SeedServiceAccount {
+            name: name.to_string(),
+            email: None,
+            org_role: None,
+        }
+    }
+}
+
+/// The two spellings of a seeded service account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+enum SeedServiceAccountForm {
+    Name(String),
+    Full {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        email: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        org_role: Option<String>,
+    },
+}
+
+impl From<SeedServiceAccountForm> for SeedServiceAccount {
+    fn from(f: SeedServiceAccountForm) -> Self {
+        match f {
+            SeedServiceAccountForm::Name(name) => SeedServiceAccount::from(name.as_str()),
+            SeedServiceAccountForm::Full { name, email, org_role } => SeedServiceAccount { name, email, org_role },
+        }
+    }
+}
+
+impl From<SeedServiceAccount> for SeedServiceAccountForm {
+    fn from(s: SeedServiceAccount) -> Self {
+        match (s.email, s.org_role) {
+            (None, None) => SeedServiceAccountForm::Name(s.name),
+            (email, org_role) => SeedServiceAccountForm::Full {
+                name: s.name,
+                email,
+                org_role,
+            },
+        }
+    }
 }
 
 /// One seeded user; see [`SandboxOrg`].
@@ -134,6 +194,10 @@ impl SandboxOrg {
 pub struct SandboxState {
     pub users: Vec<StateUser>,
     pub teams: Vec<StateTeam>,
+    /// Writes addressed to a service account (`PATCH`/`DELETE /Users/{id}`, or removing it
+    /// from a team by id): 0 proves a client never changed one.
+    #[serde(default)]
+    pub service_account_writes: u64,
     /// Emails of accounts that were removed from the org (SaaS deactivation, deletion) and
     /// are not back.
     pub removed_users: Vec<String>,

@@ -21,6 +21,9 @@ pub(crate) const ROLE_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Role
 pub(crate) const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 pub(crate) const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 pub(crate) const TEAMS_EXT: &str = "urn:ietf:params:scim:schemas:extension:teams:2.0:User";
+/// The schema extension the sandbox's "marked" shape tags service accounts with. W&B's own
+/// shape is unconfirmed (WANDB.md); idsync recognises any URN naming a service account.
+pub(crate) const SERVICE_ACCOUNT_EXT: &str = "urn:ietf:params:scim:schemas:extension:wandb:2.0:ServiceAccount";
 /// W&B answers at most this many resources per list request.
 pub(crate) const MAX_RESULTS: usize = 9999;
 
@@ -55,6 +58,21 @@ pub(crate) struct Config {
     pub page_cap: Option<usize>,
     pub seat_limit: Option<usize>,
     pub activity: bool,
+    pub service_accounts: ServiceAccountListing,
+}
+
+/// Whether and how `GET /Users` lists service accounts. W&B documents that it does not,
+/// but servers with the SCIM service-account lifecycle (0.81+) may, in a shape nobody has
+/// confirmed: either marked as such, or as users without any email.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServiceAccountListing {
+    /// Not listed: what W&B documents.
+    #[default]
+    Off,
+    /// Listed with a service-account schema extension (and the seeded email, if any).
+    Marked,
+    /// Listed like users, but without any email.
+    NoEmail,
 }
 
 impl Config {
@@ -195,6 +213,9 @@ struct ServiceAccount {
     name: String,
     /// Org-level accounts join every new team.
     org_level: bool,
+    /// Shown in the marked listing only.
+    email: Option<String>,
+    org_role: &'static str,
 }
 
 /// The org: users, teams, service accounts, roles, and counters for assertions.
@@ -215,6 +236,7 @@ pub(crate) struct Store {
     user_creates: BTreeMap<String, u64>,
     bare_member_removes: u64,
     viewer_role_assignments: u64,
+    service_account_writes: u64,
 }
 
 fn encode_id(kind: &str, n: u64) -> String {
@@ -368,6 +390,7 @@ impl Store {
             user_creates: BTreeMap::new(),
             bare_member_removes: 0,
             viewer_role_assignments: 0,
+            service_account_writes: 0,
         };
         let seed_err = |m: String| SandboxError::Seed(m);
 
@@ -465,11 +488,28 @@ impl Store {
             );
         }
 
-        for name in &org.service_accounts {
-            let name = name.trim();
+        for sa in &org.service_accounts {
+            let name = sa.name.trim();
             if name.is_empty() || store.service_accounts.values().any(|s| s.name == name) {
                 return Err(seed_err(format!("service account {name:?} is empty or listed twice")));
             }
+            let org_role = match sa.org_role.as_deref().unwrap_or("member").trim().to_ascii_lowercase().as_str() {
+                "admin" => "admin",
+                "member" => "member",
+                other => {
+                    return Err(seed_err(format!(
+                        "service account {name}: org_role {other:?} is not admin or member"
+                    )))
+                }
+            };
+            let email = match sa.email.as_deref() {
+                Some(raw) => Some(
+                    Email::parse(raw)
+                        .ok_or_else(|| seed_err(format!("service account {name}: email {raw:?} is not usable")))?
+                        .to_string(),
+                ),
+                None => None,
+            };
             let n = store.next_user;
             store.next_user += 1;
             store.service_accounts.insert(
@@ -477,6 +517,8 @@ impl Store {
                 ServiceAccount {
                     name: name.to_string(),
                     org_level: true,
+                    email,
+                    org_role,
                 },
             );
         }
@@ -497,6 +539,8 @@ impl Store {
                             ServiceAccount {
                                 name: sa.to_string(),
                                 org_level: false,
+                                email: None,
+                                org_role: "member",
                             },
                         );
                         n
@@ -697,6 +741,48 @@ impl Store {
         v
     }
 
+    /// A service account as `/Users` lists it in the configured shape (`None`: not listed).
+    fn service_account_json(&self, n: u64, sa: &ServiceAccount) -> Option<Value> {
+        let id = encode_id("User", n);
+        let mut teams: Vec<(&str, u64)> = self
+            .teams
+            .iter()
+            .filter(|(_, team)| team.members.contains(&n))
+            .map(|(t, team)| (team.name.as_str(), *t))
+            .collect();
+        teams.sort();
+        let mut v = json!({
+            "schemas": [USER_SCHEMA],
+            "id": id,
+            "userName": sa.name,
+            "displayName": sa.name,
+            "active": true,
+            "organizationRole": sa.org_role,
+            "teamRoles": teams.iter().map(|(name, _)| json!({"teamName": name, "roleName": "member"})).collect::<Vec<_>>(),
+            "groups": teams.iter().map(|(_, t)| json!({"value": encode_id("Group", *t)})).collect::<Vec<_>>(),
+            "meta": {"resourceType": "User", "location": format!("Users/{id}")},
+        });
+        match self.cfg.service_accounts {
+            ServiceAccountListing::Off => return None,
+            ServiceAccountListing::Marked => {
+                v["schemas"] = json!([USER_SCHEMA, SERVICE_ACCOUNT_EXT]);
+                v[SERVICE_ACCOUNT_EXT] = json!({"scope": if sa.org_level { "organization" } else { "team" }});
+                if let Some(e) = &sa.email {
+                    v["emails"] = json!({"Value": e, "Display": "", "Type": "", "Primary": true});
+                }
+            }
+            ServiceAccountListing::NoEmail => {}
+        }
+        Some(v)
+    }
+
+    /// Whether `id` names a service account `/Users` lists; a write to one is counted.
+    fn listed_service_account(&self, id: &str) -> Option<u64> {
+        decode_id("User", id)
+            .filter(|n| self.service_accounts.contains_key(n))
+            .filter(|_| self.cfg.service_accounts != ServiceAccountListing::Off)
+    }
+
     fn team_json(&self, t: u64, team: &TeamRec) -> Value {
         let id = encode_id("Group", t);
         let members: Vec<Value> = team
@@ -805,8 +891,22 @@ impl Store {
             ("Users", None, Verb::Get) => self.list_users(req.query),
             ("Users", None, Verb::Post) => self.create_user(req.body),
             ("Users", Some(id), Verb::Get) => {
+                if let Some(v) = self
+                    .listed_service_account(id)
+                    .and_then(|n| self.service_accounts.get(&n).and_then(|sa| self.service_account_json(n, sa)))
+                {
+                    return Ok(Reply::json(200, v));
+                }
                 let n = self.org_user_by_id(id)?;
                 Ok(self.user_reply(200, n))
+            }
+            ("Users", Some(id), Verb::Patch | Verb::Delete) if self.listed_service_account(id).is_some() => {
+                // Unconfirmed what W&B does here; idsync must never get this far.
+                self.service_account_writes += 1;
+                Err(ScimError::new(
+                    400,
+                    "service accounts cannot be changed through /Users; manage them in the W&B UI",
+                ))
             }
             ("Users", Some(id), Verb::Patch) => self.patch_user(id, req.if_match, req.body),
             ("Users", Some(id), Verb::Delete) => self.delete(id, req.if_match),
@@ -835,15 +935,16 @@ impl Store {
             Some(f) => Some(parse_filter(f)?),
             None => None,
         };
-        let matches = |n: u64, u: &UserRec| -> Scim<bool> {
+        // (number, userName, email, displayName) of one listed account.
+        let matches = |n: u64, username: &str, email: &str, display: &str| -> Scim<bool> {
             let Some((attr, value)) = &filter else {
                 return Ok(true);
             };
             Ok(match attr.as_str() {
-                "username" => u.username.eq_ignore_ascii_case(value),
-                "emails.value" | "emails" | "email" => u.email.eq_ignore_ascii_case(value),
+                "username" => username.eq_ignore_ascii_case(value),
+                "emails.value" | "emails" | "email" => email.eq_ignore_ascii_case(value),
                 "id" => encode_id("User", n) == *value,
-                "displayname" => u.display_name == *value,
+                "displayname" => display == value,
                 _ => {
                     return Err(ScimError::typed(
                         400,
@@ -853,13 +954,33 @@ impl Store {
                 }
             })
         };
-        let mut items = Vec::new();
+        let mut items: Vec<(u64, Option<&UserRec>)> = Vec::new();
         for (n, u) in self.users.iter().filter(|(_, u)| u.in_org) {
-            if matches(*n, u)? {
-                items.push((*n, u));
+            if matches(*n, &u.username, &u.email, &u.display_name)? {
+                items.push((*n, Some(u)));
             }
         }
-        self.list(items, query, |(n, u)| self.user_json(n, u))
+        if self.cfg.service_accounts != ServiceAccountListing::Off {
+            for (n, sa) in &self.service_accounts {
+                let email = match self.cfg.service_accounts {
+                    ServiceAccountListing::Marked => sa.email.as_deref().unwrap_or(""),
+                    _ => "",
+                };
+                if matches(*n, &sa.name, email, &sa.name)? {
+                    items.push((*n, None));
+                }
+            }
+            // Service accounts share the users' number space: list in id order, like W&B.
+            items.sort_by_key(|(n, _)| *n);
+        }
+        self.list(items, query, |(n, u)| match u {
+            Some(u) => self.user_json(n, u),
+            None => self
+                .service_accounts
+                .get(&n)
+                .and_then(|sa| self.service_account_json(n, sa))
+                .unwrap_or(Value::Null),
+        })
     }
 
     fn create_user(&mut self, body: &[u8]) -> Scim<Reply> {
@@ -1324,6 +1445,9 @@ impl Store {
                     }
                 }
                 TeamChange::Remove(Some(n)) => {
+                    if self.service_accounts.contains_key(&n) {
+                        self.service_account_writes += 1;
+                    }
                     self.remove_member(t, n);
                 }
                 TeamChange::Remove(None) => {}
@@ -1433,6 +1557,7 @@ impl Store {
             user_creates: self.user_creates.clone(),
             bare_member_removes: self.bare_member_removes,
             viewer_role_assignments: self.viewer_role_assignments,
+            service_account_writes: self.service_account_writes,
             request_count,
             write_request_count: 0,
         }

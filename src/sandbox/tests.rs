@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::store::{Config, Reply, Request, Store, Verb, Version};
+use super::store::{Config, Reply, Request, Store, Verb, Version, SERVICE_ACCOUNT_EXT};
 use super::*;
 
 fn cfg(deployment: Deployment) -> Config {
@@ -16,6 +16,7 @@ fn cfg(deployment: Deployment) -> Config {
         page_cap: None,
         seat_limit: None,
         activity: true,
+        service_accounts: ServiceAccountListing::Off,
     }
 }
 
@@ -151,6 +152,63 @@ fn team_scoped_service_accounts_do_not_join_new_teams() {
     assert_eq!(state.team("ml").unwrap().service_accounts, vec!["sa-org", "sa-team"]);
     // Service accounts are never users.
     assert_eq!(state.users.len(), 2);
+}
+
+#[test]
+fn service_accounts_are_listed_in_users_only_when_asked_in_either_shape() {
+    let seeded = || {
+        SandboxOrg::from_json(
+            r#"{
+              "users": [{"email": "alice@example.com", "username": "alice", "org_role": "admin"}],
+              "teams": [{"name": "ml", "service_accounts": ["sa-deploy"]}],
+              "service_accounts": [{"name": "sa-deploy", "email": "sa-deploy@example.com", "org_role": "admin"}, "sa-ci"]
+            }"#,
+        )
+        .unwrap()
+    };
+    let list = |s: &mut Store| -> Vec<Value> {
+        let r = call(s, Verb::Get, "/Users", Value::Null);
+        r.body.unwrap()["Resources"].as_array().unwrap().clone()
+    };
+    let mut off = Store::new(cfg(Deployment::Saas), seeded()).unwrap();
+    assert_eq!(list(&mut off).len(), 1, "off: what W&B documents");
+
+    let with = |shape| Config {
+        service_accounts: shape,
+        ..cfg(Deployment::Saas)
+    };
+    let mut marked = Store::new(with(ServiceAccountListing::Marked), seeded()).unwrap();
+    let users = list(&mut marked);
+    assert_eq!(users.len(), 3);
+    let sa = users.iter().find(|u| u["userName"] == "sa-deploy").unwrap();
+    assert!(sa["schemas"].as_array().unwrap().contains(&json!(SERVICE_ACCOUNT_EXT)));
+    assert_eq!(sa[SERVICE_ACCOUNT_EXT]["scope"], "organization");
+    assert_eq!(sa["emails"]["Value"], "sa-deploy@example.com");
+    assert_eq!(sa["organizationRole"], "admin");
+    assert_eq!(sa["teamRoles"], json!([{"teamName": "ml", "roleName": "member"}]));
+    let ci = users.iter().find(|u| u["userName"] == "sa-ci").unwrap();
+    assert!(ci.get("emails").is_none(), "no email seeded");
+
+    let mut bare = Store::new(with(ServiceAccountListing::NoEmail), seeded()).unwrap();
+    let users = list(&mut bare);
+    assert_eq!(users.len(), 3);
+    let sa = users.iter().find(|u| u["userName"] == "sa-deploy").unwrap();
+    assert!(sa.get("emails").is_none());
+    assert_eq!(sa["schemas"], json!(["urn:ietf:params:scim:schemas:core:2.0:User"]));
+    assert_eq!(sa["organizationRole"], "admin");
+
+    // A write to a listed service account is refused and counted; so is removing it from
+    // a team by id.
+    let id = sa["id"].as_str().unwrap().to_string();
+    let deactivate = json!({"Operations": [{"op": "replace", "value": {"active": false}}]});
+    assert_eq!(call(&mut bare, Verb::Patch, &format!("/Users/{id}"), deactivate).status, 400);
+    assert_eq!(call(&mut bare, Verb::Delete, &format!("/Users/{id}"), Value::Null).status, 400);
+    assert_eq!(call(&mut bare, Verb::Get, &format!("/Users/{id}"), Value::Null).status, 200);
+    let ml = bare.snapshot(0).team("ml").unwrap().id.clone();
+    let rm = json!({"Operations": [{"op": "remove", "path": format!("members[value eq \"{id}\"]")}]});
+    assert_eq!(call(&mut bare, Verb::Patch, &format!("/Groups/{ml}"), rm).status, 200);
+    assert_eq!(bare.snapshot(0).service_account_writes, 3);
+    assert_eq!(off.snapshot(0).service_account_writes, 0);
 }
 
 #[test]

@@ -284,14 +284,19 @@ impl WandbClient {
     /// Everything W&B has now: all users and all teams, complete or an error.
     ///
     /// Team membership from `/Groups` fills in `teams` for users whose `teamRoles` omit
-    /// the team (older servers), with the default `member` role.
+    /// the team (older servers), with the default `member` role, recorded as not stated:
+    /// such a member may be an admin, so the admin floors never count on it.
     pub async fn snapshot(&self) -> Result<OrgSnapshot, TargetError> {
         let (mut users, teams) = tokio::try_join!(self.list_users(), self.list_teams())?;
         let index: BTreeMap<String, usize> = users.iter().enumerate().map(|(i, u)| (u.id.clone(), i)).collect();
         for t in &teams {
             for m in &t.members {
                 if let Some(&i) = index.get(m) {
-                    users[i].teams.entry(t.name.clone()).or_insert_with(TeamRole::member);
+                    let u = &mut users[i];
+                    if !u.teams.contains_key(&t.name) {
+                        u.teams.insert(t.name.clone(), TeamRole::member());
+                        u.unstated_team_roles.insert(t.name.clone());
+                    }
                 }
             }
         }
@@ -325,7 +330,10 @@ impl WandbClient {
     pub async fn find_user_by_email(&self, email: &Email) -> Result<Option<OrgUser>, TargetError> {
         let filter = wire::filter_eq("emails.value", email.as_str());
         let users = self.list("Users", "users", Some(filter), wire::parse_user, |u| &u.id).await?;
-        Ok(users.into_iter().find(|u| Email::parse(&u.email).as_ref() == Some(email)))
+        // A service account with this email is nobody's account to link to (SPEC §4).
+        Ok(users
+            .into_iter()
+            .find(|u| !u.service_account && Email::parse(&u.email).as_ref() == Some(email)))
     }
 
     async fn find_user_by_username(&self, username: &str) -> Result<Option<OrgUser>, TargetError> {
@@ -338,21 +346,6 @@ impl WandbClient {
         let filter = wire::filter_eq("displayName", name);
         let teams = self.list("Groups", "teams", Some(filter), wire::parse_team, |t| &t.id).await?;
         Ok(teams.into_iter().find(|t| t.name == name))
-    }
-
-    /// Active org admins, read live (the re-check before each reducing action).
-    pub async fn count_active_admins(&self) -> Result<usize, TargetError> {
-        let users = self.list_users().await?;
-        Ok(users.iter().filter(|u| u.active && u.org_role == OrgRole::Admin).count())
-    }
-
-    /// Active users whose team role in `team` is admin, read live.
-    pub async fn team_admin_count(&self, team: &str) -> Result<usize, TargetError> {
-        let users = self.list_users().await?;
-        Ok(users
-            .iter()
-            .filter(|u| u.active && u.teams.get(team).is_some_and(TeamRole::is_admin))
-            .count())
     }
 
     /// One cheap authenticated read, for `check-config --connect`.

@@ -230,8 +230,11 @@ async fn snapshot_reads_both_email_shapes_capitalised_members_and_null_members()
         assert_eq!(bob.email, "bob@example.com");
         assert!(!bob.active);
         assert_eq!(bob.org_role, OrgRole::Member);
-        // Membership from /Groups fills in a team missing from teamRoles.
+        // Membership from /Groups fills in a team missing from teamRoles, as a guess:
+        // the role there is not stated.
         assert_eq!(bob.teams["cv"], TeamRole::member());
+        assert!(bob.unstated_team_roles.contains("cv"));
+        assert!(alice.unstated_team_roles.is_empty());
         assert_eq!(snap.team("ml").unwrap().members, vec!["u1", "sa-1"]);
         assert!(snap.team("empty").unwrap().members.is_empty());
         for r in f.requests() {
@@ -395,30 +398,6 @@ async fn find_user_by_email_filters_and_rechecks_locally() {
         assert_eq!(u.id, "u2");
         assert_eq!(c.find_user_by_email(&email("z@x.com")).await.unwrap(), None);
         assert_eq!(f.requests()[0].param("filter").as_deref(), Some(r#"emails.value eq "b@x.com""#));
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn admin_counts_are_read_live() {
-    bounded(async {
-        let f = fake(|_, _| {
-            list(
-                vec![
-                    json!({"id": "1", "organizationRole": "admin", "active": true, "teamRoles": [{"teamName": "ml", "roleName": "admin"}]}),
-                    json!({"id": "2", "organizationRole": "admin", "active": false, "teamRoles": [{"teamName": "ml", "roleName": "admin"}]}),
-                    json!({"id": "3", "organizationRole": "member", "teamRoles": [{"teamName": "ml", "roleName": "admin"}, {"teamName": "cv", "roleName": "member"}]}),
-                    json!({"id": "4", "organizationRole": "Admin"}),
-                ],
-                4,
-            )
-        })
-        .await;
-        let c = client(&f);
-        assert_eq!(c.count_active_admins().await.unwrap(), 2);
-        assert_eq!(c.team_admin_count("ml").await.unwrap(), 2);
-        assert_eq!(c.team_admin_count("cv").await.unwrap(), 0);
-        assert_eq!(f.count(), 3);
     })
     .await;
 }

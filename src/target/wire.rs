@@ -5,7 +5,7 @@
 //! statuses) and vary across server versions. Only what the plan depends on is required
 //! (ids, team names, the list total); anything else odd falls back to a safe default.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -119,18 +119,25 @@ fn pick_email(emails: Option<&Value>) -> String {
     }
 }
 
-fn parse_team_roles(v: Option<&Value>) -> BTreeMap<String, TeamRole> {
+/// Team -> role from `teamRoles`, and the teams whose role an entry leaves unstated (read
+/// as member, which the admin floors must not take for a fact).
+fn parse_team_roles(v: Option<&Value>) -> (BTreeMap<String, TeamRole>, BTreeSet<String>) {
     let mut teams: BTreeMap<String, TeamRole> = BTreeMap::new();
+    let mut unstated = BTreeSet::new();
     let Some(Value::Array(items)) = v else {
-        return teams;
+        return (teams, unstated);
     };
     for it in items {
         let Some(team) = non_empty(str_field(it, "teamName")) else {
             continue;
         };
-        let role = non_empty(str_field(it, "roleName"))
-            .map(|r| TeamRole::new(&r))
-            .unwrap_or_else(TeamRole::member);
+        let role = match non_empty(str_field(it, "roleName")) {
+            Some(r) => TeamRole::new(&r),
+            None => {
+                unstated.insert(team.clone());
+                TeamRole::member()
+            }
+        };
         // Conflicting entries for one team: keep the lower role, so admin counts (the
         // last-admin floor) never count an admin that may not be one.
         match teams.get(&team) {
@@ -140,7 +147,7 @@ fn parse_team_roles(v: Option<&Value>) -> BTreeMap<String, TeamRole> {
             }
         }
     }
-    teams
+    (teams, unstated)
 }
 
 fn parse_days(v: Option<&Value>) -> Option<u64> {
@@ -156,6 +163,39 @@ fn parse_days(v: Option<&Value>) -> Option<u64> {
 fn parse_time(v: Option<&Value>) -> Option<DateTime<Utc>> {
     let s = v?.as_str()?;
     DateTime::parse_from_rfc3339(s.trim()).ok().map(|t| t.with_timezone(&Utc))
+}
+
+/// Whether a name says "service account", however spelled (`ServiceAccount`,
+/// `service_account`, `Service Account`, inside a URN).
+fn names_service_account(s: &str) -> bool {
+    let letters: String = s.chars().filter(char::is_ascii_alphanumeric).collect();
+    letters.to_ascii_lowercase().contains("serviceaccount")
+}
+
+/// Whether a `/Users` entry is a service account. W&B's shape for them is unconfirmed
+/// (WANDB.md), so any marking counts: a schema URN, an extension or flag whose key names a
+/// service account, or a type field saying so. So does having no email at all: every W&B
+/// person has one, and guessing otherwise would count, change or remove a pipeline's
+/// identity.
+fn is_service_account(v: &Value, email: &str) -> bool {
+    if email.trim().is_empty() {
+        return true;
+    }
+    let schemas = match field(v, "schemas") {
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).any(names_service_account),
+        Some(Value::String(s)) => names_service_account(s),
+        _ => false,
+    };
+    // An extension object or a true flag; not a list (a person may own service accounts).
+    let keyed = v.as_object().is_some_and(|m| {
+        m.iter()
+            .any(|(k, val)| names_service_account(k) && (val.is_object() || (!val.is_array() && bool_value(val) == Some(true))))
+    });
+    let typed = ["userType", "type", "accountType"].iter().any(|k| match field(v, k) {
+        Some(Value::String(s)) => names_service_account(s) || s.trim().eq_ignore_ascii_case("service"),
+        _ => false,
+    });
+    schemas || keyed || typed
 }
 
 fn describe_user(v: &Value) -> String {
@@ -176,14 +216,23 @@ pub fn parse_user(v: &Value) -> Result<OrgUser, String> {
         // W&B creates users as members; a missing role is read the same way.
         None => OrgRole::Member,
     };
+    let email = pick_email(field(v, "emails")).trim().to_string();
+    let service_account = is_service_account(v, &email);
+    // Missing or garbled: read as active (W&B users are), but recorded as not stated so
+    // the admin floors never count it.
+    let active = field(v, "active").and_then(bool_value);
+    let (teams, unstated_team_roles) = parse_team_roles(field(v, "teamRoles"));
     Ok(OrgUser {
         id,
-        email: pick_email(field(v, "emails")).trim().to_string(),
+        email,
         username: str_field(v, "userName").unwrap_or_default(),
         display_name: str_field(v, "displayName").unwrap_or_default(),
-        active: field(v, "active").and_then(bool_value).unwrap_or(true),
+        active: active.unwrap_or(true),
+        active_stated: active.is_some(),
         org_role,
-        teams: parse_team_roles(field(v, "teamRoles")),
+        teams,
+        unstated_team_roles,
+        service_account,
         last_active_at: parse_time(field(v, "lastActiveAt")),
         days_active: parse_days(field(v, "daysActive")),
     })
@@ -361,6 +410,89 @@ mod tests {
             parse_user(&json!({"id": "1", "organizationRole": "viewer"})).unwrap().org_role,
             OrgRole::Viewer
         );
+    }
+
+    #[test]
+    fn service_accounts_are_recognised_when_marked_or_without_an_email() {
+        let person = || {
+            json!({"id": "1", "userName": "alice", "schemas": [USER_SCHEMA],
+                               "emails": {"Value": "alice@x.com", "Primary": true}, "organizationRole": "admin"})
+        };
+        assert!(!parse_user(&person()).unwrap().service_account);
+        let marked = |key: &str, value: Value| {
+            let mut v = person();
+            v[key] = value;
+            v
+        };
+        // The sandbox's "marked" shape: a schema URN and its extension object.
+        let ext = "urn:ietf:params:scim:schemas:extension:wandb:2.0:ServiceAccount";
+        let mut sandbox_shape = marked("schemas", json!([USER_SCHEMA, ext]));
+        sandbox_shape[ext] = json!({"scope": "organization"});
+        for v in [
+            sandbox_shape,
+            marked("schemas", json!([USER_SCHEMA, "urn:wandb:scim:service-account"])),
+            marked("urn:ietf:params:scim:schemas:extension:Service_Account:2.0:User", json!({})),
+            marked("userType", json!("Service Account")),
+            marked("type", json!("service_account")),
+            marked("accountType", json!("SERVICE")),
+            marked("serviceAccount", json!(true)),
+            marked("isServiceAccount", json!("true")),
+        ] {
+            let u = parse_user(&v).unwrap();
+            assert!(u.service_account, "{v}");
+            assert_eq!(u.email, "alice@x.com", "the email is kept, for reports");
+        }
+        // The "no email" shape: whatever else it says, an entry without any email is no
+        // W&B person.
+        for emails in [json!(null), json!([]), json!({}), json!({"Value": " "}), json!([{"value": ""}])] {
+            let v = marked("emails", emails);
+            assert!(parse_user(&v).unwrap().service_account, "{v}");
+        }
+        let mut bare = person();
+        bare.as_object_mut().unwrap().remove("emails");
+        assert!(parse_user(&bare).unwrap().service_account);
+        // What does not say so is a person.
+        for v in [
+            marked("userType", json!("Employee")),
+            marked("serviceAccount", json!(false)),
+            marked("isServiceAccount", json!("false")),
+            marked("type", json!("user")),
+            marked("serviceAccounts", json!([])),
+            marked("serviceAccounts", json!([{"id": "sa-1"}])),
+        ] {
+            assert!(!parse_user(&v).unwrap().service_account, "{v}");
+        }
+    }
+
+    #[test]
+    fn an_unstated_active_or_team_role_is_recorded_as_unstated() {
+        for (active, value, stated) in [
+            (json!(true), true, true),
+            (json!("False"), false, true),
+            (json!(0), false, true),
+            (json!(null), true, false),
+            (json!("yes"), true, false),
+            (json!({"a": 1}), true, false),
+        ] {
+            let u = parse_user(&json!({"id": "1", "emails": "a@x.com", "active": active})).unwrap();
+            assert_eq!((u.active, u.active_stated), (value, stated), "{active}");
+        }
+        let u = parse_user(&json!({"id": "1", "emails": "a@x.com"})).unwrap();
+        assert!(u.active && !u.active_stated, "missing: read as active, recorded as unstated");
+
+        let u = parse_user(&json!({"id": "1", "emails": "a@x.com", "teamRoles": [
+            {"teamName": "ml", "roleName": "admin"}, {"teamName": "nr"}, {"teamName": "cv", "roleName": " "}
+        ]}))
+        .unwrap();
+        assert_eq!(u.teams["nr"], TeamRole::member());
+        assert_eq!(u.unstated_team_roles, ["cv", "nr"].iter().map(|s| s.to_string()).collect());
+        // Admin in one entry and nothing in another is not a stated admin.
+        let u = parse_user(&json!({"id": "1", "emails": "a@x.com", "teamRoles": [
+            {"teamName": "ml", "roleName": "admin"}, {"teamName": "ml"}
+        ]}))
+        .unwrap();
+        assert_eq!(u.teams["ml"], TeamRole::member());
+        assert!(u.unstated_team_roles.contains("ml"));
     }
 
     #[test]
