@@ -632,3 +632,34 @@ fn status(path: &Path) -> Result<u8, Error> {
     }
     Ok(exit::IN_SYNC)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{SourceSummary, TargetSummary};
+
+    fn empty_plan() -> Plan {
+        Plan {
+            version: 1,
+            generated_at: Utc::now(),
+            source: SourceSummary::default(),
+            target: TargetSummary::default(),
+            summary: BTreeMap::new(),
+            actions: Vec::new(),
+            tombstones: Vec::new(),
+            skipped: Vec::new(),
+            roster_before: Vec::new(),
+            roster_after: Vec::new(),
+            identity_pending: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_suspicious_read_is_never_in_sync() {
+        let mut p = empty_plan();
+        assert_eq!(plan_exit_code(&p), exit::IN_SYNC);
+        // Nothing to do, but the read looks wrong: a human must look (SPEC §2).
+        p.source.suspicious = Some("the directory shrank".into());
+        assert_eq!(plan_exit_code(&p), exit::HELD);
+    }
+}

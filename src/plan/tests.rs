@@ -139,13 +139,32 @@ impl World {
         self
     }
     fn plan(&self) -> Plan {
+        self.plan_at(now())
+    }
+    fn plan_at(&self, at: DateTime<Utc>) -> Plan {
         plan(PlanInput {
             directory: &self.dir,
             org: &self.org,
             policy: &self.policy,
             state: &self.state,
-            now: now(),
+            now: at,
         })
+    }
+    /// What the shell stores after planning `p`: a healthy read joins the baseline and
+    /// its tombstone clocks are kept; a suspicious read changes nothing.
+    fn after_read(&mut self, p: &Plan) {
+        if p.source.suspicious.is_none() {
+            self.state.last_good_source_size = Some(p.source.usable_enabled);
+            self.state.tombstones = p
+                .tombstones
+                .iter()
+                .map(|t| (t.user.clone(), TombstoneRecord { since: t.since }))
+                .collect();
+        }
+    }
+    /// A healthy read of `people` enabled people at `at`, as the baseline.
+    fn baseline(&mut self, people: usize, _at: DateTime<Utc>) {
+        self.state.last_good_source_size = Some(people);
     }
 }
 
@@ -1015,6 +1034,215 @@ fn shrinking_directory_holds_removals_but_not_additions() {
         Some(Guard::SourceHealth)
     );
     assert!(find(&p, ActionKind::CreateUser, "new@example.com").is_ready());
+}
+
+/// `root@` (org admin) and `n - 1` more people, each in W&B already.
+fn sized_world(n: usize) -> World {
+    let mut w = World::new()
+        .person("root@example.com")
+        .user("root@example.com", OrgRole::Admin, &[]);
+    for i in 1..n {
+        let m = format!("p{i}@example.com");
+        w = w.person(&m).user(&m, OrgRole::Member, &[]);
+    }
+    w.policy.grace_period = Duration::from_secs(72 * 3600);
+    w
+}
+
+#[test]
+fn a_directory_losing_9_percent_per_run_trips_source_health_on_the_second_run() {
+    let mut w = sized_world(100);
+    let p0 = w.plan_at(now() - chrono::Duration::days(2));
+    assert_eq!(p0.source.suspicious, None);
+    w.after_read(&p0);
+    // 9% fewer: within the 10% limit.
+    w.dir.people.truncate(91);
+    let p1 = w.plan_at(now() - chrono::Duration::days(1));
+    assert_eq!(p1.source.suspicious, None, "9% is within guards.max_source_shrink_percent");
+    w.after_read(&p1);
+    // 9% fewer again: 83 is 8.8% below 91, but 17% below the 100 two days ago.
+    w.dir.people.truncate(83);
+    let p2 = w.plan();
+    let why = p2.source.suspicious.as_deref().expect("a slow decline is still a shrink");
+    assert!(why.contains("100") && why.contains("83"), "{why}");
+    // Only the 9 clocks the healthy read before started: none for the 8 missing now.
+    assert_eq!(p2.tombstones.len(), 9, "{:#?}", p2.tombstones);
+    assert!(p2.tombstones.iter().all(|t| w.state.tombstones.contains_key(&t.user)));
+}
+
+#[test]
+fn a_suspicious_read_starts_no_tombstone_clock_and_shows_stored_ones_as_stored() {
+    // 31 people now against 100 at the last good read; gone@ and old@ are missing,
+    // and only old@ has a clock already.
+    let mut w = grace_world().user("old@example.com", OrgRole::Member, &[]);
+    w.baseline(100, now() - chrono::Duration::hours(1));
+    let stored = now() - chrono::Duration::hours(5);
+    w.state.tombstones.insert(e("old@example.com"), TombstoneRecord { since: stored });
+    let p = w.plan();
+    assert!(p.source.suspicious.is_some());
+    let shown: Vec<(&str, DateTime<Utc>)> = p.tombstones.iter().map(|t| (t.user.as_str(), t.since)).collect();
+    assert_eq!(shown, vec![("old@example.com", stored)], "no new clock for gone@");
+    // The shell keeps what it stored: the next healthy read starts gone@'s clock then.
+    let before = w.state.clone();
+    w.after_read(&p);
+    assert_eq!(w.state, before, "a suspicious read persists nothing");
+}
+
+#[test]
+fn a_suspicious_read_holds_a_deprovision_whose_clock_it_would_start() {
+    // disabled_grace_period = 0s deprovisions a disabled person on the read that sees it
+    // disabled. Here only a team group looks wrong, but a suspicious read starts no clock,
+    // so it must not be the read that removes anyone either.
+    let mut w = team_group_world(3)
+        .person("off@example.com")
+        .user("off@example.com", OrgRole::Member, &[]);
+    let p0 = w.plan_at(now() - chrono::Duration::hours(1));
+    assert!(p0.actions.is_empty() && p0.tombstones.is_empty());
+    w.after_read(&p0);
+    w.dir.people.last_mut().unwrap().enabled = false;
+    w.dir.groups[0].members.clear();
+    let p = w.plan();
+    assert!(p.source.suspicious.is_some());
+    let d = find(&p, ActionKind::DeprovisionUser, "off@example.com");
+    assert_eq!((d.status, d.guard), (Status::Held, Some(Guard::SourceHealth)), "{d:#?}");
+    assert!(p.tombstones.is_empty());
+}
+
+const ADMINS: &str = "cn=admins,ou=groups,dc=example,dc=com";
+const ML: &str = "cn=ml,ou=groups,dc=example,dc=com";
+
+/// Three org admins, all in the directory's admin group.
+fn admin_group_world() -> World {
+    World::new()
+        .person("root@example.com")
+        .person("a@example.com")
+        .person("b@example.com")
+        .user("root@example.com", OrgRole::Admin, &[])
+        .user("a@example.com", OrgRole::Admin, &[])
+        .user("b@example.com", OrgRole::Admin, &[])
+        .group("admins", &["root", "a", "b"])
+        .admins_group("admins")
+}
+
+#[test]
+fn an_emptied_admin_group_holds_the_demotions_it_drives() {
+    let mut w = admin_group_world();
+    let p0 = w.plan_at(now() - chrono::Duration::hours(1));
+    assert!(p0.actions.is_empty() && p0.source.suspicious.is_none());
+    w.after_read(&p0);
+    // The admin group comes back empty (a SCIM group whose members are never stated).
+    w.dir.groups[0].members.clear();
+    let p = w.plan();
+    let demotions: Vec<&Action> = p.actions.iter().filter(|a| a.kind == ActionKind::SetOrgRole).collect();
+    assert_eq!(demotions.len(), 3, "{:#?}", p.actions);
+    for d in demotions {
+        assert!(!d.is_ready(), "{d:#?}");
+        let h = d
+            .holds
+            .iter()
+            .find(|h| h.guard == Guard::SourceHealth)
+            .expect("held by source-health");
+        assert!(
+            h.reason.contains(ADMINS) && h.reason.contains('3') && h.reason.contains('0'),
+            "{}",
+            h.reason
+        );
+    }
+    let why = p.source.suspicious.as_deref().expect("the read is suspicious");
+    assert!(why.contains(ADMINS), "{why}");
+}
+
+/// Team ml mapped from group ml, whose `n` members are all in the W&B team.
+fn team_group_world(n: usize) -> World {
+    let mut w = World::new()
+        .person("root@example.com")
+        .user("root@example.com", OrgRole::Admin, &[])
+        .team("ml")
+        .maps_team("ml", "ml", "member");
+    let mut members = Vec::new();
+    for i in 0..n {
+        let m = format!("m{i}@example.com");
+        w = w.person(&m).user(&m, OrgRole::Member, &[("ml", "member")]);
+        members.push(format!("m{i}"));
+    }
+    let refs: Vec<&str> = members.iter().map(String::as_str).collect();
+    w.group("ml", &refs)
+}
+
+fn team_removals(p: &Plan) -> Vec<&Action> {
+    p.actions.iter().filter(|a| a.kind == ActionKind::RemoveFromTeam).collect()
+}
+
+#[test]
+fn an_emptied_team_group_holds_the_removals_it_drives() {
+    let mut w = team_group_world(3);
+    let p0 = w.plan_at(now() - chrono::Duration::hours(1));
+    assert!(p0.actions.is_empty());
+    w.after_read(&p0);
+    w.dir.groups[0].members.clear();
+    let p = w.plan();
+    let removals = team_removals(&p);
+    assert_eq!(removals.len(), 3);
+    for r in removals {
+        assert_eq!((r.status, r.guard), (Status::Held, Some(Guard::SourceHealth)), "{r:#?}");
+        let why = r.held_reason.as_deref().unwrap();
+        assert!(why.contains(ML) && why.contains("team ml"), "{why}");
+    }
+}
+
+#[test]
+fn a_team_group_shrinking_past_the_limit_holds_its_removals_and_a_small_shrink_does_not() {
+    let mut w = team_group_world(10);
+    let p0 = w.plan_at(now() - chrono::Duration::hours(2));
+    w.after_read(&p0);
+    // 10 -> 9 members (10%): within the limit, the removal goes ahead.
+    w.dir.groups[0].members.truncate(9);
+    let p1 = w.plan_at(now() - chrono::Duration::hours(1));
+    assert!(team_removals(&p1).iter().all(|a| a.is_ready()), "{:#?}", p1.actions);
+    assert_eq!(p1.source.suspicious, None);
+    w.after_read(&p1);
+    // 9 -> 5 members: half of the largest healthy read.
+    w.dir.groups[0].members.truncate(5);
+    let p = w.plan();
+    let removals = team_removals(&p);
+    assert_eq!(removals.len(), 5);
+    for r in removals {
+        assert_eq!(r.guard, Some(Guard::SourceHealth), "{r:#?}");
+        let why = r.held_reason.as_deref().unwrap();
+        assert!(why.contains("from 10 to 5"), "{why}");
+    }
+}
+
+#[test]
+fn a_mapped_group_empty_on_first_sight_is_suspicious_only_when_it_drives_removals() {
+    // A new mapping to an empty group would empty the team: held.
+    let mut w = team_group_world(2);
+    w.dir.groups[0].members.clear();
+    let p = w.plan();
+    assert!(
+        team_removals(&p).iter().all(|a| a.guard == Some(Guard::SourceHealth)),
+        "{:#?}",
+        p.actions
+    );
+    assert!(p.source.suspicious.is_some());
+    // An empty group whose team is empty too drives nothing: a healthy read.
+    let mut quiet = team_group_world(0);
+    quiet.dir.groups[0].members.clear();
+    let q = quiet.plan();
+    assert!(q.actions.is_empty());
+    assert_eq!(q.source.suspicious, None);
+}
+
+#[test]
+fn a_suspicious_group_does_not_hold_what_it_does_not_drive() {
+    // Group ml emptied: its removals wait; a new hire elsewhere is still created.
+    let mut w = team_group_world(3).person("new@example.com");
+    let p0 = w.plan_at(now() - chrono::Duration::hours(1));
+    w.after_read(&p0);
+    w.dir.groups[0].members.clear();
+    let p = w.plan();
+    assert!(find(&p, ActionKind::CreateUser, "new@example.com").is_ready());
+    assert!(team_removals(&p).iter().all(|a| !a.is_ready()));
 }
 
 #[test]
