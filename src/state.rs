@@ -25,7 +25,7 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBeha
 use serde::{Deserialize, Serialize};
 
 use crate::model::Email;
-use crate::plan::{Action, ActionId, Approval, Guard, PlanState, Tombstone, TombstoneCause, TombstoneRecord};
+use crate::plan::{Action, ActionId, Approval, Guard, HealthyRead, PlanState, Tombstone, TombstoneCause, TombstoneRecord};
 
 /// The database file inside the state directory.
 pub const DB_FILE: &str = "idsync.db";
@@ -93,6 +93,20 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE approvals ADD COLUMN guards TEXT NOT NULL DEFAULT '';
     ALTER TABLE approvals ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';
+    ",
+    // 3: source-health compares with the largest healthy read within a window, people and
+    // each mapped group (SPEC §4). The one stored read stays a healthy read at its time,
+    // without group counts (groups then start from their first healthy read).
+    "
+    CREATE TABLE healthy_reads (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        read_at TEXT NOT NULL,
+        people INTEGER NOT NULL,
+        groups TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX healthy_reads_at ON healthy_reads (read_at);
+    INSERT INTO healthy_reads (read_at, people) SELECT read_at, last_good_size FROM source_health;
+    DROP TABLE source_health;
     ",
 ];
 
@@ -304,15 +318,7 @@ impl StateStore {
         for (email, since) in self.rows2("SELECT email, since FROM tombstones")? {
             tombstones.insert(self.email(&email)?, TombstoneRecord { since: self.time(&since)? });
         }
-        let size: Option<i64> = self
-            .conn
-            .query_row("SELECT last_good_size FROM source_health WHERE id = 1", [], |r| r.get(0))
-            .optional()
-            .map_err(self.err())?;
-        let last_good_source_size = match size {
-            Some(n) => Some(usize::try_from(n).map_err(|_| self.corrupt(format!("stored directory size {n} is negative")))?),
-            None => None,
-        };
+        let healthy_reads = self.healthy_reads()?;
         let mut ledger = BTreeSet::new();
         for (email, team) in self.rows2("SELECT email, team FROM ledger")? {
             ledger.insert((self.email(&email)?, team));
@@ -323,7 +329,7 @@ impl StateStore {
         }
         Ok(PlanState {
             tombstones,
-            last_good_source_size,
+            healthy_reads,
             ledger,
             approvals: self.approvals()?,
             anchors,
@@ -392,19 +398,58 @@ impl StateStore {
             .collect()
     }
 
-    /// Records a healthy directory read: its size (the baseline for the source-health
-    /// guard) and each anchor's email (for identity-change), replacing the previous ones.
-    pub fn record_good_read(&mut self, source_size: usize, anchors: &BTreeMap<String, Email>) -> Result<(), StateError> {
+    /// The stored healthy reads, oldest first.
+    fn healthy_reads(&self) -> Result<Vec<HealthyRead>, StateError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT read_at, people, groups FROM healthy_reads ORDER BY read_at, seq")
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?)))
+            .map_err(self.err())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.err())?;
+        rows.into_iter()
+            .map(|(at, people, groups)| {
+                Ok(HealthyRead {
+                    at: self.time(&at)?,
+                    people: usize::try_from(people).map_err(|_| self.corrupt(format!("stored directory size {people} is negative")))?,
+                    groups: serde_json::from_str(&groups)
+                        .map_err(|e| self.corrupt(format!("stored group sizes {groups:?} are not a JSON map of counts: {e}")))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records a healthy directory read for the source-health baseline and forgets the
+    /// ones older than `window` before it: the guard never looks further back.
+    pub fn record_healthy_read(&mut self, read: &HealthyRead, window: Duration) -> Result<(), StateError> {
         let path = self.path.clone();
         let e = db_err(&path);
-        let size = i64::try_from(source_size).unwrap_or(i64::MAX);
+        let people = i64::try_from(read.people).unwrap_or(i64::MAX);
+        // A map of strings to counts always serialises; "{}" would only lose group baselines.
+        let groups = serde_json::to_string(&read.groups).unwrap_or_else(|_| "{}".into());
+        let cutoff = chrono::Duration::from_std(window)
+            .ok()
+            .and_then(|w| read.at.checked_sub_signed(w))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
         let tx = self.conn.transaction().map_err(&e)?;
         tx.execute(
-            "INSERT INTO source_health (id, last_good_size, read_at) VALUES (1, ?1, ?2)
-             ON CONFLICT (id) DO UPDATE SET last_good_size = excluded.last_good_size, read_at = excluded.read_at",
-            params![size, ts(&Utc::now())],
+            "INSERT INTO healthy_reads (read_at, people, groups) VALUES (?1, ?2, ?3)",
+            params![ts(&read.at), people, groups],
         )
         .map_err(&e)?;
+        tx.execute("DELETE FROM healthy_reads WHERE read_at < ?1", params![ts(&cutoff)])
+            .map_err(&e)?;
+        tx.commit().map_err(&e)
+    }
+
+    /// Records each anchor's email at a healthy read (for identity-change), replacing the
+    /// previous ones.
+    pub fn record_good_read(&mut self, anchors: &BTreeMap<String, Email>) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let e = db_err(&path);
+        let tx = self.conn.transaction().map_err(&e)?;
         tx.execute("DELETE FROM anchors", []).map_err(&e)?;
         {
             let mut ins = tx
@@ -979,7 +1024,9 @@ mod tests {
                 cause: TombstoneCause::Disabled,
             }])
             .unwrap();
-            s.record_good_read(42, &anchors).unwrap();
+            s.record_healthy_read(&healthy(1, 42, &[("cn=ml", 3)]), Duration::from_secs(86_400))
+                .unwrap();
+            s.record_good_read(&anchors).unwrap();
             s.ledger_grant(&email("a@example.com"), "ml").unwrap();
             s.add_approvals(&[approval("abc", 1, 9)]).unwrap();
         }
@@ -989,7 +1036,7 @@ mod tests {
             st.tombstones.get(&email("gone@example.com")),
             Some(&TombstoneRecord { since: t(1) })
         );
-        assert_eq!(st.last_good_source_size, Some(42));
+        assert_eq!(st.healthy_reads, vec![healthy(1, 42, &[("cn=ml", 3)])]);
         assert_eq!(st.anchors, anchors);
         assert!(st.ledger.contains(&(email("a@example.com"), "ml".to_string())));
         assert_eq!(st.approvals, vec![approval("abc", 1, 9)]);
@@ -1052,17 +1099,85 @@ mod tests {
         assert!(s.tombstones().unwrap().is_empty());
     }
 
+    fn healthy(h: u32, people: usize, groups: &[(&str, usize)]) -> HealthyRead {
+        HealthyRead {
+            at: t(h),
+            people,
+            groups: groups.iter().map(|(g, n)| (g.to_string(), *n)).collect(),
+        }
+    }
+
     #[test]
-    fn good_reads_replace_size_and_anchors() {
+    fn good_reads_replace_anchors() {
         let tmp = tempfile::tempdir().unwrap();
         let mut s = StateStore::open(tmp.path()).unwrap();
         let one: BTreeMap<_, _> = [("x".to_string(), email("x@e.com")), ("y".to_string(), email("y@e.com"))].into();
-        s.record_good_read(10, &one).unwrap();
+        s.record_good_read(&one).unwrap();
         let two: BTreeMap<_, _> = [("y".to_string(), email("new@e.com"))].into();
-        s.record_good_read(9, &two).unwrap();
-        let st = s.load_plan_state().unwrap();
-        assert_eq!(st.last_good_source_size, Some(9));
-        assert_eq!(st.anchors, two);
+        s.record_good_read(&two).unwrap();
+        assert_eq!(s.load_plan_state().unwrap().anchors, two);
+    }
+
+    #[test]
+    fn healthy_reads_accumulate_and_those_older_than_the_window_are_pruned() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = StateStore::open(tmp.path()).unwrap();
+        let window = Duration::from_secs(3 * 3600);
+        s.record_healthy_read(&healthy(1, 100, &[("cn=ml", 10)]), window).unwrap();
+        s.record_healthy_read(&healthy(2, 91, &[]), window).unwrap();
+        s.record_healthy_read(&healthy(4, 83, &[("cn=ml", 9), ("cn=admins", 2)]), window)
+            .unwrap();
+        // At 04:00 the window reaches back to 01:00: nothing is older yet.
+        assert_eq!(s.load_plan_state().unwrap().healthy_reads.len(), 3);
+        s.record_healthy_read(&healthy(5, 80, &[]), window).unwrap();
+        // At 05:00 it reaches back to 02:00: the 01:00 read is forgotten.
+        assert_eq!(
+            s.load_plan_state().unwrap().healthy_reads,
+            vec![
+                healthy(2, 91, &[]),
+                healthy(4, 83, &[("cn=ml", 9), ("cn=admins", 2)]),
+                healthy(5, 80, &[])
+            ]
+        );
+    }
+
+    #[test]
+    fn migration_3_keeps_the_last_good_read_as_a_healthy_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(DB_FILE);
+        {
+            // A store as idsync wrote it before migration 3.
+            let mut c = Connection::open(&path).unwrap();
+            migrate(&mut c, &path, &MIGRATIONS[..2]).unwrap();
+            c.execute(
+                "INSERT INTO source_health (id, last_good_size, read_at) VALUES (1, 57, ?1)",
+                params![ts(&t(3))],
+            )
+            .unwrap();
+        }
+        let s = StateStore::open(tmp.path()).unwrap();
+        assert_eq!(user_version(tmp.path()), MIGRATIONS.len() as i64);
+        assert_eq!(s.load_plan_state().unwrap().healthy_reads, vec![healthy(3, 57, &[])]);
+        let old: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'source_health'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(old, 0, "the one-row table is gone, its row moved");
+    }
+
+    #[test]
+    fn garbled_group_sizes_are_reported_as_corrupt() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = StateStore::open(tmp.path()).unwrap();
+        s.conn
+            .execute(
+                "INSERT INTO healthy_reads (read_at, people, groups) VALUES (?1, 5, 'not json')",
+                params![ts(&t(1))],
+            )
+            .unwrap();
+        let err = s.load_plan_state().unwrap_err();
+        assert!(matches!(err, StateError::Corrupt { .. }), "{err:?}");
+        assert!(err.to_string().contains("group sizes"), "{err}");
     }
 
     #[test]

@@ -100,14 +100,17 @@ pub fn plan_now(env: &Env, dir: &DirectorySnapshot, org: &OrgSnapshot, state: &P
     })
 }
 
-/// Stores what a plan learned: tombstone clocks, and the directory size and anchors when
-/// the read looks healthy (a suspicious read never becomes the new baseline).
-pub fn persist_plan_state(store: &mut StateStore, plan: &Plan, dir: &DirectorySnapshot) -> Result<(), Error> {
+/// Stores what a healthy read taught: tombstone clocks, the read for the source-health
+/// baseline (pruned to `guards.source_health_window`) and anchors. A suspicious read
+/// stores nothing (SPEC §4): it starts and stops no clock and never joins the baseline.
+pub fn persist_plan_state(store: &mut StateStore, plan: &Plan, dir: &DirectorySnapshot, policy: &Policy) -> Result<(), Error> {
+    let Some(read) = plan.healthy_read() else {
+        return Ok(());
+    };
     store.replace_tombstones(&plan.tombstones)?;
-    if plan.source.suspicious.is_none() {
-        let anchors = plan::anchors_to_store(dir, &plan.identity_pending);
-        store.record_good_read(plan.source.usable_enabled, &anchors)?;
-    }
+    store.record_healthy_read(&read, policy.guards.source_health_window)?;
+    let anchors = plan::anchors_to_store(dir, &plan.identity_pending);
+    store.record_good_read(&anchors)?;
     Ok(())
 }
 
@@ -277,14 +280,15 @@ pub async fn execute(
     .await?;
     phases.apply = Some(t.elapsed());
     let stopped = stopped_before || stop.as_ref().is_some_and(|s| *s.borrow());
-    let held = fresh.held().count();
+    // A suspicious read is `held` even with nothing held: a human must look (SPEC §2).
+    let held = fresh.needs_a_human();
     let done: std::collections::BTreeSet<_> = report.results.iter().map(|(a, _)| &a.id).collect();
     let not_started = to_apply.ready().filter(|a| !done.contains(&a.id)).count();
     // An action the live admin re-check skipped was not applied: like a held one, it waits
     // for the next run or a human, so the run is `held`, never `success`.
     let result = if report.failed() > 0 || not_started > 0 {
         RunResult::Failure
-    } else if held > 0 || report.skipped() > 0 {
+    } else if held || report.skipped() > 0 {
         RunResult::Held
     } else {
         RunResult::Success
@@ -432,7 +436,7 @@ async fn run_inner(
     progress.sides = Some(side_counts(&dir, &org));
     let t = Instant::now();
     let fresh = plan_now(env, &dir, &org, &state, started);
-    persist_plan_state(&mut store, &fresh, &dir)?;
+    persist_plan_state(&mut store, &fresh, &dir, &env.policy)?;
     progress.phases.plan = Some(t.elapsed());
     let to_apply = fresh.clone();
     // Seat hygiene for the daemon's gauges, from the same snapshots the plan used.
@@ -487,4 +491,93 @@ pub fn lock_apply(state_dir: &Path) -> Result<ApplyLock, Error> {
 /// A run id that sorts by time: `20260101T120000Z-3f2a1c`.
 pub fn new_run_id(now: DateTime<Utc>) -> String {
     format!("{}-{:06x}", now.format("%Y%m%dT%H%M%SZ"), rand::random::<u32>() & 0xff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Email, Person};
+    use crate::plan::{SourceSummary, TargetSummary, Tombstone, TombstoneCause};
+    use chrono::TimeZone;
+
+    fn at(h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 22, h, 0, 0).unwrap()
+    }
+
+    /// A plan at `h` o'clock with `people` enabled people and one new tombstone.
+    fn plan_at(h: u32, people: usize, suspicious: Option<&str>) -> Plan {
+        Plan {
+            version: 1,
+            generated_at: at(h),
+            source: SourceSummary {
+                kind: "ldif".into(),
+                users: people,
+                groups: 1,
+                usable_enabled: people,
+                mapped_groups: [("cn=ml".to_string(), 4)].into(),
+                suspicious: suspicious.map(str::to_string),
+            },
+            target: TargetSummary::default(),
+            summary: BTreeMap::new(),
+            actions: Vec::new(),
+            tombstones: vec![Tombstone {
+                user: Email::parse(&format!("gone{h}@example.com")).unwrap(),
+                since: at(h),
+                deprovision_after: None,
+                cause: TombstoneCause::Missing,
+            }],
+            skipped: Vec::new(),
+            roster_before: Vec::new(),
+            roster_after: Vec::new(),
+            identity_pending: Default::default(),
+        }
+    }
+
+    fn dir(email: &str) -> DirectorySnapshot {
+        DirectorySnapshot {
+            kind: "ldif".into(),
+            people: vec![Person {
+                anchor: format!("anchor-{email}"),
+                email: Some(email.into()),
+                username: String::new(),
+                display_name: String::new(),
+                enabled: true,
+                source_ref: String::new(),
+            }],
+            groups: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_suspicious_read_persists_nothing_and_a_healthy_one_joins_the_baseline() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = StateStore::open(tmp.path()).unwrap();
+        let policy = Policy::default();
+        persist_plan_state(&mut store, &plan_at(1, 100, None), &dir("a@example.com"), &policy).unwrap();
+        let healthy = store.load_plan_state().unwrap();
+        assert_eq!(healthy.healthy_reads.len(), 1);
+        assert_eq!(healthy.healthy_reads[0].groups.get("cn=ml"), Some(&4));
+        assert_eq!(healthy.tombstones.len(), 1);
+
+        let suspicious = plan_at(2, 50, Some("the directory shrank from 100 to 50"));
+        persist_plan_state(&mut store, &suspicious, &dir("b@example.com"), &policy).unwrap();
+        assert_eq!(
+            store.load_plan_state().unwrap(),
+            healthy,
+            "no clock, baseline or anchor from a suspicious read"
+        );
+    }
+
+    #[test]
+    fn healthy_reads_older_than_the_window_are_forgotten() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = StateStore::open(tmp.path()).unwrap();
+        let mut policy = Policy::default();
+        policy.guards.source_health_window = Duration::from_secs(2 * 3600);
+        for (h, n) in [(1, 100), (2, 95), (4, 90)] {
+            persist_plan_state(&mut store, &plan_at(h, n, None), &dir("a@example.com"), &policy).unwrap();
+        }
+        let kept: Vec<usize> = store.load_plan_state().unwrap().healthy_reads.iter().map(|r| r.people).collect();
+        assert_eq!(kept, vec![95, 90]);
+    }
 }

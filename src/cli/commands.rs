@@ -86,9 +86,9 @@ pub(crate) fn new_run_id() -> String {
     sync::new_run_id(Utc::now())
 }
 
-/// The exit code a plan implies (SPEC §2).
+/// The exit code a plan implies (SPEC §2): a suspicious read counts as held.
 pub(crate) fn plan_exit_code(plan: &Plan) -> u8 {
-    if plan.held().next().is_some() {
+    if plan.needs_a_human() {
         exit::HELD
     } else if plan.ready().next().is_some() {
         exit::CHANGES_PENDING
@@ -396,7 +396,7 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
     }
     // Going ahead: what this run learned and approved is stored now, under the lock.
     store.add_approvals(&new_approvals)?;
-    sync::persist_plan_state(&mut store, &fresh, &dir)?;
+    sync::persist_plan_state(&mut store, &fresh, &dir, &env.policy)?;
 
     let prepared = sync::Prepared {
         run_id,

@@ -214,6 +214,7 @@ pub(crate) const KNOWN_KEYS: &[(&str, &[&str])] = &[
             "max_deprovision_percent",
             "max_team_removals",
             "max_source_shrink_percent",
+            "source_health_window",
             "max_seats",
             "pipeline_key_owners",
             "pipeline_inventory",

@@ -111,6 +111,7 @@ impl Config {
                 max_deprovision_percent: g.max_deprovision_percent,
                 max_team_removals: g.max_team_removals,
                 max_source_shrink_percent: g.max_source_shrink_percent,
+                source_health_window: g.source_health_window.0,
                 max_seats: g.max_seats,
                 pipeline_owners,
             },

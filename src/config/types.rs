@@ -258,6 +258,8 @@ pub struct GuardsConfig {
     pub max_team_removals: usize,
     #[serde(default = "default_max_source_shrink_percent")]
     pub max_source_shrink_percent: u32,
+    #[serde(default = "default_source_health_window")]
+    pub source_health_window: HumanDuration,
     #[serde(default)]
     pub max_seats: usize,
     #[serde(default)]
@@ -276,6 +278,7 @@ impl Default for GuardsConfig {
             max_deprovision_percent: default_max_deprovision_percent(),
             max_team_removals: default_max_team_removals(),
             max_source_shrink_percent: default_max_source_shrink_percent(),
+            source_health_window: default_source_health_window(),
             max_seats: 0,
             pipeline_key_owners: Vec::new(),
             pipeline_inventory: None,
@@ -477,6 +480,9 @@ fn default_max_team_removals() -> usize {
 }
 fn default_max_source_shrink_percent() -> u32 {
     10
+}
+fn default_source_health_window() -> HumanDuration {
+    HumanDuration::from_secs(7 * 86_400)
 }
 fn default_approval_ttl() -> HumanDuration {
     HumanDuration::from_secs(24 * 3600)

@@ -442,6 +442,12 @@ fn check_guards(c: &mut Checker<'_, '_>, cfg: &Config) {
     if g.approval_ttl.0.is_zero() {
         c.error(&keys(&["guards", "approval_ttl"]), "must be longer than 0s (default \"24h\")");
     }
+    if g.source_health_window.0.is_zero() {
+        c.error(
+            &keys(&["guards", "source_health_window"]),
+            "must be longer than 0s: source-health compares each read with the largest healthy read within it (default \"7d\")",
+        );
+    }
     if g.min_org_admins == 0 {
         c.warn(
             &keys(&["guards", "min_org_admins"]),

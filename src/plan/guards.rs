@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{Email, OrgSnapshot, OrgUser};
+use crate::duration::HumanDuration;
+use crate::model::{Email, OrgRole, OrgSnapshot, OrgUser};
 
 use super::admin;
 use super::types::{Action, ActionId, ActionKind, Approval, Deployment, Guard, Hold, PlanState, Policy, Status};
@@ -28,6 +29,8 @@ pub(crate) struct GuardInput<'a> {
     /// People in the snapshot, and those enabled with a usable email.
     pub directory_people: usize,
     pub usable_enabled: usize,
+    /// Members of each mapped group the directory has, by policy reference.
+    pub mapped_groups: &'a BTreeMap<String, usize>,
 }
 
 /// How a stored approval fits the action as planned now (SPEC §4).
@@ -73,7 +76,8 @@ impl Slot {
 }
 
 /// Runs every guard over `actions` and sets each action's status, guard and reason.
-pub(crate) fn run(actions: &mut [Action], input: &GuardInput<'_>) {
+/// Returns why source-health finds the read suspicious, if it does.
+pub(crate) fn run(actions: &mut [Action], input: &GuardInput<'_>) -> Option<String> {
     // The latest approval per action id (the store keeps one; later ones replace).
     let approvals: HashMap<&ActionId, &Approval> = input.state.approvals.iter().map(|a| (&a.action_id, a)).collect();
     let mode = input.policy.deprovision;
@@ -109,7 +113,7 @@ pub(crate) fn run(actions: &mut [Action], input: &GuardInput<'_>) {
     pipeline_key(actions, &mut slots, input);
     mass_deprovision(actions, &mut slots, input);
     mass_team_removal(actions, &mut slots, input);
-    source_health(actions, &mut slots, input);
+    let suspicious = source_health(actions, &mut slots, input);
     propagate(actions, &deps, &mut slots);
     seat_limit(actions, &mut slots, input);
     propagate(actions, &deps, &mut slots);
@@ -144,6 +148,7 @@ pub(crate) fn run(actions: &mut [Action], input: &GuardInput<'_>) {
         }
         a.holds = holds;
     }
+    suspicious
 }
 
 /// Why a stored approval did not release a held action, for the plan to say instead of
@@ -331,30 +336,186 @@ fn mass_team_removal(actions: &[Action], slots: &mut [Slot], input: &GuardInput<
     }
 }
 
-/// Whether the directory read looks wrong, and why.
-pub(crate) fn source_suspicion(input: &GuardInput<'_>) -> Option<String> {
+/// `now - window`, or the beginning of time when that does not fit: then every stored
+/// read counts, which can only hold more.
+fn window_start(now: DateTime<Utc>, window: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(window)
+        .ok()
+        .and_then(|w| now.checked_sub_signed(w))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// Whether `now` is more than `pct` percent below `largest`.
+fn shrank(largest: usize, now: usize, pct: u32) -> bool {
+    largest > now && ((largest - now) as u128) * 100 > (pct as u128) * (largest as u128)
+}
+
+/// Why the directory read as a whole looks wrong: empty, or more than
+/// `max_source_shrink_percent` below the largest healthy read within the window (not just
+/// the last one, so a directory that loses 9% a run still trips a 10% limit).
+fn directory_suspicion(input: &GuardInput<'_>) -> Option<String> {
     if input.directory_people == 0 || input.usable_enabled == 0 {
         return Some("the directory read returned no usable people: refusing to remove anyone on an empty read".into());
     }
-    let last = input.state.last_good_source_size?;
+    let g = &input.policy.guards;
+    let since = window_start(input.now, g.source_health_window);
+    // Reads stamped after `now` (a clock set back) are recent too.
+    let largest = input
+        .state
+        .healthy_reads
+        .iter()
+        .filter(|r| r.at >= since)
+        .max_by_key(|r| (r.people, r.at))?;
     let now = input.usable_enabled;
-    let pct = input.policy.guards.max_source_shrink_percent as u128;
-    if last > now && ((last - now) as u128) * 100 > pct * last as u128 {
-        return Some(format!(
-            "the directory shrank from {last} to {now} enabled people since the last good read (more than guards.max_source_shrink_percent = {pct}%)"
-        ));
-    }
-    None
+    let pct = g.max_source_shrink_percent;
+    shrank(largest.people, now, pct).then(|| {
+        format!(
+            "the directory shrank from {} to {now} enabled people (more than guards.max_source_shrink_percent = {pct}% below the largest healthy read within guards.source_health_window = {}, at {})",
+            largest.people,
+            HumanDuration(g.source_health_window),
+            largest.at.format("%Y-%m-%dT%H:%M:%SZ")
+        )
+    })
 }
 
-fn source_health(actions: &[Action], slots: &mut [Slot], input: &GuardInput<'_>) {
-    if let Some(reason) = source_suspicion(input) {
-        for (a, s) in actions.iter().zip(slots.iter_mut()) {
+/// What a mapped group drives that takes something away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Drives {
+    /// Removals from and demotions in this team (`policy.teams`).
+    Team(String),
+    /// Org admin demotions (`policy.org_roles` with role admin).
+    OrgDemotions,
+}
+
+impl Drives {
+    fn covers(&self, a: &Action) -> bool {
+        if !a.is_reducing() {
+            return false;
+        }
+        match self {
+            Drives::Team(t) => {
+                matches!(a.kind, ActionKind::RemoveFromTeam | ActionKind::SetTeamRole) && a.team.as_deref() == Some(t.as_str())
+            }
+            Drives::OrgDemotions => a.kind == ActionKind::SetOrgRole,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Drives::Team(t) => format!("policy.teams: team {t}"),
+            Drives::OrgDemotions => "policy.org_roles: org admin".into(),
+        }
+    }
+}
+
+/// Each mapped group the directory has, with what it drives. `auto_add_group` drives no
+/// removals (leaving it only stops creation), so it is tracked but never held over.
+fn mapped_group_drives<'a>(input: &GuardInput<'a>) -> BTreeMap<&'a str, Vec<Drives>> {
+    let p = input.policy;
+    let mut out: BTreeMap<&'a str, Vec<Drives>> = BTreeMap::new();
+    let mut add = |group: &str, d: Drives| {
+        if let Some((g, _)) = input.mapped_groups.get_key_value(group) {
+            let v = out.entry(g.as_str()).or_default();
+            if !v.contains(&d) {
+                v.push(d);
+            }
+        }
+    };
+    for r in &p.teams {
+        add(&r.group, Drives::Team(r.team.clone()));
+    }
+    for r in p.org_roles.iter().filter(|r| r.role == OrgRole::Admin) {
+        add(&r.group, Drives::OrgDemotions);
+    }
+    out
+}
+
+/// Mapped groups that look wrong, each with what it drives and why (SPEC §4): a group
+/// that is empty, or more than `max_source_shrink_percent` below its largest healthy read
+/// within the window, makes the removals and demotions it drives suspicious. A group that
+/// drives none this run is left alone: nothing rests on it.
+fn group_suspicions(actions: &[Action], input: &GuardInput<'_>) -> Vec<(Vec<Drives>, String)> {
+    let g = &input.policy.guards;
+    let since = window_start(input.now, g.source_health_window);
+    let window = HumanDuration(g.source_health_window);
+    let pct = g.max_source_shrink_percent;
+    let mut out = Vec::new();
+    for (group, drives) in mapped_group_drives(input) {
+        if !actions.iter().any(|a| drives.iter().any(|d| d.covers(a))) {
+            continue;
+        }
+        let now = input.mapped_groups.get(group).copied().unwrap_or(0);
+        let largest = input
+            .state
+            .healthy_reads
+            .iter()
+            .filter(|r| r.at >= since)
+            .filter_map(|r| r.groups.get(group).copied())
+            .max();
+        let uses: Vec<String> = drives.iter().map(Drives::describe).collect();
+        let uses = uses.join(", ");
+        let reason = match largest {
+            Some(m) if shrank(m, now, pct) => Some(format!(
+                "mapped group {group} ({uses}) shrank from {m} to {now} members (more than guards.max_source_shrink_percent = {pct}% below its largest healthy read within guards.source_health_window = {window}): holding the removals and demotions it drives"
+            )),
+            _ if now == 0 => Some(format!(
+                "mapped group {group} ({uses}) came back empty{}: holding the removals and demotions it drives",
+                if largest.is_none() {
+                    format!(" and has no healthy read within guards.source_health_window = {window} to compare with")
+                } else {
+                    String::new()
+                }
+            )),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            out.push((drives, reason));
+        }
+    }
+    out
+}
+
+/// Holds what a suspicious read would take away, and returns why the read is suspicious.
+/// A suspicious directory holds every reducing action; a suspicious mapped group, what
+/// it drives. Either way the read starts no tombstone clock, so a deprovision whose clock
+/// this read would start is held too (a grace of 0s would otherwise remove on it).
+fn source_health(actions: &[Action], slots: &mut [Slot], input: &GuardInput<'_>) -> Option<String> {
+    let directory = directory_suspicion(input);
+    let groups = group_suspicions(actions, input);
+    for (a, s) in actions.iter().zip(slots.iter_mut()) {
+        if let Some(reason) = &directory {
             if a.is_reducing() {
                 s.hold(Guard::SourceHealth, reason.clone());
             }
         }
+        for (drives, reason) in &groups {
+            if drives.iter().any(|d| d.covers(a)) {
+                s.hold(Guard::SourceHealth, reason.clone());
+            }
+        }
     }
+    let mut why: Vec<String> = directory.into_iter().collect();
+    why.extend(groups.into_iter().map(|(_, r)| r));
+    if why.is_empty() {
+        return None;
+    }
+    let why = why.join("; ");
+    for (a, s) in actions.iter().zip(slots.iter_mut()) {
+        let clock_started = a
+            .user
+            .as_ref()
+            .and_then(|u| input.state.tombstones.get(u))
+            .is_some_and(|t| t.since <= input.now);
+        if a.kind == ActionKind::DeprovisionUser && !clock_started {
+            s.hold(
+                Guard::SourceHealth,
+                format!(
+                    "this read is suspicious and starts no tombstone clock, so it deprovisions nobody whose clock it would start ({why})"
+                ),
+            );
+        }
+    }
+    Some(why)
 }
 
 fn seat_limit(actions: &[Action], slots: &mut [Slot], input: &GuardInput<'_>) {

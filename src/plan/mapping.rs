@@ -96,6 +96,10 @@ pub(crate) struct Desired<'a> {
     pub renamed: BTreeMap<Email, Renamed<'a>>,
     /// Enabled people with a usable email (the size source-health compares).
     pub usable_enabled: usize,
+    /// Members of each policy group the directory has, by the policy's reference (the
+    /// per-group sizes source-health compares). Groups the directory lacks are absent:
+    /// their rules are inert, never "empty".
+    pub mapped_groups: BTreeMap<String, usize>,
     pub skipped: Vec<Skipped>,
 }
 
@@ -270,11 +274,17 @@ pub(crate) fn desired_state<'a>(
     // Group rules. A rule whose group the directory lacks is inert and reported.
     let groups = GroupIndex::new(dir);
     let mut missing_groups = BTreeSet::new();
+    let mut sized = |reference: &str, members: &HashSet<&str>| {
+        out.mapped_groups.insert(reference.to_string(), members.len());
+    };
     let auto_add_members = match &policy.auto_add_group {
         Some(g) => {
             let r = groups.resolve(g);
-            if r.is_none() {
-                missing_groups.insert(g.clone());
+            match &r {
+                Some(m) => sized(g, m),
+                None => {
+                    missing_groups.insert(g.clone());
+                }
             }
             Some(r)
         }
@@ -284,6 +294,7 @@ pub(crate) fn desired_state<'a>(
     for rule in &policy.org_roles {
         match groups.resolve(&rule.group) {
             Some(m) => {
+                sized(&rule.group, &m);
                 if rule.role == OrgRole::Admin {
                     out.admin_group_named = true;
                 }
@@ -298,6 +309,7 @@ pub(crate) fn desired_state<'a>(
     for rule in &policy.teams {
         match groups.resolve(&rule.group) {
             Some(m) => {
+                sized(&rule.group, &m);
                 if org.team(&rule.team).is_some() {
                     out.managed_teams.insert(rule.team.clone());
                     team_rules.push((rule, m));

@@ -57,9 +57,13 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         in_scope_active: d.in_scope_active,
         directory_people: directory.people.len(),
         usable_enabled: desired.usable_enabled,
+        mapped_groups: &desired.mapped_groups,
     };
-    guards::run(&mut d.actions, &gi);
-    let suspicious = guards::source_suspicion(&gi);
+    let suspicious = guards::run(&mut d.actions, &gi);
+    if suspicious.is_some() {
+        // A suspicious read starts no tombstone clock (SPEC §4): only the stored ones show.
+        d.tombstones.retain(|t| state.tombstones.contains_key(&t.user));
+    }
 
     let mut summary: BTreeMap<String, usize> = BTreeMap::new();
     for a in &d.actions {
@@ -75,6 +79,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
             users: directory.people.len(),
             groups: directory.groups.len(),
             usable_enabled: desired.usable_enabled,
+            mapped_groups: desired.mapped_groups,
             suspicious,
         },
         target: TargetSummary {

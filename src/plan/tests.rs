@@ -153,8 +153,8 @@ impl World {
     /// What the shell stores after planning `p`: a healthy read joins the baseline and
     /// its tombstone clocks are kept; a suspicious read changes nothing.
     fn after_read(&mut self, p: &Plan) {
-        if p.source.suspicious.is_none() {
-            self.state.last_good_source_size = Some(p.source.usable_enabled);
+        if let Some(read) = p.healthy_read() {
+            self.state.healthy_reads.push(read);
             self.state.tombstones = p
                 .tombstones
                 .iter()
@@ -163,8 +163,12 @@ impl World {
         }
     }
     /// A healthy read of `people` enabled people at `at`, as the baseline.
-    fn baseline(&mut self, people: usize, _at: DateTime<Utc>) {
-        self.state.last_good_source_size = Some(people);
+    fn baseline(&mut self, people: usize, at: DateTime<Utc>) {
+        self.state.healthy_reads.push(HealthyRead {
+            at,
+            people,
+            groups: BTreeMap::new(),
+        });
     }
 }
 
@@ -354,9 +358,12 @@ fn owned_mode_only_removes_what_idsync_granted() {
     let mut w = World::new()
         .person("bob@example.com")
         .person("carol@example.com")
+        .person("dave@example.com")
         .user("bob@example.com", OrgRole::Member, &[("ml", "member")])
         .user("carol@example.com", OrgRole::Member, &[("ml", "member")])
-        .group("ml", &[])
+        .user("dave@example.com", OrgRole::Member, &[("ml", "member")])
+        // Not empty: an empty group's removals wait for source-health.
+        .group("ml", &["dave"])
         .maps_team("ml", "ml", "member");
     w.policy.team_membership = TeamMembershipMode::Owned;
     w.state.ledger.insert((e("carol@example.com"), "ml".into()));
@@ -855,7 +862,7 @@ fn approved_pipeline_owner_world() -> (World, ActionId) {
 fn an_approval_over_pipeline_key_does_not_release_a_new_source_health_hold() {
     let (mut w, id) = approved_pipeline_owner_world();
     // A later read looks suspicious: source-health now holds the same action too.
-    w.state.last_good_source_size = Some(100);
+    w.baseline(100, now() - chrono::Duration::hours(1));
     let p = w.plan();
     let d = p.action(&id).unwrap();
     assert_eq!((d.status, d.guard), (Status::Held, Some(Guard::SourceHealth)));
@@ -1020,7 +1027,7 @@ fn empty_directory_holds_every_removal() {
 #[test]
 fn shrinking_directory_holds_removals_but_not_additions() {
     let mut w = grace_world().person("new@example.com");
-    w.state.last_good_source_size = Some(100);
+    w.baseline(100, now() - chrono::Duration::hours(1));
     w.state.tombstones.insert(
         e("gone@example.com"),
         TombstoneRecord {
@@ -1438,6 +1445,7 @@ fn arb_world() -> impl Strategy<Value = World> {
         prop::collection::btree_map(0usize..12, 0i64..200, 0..6),
         prop::collection::vec(any::<bool>(), 16),
         any::<bool>(),
+        prop::collection::btree_map(0usize..4, 0usize..6, 0..4),
     );
     (people, groups, users, policy, state).prop_map(|(people, groups, users, pol, st)| {
         let mut w = World::new();
@@ -1543,8 +1551,14 @@ fn arb_world() -> impl Strategy<Value = World> {
         }
         w.policy.ignore_users.insert(e("u11@example.com"));
         w.policy.self_username = Some("wb0".into());
-        let (last_good, tombs, ledger_bits, pipeline) = st;
-        w.state.last_good_source_size = last_good;
+        let (last_good, tombs, ledger_bits, pipeline, group_sizes) = st;
+        if last_good.is_some() || !group_sizes.is_empty() {
+            w.state.healthy_reads.push(HealthyRead {
+                at: now() - chrono::Duration::hours(1),
+                people: last_good.unwrap_or(0),
+                groups: group_sizes.into_iter().map(|(g, n)| (format!("g{g}"), n)).collect(),
+            });
+        }
         for (n, hours) in tombs {
             w.state.tombstones.insert(
                 e(&format!("u{n}@example.com")),
@@ -1582,12 +1596,9 @@ fn team_admins(org: &OrgSnapshot, team: &str) -> usize {
 
 /// The state the shell would store after applying the ready actions of `p`.
 fn state_after(w: &World, p: &Plan) -> PlanState {
-    let mut s = w.state.clone();
-    s.tombstones = p
-        .tombstones
-        .iter()
-        .map(|t| (t.user.clone(), TombstoneRecord { since: t.since }))
-        .collect();
+    let mut w2 = w.clone();
+    w2.after_read(p);
+    let mut s = w2.state;
     for a in p.ready() {
         if let (ActionKind::AddToTeam, Some(u), Some(t)) = (a.kind, &a.user, &a.team) {
             s.ledger.insert((u.clone(), t.clone()));
@@ -1730,6 +1741,28 @@ proptest! {
                 let u = w.org.users.iter().find(|u| &u.id == id);
                 prop_assert!(u.is_some_and(|u| Email::parse(&u.email).as_ref() == Some(email)), "{:?} lands on {:?}", a, u);
             }
+        }
+    }
+
+    #[test]
+    fn a_suspicious_read_persists_nothing(w in arb_world()) {
+        // What the shell stores comes from the plan: a suspicious one offers no healthy
+        // read, shows only stored clocks, and deprovisions nobody on a clock it starts.
+        let p = w.plan();
+        if let Some(why) = &p.source.suspicious {
+            prop_assert!(!why.is_empty());
+            prop_assert!(p.healthy_read().is_none());
+            prop_assert!(p.needs_a_human());
+            for t in &p.tombstones {
+                prop_assert!(w.state.tombstones.contains_key(&t.user), "new clock for {} on a suspicious read", t.user);
+            }
+            for a in p.ready().filter(|a| a.kind == ActionKind::DeprovisionUser) {
+                let stored = a.user.as_ref().and_then(|u| w.state.tombstones.get(u));
+                prop_assert!(stored.is_some_and(|t| t.since <= now()), "ready deprovision on a clock this read starts: {:#?}", a);
+            }
+            prop_assert_eq!(state_after(&w, &p).healthy_reads, w.state.healthy_reads.clone());
+        } else {
+            prop_assert!(p.healthy_read().is_some());
         }
     }
 

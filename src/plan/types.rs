@@ -336,9 +336,14 @@ pub struct SourceSummary {
     /// In-process only: the JSON `source` object stays SPEC §6's `{kind, users, groups}`.
     #[serde(skip)]
     pub usable_enabled: usize,
-    /// Why source-health finds this read suspicious; `None` for a good read, which the
-    /// shell then records as the new baseline. In-process only, like `usable_enabled`.
+    /// Members of each group a policy rule uses, by the rule's reference, for the groups
+    /// the directory has: what source-health tracks per group. In-process only.
     #[serde(skip)]
+    pub mapped_groups: BTreeMap<String, usize>,
+    /// Why source-health finds this read suspicious; `None` for a healthy read, which the
+    /// shell then records for the baseline. In the JSON only when set, so a script (and a
+    /// saved plan) sees why a read that changes nothing is still not "in sync".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspicious: Option<String>,
 }
 
@@ -383,6 +388,22 @@ impl Plan {
     }
     pub fn action(&self, id: &ActionId) -> Option<&Action> {
         self.actions.iter().find(|a| &a.id == id)
+    }
+
+    /// Whether a human must look: something is held, or the directory read is
+    /// suspicious (SPEC §2: a suspicious read is never "in sync", even with nothing to do).
+    pub fn needs_a_human(&self) -> bool {
+        self.source.suspicious.is_some() || self.held().next().is_some()
+    }
+
+    /// What the shell records for the source-health baseline after this read; `None` when
+    /// the read is suspicious, which never becomes part of the baseline.
+    pub fn healthy_read(&self) -> Option<HealthyRead> {
+        self.source.suspicious.is_none().then(|| HealthyRead {
+            at: self.generated_at,
+            people: self.source.usable_enabled,
+            groups: self.source.mapped_groups.clone(),
+        })
     }
 }
 
@@ -446,6 +467,8 @@ pub struct GuardLimits {
     pub max_deprovision_percent: u32,
     pub max_team_removals: usize,
     pub max_source_shrink_percent: u32,
+    /// How far back source-health looks for the largest healthy read.
+    pub source_health_window: Duration,
     /// 0 = no limit.
     pub max_seats: usize,
     pub pipeline_owners: Vec<PipelineOwner>,
@@ -460,6 +483,7 @@ impl Default for GuardLimits {
             max_deprovision_percent: 5,
             max_team_removals: 50,
             max_source_shrink_percent: 10,
+            source_health_window: Duration::from_secs(7 * 86_400),
             max_seats: 0,
             pipeline_owners: Vec::new(),
         }
@@ -555,14 +579,26 @@ impl Approval {
     }
 }
 
+/// One healthy directory read, kept for `guards.source_health_window`: source-health
+/// compares each read with the largest of these, so a slow decline still adds up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthyRead {
+    pub at: DateTime<Utc>,
+    /// Enabled people with a usable email.
+    pub people: usize,
+    /// Members of each mapped group the directory had, by policy reference.
+    pub groups: BTreeMap<String, usize>,
+}
+
 /// What the state store remembers that the plan core reads. Plain data, loaded by the
 /// shell before planning.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PlanState {
     /// Tombstone clocks by email.
     pub tombstones: BTreeMap<Email, TombstoneRecord>,
-    /// Enabled people with a usable email at the last good directory read.
-    pub last_good_source_size: Option<usize>,
+    /// Healthy directory reads, oldest first; the core looks only at those within
+    /// `guards.source_health_window` of `now` (the shell prunes older ones).
+    pub healthy_reads: Vec<HealthyRead>,
     /// Team memberships idsync granted: (email, team).
     pub ledger: BTreeSet<(Email, String)>,
     pub approvals: Vec<Approval>,
