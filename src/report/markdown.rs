@@ -5,7 +5,7 @@ use crate::plan::{Action, Plan, TombstoneCause};
 
 use super::{
     approved_over, change, guard_name, guard_note, held_groups, roster_diff, sizes, target_sizes, time, user_cell, Release, Summary,
-    NEVER_DEPROVISIONED, NO_ROSTER_CHANGES,
+    NEVER_DEPROVISIONED, NO_ROSTER_CHANGES, SUSPICIOUS_ACCEPT, SUSPICIOUS_MEANS,
 };
 
 pub(super) fn render(plan: &Plan, plan_file: &str) -> String {
@@ -18,6 +18,13 @@ pub(super) fn render(plan: &Plan, plan_file: &str) -> String {
         sizes(plan),
         target_sizes(plan)
     ));
+    if let Some(why) = &plan.source.suspicious {
+        out.push_str(&format!(
+            "> **Suspicious directory read:** {}.\n> {SUSPICIOUS_MEANS}\n> {}\n\n",
+            esc(why),
+            esc(SUSPICIOUS_ACCEPT)
+        ));
+    }
     summary(&mut out, plan);
     ready(&mut out, plan);
     held(&mut out, plan, plan_file);

@@ -164,6 +164,8 @@ struct Summary {
     held: usize,
     tombstones: usize,
     skipped: usize,
+    /// A suspicious read is never "in sync", even with nothing to change (SPEC §2).
+    suspicious: bool,
 }
 
 impl Summary {
@@ -177,11 +179,12 @@ impl Summary {
             held: plan.held().count(),
             tombstones: plan.tombstones.len(),
             skipped: plan.skipped.len(),
+            suspicious: plan.source.suspicious.is_some(),
         }
     }
 
     fn in_sync(&self) -> bool {
-        self.ready.is_empty() && self.held == 0
+        self.ready.is_empty() && self.held == 0 && !self.suspicious
     }
 
     /// `(label, count)` rows: one per ready kind, then held, tombstones and skipped
@@ -204,6 +207,8 @@ impl Summary {
     fn sentence(&self) -> String {
         let main = if self.in_sync() {
             "In sync: no changes.".to_string()
+        } else if self.ready.is_empty() && self.held == 0 {
+            "Not in sync: nothing to change, but the directory read is suspicious.".to_string()
         } else {
             let mut parts: Vec<String> = self.ready.iter().map(|(k, n)| format!("{n} {}", kind_phrase(*k, *n))).collect();
             if parts.is_empty() {
@@ -230,6 +235,12 @@ impl Summary {
         }
     }
 }
+
+/// What a suspicious read means, after its reason: the same words in text and markdown.
+const SUSPICIOUS_MEANS: &str =
+    "The removals and demotions it drives are held, no tombstone clock starts, and this read does not become the source-health baseline.";
+/// How a human accepts a real shrink (SPEC §4).
+const SUSPICIOUS_ACCEPT: &str = "If the change is real, review and approve the held actions (idsync plan --out PLAN.json, then idsync approve PLAN.json), or change guards.max_source_shrink_percent; otherwise fix the source.";
 
 fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
     if n == 1 {

@@ -210,6 +210,48 @@ fn empty_plan_markdown_says_in_sync_without_tables() {
     assert!(out.contains("_no roster changes._"));
 }
 
+const SHRANK: &str = "the directory shrank from 100 to 40 enabled people";
+
+fn suspicious_plan() -> Plan {
+    let mut plan = empty_plan();
+    plan.source.suspicious = Some(SHRANK.into());
+    plan
+}
+
+#[test]
+fn a_suspicious_read_is_never_reported_in_sync_and_says_why_in_text() {
+    let out = text(&suspicious_plan());
+    assert!(!out.contains("In sync"), "{out}");
+    let warning = line_with(&out, "SUSPICIOUS");
+    assert!(warning.contains(SHRANK), "{out}");
+    assert!(out.contains("no tombstone clock starts"), "{out}");
+    assert!(out.contains("idsync approve"), "the way to accept a real shrink: {out}");
+}
+
+#[test]
+fn a_suspicious_read_says_why_in_markdown() {
+    let out = markdown(&suspicious_plan());
+    assert!(!out.contains("In sync"), "{out}");
+    assert!(out.contains("Suspicious directory read") && out.contains(SHRANK), "{out}");
+}
+
+#[test]
+fn a_suspicious_read_says_why_in_json_and_a_healthy_one_keeps_the_spec_source() {
+    let v: serde_json::Value = serde_json::from_str(&render_json(&suspicious_plan())).unwrap();
+    assert_eq!(
+        v["source"],
+        serde_json::json!({"kind": "ldap", "users": 4, "groups": 2, "suspicious": SHRANK})
+    );
+    let back = parse_plan_json(&render_json(&suspicious_plan())).unwrap();
+    assert_eq!(
+        back.source.suspicious.as_deref(),
+        Some(SHRANK),
+        "`show` of a saved plan says it too"
+    );
+    let v: serde_json::Value = serde_json::from_str(&render_json(&empty_plan())).unwrap();
+    assert_eq!(v["source"], serde_json::json!({"kind": "ldap", "users": 4, "groups": 2}));
+}
+
 #[test]
 fn tombstones_alone_do_not_break_in_sync() {
     let mut plan = empty_plan();

@@ -4,7 +4,7 @@ use crate::plan::{Action, Plan, TombstoneCause};
 
 use super::{
     approved_over, detail, guard_name, guard_note, held_groups, marker, roster_diff, sizes, target_sizes, time, user_cell, DiffLine,
-    Release, Summary, NEVER_DEPROVISIONED, NO_ROSTER_CHANGES,
+    Release, Summary, NEVER_DEPROVISIONED, NO_ROSTER_CHANGES, SUSPICIOUS_ACCEPT, SUSPICIOUS_MEANS,
 };
 
 /// ANSI styles; only emitted when colour is on.
@@ -73,6 +73,11 @@ pub(super) fn render(plan: &Plan, color: bool, plan_file: &str) -> String {
         Style::Plain,
         &format!("Source {}: {}. W&B: {}.", plan.source.kind, sizes(plan), target_sizes(plan)),
     );
+    if let Some(why) = &plan.source.suspicious {
+        out.line(Style::BoldYellow, &format!("SUSPICIOUS DIRECTORY READ: {why}."));
+        out.line(Style::Plain, &format!("  {SUSPICIOUS_MEANS}"));
+        out.line(Style::Plain, &format!("  {SUSPICIOUS_ACCEPT}"));
+    }
     out.line(Style::Bold, &Summary::of(plan).sentence());
 
     ready_section(&mut out, plan);
