@@ -181,6 +181,7 @@ fn defaults_match_the_spec() {
         (1, 1, 10, 5, 50, 10, 0)
     );
     assert_eq!(g.approval_ttl, HumanDuration::from_secs(24 * 3600));
+    assert_eq!(g.source_health_window, HumanDuration::from_secs(7 * 86_400));
     assert_eq!(g.pipeline_inventory, None);
 
     assert_eq!(c.daemon.schedule, "0 */15 * * * *");
@@ -318,7 +319,12 @@ fn wrong_types_and_bad_durations_name_the_key_and_line() {
 
 #[test]
 fn durations_past_a_century_are_config_errors_with_their_line() {
-    for (table, key) in [("guards", "approval_ttl"), ("policy", "grace_period"), ("target", "timeout")] {
+    for (table, key) in [
+        ("guards", "approval_ttl"),
+        ("guards", "source_health_window"),
+        ("policy", "grace_period"),
+        ("target", "timeout"),
+    ] {
         let line = format!("{key} = \"99999999999d\"\n");
         let text = match table {
             "guards" => config(SOURCE, TARGET, POLICY, &format!("[guards]\n{line}")),
@@ -628,6 +634,16 @@ fn numeric_limits_are_checked() {
 }
 
 #[test]
+fn the_source_health_window_must_be_longer_than_zero() {
+    assert_problem(
+        &config(SOURCE, TARGET, POLICY, "[guards]\nsource_health_window = \"0s\"\n"),
+        "source_health_window",
+        &["[guards] source_health_window", "longer than 0s", "\"7d\""],
+    );
+    assert!(parse(&config(SOURCE, TARGET, POLICY, "[guards]\nsource_health_window = \"1h\"\n")).is_ok());
+}
+
+#[test]
 fn daemon_and_log_settings_are_checked() {
     assert_problem(
         &config(SOURCE, TARGET, POLICY, "[daemon]\nschedule = \"*/15 * * * *\"\n"),
@@ -897,7 +913,7 @@ fn source_secret_depends_on_the_kind() {
 fn policy_converts_every_setting() {
     let target = "[target]\napi_key_env = \"K\"\nusername = \"idsync-bot\"\ndeployment = \"self-managed\"\nserver_version = \"0.55.2\"\n";
     let policy = "[policy]\nmanaged_domains = [\"Example.COM\", \" corp.example.org \"]\nignore_users = [\"BreakGlass@Example.com\"]\nauto_add_group = \"cn=wandb-users\"\ndefault_org_role = \"Admin\"\ndeprovision = \"delete\"\ngrace_period = \"7d\"\ndisabled_grace_period = \"1h\"\nteam_membership = \"owned\"\n";
-    let rest = "[[policy.org_roles]]\ngroup = \"cn=admins\"\nrole = \"admin\"\n\n[[policy.teams]]\nteam = \"ml\"\ngroup = \"cn=ml\"\nrole = \"Viewer\"\ncreate = true\n\n[[policy.teams]]\nteam = \"ml\"\ngroup = \"cn=ml-ops\"\nrole = \"ml-engineer\"\ncreate = true\n\n[guards]\nmin_org_admins = 2\nmin_team_admins = 0\nmax_deprovisions = 3\nmax_deprovision_percent = 7\nmax_team_removals = 9\nmax_source_shrink_percent = 20\nmax_seats = 100\npipeline_key_owners = [\"CI@example.com\"]\n";
+    let rest = "[[policy.org_roles]]\ngroup = \"cn=admins\"\nrole = \"admin\"\n\n[[policy.teams]]\nteam = \"ml\"\ngroup = \"cn=ml\"\nrole = \"Viewer\"\ncreate = true\n\n[[policy.teams]]\nteam = \"ml\"\ngroup = \"cn=ml-ops\"\nrole = \"ml-engineer\"\ncreate = true\n\n[guards]\nmin_org_admins = 2\nmin_team_admins = 0\nmax_deprovisions = 3\nmax_deprovision_percent = 7\nmax_team_removals = 9\nmax_source_shrink_percent = 20\nsource_health_window = \"2d\"\nmax_seats = 100\npipeline_key_owners = [\"CI@example.com\"]\n";
     let c = parse(&config(SOURCE, target, policy, rest)).unwrap().config;
     let inv = parse_inventory(
         "[[pipeline]]\nowner = \"etl@example.com\"\nteam = \"ml\"\nname = \"etl\"\n",
@@ -936,6 +952,7 @@ fn policy_converts_every_setting() {
         ),
         (2, 0, 3, 7, 9, 20, 100)
     );
+    assert_eq!(g.source_health_window, Duration::from_secs(2 * 86_400));
     assert_eq!(g.pipeline_owners.len(), 2);
     assert_eq!(
         (g.pipeline_owners[0].owner.as_str(), g.pipeline_owners[0].team.as_deref()),
