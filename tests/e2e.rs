@@ -255,6 +255,93 @@ async fn grace_period_tombstone_first_then_deprovision_and_return_cancels() {
     assert!(text(&status).contains("tombstones: 0"), "{}", text(&status));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_suspicious_read_exits_3_says_why_and_starts_no_tombstone_clock() {
+    let names: Vec<String> = (0..10).map(|i| format!("p{i}")).chain(["root".to_string()]).collect();
+    let emails: Vec<String> = names.iter().map(|n| format!("{n}@example.com")).collect();
+    let seed: Vec<SeedUser> = emails
+        .iter()
+        .map(|e| (e.as_str(), if e.starts_with("root") { "admin" } else { "member" }, &[][..]))
+        .collect();
+    let everyone: Vec<P> = names.iter().map(|n| P(n, true)).collect();
+    let f = Fixture::start(Setup {
+        org: org(&seed, &[]),
+        ldif: ldif(&everyone, &[]),
+        policy: r#"grace_period = "1h""#,
+        ..Setup::default()
+    })
+    .await;
+    // A healthy read of 11 people: the baseline.
+    let first = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&first), 0, "{}", text(&first));
+
+    // The source loses a subtree: 5 of 11 come back. Nothing is due yet (1h grace), but
+    // the read is not "in sync".
+    let few: Vec<P> = ["root", "p0", "p1", "p2", "p3"].iter().map(|n| P(n, true)).collect();
+    f.write_ldif(&ldif(&few, &[]));
+    let plan = f.run(&["plan"]).await;
+    let out = text(&plan);
+    assert_eq!(code(&plan), 3, "{out}");
+    assert!(
+        out.contains("SUSPICIOUS DIRECTORY READ") && out.contains("shrank from 11 to 5"),
+        "{out}"
+    );
+    assert!(!out.contains("In sync"), "{out}");
+    let json = f.run(&["plan", "--format", "json"]).await;
+    assert_eq!(code(&json), 3, "{}", text(&json));
+    let p: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(p["source"]["suspicious"].as_str().unwrap().contains("shrank from 11 to 5"), "{p}");
+    assert_eq!(p["tombstones"].as_array().unwrap().len(), 0, "no clock starts: {p}");
+
+    let apply = f.run(&["apply", "--yes"]).await;
+    let out = text(&apply);
+    assert_eq!(code(&apply), 3, "{out}");
+    assert!(out.contains("shrank from 11 to 5"), "{out}");
+    let status = text(&f.run(&["status"]).await);
+    assert!(status.contains("tombstones: 0"), "the suspicious apply started no clock:\n{status}");
+    assert!(status.contains("held"), "the run is recorded as held:\n{status}");
+    assert_eq!(f.users().await.len(), 11, "nobody removed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_emptied_team_group_holds_its_removals() {
+    let f = Fixture::start(Setup {
+        org: org(
+            &[
+                ("root@example.com", "admin", &[]),
+                ("a@example.com", "member", &[("ml", "member")]),
+                ("b@example.com", "member", &[("ml", "member")]),
+            ],
+            &["ml"],
+        ),
+        ldif: ldif(&[P("root", true), P("a", true), P("b", true)], &[("ml", &["a", "b"])]),
+        tables: TEAM_ML,
+        ..Setup::default()
+    })
+    .await;
+    let first = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&first), 0, "{}", text(&first));
+    // Everyone is still there, but the group that feeds team ml comes back empty.
+    f.write_ldif(&ldif(&[P("root", true), P("a", true), P("b", true)], &[("ml", &[])]));
+    let plan = f.run(&["plan", "--out", "plan.json"]).await;
+    assert_eq!(code(&plan), 3, "{}", text(&plan));
+    let p = plan_json(&f, "plan.json");
+    let held = held_by(&p, "source-health");
+    assert_eq!(held.len(), 2, "{p}");
+    assert!(held.iter().all(|a| a["kind"] == "remove_from_team"));
+    assert!(
+        held[0]["held_reason"]
+            .as_str()
+            .unwrap()
+            .contains("cn=ml,ou=groups,dc=example,dc=com"),
+        "{p}"
+    );
+    let apply = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&apply), 3, "{}", text(&apply));
+    let users = f.users().await;
+    assert!(users["a@example.com"]["teams"].get("ml").is_some(), "{users:?}");
+}
+
 /// Every file under `dir` with its bytes, to show that a command changed nothing.
 fn files_under(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     let mut out = std::collections::BTreeMap::new();
