@@ -13,7 +13,7 @@ use crate::duration::HumanDuration;
 use crate::model::{Email, OrgRole, OrgSnapshot, OrgUser};
 
 use super::admin;
-use super::types::{Action, ActionId, ActionKind, Approval, Deployment, Guard, Hold, PlanState, Policy, Status};
+use super::types::{Action, ActionId, ActionKind, Approval, Deployment, Guard, HealthyRead, Hold, PlanState, Policy, Status};
 
 /// Everything the guards read besides the actions.
 pub(crate) struct GuardInput<'a> {
@@ -379,7 +379,7 @@ fn directory_suspicion(input: &GuardInput<'_>) -> Option<String> {
 }
 
 /// What a mapped group drives that takes something away.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Drives {
     /// Removals from and demotions in this team (`policy.teams`).
     Team(String),
@@ -388,15 +388,15 @@ enum Drives {
 }
 
 impl Drives {
-    fn covers(&self, a: &Action) -> bool {
+    /// What of this kind `a` takes away, if anything.
+    fn of(a: &Action) -> Option<Drives> {
         if !a.is_reducing() {
-            return false;
+            return None;
         }
-        match self {
-            Drives::Team(t) => {
-                matches!(a.kind, ActionKind::RemoveFromTeam | ActionKind::SetTeamRole) && a.team.as_deref() == Some(t.as_str())
-            }
-            Drives::OrgDemotions => a.kind == ActionKind::SetOrgRole,
+        match a.kind {
+            ActionKind::RemoveFromTeam | ActionKind::SetTeamRole => a.team.clone().map(Drives::Team),
+            ActionKind::SetOrgRole => Some(Drives::OrgDemotions),
+            _ => None,
         }
     }
 
@@ -410,15 +410,12 @@ impl Drives {
 
 /// Each mapped group the directory has, with what it drives. `auto_add_group` drives no
 /// removals (leaving it only stops creation), so it is tracked but never held over.
-fn mapped_group_drives<'a>(input: &GuardInput<'a>) -> BTreeMap<&'a str, Vec<Drives>> {
+fn mapped_group_drives<'a>(input: &GuardInput<'a>) -> BTreeMap<&'a str, BTreeSet<Drives>> {
     let p = input.policy;
-    let mut out: BTreeMap<&'a str, Vec<Drives>> = BTreeMap::new();
+    let mut out: BTreeMap<&'a str, BTreeSet<Drives>> = BTreeMap::new();
     let mut add = |group: &str, d: Drives| {
         if let Some((g, _)) = input.mapped_groups.get_key_value(group) {
-            let v = out.entry(g.as_str()).or_default();
-            if !v.contains(&d) {
-                v.push(d);
-            }
+            out.entry(g.as_str()).or_default().insert(d);
         }
     };
     for r in &p.teams {
@@ -430,46 +427,50 @@ fn mapped_group_drives<'a>(input: &GuardInput<'a>) -> BTreeMap<&'a str, Vec<Driv
     out
 }
 
-/// Mapped groups that look wrong, each with what it drives and why (SPEC §4): a group
-/// that is empty, or more than `max_source_shrink_percent` below its largest healthy read
-/// within the window, makes the removals and demotions it drives suspicious. A group that
-/// drives none this run is left alone: nothing rests on it.
-fn group_suspicions(actions: &[Action], input: &GuardInput<'_>) -> Vec<(Vec<Drives>, String)> {
+/// Why each kind of reduction is suspicious, from the mapped groups that look wrong
+/// (SPEC §4): a group that is empty, or more than `max_source_shrink_percent` below its
+/// largest healthy read within the window, makes the removals and demotions it drives
+/// suspicious. A group that drives none this run is left alone: nothing rests on it.
+fn group_suspicions(actions: &[Action], input: &GuardInput<'_>) -> BTreeMap<Drives, String> {
+    // One pass over the actions: plans can be large and policies have many rules.
+    let present: BTreeSet<Drives> = actions.iter().filter_map(Drives::of).collect();
+    let mut out: BTreeMap<Drives, String> = BTreeMap::new();
+    if present.is_empty() {
+        return out;
+    }
     let g = &input.policy.guards;
     let since = window_start(input.now, g.source_health_window);
+    let recent: Vec<&HealthyRead> = input.state.healthy_reads.iter().filter(|r| r.at >= since).collect();
     let window = HumanDuration(g.source_health_window);
     let pct = g.max_source_shrink_percent;
-    let mut out = Vec::new();
     for (group, drives) in mapped_group_drives(input) {
-        if !actions.iter().any(|a| drives.iter().any(|d| d.covers(a))) {
+        if drives.is_disjoint(&present) {
             continue;
         }
         let now = input.mapped_groups.get(group).copied().unwrap_or(0);
-        let largest = input
-            .state
-            .healthy_reads
-            .iter()
-            .filter(|r| r.at >= since)
-            .filter_map(|r| r.groups.get(group).copied())
-            .max();
+        let largest = recent.iter().filter_map(|r| r.groups.get(group).copied()).max();
         let uses: Vec<String> = drives.iter().map(Drives::describe).collect();
         let uses = uses.join(", ");
         let reason = match largest {
-            Some(m) if shrank(m, now, pct) => Some(format!(
+            Some(m) if shrank(m, now, pct) => format!(
                 "mapped group {group} ({uses}) shrank from {m} to {now} members (more than guards.max_source_shrink_percent = {pct}% below its largest healthy read within guards.source_health_window = {window}): holding the removals and demotions it drives"
-            )),
-            _ if now == 0 => Some(format!(
-                "mapped group {group} ({uses}) came back empty{}: holding the removals and demotions it drives",
-                if largest.is_none() {
-                    format!(" and has no healthy read within guards.source_health_window = {window} to compare with")
-                } else {
-                    String::new()
-                }
-            )),
-            _ => None,
+            ),
+            None if now == 0 => format!(
+                "mapped group {group} ({uses}) came back empty and has no healthy read within guards.source_health_window = {window} to compare with: holding the removals and demotions it drives"
+            ),
+            Some(_) if now == 0 => {
+                format!("mapped group {group} ({uses}) came back empty: holding the removals and demotions it drives")
+            }
+            _ => continue,
         };
-        if let Some(reason) = reason {
-            out.push((drives, reason));
+        for d in drives.into_iter().filter(|d| present.contains(d)) {
+            // Several suspicious groups on one team: each reason is worth reading.
+            out.entry(d)
+                .and_modify(|r| {
+                    r.push_str("; ");
+                    r.push_str(&reason);
+                })
+                .or_insert_with(|| reason.clone());
         }
     }
     out
@@ -488,14 +489,16 @@ fn source_health(actions: &[Action], slots: &mut [Slot], input: &GuardInput<'_>)
                 s.hold(Guard::SourceHealth, reason.clone());
             }
         }
-        for (drives, reason) in &groups {
-            if drives.iter().any(|d| d.covers(a)) {
-                s.hold(Guard::SourceHealth, reason.clone());
-            }
+        if let Some(reason) = Drives::of(a).and_then(|d| groups.get(&d)) {
+            s.hold(Guard::SourceHealth, reason.clone());
         }
     }
-    let mut why: Vec<String> = directory.into_iter().collect();
-    why.extend(groups.into_iter().map(|(_, r)| r));
+    let mut why: Vec<&str> = directory.as_deref().into_iter().collect();
+    for r in groups.values() {
+        if !why.contains(&r.as_str()) {
+            why.push(r);
+        }
+    }
     if why.is_empty() {
         return None;
     }
