@@ -79,9 +79,15 @@ fn log_outcome(o: &RunOutcome) {
     } else {
         tracing::info!(run_id = %o.run_id, result, ready, held, applied, failed, skipped, duration_ms, stopped = o.stopped, "run finished");
     }
+    let suspicious = o.plan.as_ref().and_then(|p| p.source.suspicious.as_deref());
+    if let Some(why) = suspicious {
+        // Held actions alone may be zero: the read itself needs a human (SPEC §2).
+        tracing::warn!(run_id = %o.run_id, reason = %why, "suspicious directory read: it started no tombstone clock and did not become the source-health baseline");
+    }
     notify::notify(&format!(
-        "STATUS=last run {result} at {}: {applied} applied, {failed} failed, {held} held",
-        o.finished.format("%Y-%m-%dT%H:%M:%SZ")
+        "STATUS=last run {result} at {}: {applied} applied, {failed} failed, {held} held{}",
+        o.finished.format("%Y-%m-%dT%H:%M:%SZ"),
+        if suspicious.is_some() { ", suspicious directory read" } else { "" }
     ));
 }
 
