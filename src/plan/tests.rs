@@ -1078,6 +1078,20 @@ fn a_directory_losing_9_percent_per_run_trips_source_health_on_the_second_run() 
 }
 
 #[test]
+fn only_healthy_reads_within_the_window_count() {
+    let mut w = sized_world(50);
+    w.baseline(100, now() - chrono::Duration::days(8));
+    assert_eq!(w.plan().source.suspicious, None, "8 days ago is outside the default 7d window");
+    w.baseline(100, now() - chrono::Duration::days(6));
+    assert!(w.plan().source.suspicious.is_some());
+    // A short window is how an operator accepts a real shrink at once.
+    w.policy.guards.source_health_window = Duration::from_secs(60);
+    let p = w.plan();
+    assert_eq!(p.source.suspicious, None);
+    assert_eq!(p.healthy_read().map(|r| r.people), Some(50));
+}
+
+#[test]
 fn a_suspicious_read_starts_no_tombstone_clock_and_shows_stored_ones_as_stored() {
     // 31 people now against 100 at the last good read; gone@ and old@ are missing,
     // and only old@ has a clock already.
