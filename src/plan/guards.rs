@@ -431,12 +431,13 @@ fn mapped_group_drives<'a>(input: &GuardInput<'a>) -> BTreeMap<&'a str, BTreeSet
 /// (SPEC §4): a group that is empty, or more than `max_source_shrink_percent` below its
 /// largest healthy read within the window, makes the removals and demotions it drives
 /// suspicious. A group that drives none this run is left alone: nothing rests on it.
-fn group_suspicions(actions: &[Action], input: &GuardInput<'_>) -> BTreeMap<Drives, String> {
+fn group_suspicions(actions: &[Action], input: &GuardInput<'_>) -> (BTreeMap<Drives, String>, Vec<String>) {
     // One pass over the actions: plans can be large and policies have many rules.
     let present: BTreeSet<Drives> = actions.iter().filter_map(Drives::of).collect();
     let mut out: BTreeMap<Drives, String> = BTreeMap::new();
+    let mut reasons = Vec::new();
     if present.is_empty() {
-        return out;
+        return (out, reasons);
     }
     let g = &input.policy.guards;
     let since = window_start(input.now, g.source_health_window);
@@ -472,8 +473,9 @@ fn group_suspicions(actions: &[Action], input: &GuardInput<'_>) -> BTreeMap<Driv
                 })
                 .or_insert_with(|| reason.clone());
         }
+        reasons.push(reason);
     }
-    out
+    (out, reasons)
 }
 
 /// Holds what a suspicious read would take away, and returns why the read is suspicious.
@@ -482,7 +484,7 @@ fn group_suspicions(actions: &[Action], input: &GuardInput<'_>) -> BTreeMap<Driv
 /// this read would start is held too (a grace of 0s would otherwise remove on it).
 fn source_health(actions: &[Action], slots: &mut [Slot], input: &GuardInput<'_>) -> Option<String> {
     let directory = directory_suspicion(input);
-    let groups = group_suspicions(actions, input);
+    let (groups, group_reasons) = group_suspicions(actions, input);
     for (a, s) in actions.iter().zip(slots.iter_mut()) {
         if let Some(reason) = &directory {
             if a.is_reducing() {
@@ -493,12 +495,7 @@ fn source_health(actions: &[Action], slots: &mut [Slot], input: &GuardInput<'_>)
             s.hold(Guard::SourceHealth, reason.clone());
         }
     }
-    let mut why: Vec<&str> = directory.as_deref().into_iter().collect();
-    for r in groups.values() {
-        if !why.contains(&r.as_str()) {
-            why.push(r);
-        }
-    }
+    let why: Vec<&str> = directory.iter().chain(&group_reasons).map(String::as_str).collect();
     if why.is_empty() {
         return None;
     }
