@@ -1,7 +1,7 @@
 //! The SQLite state store and the append-only audit log, both in `daemon.state_dir`.
 //!
 //! - [`StateStore`] (`idsync.db`): what the plan core reads back between runs
-//!   ([`PlanState`]: tombstone clocks, the last good directory size and anchors, the
+//!   ([`PlanState`]: tombstone clocks, the recent healthy directory reads and anchors, the
 //!   ledger, approvals), the apply journal, and the run history. Every write is committed
 //!   before the method returns, with `synchronous = FULL`, so a crash loses nothing that
 //!   a method reported as done.

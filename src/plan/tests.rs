@@ -1093,7 +1093,7 @@ fn only_healthy_reads_within_the_window_count() {
 
 #[test]
 fn a_suspicious_read_starts_no_tombstone_clock_and_shows_stored_ones_as_stored() {
-    // 31 people now against 100 at the last good read; gone@ and old@ are missing,
+    // 31 people now against 100 at a healthy read an hour ago; gone@ and old@ are missing,
     // and only old@ has a clock already.
     let mut w = grace_world().user("old@example.com", OrgRole::Member, &[]);
     w.baseline(100, now() - chrono::Duration::hours(1));
