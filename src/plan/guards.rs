@@ -379,22 +379,22 @@ fn directory_suspicion(input: &GuardInput<'_>) -> Option<String> {
 }
 
 /// What a mapped group drives that takes something away.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Drives {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Drives<'a> {
     /// Removals from and demotions in this team (`policy.teams`).
-    Team(String),
+    Team(&'a str),
     /// Org admin demotions (`policy.org_roles` with role admin).
     OrgDemotions,
 }
 
-impl Drives {
+impl<'a> Drives<'a> {
     /// What of this kind `a` takes away, if anything.
-    fn of(a: &Action) -> Option<Drives> {
+    fn of(a: &'a Action) -> Option<Drives<'a>> {
         if !a.is_reducing() {
             return None;
         }
         match a.kind {
-            ActionKind::RemoveFromTeam | ActionKind::SetTeamRole => a.team.clone().map(Drives::Team),
+            ActionKind::RemoveFromTeam | ActionKind::SetTeamRole => a.team.as_deref().map(Drives::Team),
             ActionKind::SetOrgRole => Some(Drives::OrgDemotions),
             _ => None,
         }
@@ -410,16 +410,16 @@ impl Drives {
 
 /// Each mapped group the directory has, with what it drives. `auto_add_group` drives no
 /// removals (leaving it only stops creation), so it is tracked but never held over.
-fn mapped_group_drives<'a>(input: &GuardInput<'a>) -> BTreeMap<&'a str, BTreeSet<Drives>> {
+fn mapped_group_drives<'a>(input: &GuardInput<'a>) -> BTreeMap<&'a str, BTreeSet<Drives<'a>>> {
     let p = input.policy;
-    let mut out: BTreeMap<&'a str, BTreeSet<Drives>> = BTreeMap::new();
-    let mut add = |group: &str, d: Drives| {
+    let mut out: BTreeMap<&'a str, BTreeSet<Drives<'a>>> = BTreeMap::new();
+    let mut add = |group: &str, d: Drives<'a>| {
         if let Some((g, _)) = input.mapped_groups.get_key_value(group) {
             out.entry(g.as_str()).or_default().insert(d);
         }
     };
     for r in &p.teams {
-        add(&r.group, Drives::Team(r.team.clone()));
+        add(&r.group, Drives::Team(&r.team));
     }
     for r in p.org_roles.iter().filter(|r| r.role == OrgRole::Admin) {
         add(&r.group, Drives::OrgDemotions);
@@ -431,10 +431,10 @@ fn mapped_group_drives<'a>(input: &GuardInput<'a>) -> BTreeMap<&'a str, BTreeSet
 /// (SPEC §4): a group that is empty, or more than `max_source_shrink_percent` below its
 /// largest healthy read within the window, makes the removals and demotions it drives
 /// suspicious. A group that drives none this run is left alone: nothing rests on it.
-fn group_suspicions(actions: &[Action], input: &GuardInput<'_>) -> (BTreeMap<Drives, String>, Vec<String>) {
+fn group_suspicions<'a>(actions: &'a [Action], input: &GuardInput<'a>) -> (BTreeMap<Drives<'a>, String>, Vec<String>) {
     // One pass over the actions: plans can be large and policies have many rules.
-    let present: BTreeSet<Drives> = actions.iter().filter_map(Drives::of).collect();
-    let mut out: BTreeMap<Drives, String> = BTreeMap::new();
+    let present: BTreeSet<Drives<'a>> = actions.iter().filter_map(Drives::of).collect();
+    let mut out: BTreeMap<Drives<'a>, String> = BTreeMap::new();
     let mut reasons = Vec::new();
     if present.is_empty() {
         return (out, reasons);
