@@ -240,7 +240,7 @@ impl Summary {
 const SUSPICIOUS_MEANS: &str =
     "The removals and demotions it drives are held, no tombstone clock starts, and this read does not become the source-health baseline.";
 /// How a human accepts a real shrink (SPEC §4).
-const SUSPICIOUS_ACCEPT: &str = "If the change is real, review and approve the held actions (idsync plan --out PLAN.json, then idsync approve PLAN.json), or change guards.max_source_shrink_percent; otherwise fix the source.";
+const SUSPICIOUS_ACCEPT: &str = "If the change is real, review and approve the held actions (idsync plan --out PLAN.json, then idsync approve PLAN.json); to accept the new size at once, apply once with a short guards.source_health_window (see README); otherwise fix the source.";
 
 fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
     if n == 1 {
