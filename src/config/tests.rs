@@ -644,6 +644,21 @@ fn the_source_health_window_must_be_longer_than_zero() {
 }
 
 #[test]
+fn a_source_health_window_shorter_than_the_schedule_warns() {
+    let window_warning = |rest: &str| -> Option<String> {
+        let loaded = parse(&config(SOURCE, TARGET, POLICY, rest)).unwrap();
+        loaded.warnings.into_iter().find(|w| w.contains("source_health_window"))
+    };
+    assert_eq!(window_warning(""), None, "7d against runs every 15 minutes");
+    let w = window_warning("[guards]\nsource_health_window = \"10m\"\n").expect("10m < 15m warns");
+    assert!(w.contains("[guards] source_health_window") && w.contains("15m"), "{w}");
+    // Weekday mornings: the weekend gap is what counts.
+    let w = window_warning("[guards]\nsource_health_window = \"2d\"\n\n[daemon]\nschedule = \"0 0 9 * * MON-FRI\"\n")
+        .expect("2d < the 3-day weekend gap");
+    assert!(w.contains("3d"), "{w}");
+}
+
+#[test]
 fn daemon_and_log_settings_are_checked() {
     assert_problem(
         &config(SOURCE, TARGET, POLICY, "[daemon]\nschedule = \"*/15 * * * *\"\n"),

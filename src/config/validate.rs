@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use super::cron::check_schedule;
+use super::cron::{check_schedule, parse_schedule};
 use super::doc::{entry, key_label, keys, with, Doc, Seg};
 use super::secrets::{check_env_name, read_secret_file, source_secret_keys, Lookup};
 use super::types::{Config, Deployment, DeprovisionMode, LdapDialect, SourceConfig, SourceKind};
+use crate::duration::HumanDuration;
 use crate::model::Email;
 
 /// Free mail providers: a managed domain among them would put strangers in scope.
@@ -447,6 +448,15 @@ fn check_guards(c: &mut Checker<'_, '_>, cfg: &Config) {
             &keys(&["guards", "source_health_window"]),
             "must be longer than 0s: source-health compares each read with the largest healthy read within it (default \"7d\")",
         );
+    } else if let Some(gap) = longest_schedule_gap(&cfg.daemon.schedule).filter(|gap| *gap > g.source_health_window.0) {
+        c.warn(
+            &keys(&["guards", "source_health_window"]),
+            format!(
+                "{} is shorter than the longest gap between two runs of daemon.schedule ({}): a run then has no healthy read to compare with, and source-health only catches empty reads; make it several runs long (default \"7d\")",
+                g.source_health_window,
+                HumanDuration(gap)
+            ),
+        );
     }
     if g.min_org_admins == 0 {
         c.warn(
@@ -454,6 +464,14 @@ fn check_guards(c: &mut Checker<'_, '_>, cfg: &Config) {
             "0 turns off the last-admin guard: idsync may remove every org admin",
         );
     }
+}
+
+/// The longest time between two of the schedule's next ticks (enough of them to span the
+/// weekend of a business-hours schedule); `None` when it does not parse (reported elsewhere).
+fn longest_schedule_gap(schedule: &str) -> Option<std::time::Duration> {
+    let s = parse_schedule(schedule).ok()?;
+    let ticks: Vec<_> = s.upcoming(chrono::Utc).take(1024).collect();
+    ticks.windows(2).filter_map(|w| (w[1] - w[0]).to_std().ok()).max()
 }
 
 fn check_daemon(c: &mut Checker<'_, '_>, cfg: &Config) {
