@@ -418,6 +418,10 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
     if let Some(report) = outcome.report.as_ref() {
         print_results(report, held, stale, left_out);
     }
+    // The counts alone may all be zero: say why this run still exits 3.
+    if let Some(why) = &to_apply.source.suspicious {
+        outln!("suspicious directory read, nothing from it stored: {why}");
+    }
     // Ready actions left out of a reviewed plan are still pending: never "in sync".
     Ok(match outcome.result {
         sync::RunResult::Success if left_out > 0 => exit::CHANGES_PENDING,
