@@ -74,6 +74,9 @@ pub struct PlanView {
     pub summary: std::collections::BTreeMap<String, usize>,
     pub ready: usize,
     pub held: Vec<HeldView>,
+    /// Why source-health found the read suspicious: a run can be `held` with nothing held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspicious: Option<String>,
 }
 
 /// A held action, with what a human needs to approve it (`idsync approve --id`).
@@ -106,6 +109,7 @@ impl PlanView {
                     overridable: a.overridable(),
                 })
                 .collect(),
+            suspicious: plan.source.suspicious.clone(),
         }
     }
 }
@@ -209,5 +213,27 @@ mod tests {
         let mut none = view("success", t);
         none.last_run = None;
         assert!(none.readiness(t).is_err());
+    }
+
+    #[test]
+    fn the_latest_plan_says_why_its_read_was_suspicious_and_only_then() {
+        let mut plan = Plan {
+            version: 1,
+            generated_at: Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap(),
+            source: Default::default(),
+            target: Default::default(),
+            summary: Default::default(),
+            actions: vec![],
+            tombstones: vec![],
+            skipped: vec![],
+            roster_before: vec![],
+            roster_after: vec![],
+            identity_pending: Default::default(),
+        };
+        let v = serde_json::to_value(PlanView::of(&plan)).unwrap();
+        assert!(v.get("suspicious").is_none(), "{v}");
+        plan.source.suspicious = Some("the directory shrank from 100 to 40".into());
+        let v = serde_json::to_value(PlanView::of(&plan)).unwrap();
+        assert_eq!(v["suspicious"], "the directory shrank from 100 to 40");
     }
 }
