@@ -12,8 +12,11 @@ use crate::model::{DirectorySnapshot, OrgSnapshot};
 use crate::plan::{self, PlanInput, PlanState, Policy};
 use crate::report::{self, Format, RenderOptions};
 
+/// One fuzz target: bytes in, nothing out, never a panic.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets, by name: what `scripts/fuzz.sh` builds and runs.
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+pub const TARGETS: [(&str, Target); 6] = [
     ("config", config),
     ("ldif", ldif),
     ("ldap_filter", ldap_filter),
