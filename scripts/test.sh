@@ -64,3 +64,5 @@ echo "== cargo test"
 cargo test --all-targets
 # Doc tests are not part of --all-targets.
 cargo test --doc --quiet
+echo "== fuzz targets, 3 s each so they cannot rot (scripts/fuzz.sh 600 is the real run)"
+./scripts/fuzz.sh 3
