@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use crate::model::{DirectorySnapshot, Email, OrgRole, OrgSnapshot, TeamRole};
 use crate::plan::{admin, Action, ActionId, ActionKind, Plan, Policy};
 use crate::state::{AuditLog, AuditRecord, Outcome, StateError, StateStore};
-use crate::target::{TargetError, WandbClient};
+use crate::wandb::{TargetError, WandbClient};
 
 /// How one action ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

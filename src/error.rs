@@ -6,7 +6,7 @@ use crate::config::ConfigError;
 use crate::report::ReportError;
 use crate::source::SourceError;
 use crate::state::StateError;
-use crate::target::TargetError;
+use crate::wandb::TargetError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -64,7 +64,7 @@ pub fn ldap_filter(data: &[u8]) {
 
 /// What W&B's SCIM API sends: list pages, users, teams and error bodies.
 pub fn wandb_scim(data: &[u8]) {
-    let _ = crate::target::wire_fuzz(data);
+    let _ = crate::wandb::wire_fuzz(data);
 }
 
 /// What the identity providers send: SCIM, Okta and Entra resources, Okta's `Link`

@@ -1,7 +1,7 @@
 //! idsync: keeps a Weights & Biases organization in step with a company directory.
 //!
 //! See ARCHITECTURE.md for the data flow. The core (`model`, `plan`, `report`) is pure;
-//! `source`, `target`, `state`, `apply`, `daemon` and `sandbox` are the shell.
+//! `source`, `wandb`, `state`, `apply`, `daemon` and `sandbox` are the shell.
 
 pub mod apply;
 pub mod cli;
@@ -19,4 +19,4 @@ pub mod secret;
 pub mod source;
 pub mod state;
 pub mod sync;
-pub mod target;
+pub mod wandb;

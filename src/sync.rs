@@ -14,7 +14,7 @@ use crate::model::{DirectorySnapshot, OrgSnapshot};
 use crate::plan::{self, Plan, PlanInput, PlanState, Policy};
 use crate::source;
 use crate::state::{actor, AuditLog, RunRecord, StateStore};
-use crate::target::{HttpStats, WandbClient};
+use crate::wandb::{HttpStats, WandbClient};
 
 /// A loaded, validated configuration with everything derived from it.
 pub struct Env {

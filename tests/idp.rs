@@ -12,7 +12,7 @@ use common::*;
 use idsync::secret::Secret;
 use idsync::source::entra::{EntraSettings, EntraSource};
 use idsync::source::okta::OktaSource;
-use idsync::target::Backoff;
+use idsync::wandb::Backoff;
 use serde_json::Value;
 
 const OKTA_TOKEN: &str = "00okta-SSWS-token-7f3a9c";

@@ -244,7 +244,7 @@ impl Metrics {
 mod tests {
     use super::*;
     use crate::sync::{PhaseDurations, RunResult, SideCounts};
-    use crate::target::HttpStats;
+    use crate::wandb::HttpStats;
     use chrono::{TimeZone, Utc};
 
     fn outcome(result: RunResult) -> RunOutcome {

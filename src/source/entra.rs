@@ -23,8 +23,8 @@ use super::SourceError;
 use crate::config::SourceConfig;
 use crate::model::{DirectorySnapshot, Group, Person};
 use crate::secret::Secret;
-use crate::target::retry::Backoff;
-use crate::target::HttpStats;
+use crate::wandb::retry::Backoff;
+use crate::wandb::HttpStats;
 
 pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
 pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com";

@@ -2,7 +2,7 @@
 //!
 //! One client per server: timeouts, no redirects (a redirect could carry the credential
 //! to another host), bounded retries of 429/5xx/timeouts through the one retry policy of
-//! [`crate::target::retry`] (honouring `Retry-After`, `RateLimit-Reset` and Okta's
+//! [`crate::wandb::retry`] (honouring `Retry-After`, `RateLimit-Reset` and Okta's
 //! `X-Rate-Limit-Reset`), request counters for the daemon's metrics, and errors that name
 //! the server, the operation and the credential to check. Secrets are never logged: auth
 //! headers are marked sensitive and server-supplied text is scrubbed before it reaches an
@@ -20,9 +20,9 @@ use serde_json::Value;
 use super::SourceError;
 use crate::config::{SourceConfig, SourceKind};
 use crate::secret::Secret;
-use crate::target::retry::{next_attempt, retryable_status, server_wait, Backoff, Next};
-use crate::target::transport::{read_body, root_cause, BodyError};
-use crate::target::HttpStats;
+use crate::wandb::retry::{next_attempt, retryable_status, server_wait, Backoff, Next};
+use crate::wandb::transport::{read_body, root_cause, BodyError};
+use crate::wandb::HttpStats;
 
 /// Retries per request after the first attempt: with the default backoff and honoured
 /// server hints this rides out a throttling window, and still fails a run in minutes.

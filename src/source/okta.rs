@@ -25,8 +25,8 @@ use super::SourceError;
 use crate::config::SourceConfig;
 use crate::model::{DirectorySnapshot, Group, Person};
 use crate::secret::Secret;
-use crate::target::retry::Backoff;
-use crate::target::HttpStats;
+use crate::wandb::retry::Backoff;
+use crate::wandb::HttpStats;
 
 /// Okta's page size limits: users 200, group members 1000, groups 10000.
 const USERS_LIMIT: u32 = 200;

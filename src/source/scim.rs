@@ -20,8 +20,8 @@ use super::SourceError;
 use crate::config::SourceConfig;
 use crate::model::{DirectorySnapshot, Group, Person};
 use crate::secret::Secret;
-use crate::target::retry::Backoff;
-use crate::target::HttpStats;
+use crate::wandb::retry::Backoff;
+use crate::wandb::HttpStats;
 
 /// Reads the whole directory from the SCIM server `[source]` describes.
 pub async fn read(cfg: &SourceConfig, config_dir: &Path) -> Result<DirectorySnapshot, SourceError> {
