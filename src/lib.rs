@@ -11,6 +11,7 @@ pub mod duration;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod http;
 pub mod model;
 pub mod plan;
 pub mod report;

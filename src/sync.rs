@@ -10,11 +10,12 @@ use chrono::{DateTime, Utc};
 use crate::apply::{self, ApplyContext, ApplyReport};
 use crate::config::{self, Config, Loaded};
 use crate::error::Error;
+use crate::http::HttpStats;
 use crate::model::{DirectorySnapshot, OrgSnapshot};
 use crate::plan::{self, Plan, PlanInput, PlanState, Policy};
 use crate::source;
 use crate::state::{actor, AuditLog, RunRecord, StateStore};
-use crate::wandb::{HttpStats, WandbClient};
+use crate::wandb::WandbClient;
 
 /// A loaded, validated configuration with everything derived from it.
 pub struct Env {

@@ -243,8 +243,8 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::HttpStats;
     use crate::sync::{PhaseDurations, RunResult, SideCounts};
-    use crate::wandb::HttpStats;
     use chrono::{TimeZone, Utc};
 
     fn outcome(result: RunResult) -> RunOutcome {

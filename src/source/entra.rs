@@ -21,10 +21,10 @@ use tokio::sync::Mutex;
 use super::http::{auth_header, join, parse_base, source_secret, warn_duplicate_names, IdpError, Pager, Request, SourceHttp, MAX_ITEMS};
 use super::SourceError;
 use crate::config::SourceConfig;
+use crate::http::retry::Backoff;
+use crate::http::HttpStats;
 use crate::model::{DirectorySnapshot, Group, Person};
 use crate::secret::Secret;
-use crate::wandb::retry::Backoff;
-use crate::wandb::HttpStats;
 
 pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
 pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com";

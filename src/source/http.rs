@@ -2,15 +2,15 @@
 //!
 //! One client per server: timeouts, no redirects (a redirect could carry the credential
 //! to another host), bounded retries of 429/5xx/timeouts through the one retry policy of
-//! [`crate::wandb::retry`] (honouring `Retry-After`, `RateLimit-Reset` and Okta's
+//! [`crate::http::retry`] (honouring `Retry-After`, `RateLimit-Reset` and Okta's
 //! `X-Rate-Limit-Reset`), request counters for the daemon's metrics, and errors that name
 //! the server, the operation and the credential to check. Secrets are never logged: auth
 //! headers are marked sensitive and server-supplied text is scrubbed before it reaches an
 //! error.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION};
@@ -19,10 +19,10 @@ use serde_json::Value;
 
 use super::SourceError;
 use crate::config::{SourceConfig, SourceKind};
+use crate::http::retry::{next_attempt, retryable_status, server_wait, Backoff, Next};
+use crate::http::transport::{read_body, root_cause, BodyError};
+use crate::http::{Counters, HttpStats};
 use crate::secret::Secret;
-use crate::wandb::retry::{next_attempt, retryable_status, server_wait, Backoff, Next};
-use crate::wandb::transport::{read_body, root_cause, BodyError};
-use crate::wandb::HttpStats;
 
 /// Retries per request after the first attempt: with the default backoff and honoured
 /// server hints this rides out a throttling window, and still fails a run in minutes.
@@ -119,37 +119,9 @@ impl From<IdpError> for SourceError {
     }
 }
 
-/// Request counters: per client (tests look at one read) and process-wide (the daemon
-/// exports `idsync_http_requests_total{system="source",code}` from [`http_stats`]).
-#[derive(Default)]
-struct Stats {
-    by_code: Mutex<BTreeMap<String, u64>>,
-    retries: AtomicU64,
-}
-
-impl Stats {
-    const fn new() -> Stats {
-        Stats {
-            by_code: Mutex::new(BTreeMap::new()),
-            retries: AtomicU64::new(0),
-        }
-    }
-
-    fn count(&self, code: &str) {
-        // A poisoned lock only means another thread panicked mid-increment.
-        let mut m = self.by_code.lock().unwrap_or_else(|e| e.into_inner());
-        *m.entry(code.to_string()).or_insert(0) += 1;
-    }
-
-    fn snapshot(&self) -> HttpStats {
-        HttpStats {
-            requests_by_code: self.by_code.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-            retries: self.retries.load(Ordering::Relaxed),
-        }
-    }
-}
-
-static GLOBAL: Stats = Stats::new();
+/// Process-wide counters (the daemon exports `idsync_http_requests_total{system="source",code}`
+/// from [`http_stats`]); each client also counts its own (tests look at one read).
+static GLOBAL: Counters = Counters::new();
 
 /// Every request any identity-provider source sent in this process, by status code
 /// (`"error"` for transport failures and timeouts), and the retries among them.
@@ -207,7 +179,7 @@ pub struct SourceHttp {
     scrub: Vec<Secret>,
     max_retries: u32,
     backoff: Backoff,
-    stats: Arc<Stats>,
+    stats: Arc<Counters>,
 }
 
 impl std::fmt::Debug for SourceHttp {
@@ -238,7 +210,7 @@ impl SourceHttp {
             scrub: Vec::new(),
             max_retries: MAX_RETRIES,
             backoff: Backoff::default(),
-            stats: Arc::new(Stats::default()),
+            stats: Arc::new(Counters::new()),
         })
     }
 
@@ -272,8 +244,8 @@ impl SourceHttp {
     }
 
     fn count_retry(&self) {
-        self.stats.retries.fetch_add(1, Ordering::Relaxed);
-        GLOBAL.retries.fetch_add(1, Ordering::Relaxed);
+        self.stats.count_retry();
+        GLOBAL.count_retry();
     }
 
     /// Sends a request, retrying 429/5xx/timeouts/connection failures with backoff and
@@ -756,7 +728,7 @@ mod tests {
             config_key: "source.url",
             max_items,
         };
-        let fetched = Mutex::new(Vec::new());
+        let fetched = std::sync::Mutex::new(Vec::new());
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let r = rt.block_on(pager.collect(&http, base.join("/api/v1/users").unwrap(), |url| {
             let mut f = fetched.lock().unwrap();

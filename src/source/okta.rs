@@ -23,10 +23,10 @@ use serde_json::Value;
 use super::http::{auth_header, join, parse_base, source_secret, warn_duplicate_names, IdpError, Pager, SourceHttp, MAX_ITEMS};
 use super::SourceError;
 use crate::config::SourceConfig;
+use crate::http::retry::Backoff;
+use crate::http::HttpStats;
 use crate::model::{DirectorySnapshot, Group, Person};
 use crate::secret::Secret;
-use crate::wandb::retry::Backoff;
-use crate::wandb::HttpStats;
 
 /// Okta's page size limits: users 200, group members 1000, groups 10000.
 const USERS_LIMIT: u32 = 200;

@@ -18,10 +18,10 @@ use serde_json::Value;
 use super::http::{auth_header, join, parse_base, source_secret, warn_duplicate_names, IdpError, SourceHttp};
 use super::SourceError;
 use crate::config::SourceConfig;
+use crate::http::retry::Backoff;
+use crate::http::HttpStats;
 use crate::model::{DirectorySnapshot, Group, Person};
 use crate::secret::Secret;
-use crate::wandb::retry::Backoff;
-use crate::wandb::HttpStats;
 
 /// Reads the whole directory from the SCIM server `[source]` describes.
 pub async fn read(cfg: &SourceConfig, config_dir: &Path) -> Result<DirectorySnapshot, SourceError> {

@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, IF_MATCH};
@@ -13,10 +13,11 @@ use serde_json::Value;
 use base64::Engine;
 
 use super::error::TargetError;
-use super::retry::{next_attempt, retryable_status, server_wait, Backoff, Next};
-use super::transport::{read_body, root_cause, BodyError};
 use super::wire;
 use crate::config::{TargetAuth, TargetConfig};
+use crate::http::retry::{next_attempt, retryable_status, server_wait, Backoff, Next};
+use crate::http::transport::{read_body, root_cause, BodyError};
+use crate::http::{Counters, HttpStats};
 use crate::model::{Email, OrgRole, OrgSnapshot, OrgUser, Team, TeamRole};
 use crate::plan::{Deployment, DeprovisionMode};
 use crate::secret::Secret;
@@ -32,51 +33,6 @@ const MAX_BODY: usize = 256 * 1024 * 1024;
 const FALLBACK_TIMEOUT: Duration = Duration::from_secs(30);
 const ACCEPT_VALUE: &str = "application/scim+json, application/json";
 const SCIM_JSON: &str = "application/scim+json";
-
-/// Request counters for `idsync_http_requests_total{system="target",code}` and
-/// `idsync_http_retries_total{system="target"}`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HttpStats {
-    /// HTTP status code as a string, or `"error"` for transport failures and timeouts.
-    pub requests_by_code: BTreeMap<String, u64>,
-    pub retries: u64,
-}
-
-impl HttpStats {
-    /// What was counted after `earlier` (a snapshot of the same counters), for process-wide
-    /// counters read once per run.
-    pub fn since(&self, earlier: &HttpStats) -> HttpStats {
-        HttpStats {
-            requests_by_code: self
-                .requests_by_code
-                .iter()
-                .map(|(code, n)| {
-                    (
-                        code.clone(),
-                        n.saturating_sub(earlier.requests_by_code.get(code).copied().unwrap_or(0)),
-                    )
-                })
-                .filter(|(_, n)| *n > 0)
-                .collect(),
-            retries: self.retries.saturating_sub(earlier.retries),
-        }
-    }
-}
-
-#[derive(Default)]
-struct Stats {
-    by_code: Mutex<BTreeMap<String, u64>>,
-    retries: AtomicU64,
-}
-
-impl Stats {
-    fn count(&self, code: &str) {
-        // A poisoned lock only means another thread panicked mid-increment; the map is
-        // still usable.
-        let mut m = self.by_code.lock().unwrap_or_else(|e| e.into_inner());
-        *m.entry(code.to_string()).or_insert(0) += 1;
-    }
-}
 
 /// The outcome of `create_user` / `create_team`: new, or already there (409 "exists",
 /// which is also what a retried POST whose first attempt landed gets).
@@ -154,7 +110,7 @@ struct Inner {
     deployment: Deployment,
     max_retries: u32,
     backoff: Backoff,
-    stats: Arc<Stats>,
+    stats: Arc<Counters>,
 }
 
 impl fmt::Debug for WandbClient {
@@ -251,7 +207,7 @@ impl WandbClient {
                 deployment: cfg.deployment,
                 max_retries: cfg.max_retries,
                 backoff: Backoff::default(),
-                stats: Arc::new(Stats::default()),
+                stats: Arc::new(Counters::new()),
             }),
         })
     }
@@ -272,11 +228,7 @@ impl WandbClient {
     }
 
     pub fn http_stats(&self) -> HttpStats {
-        let s = &self.inner.stats;
-        HttpStats {
-            requests_by_code: s.by_code.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-            retries: s.retries.load(Ordering::Relaxed),
-        }
+        self.inner.stats.snapshot()
     }
 
     // ---- reads -------------------------------------------------------------------------
@@ -819,7 +771,7 @@ impl WandbClient {
                     delay
                 }
             };
-            self.inner.stats.retries.fetch_add(1, Ordering::Relaxed);
+            self.inner.stats.count_retry();
             tokio::time::sleep(delay).await;
             attempt += 1;
         }

@@ -1,7 +1,7 @@
 //! Errors of the W&B client. Every message names the operation and what to do next, and
 //! none carries the API key (server-supplied text is redacted before it gets here).
 
-use super::retry::retryable_status;
+use crate::http::retry::retryable_status;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {

@@ -1,24 +1,20 @@
 //! The W&B SCIM client: reads the org snapshot and executes plan actions.
 //!
 //! - `wire`: tolerant readers for W&B's SCIM payloads and the bodies idsync sends;
-//! - `retry`: the one retry policy (pure functions);
-//! - `client`: [`WandbClient`], which sends every request through that policy;
-//! - `transport`: reply bodies within a size limit and transport errors' real causes,
-//!   shared with the identity-provider sources;
+//! - `client`: [`WandbClient`], which sends every request through `crate::http`'s one
+//!   retry policy;
 //! - `error`: [`TargetError`], whose messages name the operation and the fix.
 
 mod client;
 mod error;
-pub mod retry;
-pub mod transport;
 mod wire;
 
 #[cfg(test)]
 mod tests;
 
-pub use client::{Created, HttpStats, WandbClient};
+pub use crate::http::retry::Backoff;
+pub use client::{Created, WandbClient};
 pub use error::TargetError;
-pub use retry::Backoff;
 
 /// Feeds bytes to every reader of W&B's SCIM payloads, as the client would: the fuzz
 /// target `wandb_scim` (`crate::fuzz`). Returns how many resources parsed, so the work

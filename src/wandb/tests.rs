@@ -1041,7 +1041,7 @@ async fn redirects_are_reported_not_followed() {
 
 #[test]
 fn http_stats_since_gives_the_requests_counted_in_between() {
-    use crate::wandb::HttpStats;
+    use crate::http::HttpStats;
     let before = HttpStats {
         requests_by_code: [("200".to_string(), 5u64), ("429".to_string(), 1)].into_iter().collect(),
         retries: 1,
