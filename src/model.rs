@@ -9,6 +9,24 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// How idsync deprovisions a user (`policy.deprovision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeprovisionMode {
+    Deactivate,
+    Delete,
+    Off,
+}
+
+/// What kind of W&B server this is (`target.deployment`): deactivation differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Deployment {
+    Saas,
+    Dedicated,
+    SelfManaged,
+}
+
 /// An email address normalised for joining: trimmed and lower-cased.
 ///
 /// Email is the join key between the directory and W&B (SPEC §1), so every comparison goes

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use crate::model::{Deployment, DeprovisionMode};
 use crate::model::{Email, OrgRole, TeamRole};
 
 /// The kinds of change idsync makes (SPEC §6).
@@ -407,15 +408,6 @@ impl Plan {
     }
 }
 
-/// How idsync deprovisions a user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DeprovisionMode {
-    Deactivate,
-    Delete,
-    Off,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TeamMembershipMode {
@@ -423,14 +415,6 @@ pub enum TeamMembershipMode {
     Authoritative,
     /// Only undo what idsync granted (the ledger).
     Owned,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Deployment {
-    Saas,
-    Dedicated,
-    SelfManaged,
 }
 
 /// `[[policy.org_roles]]`.

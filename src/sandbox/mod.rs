@@ -29,7 +29,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use crate::plan::Deployment;
+pub use crate::model::Deployment;
 pub use seed::{SandboxOrg, SandboxState, SeedServiceAccount, SeedTeam, SeedUser, StateTeam, StateUser};
 pub use store::ServiceAccountListing;
 

@@ -12,8 +12,8 @@ use serde_json::{json, Map, Value};
 
 use super::seed::{SandboxOrg, SandboxState, StateTeam, StateUser};
 use super::SandboxError;
+use crate::model::Deployment;
 use crate::model::Email;
-use crate::plan::Deployment;
 
 pub(crate) const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub(crate) const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";

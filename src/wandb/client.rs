@@ -18,8 +18,8 @@ use crate::config::{TargetAuth, TargetConfig};
 use crate::http::retry::{next_attempt, retryable_status, server_wait, Backoff, Next};
 use crate::http::transport::{read_body, root_cause, BodyError};
 use crate::http::{Counters, HttpStats};
+use crate::model::{Deployment, DeprovisionMode};
 use crate::model::{Email, OrgRole, OrgSnapshot, OrgUser, Team, TeamRole};
-use crate::plan::{Deployment, DeprovisionMode};
 use crate::secret::Secret;
 
 /// W&B answers at most 9999 resources per list request.

@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::config::TargetConfig;
+use crate::model::DeprovisionMode;
 use crate::model::{Email, OrgRole, TeamRole};
-use crate::plan::DeprovisionMode;
 use crate::secret::Secret;
 
 const KEY: &str = "sekrit-api-key-0123456789";
