@@ -74,6 +74,20 @@ pub enum ApplyError {
     State(#[from] StateError),
 }
 
+/// Where the shell's lower layers report progress: the daemon's systemd watchdog, a
+/// progress bar. They report through it and never reach up into the daemon or the CLI.
+pub trait Progress: Sync {
+    /// One action ended (applied, failed, skipped, not applied).
+    fn action_done(&self, _a: &Action, _r: &ActionResult) {}
+    /// A long step finished (the reads): the run is alive.
+    fn alive(&self) {}
+}
+
+/// Reports nothing.
+pub struct Quiet;
+
+impl Progress for Quiet {}
+
 /// What the executor needs besides the plan.
 pub struct ApplyContext<'a> {
     pub client: &'a WandbClient,
@@ -87,6 +101,7 @@ pub struct ApplyContext<'a> {
     pub max_concurrency: usize,
     /// Stop taking new actions when this becomes true (SIGTERM in the daemon).
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+    pub progress: &'a dyn Progress,
 }
 
 /// How an action ended, and any new W&B user or team id it produced.
@@ -116,6 +131,7 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
         actor,
         max_concurrency,
         stop,
+        progress,
     } = ctx;
     // Approvals are used up when their action is applied, even one that turned ready
     // without needing it: left in place, it would re-arm on a later hold (SPEC §4).
@@ -126,6 +142,7 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
         run_id,
         actor,
         approvals,
+        progress,
         resumed: BTreeMap::new(),
         failed: BTreeSet::new(),
         report: ApplyReport::default(),
@@ -445,6 +462,7 @@ struct Books<'a> {
     actor: String,
     /// Action ids with a stored approval, used up when the action succeeds.
     approvals: BTreeSet<ActionId>,
+    progress: &'a dyn Progress,
     /// Actions resumed from an interrupted apply, with the run that began them.
     resumed: BTreeMap<ActionId, String>,
     /// Actions that did not succeed; their dependents are skipped.
@@ -465,8 +483,6 @@ impl Books<'_> {
 
     /// Journals the end of an action (under the run that began it) and reports it.
     fn settle(&mut self, a: Action, res: ActionResult) -> Result<(), ApplyError> {
-        // Progress for the daemon's systemd watchdog: a stuck apply stops beating.
-        crate::daemon::notify::beat();
         let run = self.resumed.get(&a.id).unwrap_or(&self.run_id).clone();
         finish(
             self.store,
@@ -478,6 +494,8 @@ impl Books<'_> {
             &res,
             &describe(&res),
         )?;
+        // Progress (the daemon's systemd watchdog: a stuck apply stops beating).
+        self.progress.action_done(&a, &res);
         if !res.ok() {
             self.failed.insert(a.id.clone());
         }
@@ -487,11 +505,11 @@ impl Books<'_> {
 
     /// A skipped action never reached W&B: it is audited, not journaled.
     fn skip(&mut self, a: &Action, why: String) -> Result<(), ApplyError> {
-        crate::daemon::notify::beat();
         let res = ActionResult::Skipped(why);
         let mut rec = audit_record(&self.run_id, &self.actor, a, "skip", Some(&res));
         rec.result = Some("skipped".into());
         self.audit.append(&rec)?;
+        self.progress.action_done(a, &res);
         self.failed.insert(a.id.clone());
         self.report.results.push((a.clone(), res));
         Ok(())

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::apply::{self, ApplyContext, ApplyReport};
+use crate::apply::{self, ApplyContext, ApplyReport, Progress};
 use crate::config::{self, Config, Loaded};
 use crate::error::Error;
 use crate::http::HttpStats;
@@ -152,16 +152,6 @@ impl RunResult {
             RunResult::Failure => "failure",
         }
     }
-
-    /// The exit code of SPEC §2 (`apply`, `run --once`).
-    pub fn exit_code(self) -> u8 {
-        use crate::cli::exit;
-        match self {
-            RunResult::Success => exit::IN_SYNC,
-            RunResult::Held => exit::HELD,
-            RunResult::Failure => exit::ERROR,
-        }
-    }
 }
 
 /// Everything one run produced: what `apply` prints, what the daemon logs, exports and serves.
@@ -233,12 +223,14 @@ pub struct Prepared {
     /// The fresh plan: its held actions decide `held`.
     pub fresh: Plan,
     pub phases: PhaseDurations,
+    /// The apply lock the caller took before reading: the snapshots, the plan and what it
+    /// persisted all belong to this run alone; released once the run is recorded.
+    pub lock: ApplyLock,
 }
 
 /// Applies `to_apply` (the fresh plan, or the part of it a reviewed plan still says) and
-/// records the run. The shared tail of `idsync apply` and the daemon. `_lock` is the apply
-/// lock the caller took before reading: the snapshots, the plan and what it persisted all
-/// belong to this run alone, and the lock is released only once the run is recorded.
+/// records the run. The shared tail of `idsync apply` and the daemon. The apply lock in
+/// `prepared` is released only once the run is recorded.
 pub async fn execute(
     env: &Env,
     client: &WandbClient,
@@ -246,7 +238,7 @@ pub async fn execute(
     prepared: Prepared,
     to_apply: &Plan,
     stop: Option<tokio::sync::watch::Receiver<bool>>,
-    _lock: ApplyLock,
+    progress: &dyn Progress,
 ) -> Result<RunOutcome, Error> {
     let Prepared {
         run_id,
@@ -257,6 +249,7 @@ pub async fn execute(
         org,
         fresh,
         mut phases,
+        lock: _lock,
     } = prepared;
     let stopped_before = stop.as_ref().is_some_and(|s| *s.borrow());
     let mut audit = AuditLog::open(&env.state_dir())?;
@@ -276,6 +269,7 @@ pub async fn execute(
             actor,
             max_concurrency: env.config.target.max_concurrency,
             stop: stop.clone(),
+            progress,
         },
     )
     .await?;
@@ -343,14 +337,14 @@ pub async fn execute(
 /// One unattended run (the daemon, `run --once`): read, plan, persist, apply the ready
 /// actions, record. Never returns an error: a failure is an outcome, recorded as a failed
 /// run when the state store is reachable.
-pub async fn run_once(env: &Env, command: &str, stop: Option<tokio::sync::watch::Receiver<bool>>) -> RunOutcome {
+pub async fn run_once(env: &Env, command: &str, stop: Option<tokio::sync::watch::Receiver<bool>>, progress: &dyn Progress) -> RunOutcome {
     let started = Utc::now();
     let run_id = new_run_id(started);
-    let mut progress = Progress::default();
+    let mut learned = Learned::default();
     // Source clients count process-wide; this run's share is the difference.
     let source_before = source::http::http_stats();
     let stop_flag = stop.clone();
-    let err = match run_inner(env, command, &run_id, started, stop, &mut progress).await {
+    let err = match run_inner(env, command, &run_id, started, stop, &mut learned, progress).await {
         Ok(mut outcome) => {
             outcome.source_http = source::http::http_stats().since(&source_before);
             return outcome;
@@ -380,9 +374,9 @@ pub async fn run_once(env: &Env, command: &str, stop: Option<tokio::sync::watch:
         error: Some(err),
         plan: None,
         report: None,
-        phases: progress.phases,
-        sides: progress.sides,
-        http: progress.http,
+        phases: learned.phases,
+        sides: learned.sides,
+        http: learned.http,
         source_http: source::http::http_stats().since(&source_before),
         seats: None,
         stopped: stop_flag.as_ref().is_some_and(|s| *s.borrow()),
@@ -394,7 +388,7 @@ pub const STOPPED_DURING_READ: &str = "stopped by a signal while reading the dir
 
 /// What a run learned before it failed: a failed run still reports its timings and requests.
 #[derive(Default)]
-struct Progress {
+struct Learned {
     phases: PhaseDurations,
     http: HttpStats,
     sides: Option<SideCounts>,
@@ -406,7 +400,8 @@ async fn run_inner(
     run_id: &str,
     started: DateTime<Utc>,
     stop: Option<tokio::sync::watch::Receiver<bool>>,
-    progress: &mut Progress,
+    learned: &mut Learned,
+    progress: &dyn Progress,
 ) -> Result<RunOutcome, Error> {
     let client = env.client()?;
     // Taken before reading, held through recording: no other run applies between our read
@@ -424,7 +419,7 @@ async fn run_inner(
         },
         None => Some(read_both_timed(env, &client).await),
     };
-    progress.http = client.http_stats();
+    learned.http = client.http_stats();
     let stop_requested = stop.as_ref().is_some_and(|s| *s.borrow());
     let Some(read) = read.filter(|_| !stop_requested) else {
         return Err(Error::Usage(STOPPED_DURING_READ.into()));
@@ -432,13 +427,13 @@ async fn run_inner(
     let (dir, org, phases) = read?;
     // The read is the one phase that does not beat while it runs: its requests' timeouts
     // bound it (README: WatchdogSec must exceed the longest read).
-    crate::daemon::notify::beat();
-    progress.phases = phases;
-    progress.sides = Some(side_counts(&dir, &org));
+    progress.alive();
+    learned.phases = phases;
+    learned.sides = Some(side_counts(&dir, &org));
     let t = Instant::now();
     let fresh = plan_now(env, &dir, &org, &state, started);
     persist_plan_state(&mut store, &fresh, &dir, &env.policy)?;
-    progress.phases.plan = Some(t.elapsed());
+    learned.phases.plan = Some(t.elapsed());
     let to_apply = fresh.clone();
     // Seat hygiene for the daemon's gauges, from the same snapshots the plan used.
     let seats = crate::report::seats::seat_metrics(&dir, &org, &env.policy, env.config.report.inactive_days, Utc::now());
@@ -450,9 +445,10 @@ async fn run_inner(
         directory: dir,
         org,
         fresh,
-        phases: progress.phases.clone(),
+        phases: learned.phases.clone(),
+        lock,
     };
-    let mut outcome = execute(env, &client, &mut store, prepared, &to_apply, stop, lock).await?;
+    let mut outcome = execute(env, &client, &mut store, prepared, &to_apply, stop, progress).await?;
     outcome.seats = Some(seats);
     Ok(outcome)
 }

@@ -21,7 +21,10 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
     let log_color = cli.color.for_stream(std::io::stderr().is_terminal());
     if let Command::Run { config, once } = cli.command {
         // The daemon logs as [log] says, so it sets up logging after loading the config.
-        return crate::daemon::run(&config_path(config), once, log_color).await;
+        return Ok(match crate::daemon::run(&config_path(config), once, log_color).await? {
+            crate::daemon::Ended::Stopped => exit::IN_SYNC,
+            crate::daemon::Ended::Once(r) => exit::of_run(r),
+        });
     }
     init_logging(log_color);
     match cli.command {
@@ -407,10 +410,11 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
         org,
         fresh,
         phases,
+        lock,
     };
     // From here on, Ctrl-C or SIGTERM lets the action in flight finish and starts no more.
     let stop = crate::daemon::stop_on_signals()?;
-    let outcome = sync::execute(&env, &client, &mut store, prepared, &to_apply, Some(stop), lock).await?;
+    let outcome = sync::execute(&env, &client, &mut store, prepared, &to_apply, Some(stop), &apply::Quiet).await?;
     if outcome.stopped {
         eprintln!("interrupted: {}", outcome.error.as_deref().unwrap_or("stopped by a signal"));
     }
@@ -425,7 +429,7 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
     // Ready actions left out of a reviewed plan are still pending: never "in sync".
     Ok(match outcome.result {
         sync::RunResult::Success if left_out > 0 => exit::CHANGES_PENDING,
-        r => r.exit_code(),
+        r => exit::of_run(r),
     })
 }
 

@@ -143,6 +143,7 @@ async fn tour(env: &Env) -> Result<u8, Error> {
             actor: actor("demo"),
             max_concurrency: env.config.target.max_concurrency,
             stop: None,
+            progress: &apply::Quiet,
         },
     )
     .await?;

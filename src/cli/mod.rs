@@ -27,10 +27,22 @@ use crate::report::Format;
 
 /// Exit codes shared by `plan` and `apply` (like `terraform plan -detailed-exitcode`).
 pub mod exit {
+    use crate::sync::RunResult;
+
     pub const IN_SYNC: u8 = 0;
     pub const ERROR: u8 = 1;
     pub const CHANGES_PENDING: u8 = 2;
     pub const HELD: u8 = 3;
+
+    /// The exit code of SPEC §2 for a run's result (`apply`, `run --once`): the CLI's
+    /// business, computed from the outcome the lower layers return.
+    pub fn of_run(r: RunResult) -> u8 {
+        match r {
+            RunResult::Success => IN_SYNC,
+            RunResult::Held => HELD,
+            RunResult::Failure => ERROR,
+        }
+    }
 }
 
 #[derive(Debug, Parser)]

@@ -110,13 +110,36 @@ pub fn stop_on_signals() -> Result<watch::Receiver<bool>, Error> {
             _ = int.recv() => "SIGINT",
         };
         tracing::warn!("second {name}: exiting at once; the next run settles an action left in flight from the journal");
-        std::process::exit(i32::from(crate::cli::exit::ERROR));
+        // SPEC §2's "error": the run did not finish.
+        std::process::exit(1);
     });
     Ok(stop_rx)
 }
 
-/// `idsync run [--once]`. Returns the exit code.
-pub async fn run(path: &Path, once: bool, log_color: bool) -> Result<u8, Error> {
+/// How `idsync run` ended; the CLI turns it into the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The service stopped on a signal after finishing what it had started.
+    Stopped,
+    /// `--once`: the one run's result.
+    Once(RunResult),
+}
+
+/// The daemon's progress sink: every action that ends, and every long step, is a sign of
+/// life for systemd's watchdog (a stuck apply stops beating).
+struct Watchdog;
+
+impl crate::apply::Progress for Watchdog {
+    fn action_done(&self, _a: &crate::plan::Action, _r: &crate::apply::ActionResult) {
+        notify::beat();
+    }
+    fn alive(&self) {
+        notify::beat();
+    }
+}
+
+/// `idsync run [--once]`.
+pub async fn run(path: &Path, once: bool, log_color: bool) -> Result<Ended, Error> {
     let (env, schedule) = load(path)?;
     init_logging(&env.config.log, log_color);
     for w in &env.warnings {
@@ -126,9 +149,9 @@ pub async fn run(path: &Path, once: bool, log_color: bool) -> Result<u8, Error> 
     let stop_rx = stop_on_signals()?;
 
     if once {
-        let o = sync::run_once(&env, "run", Some(stop_rx)).await;
+        let o = sync::run_once(&env, "run", Some(stop_rx), &Watchdog).await;
         log_outcome(&o);
-        return Ok(o.result.exit_code());
+        return Ok(Ended::Once(o.result));
     }
     Daemon::start(path.to_path_buf(), env, schedule, stop_rx).await?.serve().await
 }
@@ -248,7 +271,7 @@ impl Daemon {
         self.schedule.after(&after).next()
     }
 
-    async fn serve(mut self) -> Result<u8, Error> {
+    async fn serve(mut self) -> Result<Ended, Error> {
         let mut hup = signal(SignalKind::hangup()).map_err(|e| usage(format!("cannot handle SIGHUP: {e}")))?;
         notify::notify("READY=1\nSTATUS=started, waiting for the first run");
         let mut next = if self.env.config.daemon.run_on_start {
@@ -285,13 +308,13 @@ impl Daemon {
         }
         notify::notify("STOPPING=1");
         tracing::info!("idsync daemon stopped");
-        Ok(0)
+        Ok(Ended::Stopped)
     }
 
     async fn run_now(&mut self) {
         notify::beat();
         self.shared.status().running = true;
-        let o = sync::run_once(&self.env, "run", Some(self.stop.clone())).await;
+        let o = sync::run_once(&self.env, "run", Some(self.stop.clone()), &Watchdog).await;
         log_outcome(&o);
         // What /status shows from the store; on a store error the previous view stays.
         let stored = self.env.open_store().and_then(|s| Ok((s.last_runs(10)?, s.tombstones()?)));
