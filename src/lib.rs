@@ -16,6 +16,7 @@ pub mod model;
 pub mod plan;
 pub mod report;
 pub mod sandbox;
+pub mod scim;
 pub mod secret;
 pub mod source;
 pub mod state;

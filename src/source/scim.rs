@@ -226,55 +226,10 @@ impl ScimSource {
     }
 }
 
-/// Reads a field by name, falling back to a case-insensitive match (some servers send
-/// `Value`, `Primary`, ...).
-fn field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
-    let obj = v.as_object()?;
-    obj.get(name)
-        .or_else(|| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
-        .filter(|v| !v.is_null())
-}
-
-fn str_field(v: &Value, name: &str) -> Option<String> {
-    match field(v, name)? {
-        Value::String(s) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn bool_field(v: &Value, name: &str) -> Option<bool> {
-    match field(v, name)? {
-        Value::Bool(b) => Some(*b),
-        // Some servers send "True"/"False".
-        Value::String(s) => s.trim().to_ascii_lowercase().parse().ok(),
-        _ => None,
-    }
-}
+use crate::scim::{bool_field, field, pick_email, text as str_field};
 
 fn id_of(v: &Value) -> Option<String> {
     str_field(v, "id")
-}
-
-/// The address a person is joined on: the primary email, else the `work` one, else the
-/// first with a value. `emails` may be a list or (some servers) a single object.
-fn pick_email(v: &Value) -> Option<String> {
-    let emails: Vec<&Value> = match field(v, "emails") {
-        Some(Value::Array(a)) => a.iter().collect(),
-        Some(o @ Value::Object(_)) => vec![o],
-        _ => return None,
-    };
-    let with_value: Vec<(&Value, String)> = emails.into_iter().filter_map(|e| Some((e, str_field(e, "value")?))).collect();
-    with_value
-        .iter()
-        .find(|(e, _)| bool_field(e, "primary") == Some(true))
-        .or_else(|| {
-            with_value
-                .iter()
-                .find(|(e, _)| str_field(e, "type").is_some_and(|t| t.eq_ignore_ascii_case("work")))
-        })
-        .or_else(|| with_value.first())
-        .map(|(_, s)| s.clone())
 }
 
 /// One SCIM User as a directory person.

@@ -17,39 +17,11 @@ pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 pub const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub const TEAMS_EXTENSION: &str = "urn:ietf:params:scim:schemas:extension:teams:2.0:User";
 
-/// A field by name, falling back to a case-insensitive match (`Value` vs `value`);
-/// JSON `null` counts as absent.
-pub fn field<'a>(obj: &'a Value, name: &str) -> Option<&'a Value> {
-    let map = obj.as_object()?;
-    map.get(name)
-        .or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
-        .filter(|v| !v.is_null())
-}
-
-/// A string field; numbers are accepted too since ids are opaque.
-fn str_field(obj: &Value, name: &str) -> Option<String> {
-    match field(obj, name)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
+pub use crate::scim::field;
+use crate::scim::{bool_value, raw_str as str_field};
 
 fn non_empty(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.trim().is_empty())
-}
-
-fn bool_value(v: &Value) -> Option<bool> {
-    match v {
-        Value::Bool(b) => Some(*b),
-        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" => Some(true),
-            "false" => Some(false),
-            _ => None,
-        },
-        Value::Number(n) => n.as_u64().map(|n| n != 0),
-        _ => None,
-    }
 }
 
 /// A short, single-line rendering of a value for error messages.
@@ -96,27 +68,6 @@ pub fn parse_list(v: &Value) -> Result<ListPage, String> {
     }
     .ok_or_else(|| "the list response has no usable totalResults, so its completeness cannot be checked".to_string())?;
     Ok(ListPage { resources, total })
-}
-
-/// The user's email: `emails` as W&B's single object (`Value`/`value`), as the SCIM array
-/// (primary first, else the first with a value), or as a bare string. Empty when absent:
-/// the plan then skips the user rather than guessing.
-fn pick_email(emails: Option<&Value>) -> String {
-    let value_of = |it: &Value| match it {
-        Value::String(s) => Some(s.clone()),
-        Value::Object(_) => non_empty(str_field(it, "value")),
-        _ => None,
-    };
-    match emails {
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter(|it| field(it, "primary").and_then(bool_value) == Some(true))
-            .find_map(value_of)
-            .or_else(|| items.iter().find_map(value_of))
-            .unwrap_or_default(),
-        Some(v) => value_of(v).unwrap_or_default(),
-        None => String::new(),
-    }
 }
 
 /// Team -> role from `teamRoles`, and the teams whose role an entry leaves unstated (read
@@ -200,7 +151,7 @@ fn is_service_account(v: &Value, email: &str) -> bool {
 
 fn describe_user(v: &Value) -> String {
     non_empty(str_field(v, "userName"))
-        .or_else(|| non_empty(Some(pick_email(field(v, "emails")))))
+        .or_else(|| crate::scim::pick_email(v))
         .map(|s| format!("userName/email {}", truncate(&s, 120)))
         .unwrap_or_else(|| preview(v))
 }
@@ -216,7 +167,7 @@ pub fn parse_user(v: &Value) -> Result<OrgUser, String> {
         // W&B creates users as members; a missing role is read the same way.
         None => OrgRole::Member,
     };
-    let email = pick_email(field(v, "emails")).trim().to_string();
+    let email = crate::scim::pick_email(v).unwrap_or_default();
     let service_account = is_service_account(v, &email);
     // Missing or garbled: read as active (W&B users are), but recorded as not stated so
     // the admin floors never count it.
