@@ -21,11 +21,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 use crate::model::Email;
 use crate::plan::{Action, ActionId, Approval, Guard, HealthyRead, PlanState, Tombstone, TombstoneCause, TombstoneRecord};
+
+mod error;
+
+pub use error::StateError;
+use error::{db_err, io_err};
 
 /// The database file inside the state directory.
 pub const DB_FILE: &str = "idsync.db";
@@ -109,74 +114,6 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE source_health;
     ",
 ];
-
-/// Why the state store or audit log failed; each message names the file and what to do.
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    #[error("cannot {what} {}: {source}; {hint}", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-        hint: String,
-    },
-    #[error("{}: {msg}", path.display())]
-    Db {
-        path: PathBuf,
-        #[source]
-        source: Box<rusqlite::Error>,
-        /// SQLite's message (without the path it sometimes repeats) and what to do.
-        msg: String,
-    },
-    #[error("{} was written by a newer idsync (schema version {found}; this idsync knows up to {supported}): upgrade idsync, or point daemon.state_dir at another directory", path.display())]
-    TooNew { path: PathBuf, found: i64, supported: i64 },
-    #[error("{}: {msg}", path.display())]
-    Corrupt { path: PathBuf, msg: String },
-    #[error("journal: {0}")]
-    Journal(String),
-}
-
-const DIR_HINT: &str = "check daemon.state_dir in the config";
-const PERMISSION_HINT: &str = "check daemon.state_dir in the config and that the user idsync runs as may write there (under systemd, StateDirectory=idsync creates it with the right owner)";
-
-/// What to tell the user about an I/O failure in the state directory.
-fn io_hint(kind: io::ErrorKind) -> String {
-    match kind {
-        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => PERMISSION_HINT.into(),
-        io::ErrorKind::StorageFull => "free some disk space".into(),
-        _ => DIR_HINT.into(),
-    }
-}
-
-fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StateError + 'a {
-    move |source| StateError::Io {
-        what,
-        path: path.to_path_buf(),
-        hint: io_hint(source.kind()),
-        source,
-    }
-}
-
-fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> StateError + '_ {
-    move |source| {
-        let hint = match source.sqlite_error_code() {
-            Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::PermissionDenied) => format!("; {PERMISSION_HINT}"),
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => "; another idsync process is using the state store: let it finish and retry".into(),
-            Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
-                "; the file is not a healthy idsync database: move it aside to start afresh (tombstone clocks, approvals and the ledger are then forgotten)".into()
-            }
-            Some(ErrorCode::DiskFull) => "; free some disk space".into(),
-            _ => String::new(),
-        };
-        let detail = source.to_string().replace(&format!(": {}", path.display()), "");
-        StateError::Db {
-            path: path.to_path_buf(),
-            source: Box::new(source),
-            msg: format!("{detail}{hint}"),
-        }
-    }
-}
 
 /// Creates the state directory (mode 0700 on unix) when missing.
 fn ensure_dir(dir: &Path) -> Result<(), StateError> {
@@ -921,6 +858,7 @@ impl AuditLog {
 
 #[cfg(test)]
 mod tests {
+    use super::error::io_hint;
     use super::*;
     use crate::plan::ActionKind;
     use chrono::TimeZone;
