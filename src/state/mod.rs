@@ -28,6 +28,8 @@ use crate::model::Email;
 use crate::plan::{Action, ActionId, Approval, Guard, HealthyRead, PlanState, Tombstone, TombstoneCause, TombstoneRecord};
 
 mod error;
+#[cfg(test)]
+mod test_support;
 
 pub use error::StateError;
 use error::{db_err, io_err};
@@ -859,43 +861,8 @@ impl AuditLog {
 #[cfg(test)]
 mod tests {
     use super::error::io_hint;
+    use super::test_support::*;
     use super::*;
-    use crate::plan::ActionKind;
-    use chrono::TimeZone;
-
-    fn email(s: &str) -> Email {
-        Email::parse(s).unwrap()
-    }
-
-    fn t(h: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2025, 3, 1, h, 0, 0).unwrap()
-    }
-
-    fn action(user: &str, team: &str) -> Action {
-        Action::new(
-            ActionKind::AddToTeam,
-            Some(email(user)),
-            Some(team.into()),
-            Some("member".into()),
-            "test".into(),
-        )
-    }
-
-    fn approval(id: &str, at: u32, exp: u32) -> Approval {
-        Approval {
-            action_id: ActionId(id.into()),
-            approved_at: t(at),
-            expires_at: t(exp),
-            approved_by: "ops".into(),
-            guards: vec![Guard::PipelineKey],
-            fingerprint: format!("fp-{id}"),
-        }
-    }
-
-    fn user_version(dir: &Path) -> i64 {
-        let c = Connection::open(dir.join(DB_FILE)).unwrap();
-        c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap()
-    }
 
     #[test]
     fn open_creates_a_private_directory_and_migrates_from_empty() {
@@ -1035,14 +1002,6 @@ mod tests {
         assert_eq!(got, vec![("b@x.com".to_string(), t(2)), ("c@x.com".to_string(), t(3))]);
         s.replace_tombstones(&[]).unwrap();
         assert!(s.tombstones().unwrap().is_empty());
-    }
-
-    fn healthy(h: u32, people: usize, groups: &[(&str, usize)]) -> HealthyRead {
-        HealthyRead {
-            at: t(h),
-            people,
-            groups: groups.iter().map(|(g, n)| (g.to_string(), *n)).collect(),
-        }
     }
 
     #[test]
