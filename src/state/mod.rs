@@ -27,10 +27,12 @@ use serde::{Deserialize, Serialize};
 use crate::model::Email;
 use crate::plan::{Action, ActionId, Approval, Guard, HealthyRead, PlanState, Tombstone, TombstoneCause, TombstoneRecord};
 
+mod actor;
 mod error;
 #[cfg(test)]
 mod test_support;
 
+pub use actor::actor;
 pub use error::StateError;
 use error::{db_err, io_err};
 
@@ -746,31 +748,6 @@ pub struct AuditRecord {
     pub result: Option<String>,
     #[serde(default)]
     pub detail: Option<String>,
-}
-
-/// The actor string for audit lines: the command and the OS user, e.g.
-/// `idsync apply (user alice)`.
-pub fn actor(command: &str) -> String {
-    format!("idsync {command} (user {})", os_user())
-}
-
-fn os_user() -> String {
-    for var in ["USER", "LOGNAME"] {
-        if let Ok(u) = std::env::var(var) {
-            if !u.trim().is_empty() {
-                return u.trim().to_string();
-            }
-        }
-    }
-    // DynamicUser services have no USER; the uid still identifies them.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        if let Ok(m) = std::fs::metadata("/proc/self") {
-            return format!("uid {}", m.uid());
-        }
-    }
-    "unknown".into()
 }
 
 /// The append-only JSON-lines audit log, `<state_dir>/audit.jsonl`.
