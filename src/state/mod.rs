@@ -18,6 +18,7 @@ use std::path::Path;
 
 mod actor;
 mod audit;
+mod backend;
 mod error;
 mod journal;
 mod plan_state;
@@ -29,6 +30,7 @@ mod test_support;
 
 pub use actor::actor;
 pub use audit::{AuditLog, AuditRecord, AUDIT_FILE};
+pub use backend::StateBackend;
 use error::io_err;
 pub use error::StateError;
 pub use journal::{JournalEntry, JournalState, Outcome};
