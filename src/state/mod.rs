@@ -1,18 +1,27 @@
-//! The SQLite state store and the append-only audit log, both in `daemon.state_dir`.
+//! What idsync keeps between runs, in `daemon.state_dir`: the state store (`idsync.db`)
+//! and the append-only audit log (`audit.jsonl`). One file per job:
 //!
-//! - [`StateStore`] (`idsync.db`): what the plan core reads back between runs
-//!   ([`PlanState`]: tombstone clocks, the recent healthy directory reads and anchors, the
-//!   ledger, approvals), the apply journal, and the run history. Every write is committed
-//!   before the method returns, with `synchronous = FULL`, so a crash loses nothing that
-//!   a method reported as done.
-//! - [`AuditLog`] (`audit.jsonl`): one JSON object per line for every journaled step,
-//!   for humans and SIEMs. It is kept separate from the store on purpose: it is
-//!   append-only, never rewritten or migrated, and readable with `jq` alone. The apply
+//! - `backend.rs`: [`StateBackend`], the operations the shell uses on the store, and the
+//!   invariants any backend keeps (a journal entry is durable before the request is
+//!   sent). SQLite's [`StateStore`] implements it; PostgreSQL is to come.
+//! - `store.rs`: [`StateStore`], opening the SQLite file (read-write or read-only), its
+//!   connection settings (`WAL`, `synchronous = FULL`) and shared encodings.
+//! - `schema.rs`: the ordered migrations, counted in `PRAGMA user_version`; a database
+//!   from a newer idsync is refused rather than guessed at.
+//! - `plan_state.rs`: what the plan core reads back ([`PlanState`](crate::plan::PlanState):
+//!   tombstone clocks, healthy reads, anchors, the ledger, approvals) and its writes.
+//! - `journal.rs`: the apply journal, begun before and ended after each action.
+//! - `runs.rs`: run history for `status` and `/status`, and pruning it.
+//! - `audit.rs`: [`AuditLog`], one JSON line per journaled step, kept apart from the
+//!   store on purpose: append-only, never migrated, readable with `jq` alone. The apply
 //!   step writes the journal first and the audit line second.
+//! - `actor.rs`: [`actor`], who is acting (command and OS user), for the audit lines.
+//! - `error.rs`: [`StateError`], whose messages say what failed and what to do.
 //!
-//! Schema changes are ordered SQL scripts in [`schema::MIGRATIONS`], applied in a transaction
-//! each and counted in `PRAGMA user_version`. A database from a newer idsync is refused
-//! rather than guessed at.
+//! This file creates the state directory both share. Invariants: a directory idsync
+//! creates is mode 0700 (tombstones, approvals and the audit trail are nobody else's
+//! business); every public item is re-exported here, so callers name `crate::state::X`
+//! whichever file holds `X`.
 
 use std::path::Path;
 
@@ -56,9 +65,9 @@ fn ensure_dir(dir: &Path) -> Result<(), StateError> {
 
 #[cfg(test)]
 mod tests {
-    use super::error::io_hint;
     use std::io;
 
+    use super::error::io_hint;
     use super::*;
 
     #[test]
