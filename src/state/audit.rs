@@ -25,7 +25,7 @@ pub const AUDIT_FILE: &str = "audit.jsonl";
 pub struct AuditRecord {
     pub ts: DateTime<Utc>,
     pub run_id: String,
-    /// Who did it: see [`actor`](super::actor).
+    /// Who did it: see [`actor`](super::actor()).
     pub actor: String,
     /// `begin`, `end` or `skip`.
     pub event: String,

@@ -15,7 +15,7 @@
 //! - `audit.rs`: [`AuditLog`], one JSON line per journaled step, kept apart from the
 //!   store on purpose: append-only, never migrated, readable with `jq` alone. The apply
 //!   step writes the journal first and the audit line second.
-//! - `actor.rs`: [`actor`], who is acting (command and OS user), for the audit lines.
+//! - `actor.rs`: [`actor()`], who is acting (command and OS user), for the audit lines.
 //! - `error.rs`: [`StateError`], whose messages say what failed and what to do.
 //!
 //! This file creates the state directory both share. Invariants: a directory idsync
