@@ -1,0 +1,212 @@
+//! The audit log, `<state_dir>/audit.jsonl`: one JSON object per line for every journaled
+//! step of every action, for humans and SIEMs, readable with `jq` alone.
+//!
+//! Invariants: append-only, never rewritten or migrated (it is kept out of the store on
+//! purpose); each record is one
+//! `write` of one line under `O_APPEND`, fsynced before `append` returns; a line torn by a
+//! crash is terminated on the next open and skipped on reading, never hiding the rest.
+//! The apply step writes the journal first and the audit line second.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::error::io_err;
+use super::{ensure_dir, StateError};
+
+/// The audit log inside the state directory.
+pub const AUDIT_FILE: &str = "audit.jsonl";
+
+/// One audit line: a journaled step of one action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub ts: DateTime<Utc>,
+    pub run_id: String,
+    /// Who did it: see [`actor`](super::actor()).
+    pub actor: String,
+    /// `begin`, `end` or `skip`.
+    pub event: String,
+    pub action_id: String,
+    pub kind: String,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub team: Option<String>,
+    #[serde(default)]
+    pub role: Option<String>,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+    #[serde(default)]
+    pub reason: String,
+    /// `ok`, `error` or `skipped`; `None` on `begin`.
+    #[serde(default)]
+    pub result: Option<String>,
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+/// The append-only JSON-lines audit log, `<state_dir>/audit.jsonl`.
+#[derive(Debug)]
+pub struct AuditLog {
+    file: File,
+    path: PathBuf,
+}
+
+impl AuditLog {
+    /// Opens the log for appending, creating it (mode 0600) and the directory when
+    /// missing. A last line torn by a crash is terminated so the next record starts on
+    /// a line of its own.
+    pub fn open(state_dir: &Path) -> Result<AuditLog, StateError> {
+        ensure_dir(state_dir)?;
+        let path = state_dir.join(AUDIT_FILE);
+        let existed = path.exists();
+        let mut opts = OpenOptions::new();
+        opts.read(true).append(true).create(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut file = opts.open(&path).map_err(io_err("open the audit log", &path))?;
+        let len = file.metadata().map_err(io_err("read the audit log", &path))?.len();
+        if len > 0 {
+            let mut last = [0u8; 1];
+            file.seek(SeekFrom::End(-1)).map_err(io_err("read the audit log", &path))?;
+            file.read_exact(&mut last).map_err(io_err("read the audit log", &path))?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n").map_err(io_err("append to the audit log", &path))?;
+                file.sync_data().map_err(io_err("sync the audit log", &path))?;
+            }
+        }
+        if !existed {
+            // Make the new file's directory entry durable too; some filesystems cannot
+            // sync a directory, and the file itself is synced on every append anyway.
+            if let Ok(d) = File::open(state_dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(AuditLog { file, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one record as one line with a single write (atomic under O_APPEND), then
+    /// fsyncs it.
+    pub fn append(&mut self, rec: &AuditRecord) -> Result<(), StateError> {
+        let mut line = serde_json::to_string(rec).map_err(|e| StateError::Corrupt {
+            path: self.path.clone(),
+            msg: format!("cannot encode an audit record: {e}"),
+        })?;
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(io_err("append to the audit log", &self.path))?;
+        self.file.sync_data().map_err(io_err("sync the audit log", &self.path))
+    }
+
+    /// Reads every record (none when the log does not exist). Lines that do not parse
+    /// (a write torn by a crash) are skipped with a warning rather than hiding the rest
+    /// of the history.
+    pub fn read_all(state_dir: &Path) -> Result<Vec<AuditRecord>, StateError> {
+        let path = state_dir.join(AUDIT_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("read the audit log", &path)(e)),
+        };
+        let mut out = Vec::new();
+        for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice::<AuditRecord>(line) {
+                Ok(r) => out.push(r),
+                Err(e) => tracing::warn!(path = %path.display(), line = i + 1, error = %e, "skipping an unreadable audit log line"),
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::actor;
+    use super::super::test_support::*;
+    use super::*;
+
+    fn record(event: &str, result: Option<&str>) -> AuditRecord {
+        let a = action("a@x.com", "ml");
+        AuditRecord {
+            ts: t(1),
+            run_id: "run-1".into(),
+            actor: actor("apply"),
+            event: event.into(),
+            action_id: a.id.to_string(),
+            kind: a.kind.as_str().into(),
+            user: a.user.as_ref().map(|u| u.to_string()),
+            team: a.team.clone(),
+            role: a.role.clone(),
+            from: None,
+            to: None,
+            reason: a.reason.clone(),
+            result: result.map(str::to_string),
+            detail: result.map(|_| "applied".to_string()),
+        }
+    }
+
+    #[test]
+    fn audit_log_appends_one_line_per_record_and_reads_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        assert!(AuditLog::read_all(&dir).unwrap().is_empty(), "no log yet is an empty history");
+        {
+            let mut log = AuditLog::open(&dir).unwrap();
+            log.append(&record("begin", None)).unwrap();
+        }
+        let mut log = AuditLog::open(&dir).unwrap();
+        log.append(&record("end", Some("ok"))).unwrap();
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        for l in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["user"], "a@x.com");
+            assert_eq!(v["kind"], "add_to_team");
+        }
+        assert_eq!(
+            AuditLog::read_all(&dir).unwrap(),
+            vec![record("begin", None), record("end", Some("ok"))]
+        );
+        assert!(record("begin", None).actor.starts_with("idsync apply (user "));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(log.path()).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn a_torn_audit_line_does_not_swallow_the_next_record() {
+        let tmp = tempfile::tempdir().unwrap();
+        {
+            let mut log = AuditLog::open(tmp.path()).unwrap();
+            log.append(&record("begin", None)).unwrap();
+        }
+        let path = tmp.path().join(AUDIT_FILE);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"ts\":\"2025-03-01T01:").unwrap();
+        drop(f);
+        let mut log = AuditLog::open(tmp.path()).unwrap();
+        log.append(&record("end", Some("ok"))).unwrap();
+        assert_eq!(
+            AuditLog::read_all(tmp.path()).unwrap(),
+            vec![record("begin", None), record("end", Some("ok"))]
+        );
+    }
+}

@@ -1,0 +1,268 @@
+//! [`StateBackend`]: the one interface between the shell and whatever keeps idsync's state
+//! between runs. [`StateStore`] (SQLite, `store.rs`) implements it; a PostgreSQL backend
+//! (a later issue) implements the same trait and passes the same conformance test (the
+//! `tests` module below), so the shell can hold either behind one type.
+//!
+//! The callers still name [`StateStore`]; this trait lists what they use of it, and is the
+//! contract a second backend must keep. Opening a backend is not part of it: each one
+//! opens from its own settings (a directory for SQLite, a URL for PostgreSQL). Nor is
+//! the audit log, which stays a local append-only file whatever the backend.
+//!
+//! Invariants every implementation keeps:
+//! - **Durable on return.** Every write is committed before its method returns `Ok`, so a
+//!   crash (of idsync, the host or the database) loses nothing a method reported as done.
+//!   In particular a journal entry is durable before the request to W&B is sent:
+//!   [`journal_begin`](StateBackend::journal_begin) returns only once it is.
+//! - **All or nothing.** A write that touches several rows (replacing the tombstones or
+//!   anchors, storing approvals, recording a healthy read and pruning old ones) is one
+//!   transaction: a failure leaves the previous state whole.
+//! - **Journal rules.** A run applies each action once: beginning a begun entry is a
+//!   no-op, beginning an ended one is an error; ending keeps the first outcome; ending an
+//!   entry never begun is an error; an entry is ended under the run that began it, and
+//!   [`journal_incomplete`](StateBackend::journal_incomplete) lists every begun, unended
+//!   entry of every run, oldest first, until it is ended.
+//! - **Sets are replaced, not merged**: tombstones and anchors. Grants, revokes and
+//!   consuming an approval are idempotent.
+//! - **Nothing is guessed.** A stored value that does not parse is
+//!   [`StateError::Corrupt`], never skipped or defaulted; a schema from a newer idsync is
+//!   refused. (A backend with its own failure kinds adds a variant to [`StateError`], whose
+//!   message names the database and what to do.)
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::{JournalEntry, JournalState, Outcome, RunRecord, StateError, StateStore};
+use crate::model::Email;
+use crate::plan::{Action, ActionId, Approval, HealthyRead, PlanState, Tombstone};
+
+/// What the shell does with idsync's stored state. See the module docs for the invariants
+/// every implementation keeps; each method's own contract is on [`StateStore`]'s method
+/// of the same name.
+pub trait StateBackend {
+    // What the plan core reads, and the writes that keep it (`plan_state.rs`).
+
+    /// Everything the plan core reads; approvals are all of them, expired or not.
+    fn load_plan_state(&self) -> Result<PlanState, StateError>;
+    /// Replaces the whole set of tombstones.
+    fn replace_tombstones(&mut self, t: &[Tombstone]) -> Result<(), StateError>;
+    /// The stored tombstones with cause and deadline, oldest first.
+    fn tombstones(&self) -> Result<Vec<Tombstone>, StateError>;
+    /// Records a healthy directory read and forgets those older than `window` before it.
+    fn record_healthy_read(&mut self, read: &HealthyRead, window: Duration) -> Result<(), StateError>;
+    /// Replaces the anchors (anchor to email) of the last healthy read.
+    fn record_good_read(&mut self, anchors: &BTreeMap<String, Email>) -> Result<(), StateError>;
+    /// Notes that idsync added `email` to `team` (idempotent).
+    fn ledger_grant(&mut self, email: &Email, team: &str) -> Result<(), StateError>;
+    /// Forgets a grant (idempotent).
+    fn ledger_revoke(&mut self, email: &Email, team: &str) -> Result<(), StateError>;
+    /// Stores approvals; a later approval of the same action replaces the earlier one.
+    fn add_approvals(&mut self, a: &[Approval]) -> Result<(), StateError>;
+    /// Deletes approvals expired at `now` (expiring exactly at `now` counts); how many.
+    fn prune_approvals(&mut self, now: DateTime<Utc>) -> Result<usize, StateError>;
+    /// All stored approvals, oldest first.
+    fn approvals(&self) -> Result<Vec<Approval>, StateError>;
+    /// Uses up the approval of an applied action; whether there was one.
+    fn consume_approval(&mut self, id: &ActionId) -> Result<bool, StateError>;
+
+    // The apply journal (`journal.rs`).
+
+    /// Journals the start of `action` in `run_id`, durably, before it touches W&B.
+    fn journal_begin(&mut self, run_id: &str, action: &Action) -> Result<(), StateError>;
+    /// Journals the end of an action begun in `run_id`, durably; the first outcome stays.
+    fn journal_end(&mut self, run_id: &str, action_id: &ActionId, outcome: &Outcome) -> Result<(), StateError>;
+    /// Actions begun and never ended, from any run, oldest first: what a crash left.
+    fn journal_incomplete(&self) -> Result<Vec<JournalEntry>, StateError>;
+    /// Where `action_id` stands in `run_id`: `None` when never begun.
+    fn journal_state(&self, run_id: &str, action_id: &ActionId) -> Result<Option<JournalState>, StateError>;
+    /// Whether `action_id` has ended (either way) in `run_id`.
+    fn journal_has_ended(&self, run_id: &str, action_id: &ActionId) -> Result<bool, StateError>;
+
+    // Run history (`runs.rs`).
+
+    /// Records a run; recording the same `run_id` again replaces it.
+    fn record_run(&mut self, r: &RunRecord) -> Result<(), StateError>;
+    /// The latest `n` runs, newest first.
+    fn last_runs(&self, n: usize) -> Result<Vec<RunRecord>, StateError>;
+    /// Deletes ended journal entries and runs finished before `before`; how many rows.
+    fn prune_history(&mut self, before: DateTime<Utc>) -> Result<usize, StateError>;
+}
+
+/// The SQLite store: each method is the inherent one of the same name.
+impl StateBackend for StateStore {
+    fn load_plan_state(&self) -> Result<PlanState, StateError> {
+        StateStore::load_plan_state(self)
+    }
+    fn replace_tombstones(&mut self, t: &[Tombstone]) -> Result<(), StateError> {
+        StateStore::replace_tombstones(self, t)
+    }
+    fn tombstones(&self) -> Result<Vec<Tombstone>, StateError> {
+        StateStore::tombstones(self)
+    }
+    fn record_healthy_read(&mut self, read: &HealthyRead, window: Duration) -> Result<(), StateError> {
+        StateStore::record_healthy_read(self, read, window)
+    }
+    fn record_good_read(&mut self, anchors: &BTreeMap<String, Email>) -> Result<(), StateError> {
+        StateStore::record_good_read(self, anchors)
+    }
+    fn ledger_grant(&mut self, email: &Email, team: &str) -> Result<(), StateError> {
+        StateStore::ledger_grant(self, email, team)
+    }
+    fn ledger_revoke(&mut self, email: &Email, team: &str) -> Result<(), StateError> {
+        StateStore::ledger_revoke(self, email, team)
+    }
+    fn add_approvals(&mut self, a: &[Approval]) -> Result<(), StateError> {
+        StateStore::add_approvals(self, a)
+    }
+    fn prune_approvals(&mut self, now: DateTime<Utc>) -> Result<usize, StateError> {
+        StateStore::prune_approvals(self, now)
+    }
+    fn approvals(&self) -> Result<Vec<Approval>, StateError> {
+        StateStore::approvals(self)
+    }
+    fn consume_approval(&mut self, id: &ActionId) -> Result<bool, StateError> {
+        StateStore::consume_approval(self, id)
+    }
+    fn journal_begin(&mut self, run_id: &str, action: &Action) -> Result<(), StateError> {
+        StateStore::journal_begin(self, run_id, action)
+    }
+    fn journal_end(&mut self, run_id: &str, action_id: &ActionId, outcome: &Outcome) -> Result<(), StateError> {
+        StateStore::journal_end(self, run_id, action_id, outcome)
+    }
+    fn journal_incomplete(&self) -> Result<Vec<JournalEntry>, StateError> {
+        StateStore::journal_incomplete(self)
+    }
+    fn journal_state(&self, run_id: &str, action_id: &ActionId) -> Result<Option<JournalState>, StateError> {
+        StateStore::journal_state(self, run_id, action_id)
+    }
+    fn journal_has_ended(&self, run_id: &str, action_id: &ActionId) -> Result<bool, StateError> {
+        StateStore::journal_has_ended(self, run_id, action_id)
+    }
+    fn record_run(&mut self, r: &RunRecord) -> Result<(), StateError> {
+        StateStore::record_run(self, r)
+    }
+    fn last_runs(&self, n: usize) -> Result<Vec<RunRecord>, StateError> {
+        StateStore::last_runs(self, n)
+    }
+    fn prune_history(&mut self, before: DateTime<Utc>) -> Result<usize, StateError> {
+        StateStore::prune_history(self, before)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+    use crate::plan::{TombstoneCause, TombstoneRecord};
+
+    /// The contract of the module docs, through `dyn StateBackend` only, on an empty
+    /// backend. A second backend's tests call this on a fresh database of their own.
+    fn conformance(b: &mut dyn StateBackend) {
+        assert_eq!(b.load_plan_state().unwrap(), PlanState::default());
+
+        // Sets are replaced, not merged.
+        let tomb = |u: &str, h| Tombstone {
+            user: email(u),
+            since: t(h),
+            deprovision_after: Some(t(h + 4)),
+            cause: TombstoneCause::Disabled,
+        };
+        b.replace_tombstones(&[tomb("a@x.com", 1), tomb("b@x.com", 2)]).unwrap();
+        b.replace_tombstones(&[tomb("b@x.com", 2)]).unwrap();
+        assert_eq!(b.tombstones().unwrap(), vec![tomb("b@x.com", 2)]);
+        assert_eq!(
+            b.load_plan_state().unwrap().tombstones.into_iter().collect::<Vec<_>>(),
+            vec![(email("b@x.com"), TombstoneRecord { since: t(2) })]
+        );
+        let one: BTreeMap<_, _> = [("x".to_string(), email("x@e.com")), ("y".to_string(), email("y@e.com"))].into();
+        let two: BTreeMap<_, _> = [("y".to_string(), email("new@e.com"))].into();
+        b.record_good_read(&one).unwrap();
+        b.record_good_read(&two).unwrap();
+        assert_eq!(b.load_plan_state().unwrap().anchors, two);
+
+        // Healthy reads older than the window before the newest are forgotten.
+        let window = Duration::from_secs(3 * 3600);
+        b.record_healthy_read(&healthy(1, 100, &[("cn=ml", 10)]), window).unwrap();
+        b.record_healthy_read(&healthy(5, 80, &[]), window).unwrap();
+        assert_eq!(b.load_plan_state().unwrap().healthy_reads, vec![healthy(5, 80, &[])]);
+
+        // Grants and revokes are idempotent.
+        let a = email("a@x.com");
+        b.ledger_grant(&a, "ml").unwrap();
+        b.ledger_grant(&a, "ml").unwrap();
+        b.ledger_grant(&a, "ops").unwrap();
+        b.ledger_revoke(&a, "ml").unwrap();
+        b.ledger_revoke(&a, "never-granted").unwrap();
+        assert_eq!(
+            b.load_plan_state().unwrap().ledger.into_iter().collect::<Vec<_>>(),
+            vec![(a, "ops".to_string())]
+        );
+
+        // Approvals: upserted, all of them loaded, pruned at expiry, consumed once.
+        b.add_approvals(&[approval("p", 1, 3), approval("q", 1, 10)]).unwrap();
+        b.add_approvals(&[approval("p", 2, 12)]).unwrap();
+        assert_eq!(b.approvals().unwrap(), vec![approval("q", 1, 10), approval("p", 2, 12)]);
+        assert_eq!(b.load_plan_state().unwrap().approvals, b.approvals().unwrap());
+        assert_eq!(b.prune_approvals(t(10)).unwrap(), 1);
+        assert!(b.consume_approval(&ActionId("p".into())).unwrap());
+        assert!(!b.consume_approval(&ActionId("p".into())).unwrap());
+        assert!(b.approvals().unwrap().is_empty());
+
+        // The journal rules.
+        let (a1, a2) = (action("a@x.com", "ml"), action("b@x.com", "ml"));
+        let ok = |d: &str| Outcome {
+            ok: true,
+            detail: d.into(),
+        };
+        assert_eq!(b.journal_state("run-1", &a1.id).unwrap(), None);
+        b.journal_begin("run-1", &a1).unwrap();
+        b.journal_begin("run-1", &a1).unwrap();
+        b.journal_begin("run-1", &a2).unwrap();
+        assert_eq!(b.journal_state("run-1", &a1.id).unwrap(), Some(JournalState::Begun));
+        let open: Vec<_> = b.journal_incomplete().unwrap().into_iter().map(|e| (e.run_id, e.action)).collect();
+        assert_eq!(open, vec![("run-1".to_string(), a1.clone()), ("run-1".to_string(), a2.clone())]);
+        b.journal_end("run-1", &a1.id, &ok("first")).unwrap();
+        b.journal_end("run-1", &a1.id, &ok("second")).unwrap();
+        assert_eq!(b.journal_state("run-1", &a1.id).unwrap(), Some(JournalState::Ended(ok("first"))));
+        assert!(b.journal_has_ended("run-1", &a1.id).unwrap());
+        assert!(!b.journal_has_ended("run-1", &a2.id).unwrap());
+        assert!(b.journal_begin("run-1", &a1).is_err(), "an ended action is not applied twice");
+        assert!(b.journal_end("run-2", &a1.id, &ok("")).is_err(), "an entry must be begun first");
+        assert_eq!(b.journal_incomplete().unwrap().len(), 1);
+
+        // Run history: one record per run, newest first; pruning keeps begun entries.
+        let run = |id: &str, h, result: &str| RunRecord {
+            run_id: id.into(),
+            command: "apply".into(),
+            started_at: t(h),
+            finished_at: t(h + 1),
+            result: result.into(),
+            summary: [("add_to_team".to_string(), 1usize)].into(),
+            error: None,
+        };
+        b.record_run(&run("r1", 1, "success")).unwrap();
+        b.record_run(&run("r2", 2, "success")).unwrap();
+        b.record_run(&run("r2", 2, "failure")).unwrap();
+        assert_eq!(b.last_runs(5).unwrap(), vec![run("r2", 2, "failure"), run("r1", 1, "success")]);
+        assert_eq!(
+            b.prune_history(Utc::now() + chrono::Duration::hours(1)).unwrap(),
+            3,
+            "two runs, one ended entry"
+        );
+        assert!(b.last_runs(5).unwrap().is_empty());
+        assert_eq!(b.journal_incomplete().unwrap().len(), 1, "a begun entry outlives pruning");
+    }
+
+    #[test]
+    fn the_sqlite_store_keeps_the_backend_contract() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = StateStore::open(tmp.path()).unwrap();
+        conformance(&mut s);
+        // And what it reported as done survives reopening.
+        drop(s);
+        let s = StateStore::open(tmp.path()).unwrap();
+        assert_eq!(StateBackend::journal_incomplete(&s).unwrap().len(), 1);
+        assert_eq!(StateBackend::tombstones(&s).unwrap().len(), 1);
+    }
+}
