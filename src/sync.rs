@@ -84,12 +84,6 @@ pub fn load_state_read_only(env: &Env) -> Result<PlanState, Error> {
     }
 }
 
-/// Reads the directory and the org at once. Either failing fails the whole run.
-pub async fn read_both(env: &Env, client: &WandbClient) -> Result<(DirectorySnapshot, OrgSnapshot), Error> {
-    let (dir, org) = tokio::join!(source::read_directory(&env.config.source, &env.base_dir), client.snapshot());
-    Ok((dir?, org?))
-}
-
 /// Plans against the stored state.
 pub fn plan_now(env: &Env, dir: &DirectorySnapshot, org: &OrgSnapshot, state: &PlanState, now: DateTime<Utc>) -> Plan {
     plan::plan(PlanInput {
@@ -178,8 +172,8 @@ pub struct RunOutcome {
     pub stopped: bool,
 }
 
-/// Reads both sides at once, timing each.
-pub async fn read_both_timed(env: &Env, client: &WandbClient) -> Result<(DirectorySnapshot, OrgSnapshot, PhaseDurations), Error> {
+/// Reads the directory and the org at once, timing each. Either failing fails the whole run.
+pub async fn read_both(env: &Env, client: &WandbClient) -> Result<(DirectorySnapshot, OrgSnapshot, PhaseDurations), Error> {
     let src = async { source::read_directory(&env.config.source, &env.base_dir).await.map_err(Error::from) };
     let tgt = async { client.snapshot().await.map_err(Error::from) };
     let ((dir, ds), (org, dt)) = tokio::join!(timed_fut(src), timed_fut(tgt));
@@ -414,10 +408,10 @@ async fn run_inner(
     // slow read with retries must not outlive systemd's stop timeout.
     let read = match stop.clone() {
         Some(mut s) => tokio::select! {
-            r = read_both_timed(env, &client) => Some(r),
+            r = read_both(env, &client) => Some(r),
             _ = async { if s.wait_for(|v| *v).await.is_err() { std::future::pending::<()>().await } } => None,
         },
-        None => Some(read_both_timed(env, &client).await),
+        None => Some(read_both(env, &client).await),
     };
     learned.http = client.http_stats();
     let stop_requested = stop.as_ref().is_some_and(|s| *s.borrow());

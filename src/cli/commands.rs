@@ -222,7 +222,7 @@ async fn plan(path: &Path, format: Format, out: Option<&Path>) -> Result<u8, Err
     let client = env.client()?;
     let started = Utc::now();
     let state = sync::load_state_read_only(&env)?;
-    let (dir, org) = sync::read_both(&env, &client).await?;
+    let (dir, org, _) = sync::read_both(&env, &client).await?;
     let plan = sync::plan_now(&env, &dir, &org, &state, started);
     if let Some(out) = out {
         write_file(out, &report::render_json(&plan))?;
@@ -311,7 +311,7 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
     // Before reading, held until the run is recorded (also while the prompt waits): no other
     // run applies between this read and this apply.
     let lock = sync::lock_apply(&env.state_dir())?;
-    let (dir, org, mut phases) = match sync::read_both_timed(&env, &client).await {
+    let (dir, org, mut phases) = match sync::read_both(&env, &client).await {
         Ok(v) => v,
         Err(e) => {
             record(

@@ -118,7 +118,7 @@ async fn tour(env: &Env) -> Result<u8, Error> {
     let color = super::commands::color_stdout(Format::Text);
 
     outln!("== 1. idsync plan (dry run) ==================================================\n");
-    let (dir, org) = sync::read_both(env, &client).await?;
+    let (dir, org, _) = sync::read_both(env, &client).await?;
     let state = store.load_plan_state()?;
     let plan = sync::plan_now(env, &dir, &org, &state, Utc::now());
     sync::persist_plan_state(&mut store, &plan, &dir, &env.policy)?;
@@ -150,7 +150,7 @@ async fn tour(env: &Env) -> Result<u8, Error> {
     print_results(&result, plan.held().count(), 0, 0);
 
     outln!("\n== 3. idsync plan again ======================================================\n");
-    let (dir, org) = sync::read_both(env, &client).await?;
+    let (dir, org, _) = sync::read_both(env, &client).await?;
     let state = store.load_plan_state()?;
     let again = sync::plan_now(env, &dir, &org, &state, Utc::now());
     out!(

@@ -16,7 +16,7 @@ pub async fn seats(path: &Path, format: SeatFormat, inactive_days: Option<u32>) 
     let client = env.client()?;
     // No store yet means no tombstone clocks yet; a read-only open never creates one.
     let state = sync::load_state_read_only(&env)?;
-    let (dir, org) = sync::read_both(&env, &client).await?;
+    let (dir, org, _) = sync::read_both(&env, &client).await?;
     let now = Utc::now();
     // Tombstones as the next plan sees them (stored clocks, plus any that start now); the
     // plan is computed in memory only: nothing is persisted and nothing is applied.
