@@ -55,6 +55,8 @@ fi
 
 echo "== cargo fmt --check (idsync only: vendor/ keeps its upstream formatting)"
 cargo fmt -- --check
+echo "== layering: every crate:: path points down (ARCHITECTURE.md)"
+python3 scripts/check-layering.py
 echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== promtool: alert rules and their tests"
