@@ -23,7 +23,7 @@ RULES = {
     "http": ("not", {"source", "wandb", "sandbox", "state", "apply", "sync", "daemon", "cli", "plan", "report"}),
     "source": ("not", {"wandb", "sandbox", "state", "apply", "sync", "daemon", "cli"}),
     "wandb": ("not", {"source", "plan", "sandbox", "state", "apply", "sync", "daemon", "cli"}),
-    "sandbox": ("not", {"plan", "source", "apply", "sync", "state", "daemon", "cli", "wandb"}),
+    "sandbox": ("only", {"sandbox", "model", "duration"}),
     "state": ("not", {"source", "wandb", "sandbox", "apply", "sync", "daemon", "cli"}),
     "apply": ("not", {"sync", "daemon", "cli", "source", "sandbox"}),
     "sync": ("not", {"daemon", "cli", "sandbox"}),
