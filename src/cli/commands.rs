@@ -228,34 +228,23 @@ async fn plan(path: &Path, format: Format, out: Option<&Path>) -> Result<u8, Err
         write_file(out, &report::render_json(&plan))?;
         eprintln!("plan saved to {}", out.display());
     }
-    out!(
-        "{}",
-        report::render(
-            &plan,
-            format,
-            &RenderOptions {
-                color: color_stdout(format),
-                plan_file: out.map(|p| p.display().to_string()),
-            }
-        )
-    );
+    print_plan(&plan, format, out);
     Ok(plan_exit_code(&plan))
+}
+
+/// Renders a plan on stdout; the release hints name `plan_file` when it was saved.
+fn print_plan(plan: &Plan, format: Format, plan_file: Option<&Path>) {
+    let opts = RenderOptions {
+        color: color_stdout(format),
+        plan_file: plan_file.map(|p| p.display().to_string()),
+    };
+    out!("{}", report::render(plan, format, &opts));
 }
 
 /// `idsync show`: a saved plan rendered again, for review. Reads only the file.
 fn show(plan_file: &Path, format: Format) -> Result<u8, Error> {
     let plan = report::parse_plan_json(&read_file(plan_file)?)?;
-    out!(
-        "{}",
-        report::render(
-            &plan,
-            format,
-            &RenderOptions {
-                color: color_stdout(format),
-                plan_file: Some(plan_file.display().to_string()),
-            }
-        )
-    );
+    print_plan(&plan, format, Some(plan_file));
     Ok(exit::IN_SYNC)
 }
 

@@ -40,6 +40,27 @@ pub fn root_cause(e: &reqwest::Error) -> String {
     cause.to_string()
 }
 
+/// What kind of transport failure a reqwest error is, with its root cause: each client
+/// turns it into its own typed error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    Timeout,
+    /// The request could not be built (a bad URL or header): a config problem.
+    Build(String),
+    /// Connecting, TLS, or the connection dropping.
+    Connection(String),
+}
+
+pub fn classify(e: &reqwest::Error) -> Failure {
+    if e.is_timeout() {
+        Failure::Timeout
+    } else if e.is_builder() {
+        Failure::Build(root_cause(e))
+    } else {
+        Failure::Connection(root_cause(e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

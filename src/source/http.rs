@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::SourceError;
 use crate::config::{SourceConfig, SourceKind};
 use crate::http::retry::{next_attempt, retryable_status, server_wait, Backoff, Next};
-use crate::http::transport::{read_body, root_cause, BodyError};
+use crate::http::transport::{classify, read_body, root_cause, BodyError, Failure};
 use crate::http::{Counters, HttpStats};
 use crate::secret::Secret;
 
@@ -378,16 +378,14 @@ impl SourceHttp {
 
     fn transport_error(&self, op: &str, e: reqwest::Error) -> IdpError {
         let (server, op) = (self.server.clone(), op.to_string());
-        if e.is_timeout() {
-            IdpError::Timeout { server, op }
-        } else if e.is_builder() {
-            IdpError::Config(format!("{op}: cannot build the request for {server}: {}", root_cause(&e)))
-        } else {
-            IdpError::Transport {
+        match classify(&e) {
+            Failure::Timeout => IdpError::Timeout { server, op },
+            Failure::Build(cause) => IdpError::Config(format!("{op}: cannot build the request for {server}: {cause}")),
+            Failure::Connection(cause) => IdpError::Transport {
                 server,
                 op,
-                cause: self.scrubbed(&root_cause(&e)),
-            }
+                cause: self.scrubbed(&cause),
+            },
         }
     }
 }

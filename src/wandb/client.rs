@@ -16,7 +16,7 @@ use super::error::TargetError;
 use super::wire;
 use crate::config::{TargetAuth, TargetConfig};
 use crate::http::retry::{next_attempt, retryable_status, server_wait, Backoff, Next};
-use crate::http::transport::{read_body, root_cause, BodyError};
+use crate::http::transport::{classify, read_body, root_cause, BodyError, Failure};
 use crate::http::{Counters, HttpStats};
 use crate::model::{Deployment, DeprovisionMode};
 use crate::model::{Email, OrgRole, OrgSnapshot, OrgUser, Team, TeamRole};
@@ -827,16 +827,14 @@ impl WandbClient {
         let mut shown = url.clone();
         shown.set_query(None);
         let (op, url) = (op.to_string(), shown.to_string());
-        if e.is_timeout() {
-            TargetError::Timeout { op, url }
-        } else if e.is_builder() {
-            TargetError::Config(format!("{op}: cannot build the request for {url}: {}", root_cause(&e)))
-        } else {
-            TargetError::Transport {
+        match classify(&e) {
+            Failure::Timeout => TargetError::Timeout { op, url },
+            Failure::Build(cause) => TargetError::Config(format!("{op}: cannot build the request for {url}: {cause}")),
+            Failure::Connection(cause) => TargetError::Transport {
                 op,
                 url,
-                cause: self.scrub(&root_cause(&e)),
-            }
+                cause: self.scrub(&cause),
+            },
         }
     }
 }
