@@ -29,25 +29,6 @@ fn id_of(plan: &Value, guard: &str, user: &str) -> String {
         .to_string()
 }
 
-/// root (admin) stays; ci-bot, a pipeline-key owner, has left the directory.
-async fn pipeline_owner_left() -> Fixture {
-    Fixture::start(Setup {
-        org: org(&[("root@example.com", "admin", &[]), ("ci-bot@example.com", "member", &[])], &[]),
-        ldif: ldif(&[P("root", true)], &[]),
-        guards: r#"pipeline_key_owners = ["ci-bot@example.com"]"#,
-        ..Setup::default()
-    })
-    .await
-}
-
-fn pending_approvals(status: &str) -> usize {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("pending approvals: "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no pending approvals line in {status}"))
-}
-
 /// Runs `idsync ARGS` on a pseudo-terminal (util-linux `script`), typing `answer`.
 fn run_on_terminal(f: &Fixture, args: &[&str], answer: &str) -> (i32, String) {
     let mut line = env!("CARGO_BIN_EXE_idsync").to_string();
@@ -139,21 +120,7 @@ async fn approve_without_ids_on_a_terminal_lists_and_asks() {
 #[tokio::test(flavor = "multi_thread")]
 async fn apply_plan_never_applies_what_was_held_when_reviewed() {
     // Six of twenty leave with max_deprovisions = 5: all six are held in the reviewed plan.
-    let mut users: Vec<String> = (0..20).map(|i| format!("p{i}@example.com")).collect();
-    users.push("root@example.com".into());
-    let seed: Vec<SeedUser> = users
-        .iter()
-        .map(|u| (u.as_str(), if u.starts_with("root") { "admin" } else { "member" }, &[][..]))
-        .collect();
-    let present: Vec<String> = (6..20).map(|i| format!("p{i}")).chain(["root".to_string()]).collect();
-    let people: Vec<P> = present.iter().map(|u| P(u, true)).collect();
-    let f = Fixture::start(Setup {
-        org: org(&seed, &[]),
-        ldif: ldif(&people, &[]),
-        guards: "max_deprovisions = 5",
-        ..Setup::default()
-    })
-    .await;
+    let f = twenty_with_missing(6, "max_deprovisions = 5").await;
     let plan = f.run(&["plan", "--out", "plan.json"]).await;
     assert_eq!(code(&plan), 3, "{}", text(&plan));
     assert_eq!(held(&plan_json(&f, "plan.json"), "mass-deprovision").len(), 6);
@@ -189,12 +156,7 @@ async fn apply_plan_never_applies_what_was_held_when_reviewed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn apply_plan_leaves_out_unreviewed_actions_and_exits_2() {
-    let f = Fixture::start(Setup {
-        org: org(&[("root@example.com", "admin", &[])], &[]),
-        ldif: ldif(&[P("root", true), P("alice", true)], &[]),
-        ..Setup::default()
-    })
-    .await;
+    let f = root_and_alice().await;
     let plan = f.run(&["plan", "--out", "plan.json"]).await;
     assert_eq!(code(&plan), 2, "{}", text(&plan));
     // bob joins after the review: his creation was never reviewed.

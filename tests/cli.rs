@@ -106,13 +106,7 @@ fn completions_and_the_man_page_come_from_the_same_definitions() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn show_rerenders_a_saved_plan_and_hints_name_the_real_file() {
-    let f = Fixture::start(Setup {
-        org: org(&[("root@example.com", "admin", &[]), ("ci-bot@example.com", "member", &[])], &[]),
-        ldif: ldif(&[P("root", true)], &[]),
-        guards: r#"pipeline_key_owners = ["ci-bot@example.com"]"#,
-        ..Setup::default()
-    })
-    .await;
+    let f = pipeline_owner_left().await;
     let plan = f.run(&["plan", "--out", "review/held plan.json"]).await;
     assert_eq!(code(&plan), 1, "a missing directory for --out is an error: {}", text(&plan));
     std::fs::create_dir(f.path("review")).unwrap();
@@ -159,12 +153,7 @@ async fn show_rerenders_a_saved_plan_and_hints_name_the_real_file() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn colour_only_on_a_terminal_unless_asked() {
-    let f = Fixture::start(Setup {
-        org: org(&[("root@example.com", "admin", &[])], &[]),
-        ldif: ldif(&[P("root", true), P("alice", true)], &[]),
-        ..Setup::default()
-    })
-    .await;
+    let f = root_and_alice().await;
     // Logs and report into pipes (as `idsync plan 2> f`, `tee`, systemd-run --pipe): plain.
     let mut cmd = f.command(&["plan"]);
     cmd.env_remove("NO_COLOR").env("RUST_LOG", "debug");

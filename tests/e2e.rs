@@ -198,21 +198,7 @@ approval_ttl = "2s""#,
 
 #[tokio::test(flavor = "multi_thread")]
 async fn six_of_twenty_missing_with_max_five_holds_all_six() {
-    let mut users: Vec<String> = (0..20).map(|i| format!("p{i}@example.com")).collect();
-    users.push("root@example.com".into());
-    let seed: Vec<SeedUser> = users
-        .iter()
-        .map(|u| (u.as_str(), if u.starts_with("root") { "admin" } else { "member" }, &[][..]))
-        .collect();
-    let present: Vec<String> = (6..20).map(|i| format!("p{i}")).chain(["root".to_string()]).collect();
-    let people: Vec<P> = present.iter().map(|u| P(u, true)).collect();
-    let f = Fixture::start(Setup {
-        org: org(&seed, &[]),
-        ldif: ldif(&people, &[]),
-        guards: "max_deprovisions = 5",
-        ..Setup::default()
-    })
-    .await;
+    let f = twenty_with_missing(6, "max_deprovisions = 5").await;
     let plan = f.run(&["plan", "--out", "plan.json"]).await;
     assert_eq!(code(&plan), 3, "{}", text(&plan));
     assert_eq!(held_by(&plan_json(&f, "plan.json"), "mass-deprovision").len(), 6);
@@ -649,12 +635,7 @@ async fn example_config_loads_unchanged() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_report_piped_into_a_closed_reader_ends_without_a_panic() {
     use std::os::unix::process::ExitStatusExt;
-    let f = Fixture::start(Setup {
-        org: org(&[("root@example.com", "admin", &[])], &[]),
-        ldif: ldif(&[P("root", true), P("alice", true)], &[]),
-        ..Setup::default()
-    })
-    .await;
+    let f = root_and_alice().await;
     let mut cmd = f.command(&["plan"]);
     let out = tokio::task::spawn_blocking(move || {
         let mut child = cmd

@@ -10,23 +10,9 @@ fn journal_db(f: &Fixture) -> rusqlite::Connection {
     rusqlite::Connection::open(f.path("state/idsync.db")).unwrap()
 }
 
-fn pending_approvals(status: &str) -> usize {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("pending approvals: "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no pending approvals line in {status}"))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_interrupted_action_now_held_is_recorded_not_applied_and_keeps_its_state() {
-    let f = Fixture::start(Setup {
-        org: org(&[("root@example.com", "admin", &[]), ("ci-bot@example.com", "member", &[])], &[]),
-        ldif: ldif(&[P("root", true)], &[]),
-        guards: r#"pipeline_key_owners = ["ci-bot@example.com"]"#,
-        ..Setup::default()
-    })
-    .await;
+    let f = pipeline_owner_left().await;
     // The first apply starts ci-bot's tombstone; its deprovision is held by pipeline-key.
     assert_eq!(code(&f.run(&["apply", "--yes"]).await), 3);
     let plan = f.run(&["plan", "--out", "plan.json"]).await;
@@ -87,12 +73,7 @@ async fn an_interrupted_action_now_held_is_recorded_not_applied_and_keeps_its_st
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_interrupted_action_that_landed_is_confirmed_ok_once() {
-    let f = Fixture::start(Setup {
-        org: org(&[("root@example.com", "admin", &[])], &[]),
-        ldif: ldif(&[P("root", true), P("alice", true)], &[]),
-        ..Setup::default()
-    })
-    .await;
+    let f = root_and_alice().await;
     let plan = f.run(&["plan", "--out", "plan.json"]).await;
     assert_eq!(code(&plan), 2, "{}", text(&plan));
     let saved = plan_json(&f, "plan.json");

@@ -14,6 +14,19 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+/// The HTTP client both sides use: a timeout per request (connect at most 10 s), no
+/// redirects (a redirect would turn a POST into a GET and may carry the credential to
+/// another host: report it instead), idsync's user agent. `Err` is the root cause.
+pub fn client(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(std::time::Duration::from_secs(10)))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("idsync/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| transport::root_cause(&e))
+}
+
 /// Request counters as read at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HttpStats {

@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::SourceError;
 use crate::config::{SourceConfig, SourceKind};
 use crate::http::retry::{next_attempt, retryable_status, server_wait, Backoff, Next};
-use crate::http::transport::{classify, read_body, root_cause, BodyError, Failure};
+use crate::http::transport::{classify, read_body, BodyError, Failure};
 use crate::http::{Counters, HttpStats};
 use crate::secret::Secret;
 
@@ -195,13 +195,7 @@ impl std::fmt::Debug for SourceHttp {
 impl SourceHttp {
     pub fn new(server: String, credential: &str, forbidden_advice: &str, timeout: Duration) -> Result<SourceHttp, IdpError> {
         let timeout = if timeout.is_zero() { Duration::from_secs(30) } else { timeout };
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("idsync/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| IdpError::Config(format!("cannot set up the HTTP client: {}", root_cause(&e))))?;
+        let http = crate::http::client(timeout).map_err(|e| IdpError::Config(format!("cannot set up the HTTP client: {e}")))?;
         Ok(SourceHttp {
             http,
             server,

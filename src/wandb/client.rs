@@ -16,7 +16,7 @@ use super::error::TargetError;
 use super::wire;
 use crate::config::{TargetAuth, TargetConfig};
 use crate::http::retry::{next_attempt, retryable_status, server_wait, Backoff, Next};
-use crate::http::transport::{classify, read_body, root_cause, BodyError, Failure};
+use crate::http::transport::{classify, read_body, BodyError, Failure};
 use crate::http::{Counters, HttpStats};
 use crate::model::{Deployment, DeprovisionMode};
 use crate::model::{Email, OrgRole, OrgSnapshot, OrgUser, Team, TeamRole};
@@ -188,14 +188,7 @@ impl WandbClient {
         // Keeps the value out of any header dump reqwest or hyper might produce.
         auth.set_sensitive(true);
         let timeout = if cfg.timeout.0.is_zero() { FALLBACK_TIMEOUT } else { cfg.timeout.0 };
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            // A redirect would turn a POST into a GET and may cross hosts: report it instead.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("idsync/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| TargetError::Config(format!("cannot set up the HTTP client: {}", root_cause(&e))))?;
+        let http = crate::http::client(timeout).map_err(|e| TargetError::Config(format!("cannot set up the HTTP client: {e}")))?;
         Ok(WandbClient {
             inner: Arc::new(Inner {
                 http,

@@ -305,3 +305,58 @@ pub async fn slow_fixture(latency: Duration) -> Fixture {
     })
     .await
 }
+
+/// root (the admin) stays; ci-bot, a pipeline-key owner, has left the directory: its
+/// deprovision is held by pipeline-key.
+#[allow(dead_code)]
+pub async fn pipeline_owner_left() -> Fixture {
+    Fixture::start(Setup {
+        org: org(&[("root@example.com", "admin", &[]), ("ci-bot@example.com", "member", &[])], &[]),
+        ldif: ldif(&[P("root", true)], &[]),
+        guards: r#"pipeline_key_owners = ["ci-bot@example.com"]"#,
+        ..Setup::default()
+    })
+    .await
+}
+
+/// root (the admin) and alice, to be created: a plan with one change pending.
+#[allow(dead_code)]
+pub async fn root_and_alice() -> Fixture {
+    Fixture::start(Setup {
+        org: org(&[("root@example.com", "admin", &[])], &[]),
+        ldif: ldif(&[P("root", true), P("alice", true)], &[]),
+        ..Setup::default()
+    })
+    .await
+}
+
+/// `idsync status`'s "pending approvals: N".
+#[allow(dead_code)]
+pub fn pending_approvals(status: &str) -> usize {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("pending approvals: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no pending approvals line in {status}"))
+}
+
+/// Twenty members p0..p19 and root (admin) in W&B; the directory has all but the first
+/// `missing` of them.
+#[allow(dead_code)]
+pub async fn twenty_with_missing(missing: usize, guards: &'static str) -> Fixture {
+    let mut users: Vec<String> = (0..20).map(|i| format!("p{i}@example.com")).collect();
+    users.push("root@example.com".into());
+    let seed: Vec<SeedUser> = users
+        .iter()
+        .map(|u| (u.as_str(), if u.starts_with("root") { "admin" } else { "member" }, &[][..]))
+        .collect();
+    let present: Vec<String> = (missing..20).map(|i| format!("p{i}")).chain(["root".to_string()]).collect();
+    let people: Vec<P> = present.iter().map(|u| P(u, true)).collect();
+    Fixture::start(Setup {
+        org: org(&seed, &[]),
+        ldif: ldif(&people, &[]),
+        guards,
+        ..Setup::default()
+    })
+    .await
+}
