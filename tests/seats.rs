@@ -172,7 +172,7 @@ async fn counts_classification_and_cost_come_from_the_live_org() {
         (Some(150), Some(2))
     );
     let bad = f.run(&["report", "seats", "--inactive-days", "0"]).await;
-    assert_eq!(code(&bad), 2, "clap rejects 0 days: {}", text(&bad));
+    assert_eq!(code(&bad), 1, "a usage error exits 1 (SPEC §2): {}", text(&bad));
 
     // The text and markdown reports say the same.
     let t = report(&f, &[]).await;
@@ -286,9 +286,17 @@ async fn the_report_never_writes_to_w_and_b_or_the_state_store() {
     assert_eq!(org_state(&f).await, before);
     assert!(!f.path("state").exists(), "no state store is created by a report");
 
-    // With a store (a plan recorded tombstones), the report reads it and changes nothing.
-    let plan = f.run(&["plan"]).await;
+    // With a store (an apply of a reviewed plan with nothing in it recorded the
+    // tombstones, changing nothing in W&B), the report reads it and changes nothing.
+    let plan = f.run(&["plan", "--out", "plan.json"]).await;
     assert_eq!(code(&plan), 2, "{}", text(&plan));
+    let mut empty = plan_json(&f, "plan.json");
+    empty["actions"] = json!([]);
+    empty["summary"] = json!({});
+    std::fs::write(f.path("plan.json"), empty.to_string()).unwrap();
+    let apply = f.run(&["apply", "--plan", "plan.json", "--yes"]).await;
+    assert_eq!(code(&apply), 2, "nothing reviewed, nothing applied: {}", text(&apply));
+    assert_eq!(f.sb.write_request_count(), 0);
     let store = snapshot_dir(&f.path("state"));
     assert!(store.contains_key("idsync.db"), "{:?}", store.keys());
     let status = f.run(&["status"]).await;
