@@ -179,3 +179,46 @@ async fn colour_only_on_a_terminal_unless_asked() {
     let out = f.run(&["plan", "--color", "sometimes"]).await;
     assert_eq!(code(&out), 1);
 }
+
+#[test]
+fn a_busy_port_is_one_clear_error_and_no_banner() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let out = idsync(&["sandbox", "--listen", &addr]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("sandbox:").count(), 1, "named once: {err}");
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    assert!(
+        !err.contains("W&B sandbox on http://"),
+        "no banner for a sandbox that is not serving: {err}"
+    );
+}
+
+#[test]
+fn the_demo_says_where_its_files_are_and_keeps_them_when_asked() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_idsync"))
+        .args(["demo", "--keep"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{s}");
+    let kept = s.lines().find_map(|l| l.strip_prefix("Kept ")).expect("names the kept directory");
+    let dir = std::path::PathBuf::from(kept.split(" (").next().unwrap());
+    assert!(
+        dir.join("idsync.toml").is_file() && dir.join("state/idsync.db").is_file(),
+        "{}",
+        dir.display()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_idsync"))
+        .arg("demo")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    let gone = s.lines().find(|l| l.contains("is deleted now")).expect("says the files are gone");
+    let dir = std::path::PathBuf::from(gone.split(" (").next().unwrap());
+    assert!(!dir.exists(), "{}", dir.display());
+}

@@ -53,7 +53,7 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
         Command::Show { plan, format } => show(&plan, format),
         Command::Completions { shell } => Ok(completions(shell)),
         Command::Man => man(),
-        Command::Demo => super::demo::run().await,
+        Command::Demo { keep } => super::demo::run(keep).await,
         Command::Sandbox(args) => super::demo::sandbox(args).await,
         Command::Run { .. } => Err(Error::Usage("internal: run is dispatched above".into())),
     }

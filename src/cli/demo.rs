@@ -81,7 +81,7 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { what, source }
 }
 
-pub async fn run() -> Result<u8, Error> {
+pub async fn run(keep: bool) -> Result<u8, Error> {
     let org: SandboxOrg = serde_json::from_str(DEMO_ORG).map_err(|e| Error::Usage(format!("bundled sandbox org is invalid: {e}")))?;
     let opts = SandboxOptions {
         api_key: DEMO_KEY.into(),
@@ -109,6 +109,19 @@ pub async fn run() -> Result<u8, Error> {
     let env = Env::load(&cfg_path)?;
     let code = tour(&env).await;
     sb.shutdown().await;
+    if keep {
+        let kept = tmp.keep();
+        outln!(
+            "\nKept {} (config, directory, state store, audit log). The sandbox has stopped: \
+             `idsync sandbox` serves a fresh one.",
+            kept.display()
+        );
+    } else {
+        outln!(
+            "\n{} (config, state store, audit log) is deleted now; `idsync demo --keep` keeps it.",
+            dir.display()
+        );
+    }
     code
 }
 
@@ -221,12 +234,16 @@ pub async fn sandbox(args: SandboxArgs) -> Result<u8, Error> {
         service_accounts: args.service_accounts,
         ..SandboxOptions::default()
     };
-    eprintln!(
-        "W&B sandbox on http://{} (Ctrl-C stops it). State: GET /_sandbox/state",
-        args.listen
+    let key_hint = format!(
+        "clients authenticate with API key {:?} (--api-key; Basic \":KEY\" or Bearer)",
+        opts.api_key
     );
-    sandbox::serve_forever(opts, org, args.listen)
-        .await
-        .map_err(|e| Error::Usage(format!("sandbox: {e}")))?;
+    let scim = opts.scim_path.trim_end_matches('/').to_string();
+    // The error already names the sandbox: printed once, not "sandbox: sandbox: ...".
+    sandbox::serve_forever_with(opts, org, args.listen, |local| {
+        eprintln!("W&B sandbox on http://{local}{scim} (Ctrl-C stops it); {key_hint}. State: GET /_sandbox/state");
+    })
+    .await
+    .map_err(|e| Error::Usage(e.to_string()))?;
     Ok(exit::IN_SYNC)
 }

@@ -183,7 +183,12 @@ pub enum Command {
     /// Print the idsync(1) man page (roff) on stdout, e.g. `idsync man | man -l -`.
     Man,
     /// A self-contained tour: a W&B sandbox on loopback, an example directory, plan, apply, re-plan.
-    Demo,
+    Demo {
+        /// Keep the demo's directory (config, LDIF, state store, audit log) instead of
+        /// deleting it at exit, to look at it or re-run commands against it.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Serve the W&B sandbox (an emulator of W&B's SCIM API) to try idsync safely.
     Sandbox(SandboxArgs),
 }

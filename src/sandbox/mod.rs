@@ -212,6 +212,17 @@ pub async fn spawn(opts: SandboxOptions, org: SandboxOrg, addr: SocketAddr) -> R
 /// Serves the sandbox on `addr` until ctrl-c (the `idsync sandbox` command). Logs one line
 /// per request.
 pub async fn serve_forever(opts: SandboxOptions, org: SandboxOrg, addr: SocketAddr) -> Result<(), SandboxError> {
+    serve_forever_with(opts, org, addr, |_| {}).await
+}
+
+/// [`serve_forever`], calling `listening` with the bound address once it accepts
+/// connections (so a banner is printed only when the port was free).
+pub async fn serve_forever_with(
+    opts: SandboxOptions,
+    org: SandboxOrg,
+    addr: SocketAddr,
+    listening: impl FnOnce(SocketAddr),
+) -> Result<(), SandboxError> {
     let scim_path = opts.scim_path.clone();
     let deployment = opts.deployment;
     let shared = Arc::new(Shared::new(opts, org)?);
@@ -219,6 +230,7 @@ pub async fn serve_forever(opts: SandboxOptions, org: SandboxOrg, addr: SocketAd
         .await
         .map_err(|source| SandboxError::Bind { addr, source })?;
     let local = listener.local_addr().map_err(|source| SandboxError::Bind { addr, source })?;
+    listening(local);
     tracing::info!(
         url = %format!("http://{local}{}", scim_path.trim_end_matches('/')),
         deployment = ?deployment,
