@@ -58,73 +58,47 @@ pub(crate) fn diff(desired: &Desired<'_>, org: &OrgSnapshot, policy: &Policy, st
 
     // People the directory wants.
     for (email, want) in &desired.people {
-        match by_email.get(email) {
+        // What W&B has for the person now, or will have right after a create or a
+        // reactivation (then the changes depend on it).
+        let (user_id, current, dep) = match by_email.get(email) {
             None => {
-                if let Some(reason) = want.create_reason(email) {
-                    let create = Action::new(ActionKind::CreateUser, Some(email.clone()), None, None, reason);
-                    let dep = create.id.clone();
-                    out.actions.push(create);
-                    // W&B creates users as org members.
-                    let current = UserView { ..NEW_MEMBER };
-                    changes_for(
-                        &mut out.actions,
-                        email,
-                        None,
-                        want,
-                        &current,
-                        desired,
-                        policy,
-                        state,
-                        Some(&dep),
-                        &team_create_ids,
-                    );
-                }
+                let Some(reason) = want.create_reason(email) else { continue };
+                let create = Action::new(ActionKind::CreateUser, Some(email.clone()), None, None, reason);
+                let dep = create.id.clone();
+                out.actions.push(create);
+                // W&B creates users as org members.
+                (None, UserView { ..NEW_MEMBER }, Some(dep))
             }
             Some(u) if !u.active => {
-                if let Some(reason) = want.create_reason(email) {
-                    let mut re = Action::new(
-                        ActionKind::ReactivateUser,
-                        Some(email.clone()),
-                        None,
-                        None,
-                        format!("{reason}; the W&B user is inactive"),
-                    );
-                    re.user_id = Some(u.id.clone());
-                    re.from = Some("inactive".into());
-                    re.to = Some("active".into());
-                    let dep = re.id.clone();
-                    out.actions.push(re);
-                    let current = UserView::of(u, policy.deployment, true);
-                    changes_for(
-                        &mut out.actions,
-                        email,
-                        Some(&u.id),
-                        want,
-                        &current,
-                        desired,
-                        policy,
-                        state,
-                        Some(&dep),
-                        &team_create_ids,
-                    );
-                }
-            }
-            Some(u) => {
-                let current = UserView::of(u, policy.deployment, false);
-                changes_for(
-                    &mut out.actions,
-                    email,
-                    Some(&u.id),
-                    want,
-                    &current,
-                    desired,
-                    policy,
-                    state,
+                let Some(reason) = want.create_reason(email) else { continue };
+                let mut re = Action::new(
+                    ActionKind::ReactivateUser,
+                    Some(email.clone()),
                     None,
-                    &team_create_ids,
+                    None,
+                    format!("{reason}; the W&B user is inactive"),
                 );
+                re.user_id = Some(u.id.clone());
+                re.from = Some("inactive".into());
+                re.to = Some("active".into());
+                let dep = re.id.clone();
+                out.actions.push(re);
+                (Some(&u.id), UserView::of(u, policy.deployment, true), Some(dep))
             }
-        }
+            Some(u) => (Some(&u.id), UserView::of(u, policy.deployment, false), None),
+        };
+        changes_for(
+            &mut out.actions,
+            email,
+            user_id,
+            want,
+            &current,
+            desired,
+            policy,
+            state,
+            dep.as_ref(),
+            &team_create_ids,
+        );
     }
 
     // W&B users in scope that the directory no longer wants: tombstones and deprovisions.
