@@ -118,13 +118,18 @@ pub enum Command {
         out: Option<PathBuf>,
     },
     /// Re-read both sides and apply the ready actions. Exit 0 all applied, 3 some held, 1 error.
+    ///
+    /// With --plan, exit 2 when ready actions of the fresh plan were left out (not reviewed,
+    /// or held when reviewed).
     Apply {
         #[command(flatten)]
         config: ConfigArg,
-        /// Apply only actions of this reviewed plan that the fresh plan still contains unchanged.
+        /// Apply only actions of this reviewed plan that the fresh plan still contains
+        /// unchanged; one held in it is applied only when approved now.
         #[arg(long, value_name = "PLAN.json")]
         plan: Option<PathBuf>,
-        /// Approve these held action ids for this run (and record the approval).
+        /// Approve these held action ids for this run; the approval is recorded only once
+        /// the apply goes ahead (not when cancelled at the prompt).
         #[arg(long = "approve", value_name = "ID")]
         approve: Vec<String>,
         /// Do not ask for confirmation on a terminal.
@@ -132,6 +137,11 @@ pub enum Command {
         yes: bool,
     },
     /// Record approval of held actions of a saved plan (all overridable ones if no --id).
+    ///
+    /// An approval releases the action only over the guards that held it in that plan and
+    /// only while the change is the one reviewed (same W&B user, role, deprovision mode);
+    /// it expires after guards.approval_ttl and is used up when the action is applied.
+    /// Without --id on a terminal, it lists what it would release and asks.
     Approve {
         #[command(flatten)]
         config: ConfigArg,
