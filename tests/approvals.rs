@@ -169,3 +169,50 @@ async fn apply_plan_leaves_out_unreviewed_actions_and_exits_2() {
     let again = f.run(&["apply", "--yes"]).await;
     assert_eq!(code(&again), 0, "{}", text(&again));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_plan_approve_binds_to_the_guards_of_the_reviewed_plan() {
+    // ci-bot (a pipeline-key owner) left; twenty others and root stay.
+    let mut seed: Vec<String> = (0..20).map(|i| format!("p{i}@example.com")).collect();
+    seed.extend(["root@example.com".to_string(), "ci-bot@example.com".to_string()]);
+    let users: Vec<SeedUser> = seed
+        .iter()
+        .map(|u| (u.as_str(), if u.starts_with("root") { "admin" } else { "member" }, &[][..]))
+        .collect();
+    let everyone: Vec<String> = (0..20).map(|i| format!("p{i}")).chain(["root".to_string()]).collect();
+    let f = Fixture::start(Setup {
+        org: org(&users, &[]),
+        ldif: ldif(&everyone.iter().map(|u| P(u, true)).collect::<Vec<_>>(), &[]),
+        guards: r#"pipeline_key_owners = ["ci-bot@example.com"]"#,
+        policy: r#"grace_period = "1h""#,
+        ..Setup::default()
+    })
+    .await;
+    // A first apply records a healthy read of 21 people and starts ci-bot's clock; an
+    // hour later (here: a zero grace in the reviewed config) its deprovision is held by
+    // pipeline-key alone.
+    assert_eq!(code(&f.run(&["apply", "--yes"]).await), 0);
+    let cfg = std::fs::read_to_string(&f.cfg).unwrap();
+    std::fs::write(&f.cfg, cfg.replace(r#"grace_period = "1h""#, r#"grace_period = "0s""#)).unwrap();
+    let plan = f.run(&["plan", "--out", "plan.json"]).await;
+    assert_eq!(code(&plan), 3, "{}", text(&plan));
+    let saved = plan_json(&f, "plan.json");
+    let d = id_of(&saved, "pipeline-key", "ci-bot@example.com");
+    assert_eq!(held(&saved, "source-health").len(), 0, "the reviewed read was healthy");
+
+    // Before the apply the directory loses a quarter of its people: source-health now
+    // holds ci-bot's deprovision too. Approving it over pipeline-key releases nothing.
+    let rest: Vec<String> = (5..20).map(|i| format!("p{i}")).chain(["root".to_string()]).collect();
+    f.write_ldif(&ldif(&rest.iter().map(|u| P(u, true)).collect::<Vec<_>>(), &[]));
+    let apply = f.run(&["apply", "--plan", "plan.json", "--approve", &d, "--yes"]).await;
+    assert_eq!(code(&apply), 3, "{}", text(&apply));
+    assert!(
+        text(&apply).contains("approval no longer matches: new guard source-health"),
+        "{}",
+        text(&apply)
+    );
+    assert!(
+        f.users().await.contains_key("ci-bot@example.com"),
+        "nobody reviewed the suspicious read"
+    );
+}

@@ -322,7 +322,11 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
     // ahead: an apply cancelled at the prompt leaves no approval for the daemon to use.
     let mut new_approvals = Vec::new();
     if !opts.approve.is_empty() {
-        new_approvals = approvals_for(&fresh, &opts.approve, &env, &actor("apply --approve"))?;
+        // With a reviewed plan, the approval binds to what the human reviewed there (its
+        // guards and fingerprint), not to whatever holds the action now: a guard that
+        // started holding it since (a suspicious read) still holds it.
+        let reviewed = saved.as_ref().unwrap_or(&fresh);
+        new_approvals = approvals_for(reviewed, &opts.approve, &env, &actor("apply --approve"))?;
         state.approvals.extend(new_approvals.iter().cloned());
         fresh = sync::plan_now(&env, &dir, &org, &state, started);
     }

@@ -94,6 +94,8 @@ pub(crate) struct Desired<'a> {
     /// Old email -> the person now under a new email, for people whose anchor stayed but
     /// whose email changed.
     pub renamed: BTreeMap<Email, Renamed<'a>>,
+    /// Anchors more than one directory entry carries (frozen, never stored anew).
+    pub shared_anchors: Vec<&'a str>,
     /// Enabled people with a usable email (the size source-health compares).
     pub usable_enabled: usize,
     /// Members of each policy group the directory has, by the policy's reference (the
@@ -230,6 +232,7 @@ pub(crate) fn desired_state<'a>(
     // An anchor claimed by several entries (a non-unique anchor_attr, an LDIF listing an
     // entry twice) would hand one person's group memberships to another: freeze them all.
     let shared = shared_anchors(dir);
+    out.shared_anchors = shared.iter().copied().collect();
     for p in dir.people.iter().filter(|p| shared.contains(p.anchor.as_str())) {
         out.skipped.push(Skipped {
             entry: p.source_ref.clone(),
@@ -448,9 +451,10 @@ fn shared_anchors(dir: &DirectorySnapshot) -> HashSet<&str> {
 
 /// The anchor -> email map the shell stores after a healthy read (for identity-change):
 /// every directory person with a usable email and an anchor no other entry shares, except
-/// that an anchor whose identity change is still pending keeps its stored email until a
-/// human approves the pair or the old account is gone (SPEC §4), so that the change is
-/// held in every run, not only the first.
+/// the anchors in `kept` ([`Plan::identity_pending`](super::Plan)): one whose identity
+/// change is still pending keeps its stored email until a human approves the pair or the
+/// old account is gone (SPEC §4), so that the change is held in every run, not only the
+/// first; and a shared anchor keeps what was stored, so one bad read cannot erase it.
 pub fn anchors_to_store(dir: &DirectorySnapshot, identity_pending: &BTreeMap<String, Email>) -> BTreeMap<String, Email> {
     let shared = shared_anchors(dir);
     let mut out: BTreeMap<String, Email> = dir

@@ -93,6 +93,16 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         skipped: desired.skipped,
         roster_before,
         roster_after,
-        identity_pending: d.identity_pending,
+        identity_pending: {
+            // A shared anchor keeps what was stored: one read listing an entry twice must
+            // not erase the anchor an identity change is later detected by.
+            let mut kept = d.identity_pending;
+            for a in &desired.shared_anchors {
+                if let Some(e) = state.anchors.get(*a) {
+                    kept.entry(a.to_string()).or_insert_with(|| e.clone());
+                }
+            }
+            kept
+        },
     }
 }

@@ -1389,6 +1389,21 @@ fn a_shared_anchor_freezes_every_entry_that_carries_it() {
 }
 
 #[test]
+fn a_read_listing_an_entry_twice_does_not_erase_its_stored_anchor() {
+    // alice's anchor was stored; one read lists her entry twice; the next one has her
+    // under a new email: the identity change is still detected and held.
+    let mut w = renamed_world();
+    let twice = w.dir.people[1].clone();
+    w.dir.people.push(twice);
+    let p = w.plan();
+    w.state.anchors = anchors_to_store(&w.dir, &p.identity_pending);
+    assert_eq!(w.state.anchors.get("alice-anchor"), Some(&e("alice.old@example.com")));
+    w.dir.people.pop();
+    let c = find(&w.plan(), ActionKind::CreateUser, "alice.new@example.com");
+    assert_eq!(c.guard, Some(Guard::IdentityChange));
+}
+
+#[test]
 fn approving_a_root_releases_its_dependents() {
     let mut w = World::new()
         .person("a@example.com")

@@ -373,9 +373,9 @@ pub struct Plan {
     pub roster_before: Vec<String>,
     #[serde(default)]
     pub roster_after: Vec<String>,
-    /// Anchor -> stored email of identity changes still pending: the shell keeps these
-    /// in the anchor map until a human approves the pair or the old account is gone.
-    /// In-process only.
+    /// Anchor -> stored email to keep in the anchor map: identity changes still pending
+    /// (until a human approves the pair or the old account is gone) and anchors several
+    /// entries share this read. In-process only.
     #[serde(skip)]
     pub identity_pending: BTreeMap<String, Email>,
 }
