@@ -10,17 +10,8 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-fn held<'a>(plan: &'a Value, guard: &str) -> Vec<&'a Value> {
-    plan["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["status"] == "held" && a["guard"] == guard)
-        .collect()
-}
-
 fn id_of(plan: &Value, guard: &str, user: &str) -> String {
-    held(plan, guard)
+    held_by(plan, guard)
         .into_iter()
         .find(|a| a["user"] == user)
         .unwrap_or_else(|| panic!("no {guard} hold for {user} in {plan}"))["id"]
@@ -123,7 +114,7 @@ async fn apply_plan_never_applies_what_was_held_when_reviewed() {
     let f = twenty_with_missing(6, "max_deprovisions = 5").await;
     let plan = f.run(&["plan", "--out", "plan.json"]).await;
     assert_eq!(code(&plan), 3, "{}", text(&plan));
-    assert_eq!(held(&plan_json(&f, "plan.json"), "mass-deprovision").len(), 6);
+    assert_eq!(held_by(&plan_json(&f, "plan.json"), "mass-deprovision").len(), 6);
 
     // p0 comes back: five leave, within the limit, so the fresh plan has them ready. The
     // human saw them held; nothing of that is applied, and the command says so.
@@ -198,7 +189,7 @@ async fn apply_plan_approve_binds_to_the_guards_of_the_reviewed_plan() {
     assert_eq!(code(&plan), 3, "{}", text(&plan));
     let saved = plan_json(&f, "plan.json");
     let d = id_of(&saved, "pipeline-key", "ci-bot@example.com");
-    assert_eq!(held(&saved, "source-health").len(), 0, "the reviewed read was healthy");
+    assert_eq!(held_by(&saved, "source-health").len(), 0, "the reviewed read was healthy");
 
     // Before the apply the directory loses a quarter of its people: source-health now
     // holds ci-bot's deprovision too. Approving it over pipeline-key releases nothing.

@@ -16,15 +16,6 @@ group = "cn=ml,ou=groups,dc=example,dc=com"
 role = "member"
 "#;
 
-fn held_by<'a>(plan: &'a Value, guard: &str) -> Vec<&'a Value> {
-    plan["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["status"] == "held" && a["guard"] == guard)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_runs_the_whole_loop() {
     let out = tokio::task::spawn_blocking(|| {

@@ -360,3 +360,14 @@ pub async fn twenty_with_missing(missing: usize, guards: &'static str) -> Fixtur
     })
     .await
 }
+
+/// The actions of a plan (JSON) held with `guard` as their first guard.
+#[allow(dead_code)]
+pub fn held_by<'a>(plan: &'a Value, guard: &str) -> Vec<&'a Value> {
+    plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["status"] == "held" && a["guard"] == guard)
+        .collect()
+}
