@@ -114,7 +114,15 @@ fn time_plan(dir: &DirectorySnapshot, org: &OrgSnapshot, policy: &Policy) -> (Du
 fn main() {
     // `cargo bench` passes --bench; `cargo test --all-targets` does not, and then one small
     // size only checks that the benchmark still runs.
-    let scales: &[usize] = if std::env::args().any(|a| a == "--bench") {
+    // IDSYNC_BENCH_SCALE=N runs one size only (1 = the budgeted one), for profiling.
+    let one: Vec<usize> = std::env::var("IDSYNC_BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .into_iter()
+        .collect();
+    let scales: &[usize] = if !one.is_empty() {
+        &one
+    } else if std::env::args().any(|a| a == "--bench") {
         &[10, 4, 2, 1]
     } else {
         &[100]
