@@ -232,6 +232,7 @@ pub async fn sandbox(args: SandboxArgs) -> Result<u8, Error> {
         seat_limit: args.seat_limit,
         activity: !args.no_activity,
         service_accounts: args.service_accounts,
+        honour_paging: args.honour_paging,
         ..SandboxOptions::default()
     };
     let key_hint = format!(

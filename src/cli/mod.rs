@@ -276,6 +276,10 @@ pub struct SandboxArgs {
     /// Omit lastActiveAt/daysActive from users, like W&B servers older than the activity fields.
     #[arg(long)]
     pub no_activity: bool,
+    /// Honour startIndex/count in lists (unconfirmed at W&B). Without it every list answers
+    /// everything up to 9999 resources with itemsPerPage 9999, as W&B is seen to.
+    #[arg(long)]
+    pub honour_paging: bool,
     /// List service accounts in /Users (unconfirmed at W&B): off, marked (a service-account
     /// schema extension, with the seeded email) or no-email.
     #[arg(long, value_enum, default_value = "off")]
