@@ -70,6 +70,7 @@ impl World {
             name: cn.into(),
             dn: Some(format!("cn={cn},ou=groups,dc=example,dc=com")),
             members: members.iter().map(|m| format!("anchor-{}", m.split('@').next().unwrap())).collect(),
+            subgroups: Vec::new(),
         });
         self
     }
@@ -803,6 +804,7 @@ fn a_stated_team_admin_verifies_the_floor_despite_unstated_roles() {
         name: "ml-admins".into(),
         dn: Some("cn=ml-admins,ou=groups,dc=example,dc=com".into()),
         members: vec!["anchor-root".into()],
+        subgroups: Vec::new(),
     });
     w = w.maps_team("ml", "ml-admins", "admin");
     let p = w.plan();
@@ -1500,6 +1502,7 @@ fn arb_world() -> impl Strategy<Value = World> {
                 name: format!("g{gi}"),
                 dn: None,
                 members: members.into_iter().filter_map(|i| anchors.get(i).cloned()).collect(),
+                subgroups: Vec::new(),
             });
         }
         for (i, (n, d, active, role, teams, stated)) in users.into_iter().enumerate() {
