@@ -11,8 +11,8 @@ use super::{exit, Cli, Command, ConfigArg};
 use crate::apply::{self, ActionResult};
 use crate::config;
 use crate::error::Error;
-use crate::plan::{Action, ActionId, Approval, Plan};
-use crate::report::{self, Format, RenderOptions};
+use crate::plan::{Action, ActionId, Approval, Plan, PlanInput, Verdict};
+use crate::report::{self, Format, RenderOptions, TextOrJson};
 use crate::state::{actor, RunRecord, StateStore};
 use crate::sync::{self, Env};
 
@@ -44,7 +44,8 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
             apply(&config_path(config), opts).await
         }
         Command::Approve { config, plan, ids } => approve(&config_path(config), &plan, &ids),
-        Command::Status { config } => status(&config_path(config)),
+        Command::Status { config, format } => status(&config_path(config), format),
+        Command::Explain { config, email, format } => explain(&config_path(config), &email, format).await,
         Command::Report(super::ReportCommand::Seats {
             config,
             format,
@@ -230,6 +231,34 @@ async fn plan(path: &Path, format: Format, out: Option<&Path>) -> Result<u8, Err
     }
     print_plan(&plan, format, out);
     Ok(plan_exit_code(&plan))
+}
+
+/// `idsync explain`: one person, from the same read-only inputs and plan as `plan`.
+async fn explain(path: &Path, email: &str, format: TextOrJson) -> Result<u8, Error> {
+    let env = load_env(path)?;
+    let client = env.client()?;
+    let now = Utc::now();
+    let state = sync::load_state_read_only(&env)?;
+    let (dir, org, _) = sync::read_both(&env, &client).await?;
+    let plan = sync::plan_now(&env, &dir, &org, &state, now);
+    let x = crate::plan::explain(
+        PlanInput {
+            directory: &dir,
+            org: &org,
+            policy: &env.policy,
+            state: &state,
+            now,
+        },
+        &plan,
+        email,
+    );
+    out!("{}", report::explain::render(&x, format));
+    Ok(match x.verdict {
+        Verdict::NothingPlanned => exit::IN_SYNC,
+        Verdict::Pending => exit::CHANGES_PENDING,
+        Verdict::Held => exit::HELD,
+        Verdict::Unknown => exit::ERROR,
+    })
 }
 
 /// Renders a plan on stdout; the release hints name `plan_file` when it was saved.
@@ -587,7 +616,7 @@ fn approve(path: &Path, plan_file: &Path, ids: &[String]) -> Result<u8, Error> {
     Ok(exit::IN_SYNC)
 }
 
-fn status(path: &Path) -> Result<u8, Error> {
+fn status(path: &Path, _format: TextOrJson) -> Result<u8, Error> {
     let env = load_env(path)?;
     outln!("state: {}", env.state_dir().display());
     // Read-only, like `plan`: a status check never creates or migrates the store.
