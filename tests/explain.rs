@@ -81,7 +81,7 @@ async fn a_new_hire_shows_the_create_and_the_team_add_with_its_rule() {
     assert_eq!(explained, mine, "explain shows the plan's own actions");
     // Read-only like plan: no state store was created.
     assert!(
-        !f.path("state/state.db").exists() && !f.path("state").exists(),
+        !f.path("state/idsync.db").exists() && !f.path("state").exists(),
         "explain wrote state"
     );
 }
@@ -221,4 +221,69 @@ role = "member"
         .unwrap()
         .clone();
     assert_eq!(research["via"], serde_json::json!(["ml"]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_shows_tombstones_with_cause_and_deadline_and_approvals_with_their_action() {
+    let f = pipeline_owner_left().await;
+    let empty = f.run(&["status", "--format", "json"]).await;
+    assert_eq!(code(&empty), 0, "{}", text(&empty));
+    let v: Value = serde_json::from_slice(&empty.stdout).unwrap();
+    assert_eq!(v["store_exists"], false);
+    assert!(!f.path("state/idsync.db").exists(), "status created the store");
+
+    // An apply starts ci-bot's tombstone (its deprovision is held); an approval follows.
+    let apply = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&apply), 3, "{}", text(&apply));
+    let plan = f.run(&["plan", "--out", "plan.json"]).await;
+    assert_eq!(code(&plan), 3, "{}", text(&plan));
+    let id = held_by(&plan_json(&f, "plan.json"), "pipeline-key")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ok = f.run(&["approve", "plan.json", "--id", &id]).await;
+    assert_eq!(code(&ok), 0, "{}", text(&ok));
+
+    let o = f.run(&["status", "--format", "json"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec!["approvals", "runs", "state_dir", "store_exists", "tombstones", "version"]
+    );
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["store_exists"], true);
+    assert_eq!(v["runs"][0]["command"], "apply");
+    assert_eq!(v["runs"][0]["result"], "held");
+    let t = &v["tombstones"][0];
+    assert_eq!(t["user"], "ci-bot@example.com");
+    assert_eq!(t["cause"], "missing");
+    assert!(t["since"].is_string() && t["deprovision_after"].is_string(), "{t}");
+    let a = &v["approvals"][0];
+    assert_eq!(a["action_id"], id.as_str());
+    assert_eq!(a["kind"], "deprovision_user");
+    assert_eq!(a["user"], "ci-bot@example.com");
+    assert!(a["team"].is_null());
+    assert_eq!(a["guards"], serde_json::json!(["pipeline-key"]));
+    assert!(a["approved_by"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(a["expires_at"].is_string() && a["approved_at"].is_string());
+
+    let o = f.run(&["status"]).await;
+    let t = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(pending_approvals(&t), 1, "{t}");
+    let tomb = t
+        .lines()
+        .find(|l| l.contains("ci-bot@example.com") && l.contains("since"))
+        .unwrap_or_else(|| panic!("{t}"));
+    assert!(
+        tomb.contains("missing from the directory since") && tomb.contains(", deprovision after 20"),
+        "{tomb}"
+    );
+    let appr = t.lines().find(|l| l.trim_start().starts_with(&id)).unwrap_or_else(|| panic!("{t}"));
+    assert!(
+        appr.contains("deprovision_user ci-bot@example.com over pipeline-key by ") && appr.contains(" until 20"),
+        "{appr}"
+    );
 }

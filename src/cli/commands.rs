@@ -616,50 +616,42 @@ fn approve(path: &Path, plan_file: &Path, ids: &[String]) -> Result<u8, Error> {
     Ok(exit::IN_SYNC)
 }
 
-fn status(path: &Path, _format: TextOrJson) -> Result<u8, Error> {
+fn status(path: &Path, format: TextOrJson) -> Result<u8, Error> {
+    use crate::report::status::{StatusApproval, StatusReport, StatusRun};
     let env = load_env(path)?;
-    outln!("state: {}", env.state_dir().display());
-    // Read-only, like `plan`: a status check never creates or migrates the store.
-    let Some(store) = StateStore::open_read_only(&env.state_dir())? else {
-        outln!("no runs yet (no state store: nothing has been applied with this state directory)");
-        outln!("tombstones: 0");
-        outln!("pending approvals: 0");
-        return Ok(exit::IN_SYNC);
+    let mut r = StatusReport {
+        state_dir: env.state_dir().display().to_string(),
+        store_exists: false,
+        runs: Vec::new(),
+        tombstones: Vec::new(),
+        approvals: Vec::new(),
     };
-    let runs = store.last_runs(10)?;
-    if runs.is_empty() {
-        outln!("no runs yet");
-    } else {
-        outln!("last runs:");
-        for r in &runs {
-            let counts: Vec<String> = r.summary.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            outln!(
-                "  {} {:<6} {:<8} {} {}{}",
-                r.started_at.format("%Y-%m-%dT%H:%M:%SZ"),
-                r.command,
-                r.result,
-                r.run_id,
-                counts.join(" "),
-                r.error.as_deref().map(|e| format!(" error: {e}")).unwrap_or_default()
-            );
-        }
+    // Read-only, like `plan`: a status check never creates or migrates the store.
+    if let Some(store) = StateStore::open_read_only(&env.state_dir())? {
+        let now = Utc::now();
+        r.store_exists = true;
+        r.runs = store
+            .last_runs(10)?
+            .into_iter()
+            .map(|x| StatusRun {
+                run_id: x.run_id,
+                command: x.command,
+                started_at: x.started_at,
+                finished_at: x.finished_at,
+                result: x.result,
+                summary: x.summary,
+                error: x.error,
+            })
+            .collect();
+        r.tombstones = store.tombstones()?;
+        r.approvals = store
+            .approvals()?
+            .iter()
+            .filter(|a| a.expires_at > now)
+            .map(StatusApproval::of)
+            .collect();
     }
-    let state = store.load_plan_state()?;
-    let now = Utc::now();
-    outln!("tombstones: {}", state.tombstones.len());
-    for (e, t) in &state.tombstones {
-        outln!("  {e} since {}", t.since.format("%Y-%m-%dT%H:%M:%SZ"));
-    }
-    let pending: Vec<_> = state.approvals.iter().filter(|a| a.expires_at > now).collect();
-    outln!("pending approvals: {}", pending.len());
-    for a in pending {
-        outln!(
-            "  {} by {} until {}",
-            a.action_id,
-            a.approved_by,
-            a.expires_at.format("%Y-%m-%dT%H:%M:%SZ")
-        );
-    }
+    out!("{}", report::status::render(&r, format));
     Ok(exit::IN_SYNC)
 }
 

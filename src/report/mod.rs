@@ -9,6 +9,7 @@ pub mod explain;
 mod json;
 mod markdown;
 pub mod seats;
+pub mod status;
 mod text;
 
 #[cfg(test)]
