@@ -159,7 +159,7 @@ pub enum Command {
     Status {
         #[command(flatten)]
         config: ConfigArg,
-        /// Output format [default: text]
+        /// Output format: text for people, json for scripts (its shape is in the README).
         #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
         format: TextOrJson,
     },
@@ -177,7 +177,7 @@ pub enum Command {
         /// The person's email, as the directory or W&B has it (any case).
         #[arg(value_name = "EMAIL")]
         email: String,
-        /// Output format [default: text]
+        /// Output format: text for people, json for scripts (its shape is in the README).
         #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
         format: TextOrJson,
     },
