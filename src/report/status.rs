@@ -172,3 +172,79 @@ pub fn render_text(r: &StatusReport) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::model::Email;
+
+    fn t(h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 22, h, 0, 0).unwrap()
+    }
+
+    fn report() -> StatusReport {
+        StatusReport {
+            state_dir: "/var/lib/idsync".into(),
+            store_exists: true,
+            runs: vec![StatusRun {
+                run_id: "r1".into(),
+                command: "apply".into(),
+                started_at: t(1),
+                finished_at: t(2),
+                result: "failure".into(),
+                summary: BTreeMap::new(),
+                error: Some("W&B said:\n  500 Internal\n".into()),
+            }],
+            tombstones: vec![Tombstone {
+                user: Email::parse("gone@example.com").unwrap(),
+                since: t(1),
+                deprovision_after: None,
+                cause: TombstoneCause::Disabled,
+            }],
+            approvals: vec![StatusApproval {
+                action_id: "abc".into(),
+                kind: None,
+                user: None,
+                team: None,
+                guards: vec![Guard::MassTeamRemoval],
+                approved_by: "ops".into(),
+                approved_at: t(1),
+                expires_at: t(3),
+            }],
+        }
+    }
+
+    #[test]
+    fn each_row_is_one_line_and_says_what_it_is() {
+        let s = render_text(&report());
+        assert!(
+            s.contains("  2026-11-22T01:00:00Z apply  failure  r1  error: W&B said: 500 Internal\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "  gone@example.com  disabled in the directory since 2026-11-22T01:00:00Z, deprovision after never (deprovision = off)\n"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "  abc (action not recorded: approved by an older idsync) over mass-team-removal by ops until 2026-11-22T03:00:00Z\n"
+            ),
+            "{s}"
+        );
+        assert!(s.contains("pending approvals: 1\n"));
+    }
+
+    #[test]
+    fn the_json_is_versioned_with_nulls_for_what_is_unknown() {
+        let v: serde_json::Value = serde_json::from_str(&render_json(&report())).unwrap();
+        assert_eq!(v["version"], 1);
+        assert!(v["tombstones"][0]["deprovision_after"].is_null());
+        assert_eq!(v["tombstones"][0]["cause"], "disabled");
+        assert!(v["approvals"][0]["kind"].is_null() && v["approvals"][0]["user"].is_null());
+        assert_eq!(v["approvals"][0]["guards"][0], "mass-team-removal");
+    }
+}
