@@ -29,6 +29,7 @@ fn world(people: usize, groups: usize, users: usize, teams: usize) -> (Directory
             name: format!("group{g}"),
             dn: Some(format!("cn=group{g},ou=groups,dc=example,dc=com")),
             members,
+            subgroups: Vec::new(),
         });
     }
     let mut org = OrgSnapshot::default();

@@ -164,6 +164,11 @@ pub struct Group {
     pub dn: Option<String>,
     /// Anchors of the people in the group (direct and through nested groups).
     pub members: Vec<String>,
+    /// Anchors of the groups directly nested in this one, where the source records
+    /// nesting (LDAP/LDIF with `nested`, SCIM); empty otherwise. Only for explaining a
+    /// membership's path: `members` is already flattened.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subgroups: Vec<String>,
 }
 
 impl Group {

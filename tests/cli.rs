@@ -23,6 +23,9 @@ fn usage_errors_exit_1_never_2_or_3() {
         &["apply", "--approve"],
         &["report", "seats", "--inactive-days", "0"],
         &["plan", "--format", "yaml"],
+        &["explain"],
+        &["explain", "a@example.com", "--format", "markdown"],
+        &["status", "--format", "yaml"],
         &["no-such-command"],
         &[],
     ] {
@@ -30,7 +33,13 @@ fn usage_errors_exit_1_never_2_or_3() {
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         assert!(!out.stderr.is_empty(), "{args:?} says what is wrong");
     }
-    for args in [&["--help"][..], &["--version"], &["plan", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["--version"],
+        &["plan", "--help"],
+        &["explain", "--help"],
+        &["status", "--help"],
+    ] {
         let out = idsync(args);
         assert_eq!(out.status.code(), Some(0), "{args:?}");
         assert!(!out.stdout.is_empty());

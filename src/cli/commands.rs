@@ -11,8 +11,8 @@ use super::{exit, Cli, Command, ConfigArg};
 use crate::apply::{self, ActionResult};
 use crate::config;
 use crate::error::Error;
-use crate::plan::{Action, ActionId, Approval, Plan};
-use crate::report::{self, Format, RenderOptions};
+use crate::plan::{Action, ActionId, Approval, Plan, PlanInput, Verdict};
+use crate::report::{self, Format, RenderOptions, TextOrJson};
 use crate::state::{actor, RunRecord, StateStore};
 use crate::sync::{self, Env};
 
@@ -44,7 +44,8 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
             apply(&config_path(config), opts).await
         }
         Command::Approve { config, plan, ids } => approve(&config_path(config), &plan, &ids),
-        Command::Status { config } => status(&config_path(config)),
+        Command::Status { config, format } => status(&config_path(config), format),
+        Command::Explain { config, email, format } => explain(&config_path(config), &email, format).await,
         Command::Report(super::ReportCommand::Seats {
             config,
             format,
@@ -230,6 +231,34 @@ async fn plan(path: &Path, format: Format, out: Option<&Path>) -> Result<u8, Err
     }
     print_plan(&plan, format, out);
     Ok(plan_exit_code(&plan))
+}
+
+/// `idsync explain`: one person, from the same read-only inputs and plan as `plan`.
+async fn explain(path: &Path, email: &str, format: TextOrJson) -> Result<u8, Error> {
+    let env = load_env(path)?;
+    let client = env.client()?;
+    let now = Utc::now();
+    let state = sync::load_state_read_only(&env)?;
+    let (dir, org, _) = sync::read_both(&env, &client).await?;
+    let plan = sync::plan_now(&env, &dir, &org, &state, now);
+    let x = crate::plan::explain(
+        PlanInput {
+            directory: &dir,
+            org: &org,
+            policy: &env.policy,
+            state: &state,
+            now,
+        },
+        &plan,
+        email,
+    );
+    out!("{}", report::explain::render(&x, format));
+    Ok(match x.verdict {
+        Verdict::NothingPlanned => exit::IN_SYNC,
+        Verdict::Pending => exit::CHANGES_PENDING,
+        Verdict::Held => exit::HELD,
+        Verdict::Unknown => exit::ERROR,
+    })
 }
 
 /// Renders a plan on stdout; the release hints name `plan_file` when it was saved.
@@ -587,50 +616,42 @@ fn approve(path: &Path, plan_file: &Path, ids: &[String]) -> Result<u8, Error> {
     Ok(exit::IN_SYNC)
 }
 
-fn status(path: &Path) -> Result<u8, Error> {
+fn status(path: &Path, format: TextOrJson) -> Result<u8, Error> {
+    use crate::report::status::{StatusApproval, StatusReport, StatusRun};
     let env = load_env(path)?;
-    outln!("state: {}", env.state_dir().display());
-    // Read-only, like `plan`: a status check never creates or migrates the store.
-    let Some(store) = StateStore::open_read_only(&env.state_dir())? else {
-        outln!("no runs yet (no state store: nothing has been applied with this state directory)");
-        outln!("tombstones: 0");
-        outln!("pending approvals: 0");
-        return Ok(exit::IN_SYNC);
+    let mut r = StatusReport {
+        state_dir: env.state_dir().display().to_string(),
+        store_exists: false,
+        runs: Vec::new(),
+        tombstones: Vec::new(),
+        approvals: Vec::new(),
     };
-    let runs = store.last_runs(10)?;
-    if runs.is_empty() {
-        outln!("no runs yet");
-    } else {
-        outln!("last runs:");
-        for r in &runs {
-            let counts: Vec<String> = r.summary.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            outln!(
-                "  {} {:<6} {:<8} {} {}{}",
-                r.started_at.format("%Y-%m-%dT%H:%M:%SZ"),
-                r.command,
-                r.result,
-                r.run_id,
-                counts.join(" "),
-                r.error.as_deref().map(|e| format!(" error: {e}")).unwrap_or_default()
-            );
-        }
+    // Read-only, like `plan`: a status check never creates or migrates the store.
+    if let Some(store) = StateStore::open_read_only(&env.state_dir())? {
+        let now = Utc::now();
+        r.store_exists = true;
+        r.runs = store
+            .last_runs(10)?
+            .into_iter()
+            .map(|x| StatusRun {
+                run_id: x.run_id,
+                command: x.command,
+                started_at: x.started_at,
+                finished_at: x.finished_at,
+                result: x.result,
+                summary: x.summary,
+                error: x.error,
+            })
+            .collect();
+        r.tombstones = store.tombstones()?;
+        r.approvals = store
+            .approvals()?
+            .iter()
+            .filter(|a| a.expires_at > now)
+            .map(StatusApproval::of)
+            .collect();
     }
-    let state = store.load_plan_state()?;
-    let now = Utc::now();
-    outln!("tombstones: {}", state.tombstones.len());
-    for (e, t) in &state.tombstones {
-        outln!("  {e} since {}", t.since.format("%Y-%m-%dT%H:%M:%SZ"));
-    }
-    let pending: Vec<_> = state.approvals.iter().filter(|a| a.expires_at > now).collect();
-    outln!("pending approvals: {}", pending.len());
-    for a in pending {
-        outln!(
-            "  {} by {} until {}",
-            a.action_id,
-            a.approved_by,
-            a.expires_at.format("%Y-%m-%dT%H:%M:%SZ")
-        );
-    }
+    out!("{}", report::status::render(&r, format));
     Ok(exit::IN_SYNC)
 }
 

@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::report::seats::SeatFormat;
-use crate::report::Format;
+use crate::report::{Format, TextOrJson};
 
 /// Exit codes shared by `plan` and `apply` (like `terraform plan -detailed-exitcode`).
 pub mod exit {
@@ -153,9 +153,33 @@ pub enum Command {
         ids: Vec<String>,
     },
     /// Show the last runs, tombstones and pending approvals from the state store (read-only).
+    ///
+    /// Each tombstone with its cause and when deprovisioning is planned, each pending
+    /// approval with its action, user and team; --format json for scripts (README).
     Status {
         #[command(flatten)]
         config: ConfigArg,
+        /// Output format: text for people, json for scripts (its shape is in the README).
+        #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
+        format: TextOrJson,
+    },
+    /// One person end to end: directory entry and groups, desired role and teams with the
+    /// rule behind each, the W&B user, the planned actions with reasons and holds.
+    ///
+    /// When nothing is planned it says why (out of scope, ignored, a service account, idsync
+    /// itself, frozen, inside a grace period with the deadline, already in sync, ...). Reads
+    /// the directory, W&B and the state store like `plan`, and writes nothing. The email is
+    /// matched case-insensitively. Exit 0 nothing planned for the person, 2 actions pending,
+    /// 3 some held by a guard, 1 error or the email is in neither the directory nor W&B.
+    Explain {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The person's email, as the directory or W&B has it (any case).
+        #[arg(value_name = "EMAIL")]
+        email: String,
+        /// Output format: text for people, json for scripts (its shape is in the README).
+        #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
+        format: TextOrJson,
     },
     /// Run as a service: plan and apply on daemon.schedule, serve /metrics /healthz /readyz /status.
     ///

@@ -5,6 +5,7 @@
 
 pub mod admin;
 mod diff;
+pub mod explain;
 mod guards;
 mod mapping;
 mod settle;
@@ -20,6 +21,7 @@ use chrono::{DateTime, Utc};
 
 use crate::model::{DirectorySnapshot, OrgSnapshot};
 
+pub use explain::{explain, Explanation, Verdict};
 pub use mapping::{anchors_to_store, in_domain_scope, self_emails};
 pub use settle::org_shows;
 pub use simulate::{roster, simulate};

@@ -70,6 +70,7 @@ impl World {
             name: cn.into(),
             dn: Some(format!("cn={cn},ou=groups,dc=example,dc=com")),
             members: members.iter().map(|m| format!("anchor-{}", m.split('@').next().unwrap())).collect(),
+            subgroups: Vec::new(),
         });
         self
     }
@@ -803,6 +804,7 @@ fn a_stated_team_admin_verifies_the_floor_despite_unstated_roles() {
         name: "ml-admins".into(),
         dn: Some("cn=ml-admins,ou=groups,dc=example,dc=com".into()),
         members: vec!["anchor-root".into()],
+        subgroups: Vec::new(),
     });
     w = w.maps_team("ml", "ml-admins", "admin");
     let p = w.plan();
@@ -1500,6 +1502,7 @@ fn arb_world() -> impl Strategy<Value = World> {
                 name: format!("g{gi}"),
                 dn: None,
                 members: members.into_iter().filter_map(|i| anchors.get(i).cloned()).collect(),
+                subgroups: Vec::new(),
             });
         }
         for (i, (n, d, active, role, teams, stated)) in users.into_iter().enumerate() {
@@ -1866,4 +1869,170 @@ fn a_service_account_with_the_email_does_not_confirm_an_interrupted_create() {
     let w = World::new().user("sa-deploy@example.com", OrgRole::Member, &[]).service_account();
     let create = Action::new(ActionKind::CreateUser, Some(e("sa-deploy@example.com")), None, None, String::new());
     assert!(!org_shows(&w.org, &create), "the person's account was never created");
+}
+
+/// `explain`: one person, from the plan's own desired state and actions.
+mod explain_one {
+    use super::*;
+
+    fn explain_in(w: &World, email: &str) -> Explanation {
+        let p = w.plan();
+        explain(
+            PlanInput {
+                directory: &w.dir,
+                org: &w.org,
+                policy: &w.policy,
+                state: &w.state,
+                now: now(),
+            },
+            &p,
+            email,
+        )
+    }
+
+    /// root (admin, in W&B), alice to create in `ml` through `ml-all` > `ml`.
+    fn world() -> World {
+        let mut w = World::new()
+            .person("root@example.com")
+            .person("alice@example.com")
+            .user("root@example.com", OrgRole::Admin, &[])
+            .team("ml")
+            .group("ml", &["alice"])
+            .group("ml-all", &["alice"])
+            .maps_team("ml", "ml-all", "member");
+        let inner = w.dir.groups[0].anchor.clone();
+        w.dir.groups[1].subgroups = vec![inner];
+        w
+    }
+
+    #[test]
+    fn a_new_hire_shows_the_create_and_team_add_with_the_rule_and_the_nested_path() {
+        let w = world();
+        let x = explain_in(&w, "  Alice@EXAMPLE.com ");
+        assert_eq!(x.email, "alice@example.com", "matched as the mapping normalises");
+        assert_eq!(x.verdict, Verdict::Pending);
+        assert!(x.in_scope && x.wandb.is_empty() && x.why_nothing.is_empty());
+        let kinds: Vec<ActionKind> = x.actions.iter().map(|a| a.kind).collect();
+        assert_eq!(kinds, vec![ActionKind::CreateUser, ActionKind::AddToTeam]);
+        let plan = w.plan();
+        for a in &x.actions {
+            assert_eq!(plan.action(&a.id), Some(a), "the plan's own action, reason and status");
+        }
+        let d = x.desired.as_ref().unwrap();
+        assert_eq!(d.teams.len(), 1);
+        assert_eq!(d.teams[0].team, "ml");
+        assert!(d.teams[0].rule.contains("cn=ml-all,ou=groups,dc=example,dc=com"), "{:?}", d.teams);
+        assert_eq!(d.teams[0].rule, x.actions[1].reason, "the desired team's rule is the add's reason");
+        assert!(d.create.as_deref().unwrap().starts_with("auto_add"));
+        let outer = x.directory[0].groups.iter().find(|g| g.name == "ml-all").unwrap();
+        assert_eq!(outer.via, vec!["ml"], "alice is in ml-all through ml");
+        assert_eq!(outer.rules, vec!["policy.teams: team ml (member)"]);
+        let inner = x.directory[0].groups.iter().find(|g| g.name == "ml").unwrap();
+        assert!(inner.via.is_empty() && inner.rules.is_empty());
+    }
+
+    #[test]
+    fn a_held_action_is_held_for_the_person_with_its_guard() {
+        // The only admin left the directory: last-admin holds the deprovision.
+        let w = World::new().person("bob@example.com").user("root@example.com", OrgRole::Admin, &[]);
+        let x = explain_in(&w, "root@example.com");
+        assert_eq!(x.verdict, Verdict::Held);
+        assert_eq!(x.actions.len(), 1);
+        assert_eq!(x.actions[0].guard, Some(Guard::LastAdmin));
+        assert!(x.directory.is_empty() && x.tombstone.is_some());
+        assert_eq!(x.wandb[0].org_role, "admin");
+    }
+
+    #[test]
+    fn out_of_scope_people_say_why_nothing_is_planned() {
+        let mut w = World::new()
+            .person("dana@partner.io")
+            .user("pat@partner.io", OrgRole::Member, &[])
+            .user("ign@example.com", OrgRole::Member, &[])
+            .user("svc@example.com", OrgRole::Admin, &[])
+            .user("bot@example.com", OrgRole::Member, &[])
+            .service_account()
+            .user("root@example.com", OrgRole::Admin, &[])
+            .person("root@example.com");
+        w.policy.ignore_users.insert(e("ign@example.com"));
+        w.policy.self_username = Some("svc".into());
+        let why = |email: &str| {
+            let x = explain_in(&w, email);
+            assert_eq!(x.verdict, Verdict::NothingPlanned, "{email}: {x:?}");
+            assert!(!x.in_scope, "{email}");
+            x.why_nothing.join("; ")
+        };
+        assert!(why("dana@partner.io").contains("domain partner.io is not in policy.managed_domains"));
+        assert!(why("pat@partner.io").contains("not in policy.managed_domains"));
+        assert!(why("ign@example.com").contains("policy.ignore_users"));
+        assert!(why("svc@example.com").contains("target.username = svc"));
+        assert!(why("bot@example.com").contains("service account"));
+    }
+
+    #[test]
+    fn inside_the_grace_period_the_deadline_is_given() {
+        let mut w = World::new()
+            .person("root@example.com")
+            .user("root@example.com", OrgRole::Admin, &[]);
+        w = w.user("gone@example.com", OrgRole::Member, &[]);
+        w.policy.grace_period = Duration::from_secs(72 * 3600);
+        let since = now() - chrono::Duration::hours(24);
+        w.state.tombstones.insert(e("gone@example.com"), TombstoneRecord { since });
+        let x = explain_in(&w, "gone@example.com");
+        assert_eq!(x.verdict, Verdict::NothingPlanned);
+        let t = x.tombstone.as_ref().unwrap();
+        assert_eq!(t.since, since);
+        let why = x.why_nothing.join("; ");
+        assert!(why.contains("missing from the directory since 2026-11-21T12:00:00Z"), "{why}");
+        assert!(
+            why.contains("grace_period = 3d") && why.contains("from 2026-11-24T12:00:00Z"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn in_sync_auto_add_off_and_disabled_are_told_apart() {
+        let mut w = world();
+        w = w.user("alice@example.com", OrgRole::Member, &[("ml", "member")]);
+        let x = explain_in(&w, "alice@example.com");
+        assert_eq!(x.verdict, Verdict::NothingPlanned);
+        assert!(x.why_nothing[0].starts_with("already in sync"), "{:?}", x.why_nothing);
+        assert_eq!(x.wandb[0].teams["ml"], "member");
+
+        let mut w = world();
+        w.policy.auto_add = false;
+        let x = explain_in(&w, "alice@example.com");
+        assert_eq!(x.verdict, Verdict::NothingPlanned);
+        assert!(x.why_nothing[0].contains("policy.auto_add = false"), "{:?}", x.why_nothing);
+
+        let w = world().disabled("carol@example.com");
+        let x = explain_in(&w, "carol@example.com");
+        assert!(x.directory[0].groups.is_empty() && !x.directory[0].enabled);
+        assert!(x.why_nothing[0].contains("disabled in the directory"), "{:?}", x.why_nothing);
+    }
+
+    #[test]
+    fn an_unknown_email_suggests_close_ones() {
+        let x = explain_in(&world(), "alcie@example.com");
+        assert_eq!(x.verdict, Verdict::Unknown);
+        assert_eq!(x.did_you_mean, vec!["alice@example.com"]);
+        assert!(explain_in(&world(), "zed@nowhere.org").did_you_mean.is_empty());
+    }
+
+    #[test]
+    fn an_email_two_entries_share_is_frozen_and_says_so() {
+        let mut w = world().person("alice@example.com");
+        w.dir.people[2].source_ref = "uid=alice2,ou=people,dc=example,dc=com".into();
+        w.dir.people[2].anchor = "anchor-alice2".into();
+        let x = explain_in(&w, "alice@example.com");
+        assert_eq!(x.verdict, Verdict::NothingPlanned);
+        assert_eq!(x.directory.len(), 2);
+        assert!(x.why_nothing[0].starts_with("frozen"), "{:?}", x.why_nothing);
+        assert_eq!(
+            x.notes.iter().filter(|n| n.contains("used by 2 directory entries")).count(),
+            2,
+            "{:?}",
+            x.notes
+        );
+    }
 }

@@ -542,6 +542,15 @@ pub struct Approval {
     /// idsync that did not bind them, which then match nothing.
     #[serde(default)]
     pub fingerprint: String,
+    /// What the approved action does, as reviewed: its kind, user and team, for `status`
+    /// and the audit trail. Descriptive only (the id and fingerprint bind the approval);
+    /// `None` for approvals recorded before idsync kept them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ActionKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<Email>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
 }
 
 impl Approval {
@@ -559,6 +568,9 @@ impl Approval {
             approved_by: approved_by.to_string(),
             guards,
             fingerprint: a.fingerprint.clone(),
+            kind: Some(a.kind),
+            user: a.user.clone(),
+            team: a.team.clone(),
         }
     }
 }

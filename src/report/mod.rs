@@ -5,9 +5,11 @@
 //! (summary counts, how a change reads, how a held action can be released, the roster
 //! diff) live here so that text and markdown never disagree.
 
+pub mod explain;
 mod json;
 mod markdown;
 pub mod seats;
+pub mod status;
 mod text;
 
 #[cfg(test)]
@@ -59,6 +61,14 @@ impl FromStr for Format {
             _ => Err(ReportError::UnknownFormat(s.to_string())),
         }
     }
+}
+
+/// `--format` of the commands that have a text and a JSON form only (`explain`, `status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum TextOrJson {
+    #[default]
+    Text,
+    Json,
 }
 
 /// What the caller knows about where the report goes.

@@ -356,6 +356,8 @@ impl EntraSource {
             name,
             dn: None,
             members: ids.into_iter().collect(),
+            // Entra reads transitive members: the path is not recorded.
+            subgroups: Vec::new(),
         })
     }
 }

@@ -439,6 +439,14 @@ pub fn assemble(
         );
     }
 
+    // Each group's anchor first: a group names its nested groups by their anchors.
+    let group_anchors: Vec<String> = groups
+        .iter()
+        .map(|g| match anchor_of(g, &ucfg.anchor_attr) {
+            Some(a) if !a.is_empty() => a,
+            _ => dn_key(&g.dn).into_owned(),
+        })
+        .collect();
     let mut out_groups = Vec::with_capacity(groups.len());
     for (gi, g) in groups.iter().enumerate() {
         let members = flatten(gi, &direct, &children);
@@ -446,10 +454,10 @@ pub fn assemble(
         // Anchors can collide (two entries with one id); a member list holds each once.
         anchors.sort();
         anchors.dedup();
-        let anchor = match anchor_of(g, &ucfg.anchor_attr) {
-            Some(a) if !a.is_empty() => a,
-            _ => dn_key(&g.dn).into_owned(),
-        };
+        let anchor = group_anchors[gi].clone();
+        let mut subgroups: Vec<String> = children[gi].iter().map(|&ci| group_anchors[ci].clone()).collect();
+        subgroups.sort();
+        subgroups.dedup();
         let name = first_trimmed(g, &gcfg.name_attr)
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| g.dn.clone());
@@ -458,6 +466,7 @@ pub fn assemble(
             name,
             dn: Some(g.dn.clone()),
             members: anchors,
+            subgroups,
         });
     }
 
@@ -713,6 +722,26 @@ mod tests {
         let flat = build_snapshot("ldif", users, groups, &ucfg(), &gcfg("member", false), LdapDialect::Openldap).unwrap();
         assert_eq!(members(&flat, "ga"), vec!["uuid-a"], "nested = false reads direct members only");
         assert_eq!(members(&flat, "gb"), vec!["uuid-b"]);
+    }
+
+    #[test]
+    fn nested_groups_are_recorded_by_anchor_for_explaining_a_path() {
+        let users = vec![person("a"), person("c")];
+        let groups = vec![group("ga", &[&pdn("a"), &gdn("gc")]), group("gc", &[&pdn("c")])];
+        let sub = |s: &DirectorySnapshot, name: &str| s.groups.iter().find(|g| g.name == name).unwrap().subgroups.clone();
+        let s = build_snapshot(
+            "ldif",
+            users.clone(),
+            groups.clone(),
+            &ucfg(),
+            &gcfg("member", true),
+            LdapDialect::Openldap,
+        )
+        .unwrap();
+        assert_eq!(sub(&s, "ga"), vec!["g-gc"]);
+        assert!(sub(&s, "gc").is_empty());
+        let flat = build_snapshot("ldif", users, groups, &ucfg(), &gcfg("member", false), LdapDialect::Openldap).unwrap();
+        assert!(sub(&flat, "ga").is_empty(), "nested = false records no nesting");
     }
 
     #[test]

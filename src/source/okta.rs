@@ -202,6 +202,8 @@ impl OktaSource {
             name,
             dn: None,
             members: ids,
+            // Okta groups do not nest.
+            subgroups: Vec::new(),
         })
     }
 

@@ -387,6 +387,7 @@ pub fn flatten_groups(people: &[Person], raw: &[RawGroup]) -> (Vec<Group>, usize
                 name: g.name.clone(),
                 dn: None,
                 members: members.into_keys().map(str::to_string).collect(),
+                subgroups: direct[i].1.iter().filter(|&&k| k != i).map(|&k| raw[k].id.clone()).collect(),
             }
         })
         .collect();
@@ -465,6 +466,10 @@ mod tests {
         assert_eq!(m("inner"), vec!["a", "b"], "a cycle is followed once");
         assert!(m("empty").is_empty());
         assert_eq!(m("self"), vec!["c"]);
+        let sub = |name: &str| groups.iter().find(|g| g.name == name).unwrap().subgroups.clone();
+        assert_eq!(sub("outer"), vec!["g2"], "nesting is recorded by group id");
+        assert_eq!(sub("inner"), vec!["g1"]);
+        assert!(sub("self").is_empty(), "a group is not nested in itself");
         assert!(groups.iter().all(|g| g.dn.is_none()));
         assert!(groups[0].matches("outer") && groups[0].matches("g1"));
         assert!(parse_group(&json!({"id": "g", "members": "x"})).is_err());

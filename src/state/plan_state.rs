@@ -19,7 +19,7 @@ use rusqlite::params;
 use super::error::db_err;
 use super::{ts, StateError, StateStore};
 use crate::model::Email;
-use crate::plan::{ActionId, Approval, Guard, HealthyRead, PlanState, Tombstone, TombstoneCause, TombstoneRecord};
+use crate::plan::{ActionId, ActionKind, Approval, Guard, HealthyRead, PlanState, Tombstone, TombstoneCause, TombstoneRecord};
 
 impl StateStore {
     /// Everything the plan core reads from the store. Approvals are all of them; dropping
@@ -200,11 +200,14 @@ impl StateStore {
         {
             let mut up = tx
                 .prepare(
-                    "INSERT INTO approvals (action_id, approved_at, expires_at, approved_by, guards, fingerprint)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                    "INSERT INTO approvals (action_id, approved_at, expires_at, approved_by, guards, fingerprint,
+                         action_kind, action_user, action_team)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                      ON CONFLICT (action_id) DO UPDATE SET approved_at = excluded.approved_at,
                          expires_at = excluded.expires_at, approved_by = excluded.approved_by,
-                         guards = excluded.guards, fingerprint = excluded.fingerprint",
+                         guards = excluded.guards, fingerprint = excluded.fingerprint,
+                         action_kind = excluded.action_kind, action_user = excluded.action_user,
+                         action_team = excluded.action_team",
                 )
                 .map_err(&e)?;
             for ap in a {
@@ -215,7 +218,10 @@ impl StateStore {
                     ts(&ap.expires_at),
                     ap.approved_by,
                     guards.join(","),
-                    ap.fingerprint
+                    ap.fingerprint,
+                    ap.kind.map(|k| k.as_str()).unwrap_or(""),
+                    ap.user.as_ref().map(|u| u.as_str()).unwrap_or(""),
+                    ap.team.as_deref().unwrap_or("")
                 ])
                 .map_err(&e)?;
             }
@@ -235,7 +241,8 @@ impl StateStore {
         let mut st = self
             .conn
             .prepare(
-                "SELECT action_id, approved_at, expires_at, approved_by, guards, fingerprint FROM approvals
+                "SELECT action_id, approved_at, expires_at, approved_by, guards, fingerprint,
+                     action_kind, action_user, action_team FROM approvals
                  ORDER BY approved_at, action_id",
             )
             .map_err(self.err())?;
@@ -248,13 +255,14 @@ impl StateStore {
                     r.get::<_, String>(3)?,
                     r.get::<_, String>(4)?,
                     r.get::<_, String>(5)?,
+                    (r.get::<_, String>(6)?, r.get::<_, String>(7)?, r.get::<_, String>(8)?),
                 ))
             })
             .map_err(self.err())?
             .collect::<Result<Vec<_>, _>>()
             .map_err(self.err())?;
         rows.into_iter()
-            .map(|(id, at, exp, by, guards, fingerprint)| {
+            .map(|(id, at, exp, by, guards, fingerprint, (kind, user, team))| {
                 let guards = guards
                     .split(',')
                     .filter(|g| !g.is_empty())
@@ -272,6 +280,10 @@ impl StateStore {
                     approved_by: by,
                     guards,
                     fingerprint,
+                    // Descriptive only: an unknown kind (a newer idsync's) shows as unknown.
+                    kind: ActionKind::ALL.into_iter().find(|k| k.as_str() == kind),
+                    user: Email::parse(&user),
+                    team: Some(team).filter(|t| !t.is_empty()),
                 })
             })
             .collect()
@@ -377,6 +389,26 @@ mod tests {
         s.ledger_revoke(&a, "never-granted").unwrap();
         let ledger = s.load_plan_state().unwrap().ledger;
         assert_eq!(ledger.into_iter().collect::<Vec<_>>(), vec![(a, "ops".to_string())]);
+    }
+
+    #[test]
+    fn approvals_keep_what_they_approve_and_older_rows_read_as_unknown() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = StateStore::open(tmp.path()).unwrap();
+        s.add_approvals(&[approval("a", 1, 3)]).unwrap();
+        let got = &s.approvals().unwrap()[0];
+        assert_eq!(got.kind, Some(ActionKind::DeprovisionUser));
+        assert_eq!(got.user, Some(email("ci@x.com")));
+        assert_eq!(got.team, None);
+        // A row written before migration 4 has empty descriptive columns.
+        s.conn
+            .execute(
+                "INSERT INTO approvals (action_id, approved_at, expires_at) VALUES ('old', ?1, ?2)",
+                rusqlite::params![ts(&t(1)), ts(&t(9))],
+            )
+            .unwrap();
+        let old = s.approvals().unwrap().into_iter().find(|a| a.action_id.as_str() == "old").unwrap();
+        assert_eq!((old.kind, old.user, old.team), (None, None, None));
     }
 
     #[test]

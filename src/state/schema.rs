@@ -90,6 +90,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
     INSERT INTO healthy_reads (read_at, people) SELECT read_at, last_good_size FROM source_health;
     DROP TABLE source_health;
     ",
+    // 4: approvals say what they approve (kind, user, team) for `status`. Older rows keep
+    // empty values, shown as unknown; the id and fingerprint still bind them.
+    "
+    ALTER TABLE approvals ADD COLUMN action_kind TEXT NOT NULL DEFAULT '';
+    ALTER TABLE approvals ADD COLUMN action_user TEXT NOT NULL DEFAULT '';
+    ALTER TABLE approvals ADD COLUMN action_team TEXT NOT NULL DEFAULT '';
+    ",
 ];
 
 /// Applies the pending `migrations`, each in its own immediate transaction together with

@@ -36,6 +36,9 @@ pub(super) fn approval(id: &str, at: u32, exp: u32) -> Approval {
         approved_by: "ops".into(),
         guards: vec![Guard::PipelineKey],
         fingerprint: format!("fp-{id}"),
+        kind: Some(ActionKind::DeprovisionUser),
+        user: Some(email("ci@x.com")),
+        team: None,
     }
 }
 

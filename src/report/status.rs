@@ -1,0 +1,250 @@
+//! `idsync status`: the last runs, tombstones and pending approvals from the state store,
+//! as text (one row per line) or JSON. Pure: the CLI reads the store and fills a
+//! [`StatusReport`]; this module only lays it out.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::plan::{ActionKind, Approval, Guard, Tombstone, TombstoneCause};
+
+use super::{time, TextOrJson, NEVER_DEPROVISIONED};
+
+/// The version of the status JSON; bumped only when a field changes meaning or goes.
+const VERSION: u32 = 1;
+
+/// Everything `idsync status` shows. The JSON shape is documented in the README.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusReport {
+    /// `daemon.state_dir`.
+    pub state_dir: String,
+    /// False when there is no state store yet (nothing applied with this state directory).
+    pub store_exists: bool,
+    /// Newest first.
+    pub runs: Vec<StatusRun>,
+    /// Oldest first, with cause and when deprovisioning is planned (`null`: never).
+    pub tombstones: Vec<Tombstone>,
+    /// Approvals not yet expired, oldest first.
+    pub approvals: Vec<StatusApproval>,
+}
+
+/// One recorded run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusRun {
+    pub run_id: String,
+    pub command: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    /// `success`, `held` or `failure`.
+    pub result: String,
+    pub summary: BTreeMap<String, usize>,
+    pub error: Option<String>,
+}
+
+/// One pending approval and what it releases.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusApproval {
+    pub action_id: String,
+    /// `null` for approvals recorded by an idsync that did not keep them.
+    pub kind: Option<ActionKind>,
+    pub user: Option<String>,
+    pub team: Option<String>,
+    /// The guards it releases the action from.
+    pub guards: Vec<Guard>,
+    pub approved_by: String,
+    pub approved_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl StatusApproval {
+    pub fn of(a: &Approval) -> StatusApproval {
+        StatusApproval {
+            action_id: a.action_id.to_string(),
+            kind: a.kind,
+            user: a.user.as_ref().map(|u| u.to_string()),
+            team: a.team.clone(),
+            guards: a.guards.clone(),
+            approved_by: a.approved_by.clone(),
+            approved_at: a.approved_at,
+            expires_at: a.expires_at,
+        }
+    }
+}
+
+pub fn render(r: &StatusReport, format: TextOrJson) -> String {
+    match format {
+        TextOrJson::Text => render_text(r),
+        TextOrJson::Json => render_json(r),
+    }
+}
+
+/// Pretty JSON, `{"version": 1, ...}`.
+pub fn render_json(r: &StatusReport) -> String {
+    #[derive(Serialize)]
+    struct Wire<'a> {
+        version: u32,
+        #[serde(flatten)]
+        r: &'a StatusReport,
+    }
+    match serde_json::to_string_pretty(&Wire { version: VERSION, r }) {
+        Ok(s) => s + "\n",
+        Err(e) => format!("{{\"error\": {:?}}}\n", e.to_string()),
+    }
+}
+
+/// Free text (an error message from a server) on one line, so one row stays one line.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+pub fn render_text(r: &StatusReport) -> String {
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    line(format!("state: {}", r.state_dir));
+    if !r.store_exists {
+        line("no runs yet (no state store: nothing has been applied with this state directory)".into());
+    } else if r.runs.is_empty() {
+        line("no runs yet".into());
+    } else {
+        line("last runs:".into());
+        for run in &r.runs {
+            let counts: Vec<String> = run.summary.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            line(format!(
+                "  {} {:<6} {:<8} {} {}{}",
+                time(&run.started_at),
+                run.command,
+                run.result,
+                run.run_id,
+                counts.join(" "),
+                run.error.as_deref().map(|e| format!(" error: {}", one_line(e))).unwrap_or_default()
+            ));
+        }
+    }
+    line(format!("tombstones: {}", r.tombstones.len()));
+    let w = r.tombstones.iter().map(|t| t.user.as_str().chars().count()).max().unwrap_or(0);
+    for t in &r.tombstones {
+        let cause = match t.cause {
+            TombstoneCause::Missing => "missing from the directory",
+            TombstoneCause::Disabled => "disabled in the directory",
+        };
+        let after = t
+            .deprovision_after
+            .as_ref()
+            .map(time)
+            .unwrap_or_else(|| NEVER_DEPROVISIONED.to_string());
+        line(format!(
+            "  {:<w$}  {cause} since {}, deprovision after {after}",
+            t.user.as_str(),
+            time(&t.since)
+        ));
+    }
+    line(format!("pending approvals: {}", r.approvals.len()));
+    for a in &r.approvals {
+        let what = match (a.kind, &a.user, &a.team) {
+            (None, _, _) => "(action not recorded: approved by an older idsync)".to_string(),
+            (Some(k), user, team) => {
+                let mut s = k.as_str().to_string();
+                if let Some(u) = user {
+                    s.push_str(&format!(" {u}"));
+                }
+                if let Some(t) = team {
+                    s.push_str(&format!(" team {t}"));
+                }
+                s
+            }
+        };
+        let guards: Vec<&str> = a.guards.iter().map(|g| g.as_str()).collect();
+        line(format!(
+            "  {} {what} over {} by {} until {}",
+            a.action_id,
+            if guards.is_empty() { "-".to_string() } else { guards.join(", ") },
+            if a.approved_by.is_empty() {
+                "unknown".to_string()
+            } else {
+                one_line(&a.approved_by)
+            },
+            time(&a.expires_at)
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::model::Email;
+
+    fn t(h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 22, h, 0, 0).unwrap()
+    }
+
+    fn report() -> StatusReport {
+        StatusReport {
+            state_dir: "/var/lib/idsync".into(),
+            store_exists: true,
+            runs: vec![StatusRun {
+                run_id: "r1".into(),
+                command: "apply".into(),
+                started_at: t(1),
+                finished_at: t(2),
+                result: "failure".into(),
+                summary: BTreeMap::new(),
+                error: Some("W&B said:\n  500 Internal\n".into()),
+            }],
+            tombstones: vec![Tombstone {
+                user: Email::parse("gone@example.com").unwrap(),
+                since: t(1),
+                deprovision_after: None,
+                cause: TombstoneCause::Disabled,
+            }],
+            approvals: vec![StatusApproval {
+                action_id: "abc".into(),
+                kind: None,
+                user: None,
+                team: None,
+                guards: vec![Guard::MassTeamRemoval],
+                approved_by: "ops".into(),
+                approved_at: t(1),
+                expires_at: t(3),
+            }],
+        }
+    }
+
+    #[test]
+    fn each_row_is_one_line_and_says_what_it_is() {
+        let s = render_text(&report());
+        assert!(
+            s.contains("  2026-11-22T01:00:00Z apply  failure  r1  error: W&B said: 500 Internal\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "  gone@example.com  disabled in the directory since 2026-11-22T01:00:00Z, deprovision after never (deprovision = off)\n"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "  abc (action not recorded: approved by an older idsync) over mass-team-removal by ops until 2026-11-22T03:00:00Z\n"
+            ),
+            "{s}"
+        );
+        assert!(s.contains("pending approvals: 1\n"));
+    }
+
+    #[test]
+    fn the_json_is_versioned_with_nulls_for_what_is_unknown() {
+        let v: serde_json::Value = serde_json::from_str(&render_json(&report())).unwrap();
+        assert_eq!(v["version"], 1);
+        assert!(v["tombstones"][0]["deprovision_after"].is_null());
+        assert_eq!(v["tombstones"][0]["cause"], "disabled");
+        assert!(v["approvals"][0]["kind"].is_null() && v["approvals"][0]["user"].is_null());
+        assert_eq!(v["approvals"][0]["guards"][0], "mass-team-removal");
+    }
+}
