@@ -448,6 +448,17 @@ fn apply_throughput(n: usize, ways: &[usize], rounds: usize) {
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let one: Option<usize> = std::env::var("IDSYNC_BENCH_SCALE").ok().and_then(|s| s.parse().ok());
+    // For profiling: write the LDIF world of that size (directory.ldif, org.json and an
+    // idsync.toml for a sandbox on 127.0.0.1:18089) into a directory and stop.
+    if let Ok(out) = std::env::var("IDSYNC_BENCH_WRITE") {
+        let (w, dir) = (World::at(one.unwrap_or(1)), Path::new(&out));
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("directory.ldif"), w.entries()).unwrap();
+        std::fs::write(dir.join("org.json"), w.org()).unwrap();
+        config(dir, &ldif_source(), "http://127.0.0.1:18089", &w.policy(), 4);
+        println!("wrote {out}: idsync sandbox --listen 127.0.0.1:18089 --api-key {API_KEY} --honour-paging --org {out}/org.json");
+        return;
+    }
     if full {
         let scales: Vec<usize> = one.map(|s| vec![s]).unwrap_or_else(|| vec![10, 4, 2, 1]);
         plan_from_ldif(&scales, 5);

@@ -105,13 +105,6 @@ pub(super) fn color_stdout(format: Format) -> bool {
     format == Format::Text && COLOR.get().copied().unwrap_or_default().for_stream(std::io::stdout().is_terminal())
 }
 
-fn write_file(path: &Path, text: &str) -> Result<(), Error> {
-    std::fs::write(path, text).map_err(|source| Error::Io {
-        what: format!("cannot write {}", path.display()),
-        source,
-    })
-}
-
 fn read_file(path: &Path) -> Result<String, Error> {
     std::fs::read_to_string(path).map_err(|source| Error::Io {
         what: format!("cannot read {}", path.display()),
@@ -226,7 +219,7 @@ async fn plan(path: &Path, format: Format, out: Option<&Path>) -> Result<u8, Err
     let (dir, org, _) = sync::read_both(&env, &client).await?;
     let plan = sync::plan_now(&env, &dir, &org, &state, started);
     if let Some(out) = out {
-        write_file(out, &report::render_json(&plan))?;
+        save_plan(out, &plan)?;
         eprintln!("plan saved to {}", out.display());
     }
     print_plan(&plan, format, out);
@@ -261,8 +254,23 @@ async fn explain(path: &Path, email: &str, format: TextOrJson) -> Result<u8, Err
     })
 }
 
+/// Writes the plan's JSON to `path`, streamed (a large plan is ~100 MB of text).
+fn save_plan(path: &Path, plan: &Plan) -> Result<(), Error> {
+    use std::io::Write;
+    let io = |source| Error::Io {
+        what: format!("cannot write {}", path.display()),
+        source,
+    };
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
+    report::write_json(plan, &mut w).map_err(|e| io(e.into()))?;
+    w.flush().map_err(io)
+}
+
 /// Renders a plan on stdout; the release hints name `plan_file` when it was saved.
 fn print_plan(plan: &Plan, format: Format, plan_file: Option<&Path>) {
+    if format == Format::Json {
+        return super::stream_stdout(|w| report::write_json(plan, w).map_err(Into::into));
+    }
     let opts = RenderOptions {
         color: color_stdout(format),
         plan_file: plan_file.map(|p| p.display().to_string()),

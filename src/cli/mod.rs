@@ -326,6 +326,21 @@ pub(crate) fn write_stdout(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// [`write_stdout`] for a report written piece by piece (a large JSON plan), through one
+/// buffer.
+pub(crate) fn stream_stdout(f: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>) {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    match f(&mut w).and_then(|()| w.flush()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => die_of_sigpipe(),
+        Err(e) => {
+            eprintln!("error: cannot write the report to standard output: {e}");
+            std::process::exit(i32::from(exit::ERROR));
+        }
+    }
+}
+
 fn die_of_sigpipe() -> ! {
     // SAFETY: restoring the default disposition and raising the signal in this process;
     // SIG_DFL is always valid for SIGPIPE, whose default action ends the process.

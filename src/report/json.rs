@@ -14,14 +14,47 @@ const VERSION: u64 = 1;
 /// `summary` always has every action kind and `held`, zeros included, so scripts can
 /// read `.summary.create_user` without a default.
 pub fn render_json(plan: &Plan) -> String {
-    let mut out = plan.clone();
-    out.summary = full_summary(plan);
-    match serde_json::to_string_pretty(&out) {
-        Ok(s) => s + "\n",
+    let mut buf = Vec::new();
+    match write_json(plan, &mut buf) {
+        // serde_json writes UTF-8 only.
+        Ok(()) => String::from_utf8(buf).unwrap_or_default(),
         // Unreachable for this data (string keys, plain values); still, a report must not
         // panic, and this keeps the failure visible to whoever reads the file.
         Err(e) => format!("{{\"error\": {:?}}}\n", e.to_string()),
     }
+}
+
+/// [`render_json`] straight into `w`: a 100,000-person plan is ~100 MB of JSON, which
+/// is not worth holding in memory (nor a copy of the plan for the full summary).
+pub fn write_json(plan: &Plan, mut w: impl std::io::Write) -> Result<(), serde_json::Error> {
+    // The same fields in the same order as `Plan`'s own serialisation, borrowed.
+    #[derive(serde::Serialize)]
+    struct Out<'a> {
+        version: u32,
+        generated_at: &'a chrono::DateTime<chrono::Utc>,
+        source: &'a crate::plan::SourceSummary,
+        target: &'a crate::plan::TargetSummary,
+        summary: BTreeMap<String, usize>,
+        actions: &'a [crate::plan::Action],
+        tombstones: &'a [crate::plan::Tombstone],
+        skipped: &'a [crate::plan::Skipped],
+        roster_before: &'a [String],
+        roster_after: &'a [String],
+    }
+    let out = Out {
+        version: plan.version,
+        generated_at: &plan.generated_at,
+        source: &plan.source,
+        target: &plan.target,
+        summary: full_summary(plan),
+        actions: &plan.actions,
+        tombstones: &plan.tombstones,
+        skipped: &plan.skipped,
+        roster_before: &plan.roster_before,
+        roster_after: &plan.roster_after,
+    };
+    serde_json::to_writer_pretty(&mut w, &out)?;
+    w.write_all(b"\n").map_err(serde_json::Error::io)
 }
 
 /// Ready actions per kind and `held`, from the actions themselves.

@@ -24,7 +24,7 @@ use similar::{ChangeTag, TextDiff};
 
 use crate::plan::{Action, ActionId, ActionKind, Guard, Plan};
 
-pub use json::{parse_plan_json, render_json};
+pub use json::{parse_plan_json, render_json, write_json};
 
 /// Output format of `idsync plan --format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -590,6 +590,20 @@ fn json_round_trips() {
 }
 
 #[test]
+fn streamed_json_is_the_plan_serialised_with_the_full_summary() {
+    // write_json borrows the plan instead of cloning it: the text must stay exactly what
+    // serialising the plan itself (with the full summary) gives, field order included.
+    let plan = full_plan();
+    let mut full = plan.clone();
+    let v: serde_json::Value = serde_json::from_str(&render_json(&plan)).unwrap();
+    full.summary = serde_json::from_value(v["summary"].clone()).unwrap();
+    assert_eq!(render_json(&plan), serde_json::to_string_pretty(&full).unwrap() + "\n");
+    let mut streamed = Vec::new();
+    crate::report::write_json(&plan, &mut streamed).unwrap();
+    assert_eq!(String::from_utf8(streamed).unwrap(), render_json(&plan));
+}
+
+#[test]
 fn json_has_the_spec_shape_with_nulls() {
     let plan = full_plan();
     let v: serde_json::Value = serde_json::from_str(&render_json(&plan)).unwrap();
