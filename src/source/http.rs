@@ -195,7 +195,8 @@ impl std::fmt::Debug for SourceHttp {
 impl SourceHttp {
     pub fn new(server: String, credential: &str, forbidden_advice: &str, timeout: Duration) -> Result<SourceHttp, IdpError> {
         let timeout = if timeout.is_zero() { Duration::from_secs(30) } else { timeout };
-        let http = crate::http::client(timeout).map_err(|e| IdpError::Config(format!("cannot set up the HTTP client: {e}")))?;
+        // Always with TLS: token endpoints (Okta, Entra) may be https when `server` is not.
+        let http = crate::http::client(timeout, true).map_err(|e| IdpError::Config(format!("cannot set up the HTTP client: {e}")))?;
         Ok(SourceHttp {
             http,
             server,

@@ -27,6 +27,11 @@ const PAGE_SIZE: u64 = 9999;
 /// Hard stop for paging, far above any real org (100k pages): a server that keeps
 /// inventing new ids must not keep idsync busy forever.
 const MAX_PAGES: u32 = 100_000;
+/// Most resources a list may claim: far above any real org, low enough that a server
+/// claiming billions never has idsync paging and allocating for them.
+const MAX_ITEMS: u64 = 5_000_000;
+/// Pages of one list fetched at once once their start is known (bounded, in order).
+const PAGE_FETCHES: u32 = 4;
 /// Largest response body accepted; a 50,000-user page is a few tens of MiB.
 const MAX_BODY: usize = 256 * 1024 * 1024;
 /// Used when `target.timeout` is zero: a request without any limit could hang a run.
@@ -188,7 +193,9 @@ impl WandbClient {
         // Keeps the value out of any header dump reqwest or hyper might produce.
         auth.set_sensitive(true);
         let timeout = if cfg.timeout.0.is_zero() { FALLBACK_TIMEOUT } else { cfg.timeout.0 };
-        let http = crate::http::client(timeout).map_err(|e| TargetError::Config(format!("cannot set up the HTTP client: {e}")))?;
+        // Every request goes to `base`, so a plain-http URL never needs the CA roots.
+        let tls = base.scheme() != "http";
+        let http = crate::http::client(timeout, tls).map_err(|e| TargetError::Config(format!("cannot set up the HTTP client: {e}")))?;
         Ok(WandbClient {
             inner: Arc::new(Inner {
                 http,
@@ -299,14 +306,20 @@ impl WandbClient {
         let query = [("startIndex", "1".to_string()), ("count", "1".to_string())];
         let reply = self.send(&op, Method::GET, self.url(&["Users"]), &query, None, None).await?;
         let v = self.json(&op, reply)?;
-        wire::parse_list(&v)
+        wire::parse_list(v)
             .map(|_| ())
             .map_err(|detail| TargetError::Malformed { op, detail })
     }
 
     /// Reads every page of a list and checks that the distinct resources received add up
     /// to `totalResults`. Works whether or not the server honours `startIndex`/`count`,
-    /// and fails (rather than loops) when a page brings nothing new.
+    /// and fails (rather than loops) when a page brings nothing new or the server claims
+    /// more than [`MAX_ITEMS`].
+    ///
+    /// Once the first page has said how many resources a page holds, where the next pages
+    /// start is known: up to [`PAGE_FETCHES`] are fetched at once and taken in order. A
+    /// page is only taken when it starts where the previous one ended (a short page sends
+    /// the rest of its batch back to be fetched again from the right place).
     async fn list<T>(
         &self,
         resource: &str,
@@ -320,47 +333,83 @@ impl WandbClient {
             None => format!("GET /{resource} (list {what})"),
         };
         let url = self.url(&[resource]);
-        let mut seen: HashSet<String> = HashSet::new();
-        let mut out: Vec<T> = Vec::new();
-        let mut start: u64 = 1;
-        let mut total: Option<u64> = None;
-        for _ in 0..MAX_PAGES {
+        let fetch = |start: u64| {
             let mut query = vec![("startIndex", start.to_string()), ("count", PAGE_SIZE.to_string())];
             if let Some(f) = &filter {
                 query.push(("filter", f.clone()));
             }
-            let reply = self.send(&op, Method::GET, url.clone(), &query, None, None).await?;
-            let v = self.json(&op, reply)?;
-            let page = wire::parse_list(&v).map_err(|detail| TargetError::Malformed { op: op.clone(), detail })?;
-            match total {
-                Some(t) if t != page.total => {
-                    return Err(TargetError::Malformed {
-                        op,
-                        detail: format!(
-                            "totalResults changed from {t} to {} between pages (the org changed \
-                             during the read); retry",
-                            page.total
-                        ),
-                    })
+            let (op, url) = (&op, url.clone());
+            async move {
+                let reply = self.send(op, Method::GET, url, &query, None, None).await?;
+                let v = self.json(op, reply)?;
+                wire::parse_list(v).map_err(|detail| TargetError::Malformed { op: op.clone(), detail })
+            }
+        };
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut out: Vec<T> = Vec::new();
+        let mut start: u64 = 1;
+        let mut total: Option<u64> = None;
+        // How many resources a page holds, learnt from the first one.
+        let mut per_page: u64 = 0;
+        let mut requests: u32 = 0;
+        while requests < MAX_PAGES {
+            let batch = if per_page == 0 { 1 } else { PAGE_FETCHES.min(MAX_PAGES - requests) };
+            let starts: Vec<u64> = (0..u64::from(batch))
+                .map(|k| start.saturating_add(k.saturating_mul(per_page)))
+                .take_while(|&s| in_batch(s, start, total))
+                .collect();
+            requests += starts.len() as u32;
+            let pages = futures_util::future::try_join_all(starts.iter().map(|&s| fetch(s))).await?;
+            for (page_start, page) in starts.into_iter().zip(pages) {
+                if page_start != start {
+                    // An earlier page of this batch was short: fetch again from `start`.
+                    break;
                 }
-                _ => total = Some(page.total),
-            }
-            let received = page.resources.len() as u64;
-            let mut fresh = 0u64;
-            for r in &page.resources {
-                let item = parse(r).map_err(|detail| TargetError::Malformed { op: op.clone(), detail })?;
-                if seen.insert(id_of(&item).clone()) {
-                    out.push(item);
-                    fresh += 1;
+                match total {
+                    Some(t) if t != page.total => {
+                        return Err(TargetError::Malformed {
+                            op,
+                            detail: format!(
+                                "totalResults changed from {t} to {} between pages (the org changed \
+                                 during the read); retry",
+                                page.total
+                            ),
+                        })
+                    }
+                    Some(_) => {}
+                    None if page.total > MAX_ITEMS => {
+                        return Err(TargetError::Malformed {
+                            op,
+                            detail: format!(
+                                "the server claims {} {what}, more than idsync reads ({MAX_ITEMS}); \
+                                 refusing to page through it",
+                                page.total
+                            ),
+                        })
+                    }
+                    None => total = Some(page.total),
                 }
+                let received = page.resources.len() as u64;
+                let mut fresh = 0u64;
+                for r in &page.resources {
+                    let item = parse(r).map_err(|detail| TargetError::Malformed { op: op.clone(), detail })?;
+                    if seen.insert(id_of(&item).clone()) {
+                        out.push(item);
+                        fresh += 1;
+                    }
+                }
+                let got = seen.len() as u64;
+                if got >= page.total || fresh == 0 || got > MAX_ITEMS {
+                    // Done, or the server stopped making progress (an empty page, or the
+                    // same page again because it ignores startIndex): the count check
+                    // decides.
+                    return finish(what, out, page.total);
+                }
+                if per_page == 0 {
+                    per_page = received;
+                }
+                start = start.saturating_add(received);
             }
-            let got = seen.len() as u64;
-            if got >= page.total || fresh == 0 {
-                // Done, or the server stopped making progress (an empty page, or the same
-                // page again because it ignores startIndex): the count check decides.
-                return finish(what, out, page.total);
-            }
-            start = start.saturating_add(received);
         }
         Err(TargetError::Malformed {
             op,
@@ -830,6 +879,12 @@ impl WandbClient {
             },
         }
     }
+}
+
+/// Whether a page starting at `s` belongs in a batch that starts at `first`: the first
+/// page always; later ones only while they start within what the server says it has.
+fn in_batch(s: u64, first: u64, total: Option<u64>) -> bool {
+    s == first || total.is_some_and(|t| s <= t)
 }
 
 fn finish<T>(what: &str, out: Vec<T>, total: u64) -> Result<Vec<T>, TargetError> {

@@ -26,7 +26,7 @@ pub fn wire_fuzz(data: &[u8]) -> usize {
         return 0;
     };
     let mut n = 0;
-    if let Ok(page) = wire::parse_list(&v) {
+    if let Ok(page) = wire::parse_list(v.clone()) {
         for r in &page.resources {
             n += usize::from(wire::parse_user(r).is_ok()) + usize::from(wire::parse_team(r).is_ok());
         }

@@ -52,22 +52,36 @@ pub struct ListPage {
     pub total: u64,
 }
 
-pub fn parse_list(v: &Value) -> Result<ListPage, String> {
-    if !v.is_object() {
-        return Err(format!("expected a SCIM list response, got {}", preview(v)));
-    }
-    let resources = match field(v, "Resources") {
-        None => Vec::new(),
-        Some(Value::Array(items)) => items.clone(),
-        Some(other) => return Err(format!("\"Resources\" is not a list: {}", preview(other))),
+/// Reads a list response, taking the resources out of it (a page of 9,999 users is
+/// megabytes of JSON, not worth copying).
+pub fn parse_list(v: Value) -> Result<ListPage, String> {
+    let Value::Object(mut map) = v else {
+        return Err(format!("expected a SCIM list response, got {}", preview(&v)));
     };
-    let total = match field(v, "totalResults") {
+    let total = match field_in(&map, "totalResults") {
         Some(Value::Number(n)) => n.as_u64(),
         Some(Value::String(s)) => s.trim().parse().ok(),
         _ => None,
     }
     .ok_or_else(|| "the list response has no usable totalResults, so its completeness cannot be checked".to_string())?;
+    let key = if map.contains_key("Resources") {
+        Some("Resources".to_string())
+    } else {
+        map.keys().find(|k| k.eq_ignore_ascii_case("Resources")).cloned()
+    };
+    let resources = match key.and_then(|k| map.remove(&k)) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(other) => return Err(format!("\"Resources\" is not a list: {}", preview(&other))),
+    };
     Ok(ListPage { resources, total })
+}
+
+/// [`field`] on an object's map: exact name first, then any case; `null` is absent.
+fn field_in<'a>(map: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a Value> {
+    map.get(name)
+        .or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+        .filter(|v| !v.is_null())
 }
 
 /// Team -> role from `teamRoles`, and the teams whose role an entry leaves unstated (read
@@ -476,14 +490,14 @@ mod tests {
 
     #[test]
     fn list_pages_need_a_total() {
-        let p = parse_list(&json!({"Resources": [{"id": "1"}], "totalResults": 1, "itemsPerPage": 9999})).unwrap();
+        let p = parse_list(json!({"Resources": [{"id": "1"}], "totalResults": 1, "itemsPerPage": 9999})).unwrap();
         assert_eq!((p.resources.len(), p.total), (1, 1));
-        let p = parse_list(&json!({"resources": null, "totalResults": "0"})).unwrap();
+        let p = parse_list(json!({"resources": null, "totalResults": "0"})).unwrap();
         assert_eq!((p.resources.len(), p.total), (0, 0));
-        assert!(parse_list(&json!({"Resources": []})).is_err());
-        assert!(parse_list(&json!({"Resources": {}, "totalResults": 1})).is_err());
-        assert!(parse_list(&json!({"totalResults": -1})).is_err());
-        assert!(parse_list(&json!([1])).is_err());
+        assert!(parse_list(json!({"Resources": []})).is_err());
+        assert!(parse_list(json!({"Resources": {}, "totalResults": 1})).is_err());
+        assert!(parse_list(json!({"totalResults": -1})).is_err());
+        assert!(parse_list(json!([1])).is_err());
     }
 
     #[test]
