@@ -206,24 +206,27 @@ struct Run {
 }
 
 /// Runs `cmd` to the end with stdout to /dev/null and measures it with `wait4`.
+// Reaped by wait4 below, which std's Child cannot see.
+#[allow(clippy::zombie_processes)]
 fn measure(cmd: &mut Command, ok_codes: &[i32]) -> Run {
+    use std::io::{Read, Seek};
+    // stderr to a file, not a pipe: a chatty child must not block on a full pipe.
+    let mut err = tempfile::tempfile().unwrap();
     let start = Instant::now();
-    let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = cmd.stdout(Stdio::null()).stderr(err.try_clone().unwrap()).spawn().unwrap();
     let pid = child.id() as libc::pid_t;
-    // SAFETY: wait4 writes only the status and rusage it is given, for our own child.
     let mut status = 0;
+    // SAFETY: wait4 writes only the status and rusage it is given, for our own child.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
     let wall = start.elapsed();
     assert_eq!(r, pid, "wait4");
     let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
     if !ok_codes.contains(&code) {
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr {
-            use std::io::Read;
-            let _ = e.read_to_string(&mut err);
-        }
-        panic!("{cmd:?} exited {code}: {err}");
+        let mut text = String::new();
+        let _ = err.seek(std::io::SeekFrom::Start(0));
+        let _ = err.read_to_string(&mut text);
+        panic!("{cmd:?} exited {code}: {text}");
     }
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
     Run {
