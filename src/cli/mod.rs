@@ -217,9 +217,11 @@ pub enum ReportCommand {
     #[command(long_about = "Who holds a W&B seat, who has not used it, who is in W&B but not in the directory, \
 and what it costs. Reads the directory and the W&B org like `idsync plan`, and the state store's tombstone clocks; \
 never writes to W&B and never writes to the state store. Exit 0 on success, 1 on error.\n\n\
-Per user: email, org role, active, teams and roles, lastActiveAt / daysActive (\"unknown\" when the W&B server \
-does not report them, never guessed), in the directory (and disabled there), in scope, pipeline-key owner, tombstone.\n\n\
-Inactive: an active user whose lastActiveAt is MORE than N days ago (exactly N days is not inactive). \
+Per user: email, org role, active, teams and roles, lastActiveAt / daysActive (\"never\" when W&B reports \
+lastActiveAt: null, which it documents as never active; \"unknown\" when the server does not report it, never guessed), \
+in the directory (and disabled there), in scope, pipeline-key owner, tombstone.\n\n\
+Inactive: an active user whose lastActiveAt is MORE than N days ago (exactly N days is not inactive), or who was never \
+active; their seats count in the inactive cost. A deactivated user holds no seat and is never inactive. \
 Orphan: an active, in-scope user (managed domain, not ignored, not idsync itself) with no directory entry. \
 External: a user whose email domain is not in policy.managed_domains. \
 Cost: active users by org role at [report] seat_price; admin and viewer seats cost the member price unless set.")]
@@ -232,6 +234,10 @@ Cost: active users by org role at [report] seat_price; admin and viewer seats co
         /// Users last active more than N days ago are inactive [default: [report] inactive_days, else 90]
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=36_500))]
         inactive_days: Option<u32>,
+        /// Text: one line per user with every column and every cell whole, instead of fitting
+        /// 100 columns (teams, pipeline keys and tombstones then move to lines under each user).
+        #[arg(long)]
+        wide: bool,
     },
 }
 
