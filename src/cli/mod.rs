@@ -95,11 +95,18 @@ pub struct ConfigArg {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate the configuration; with --connect also read the directory and call W&B.
+    ///
+    /// Exit 0 when valid, 1 otherwise, every problem located as file:line:column with the
+    /// fix. Beyond what every command checks, it fails on what any plan or run started
+    /// here would fail on: an *_env secret whose variable is unset or empty, an LDIF
+    /// [source] path that cannot be read.
     CheckConfig {
         #[command(flatten)]
         config: ConfigArg,
         /// Also bind to the directory, read it and the W&B org, and report what was found:
-        /// people and groups, people skipped and why, each policy group's member count.
+        /// people and groups, people skipped and why, each policy group's member count. A
+        /// policy group the directory lacks, or a policy.teams team W&B lacks with
+        /// create = false, is an error with the nearest existing name.
         #[arg(long)]
         connect: bool,
     },
