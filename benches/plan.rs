@@ -57,7 +57,7 @@ fn world(people: usize, groups: usize, users: usize, teams: usize) -> (Directory
             active_stated: true,
             unstated_team_roles: Default::default(),
             service_account: false,
-            last_active_at: None,
+            last_active: Default::default(),
             days_active: None,
         });
     }

@@ -58,7 +58,11 @@ fn world(people: usize, users: usize) -> (DirectorySnapshot, OrgSnapshot, Policy
             active_stated: true,
             unstated_team_roles: Default::default(),
             service_account: false,
-            last_active_at: known.then(|| now() - chrono::Duration::hours(((i * 37) % (730 * 24)) as i64)),
+            last_active: if known {
+                idsync::model::LastActive::At(now() - chrono::Duration::hours(((i * 37) % (730 * 24)) as i64))
+            } else {
+                idsync::model::LastActive::Unknown
+            },
             days_active: known.then_some((i % 300) as u64),
         });
         if i % 10 == 0 && domain == "example.com" {

@@ -66,5 +66,8 @@ echo "== cargo test"
 cargo test --all-targets
 # Doc tests are not part of --all-targets.
 cargo test --doc --quiet
+echo "== Debian package: build it (release) and check its contents, conffile, unit and config"
+deb="$(./scripts/package-deb.sh)"
+./scripts/check-deb.sh "$deb"
 echo "== fuzz targets, 3 s each so they cannot rot (scripts/fuzz.sh 600 is the real run)"
 ./scripts/fuzz.sh 3

@@ -324,10 +324,37 @@ pub struct OrgUser {
     /// a seat, never changed (SPEC §4).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub service_account: bool,
+    /// `lastActiveAt`: a time, never active (`null`), or not reported (no key).
     #[serde(default)]
-    pub last_active_at: Option<DateTime<Utc>>,
+    pub last_active: LastActive,
     #[serde(default)]
     pub days_active: Option<u64>,
+}
+
+/// What W&B says about a user's last activity (`lastActiveAt`, newer servers only).
+/// W&B documents `null` as "never active"; a missing key means the server does not report
+/// activity, which is unknown and never guessed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LastActive {
+    /// No `lastActiveAt` key (an older server), or a value that is not a time.
+    #[default]
+    Unknown,
+    /// `lastActiveAt: null`: the user has never been active (invited or provisioned, never
+    /// used W&B).
+    Never,
+    /// Last active at this time.
+    At(DateTime<Utc>),
+}
+
+impl LastActive {
+    /// The time, when W&B reported one.
+    pub fn at(self) -> Option<DateTime<Utc>> {
+        match self {
+            LastActive::At(t) => Some(t),
+            LastActive::Unknown | LastActive::Never => None,
+        }
+    }
 }
 
 fn stated() -> bool {

@@ -14,6 +14,14 @@ pub fn field<'a>(obj: &'a Value, name: &str) -> Option<&'a Value> {
         .filter(|v| !v.is_null())
 }
 
+/// Like [`field`], but a `null` value is returned as `Some(Value::Null)`: for the few
+/// fields where `null` and a missing key mean different things (W&B's `lastActiveAt`).
+pub fn field_or_null<'a>(obj: &'a Value, name: &str) -> Option<&'a Value> {
+    let map = obj.as_object()?;
+    map.get(name)
+        .or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+}
+
 /// A string field as sent; numbers are accepted too, since ids are opaque.
 pub fn raw_str(obj: &Value, name: &str) -> Option<String> {
     match field(obj, name)? {

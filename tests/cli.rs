@@ -231,3 +231,134 @@ fn the_demo_says_where_its_files_are_and_keeps_them_when_asked() {
     let dir = std::path::PathBuf::from(gone.split(" (").next().unwrap());
     assert!(!dir.exists(), "{}", dir.display());
 }
+
+// ---------------------------------------------------------------- check-config
+
+/// A fixture with one team `ml` in W&B and a `cn=ml` group in the directory.
+async fn ml_fixture(tables: &str) -> Fixture {
+    Fixture::start(Setup {
+        org: org(&[("root@example.com", "admin", &[("ml", "admin")])], &["ml"]),
+        ldif: ldif(&[P("root", true)], &[("ml", &["root"])]),
+        tables,
+        ..Setup::default()
+    })
+    .await
+}
+
+fn edit_config(f: &Fixture, from: &str, to: &str) {
+    let cfg = std::fs::read_to_string(&f.cfg).unwrap();
+    assert!(cfg.contains(from), "{from:?} not in the fixture's config:\n{cfg}");
+    std::fs::write(&f.cfg, cfg.replacen(from, to, 1)).unwrap();
+}
+
+/// `file:line:` of the first line of the fixture's config containing `needle`.
+fn located(f: &Fixture, needle: &str) -> String {
+    let cfg = std::fs::read_to_string(&f.cfg).unwrap();
+    let line = cfg.lines().position(|l| l.contains(needle)).expect("needle in config") + 1;
+    format!("{}:{line}:", f.cfg.display())
+}
+
+const ML_TEAM: &str = "[[policy.teams]]\nteam = \"ml\"\ngroup = \"cn=ml,ou=groups,dc=example,dc=com\"\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_config_fails_on_an_unset_key_variable_that_every_run_would_fail_on() {
+    let f = ml_fixture(ML_TEAM).await;
+    edit_config(&f, "api_key_file = \"key\"", "api_key_env = \"IDSYNC_CLI_TEST_KEY\"");
+    let out = f.run(&["check-config"]).await;
+    let t = text(&out);
+    assert_eq!(code(&out), 1, "{t}");
+    assert!(
+        t.contains(&format!(
+            "{}1: [target] api_key_env: environment variable IDSYNC_CLI_TEST_KEY is not set",
+            located(&f, "api_key_env")
+        )),
+        "{t}"
+    );
+    // `plan` agrees (it is what check-config predicts), and set, both pass.
+    assert_eq!(code(&f.run(&["plan"]).await), 1);
+    let out = f
+        .run_with_env(&["check-config", "--connect"], &[("IDSYNC_CLI_TEST_KEY", KEY)])
+        .await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(!text(&out).contains(KEY), "the key is never printed");
+    f.sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_config_fails_on_a_missing_ldif_file_naming_the_resolved_path() {
+    let f = ml_fixture(ML_TEAM).await;
+    std::fs::remove_file(f.path("directory.ldif")).unwrap();
+    let out = f.run(&["check-config"]).await;
+    let t = text(&out);
+    assert_eq!(code(&out), 1, "{t}");
+    let resolved = f.path("directory.ldif").display().to_string();
+    assert!(
+        t.contains(&format!(
+            "{}1: [source] path: {resolved} cannot be read",
+            located(&f, "directory.ldif")
+        )),
+        "{t}"
+    );
+    f.sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_config_connect_names_a_team_or_group_that_does_not_exist_with_a_suggestion() {
+    let f = ml_fixture("[[policy.teams]]\nteam = \"ML\"\ngroup = \"cn=mll,ou=groups,dc=example,dc=com\"\n").await;
+    // Without --connect nothing is read, so nothing is known about names.
+    assert_eq!(code(&f.run(&["check-config"]).await), 0);
+    let out = f.run(&["check-config", "--connect"]).await;
+    let t = text(&out);
+    assert_eq!(code(&out), 1, "{t}");
+    assert!(t.contains("2 errors in the configuration"), "{t}");
+    assert!(
+        t.contains(&format!(
+            "{}1: [[policy.teams]] #1 team: W&B has no team \"ML\" and create = false",
+            located(&f, "team = \"ML\"")
+        )),
+        "{t}"
+    );
+    assert!(t.contains("did you mean \"ml\"?"), "{t}");
+    assert!(t.contains("did you mean \"cn=ml,ou=groups,dc=example,dc=com\"?"), "{t}");
+    // create = true makes a missing team fine (idsync creates it); the group is still wrong.
+    edit_config(&f, "team = \"ML\"", "team = \"ML\"\ncreate = true");
+    let t = text(&f.run(&["check-config", "--connect"]).await);
+    assert!(t.contains("team ML: not in W&B: idsync creates it"), "{t}");
+    assert!(!t.contains("W&B has no team"), "{t}");
+    assert!(
+        t.contains("the directory has no group \"cn=mll,ou=groups,dc=example,dc=com\""),
+        "{t}"
+    );
+    f.sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_config_connect_on_a_wrong_scim_path_points_at_target_scim_path() {
+    let f = ml_fixture(ML_TEAM).await;
+    edit_config(&f, "timeout = \"10s\"", "timeout = \"10s\"\nscim_path = \"/scim/v2\"");
+    let out = f.run(&["check-config", "--connect"]).await;
+    let t = text(&out);
+    assert_eq!(code(&out), 1, "{t}");
+    assert!(t.contains("W&B answered 404") && t.contains("/scim/v2/"), "{t}");
+    assert!(t.contains("check target.scim_path"), "{t}");
+    f.sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_type_errors_are_located_and_in_words_never_serde_s() {
+    let f = ml_fixture(ML_TEAM).await;
+    edit_config(&f, "managed_domains = [\"example.com\"]", "managed_domains = \"example.com\"");
+    let out = f.run(&["check-config"]).await;
+    let t = text(&out);
+    assert_eq!(code(&out), 1, "{t}");
+    assert!(
+        t.contains(&format!(
+            "{}19: [policy] managed_domains: expected a list in brackets",
+            located(&f, "managed_domains")
+        )),
+        "{t}"
+    );
+    assert!(t.contains("put it in brackets: managed_domains = [\"example.com\"]"), "{t}");
+    assert!(!t.contains("invalid type") && !t.contains("sequence"), "{t}");
+    f.sb.shutdown().await;
+}

@@ -202,9 +202,11 @@ async fn scheduled_run_exports_drift_held_actions_and_last_success() {
     assert_eq!(sample(&scrape, "idsync_org_admins"), Some(1.0), "{scrape}");
     assert_eq!(sample(&scrape, "idsync_org_admins_floor"), Some(1.0), "{scrape}");
     assert_eq!(sample(&scrape, "idsync_tombstones"), Some(1.0), "{scrape}");
-    // root is in scope and missing from the directory; no seed has activity dates.
+    // root is in scope and missing from the directory. No seed has an activity date, so
+    // the sandbox serves `lastActiveAt: null`, W&B's "never active": both seats the read
+    // saw (root and bob) are inactive ones.
     assert_eq!(sample(&scrape, "idsync_orphan_users"), Some(1.0), "{scrape}");
-    assert_eq!(sample(&scrape, "idsync_inactive_users"), Some(0.0), "{scrape}");
+    assert_eq!(sample(&scrape, "idsync_inactive_users"), Some(2.0), "{scrape}");
     assert_eq!(
         sample(&scrape, "idsync_actions_applied_total{kind=\"create_user\",result=\"ok\"}"),
         Some(2.0),

@@ -529,7 +529,16 @@ async fn check_config_connect_reports_bind_counts_skipped_people_and_policy_grou
     .await;
     let out = f.run(&["check-config", "--connect"]).await;
     let t = text(&out);
-    assert_eq!(code(&out), 0, "{t}");
+    // The "ghosts" mapping names a group the directory lacks and a team W&B lacks: errors.
+    assert_eq!(code(&out), 1, "{t}");
+    assert!(
+        t.contains("[[policy.teams]] #2 group: the directory has no group \"cn=ghosts,ou=groups,dc=example,dc=com\""),
+        "{t}"
+    );
+    assert!(
+        t.contains("[[policy.teams]] #2 team: W&B has no team \"ghosts\" and create = false"),
+        "{t}"
+    );
     assert!(t.contains(&format!("bind OK as {BIND_DN} on {}", server.url())), "{t}");
     assert!(t.contains("read OK: 8 people, 3 groups"), "{t}");
     assert!(

@@ -281,6 +281,19 @@ async fn user_resources_have_wandb_shapes() {
         let u = c.get(&format!("/scim/Users/{id}")).await.json();
         assert!(u.get("lastActiveAt").is_none() && u.get("daysActive").is_none());
         h.shutdown().await;
+
+        // One user without the keys on a server that has them: both shapes in one org.
+        let mut org = small_org();
+        org.users[1].omit_activity = true;
+        let h = start(opts(Deployment::Dedicated), org).await;
+        let c = Client::new(&h);
+        let alice = c.user_id("alice@example.com").await;
+        let bob = c.user_id("bob@example.com").await;
+        let a = c.get(&format!("/scim/Users/{alice}")).await.json();
+        assert_eq!(a["lastActiveAt"], "2025-05-01T09:00:00Z");
+        let b = c.get(&format!("/scim/Users/{bob}")).await.json();
+        assert!(b.get("lastActiveAt").is_none() && b.get("daysActive").is_none(), "{b}");
+        h.shutdown().await;
     })
     .await;
 }

@@ -20,14 +20,30 @@ fn days_ago(n: i64) -> String {
     (Utc::now() - Duration::days(n)).to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// Sets activity (and `active`) on seeded users: email -> (last_active_at days ago, active).
-fn with_activity(mut org: Value, activity: &[(&str, Option<i64>, bool)]) -> Value {
+/// What the sandbox serves as a user's `lastActiveAt`.
+#[derive(Clone, Copy)]
+enum Seen {
+    /// This many days ago.
+    DaysAgo(i64),
+    /// `null`: W&B's "never active".
+    Never,
+    /// No key at all: the server does not say (unknown).
+    Unreported,
+}
+use Seen::*;
+
+/// Sets activity (and `active`) on seeded users: email -> (last activity, active).
+fn with_activity(mut org: Value, activity: &[(&str, Seen, bool)]) -> Value {
     for u in org["users"].as_array_mut().unwrap() {
         let email = u["email"].as_str().unwrap().to_string();
-        if let Some((_, last, active)) = activity.iter().find(|(e, _, _)| *e == email) {
-            if let Some(d) = last {
-                u["last_active_at"] = json!(days_ago(*d));
-                u["days_active"] = json!(d / 2 + 1);
+        if let Some((_, seen, active)) = activity.iter().find(|(e, _, _)| *e == email) {
+            match seen {
+                DaysAgo(d) => {
+                    u["last_active_at"] = json!(days_ago(*d));
+                    u["days_active"] = json!(d / 2 + 1);
+                }
+                Never => {}
+                Unreported => u["omit_activity"] = json!(true),
             }
             u["active"] = json!(active);
         }
@@ -47,15 +63,17 @@ fn dedicated(activity: bool) -> SandboxOptions {
 
 const PRICES: &str = "[report]\nseat_price = { member = 20, admin = 50 }\n";
 
-/// root (admin, recent), bob (200 d), carol (never reported), dave (not in the directory,
-/// 400 d), erin (disabled in the directory), old (deactivated, not in the directory),
-/// ci (pipeline-key owner), pat and lee at partner.io (lee 100 d).
+/// root (admin, recent), bob (200 d), carol (activity not reported), nina (never active:
+/// `null`), dave (not in the directory, 400 d), erin (disabled in the directory), old
+/// (deactivated, not in the directory), ci (pipeline-key owner), pat and lee at partner.io
+/// (lee 100 d).
 async fn world(activity: bool, tables: &'static str) -> Fixture {
     let seed = org(
         &[
             ("root@example.com", "admin", &[]),
             ("bob@example.com", "member", &[("ml", "member")]),
             ("carol@example.com", "member", &[]),
+            ("nina@example.com", "member", &[]),
             ("dave@example.com", "member", &[("ml", "admin")]),
             ("erin@example.com", "member", &[]),
             ("old@example.com", "member", &[]),
@@ -68,21 +86,29 @@ async fn world(activity: bool, tables: &'static str) -> Fixture {
     let seed = with_activity(
         seed,
         &[
-            ("root@example.com", Some(2), true),
-            ("bob@example.com", Some(200), true),
-            ("carol@example.com", None, true),
-            ("dave@example.com", Some(400), true),
-            ("erin@example.com", Some(5), true),
-            ("old@example.com", Some(300), false),
-            ("ci@example.com", Some(1), true),
-            ("pat@partner.io", Some(10), true),
-            ("lee@partner.io", Some(100), true),
+            ("root@example.com", DaysAgo(2), true),
+            ("bob@example.com", DaysAgo(200), true),
+            ("carol@example.com", Unreported, true),
+            ("nina@example.com", Never, true),
+            ("dave@example.com", DaysAgo(400), true),
+            ("erin@example.com", DaysAgo(5), true),
+            ("old@example.com", DaysAgo(300), false),
+            ("ci@example.com", DaysAgo(1), true),
+            ("pat@partner.io", DaysAgo(10), true),
+            ("lee@partner.io", DaysAgo(100), true),
         ],
     );
     Fixture::start(Setup {
         org: seed,
         ldif: ldif(
-            &[P("root", true), P("bob", true), P("carol", true), P("erin", false), P("ci", true)],
+            &[
+                P("root", true),
+                P("bob", true),
+                P("carol", true),
+                P("nina", true),
+                P("erin", false),
+                P("ci", true),
+            ],
             &[],
         ),
         guards: "pipeline_key_owners = [\"ci@example.com\"]",
@@ -123,24 +149,25 @@ async fn counts_classification_and_cost_come_from_the_live_org() {
     let s = &r["summary"];
     assert_eq!(
         (s["users"].as_u64(), s["active"].as_u64(), s["deactivated"].as_u64()),
-        (Some(9), Some(8), Some(1))
+        (Some(10), Some(9), Some(1))
     );
     assert_eq!(s["by_role"]["admin"], json!({"active": 1, "deactivated": 0, "inactive": 0}));
-    assert_eq!(s["by_role"]["member"], json!({"active": 7, "deactivated": 1, "inactive": 3}));
+    assert_eq!(s["by_role"]["member"], json!({"active": 8, "deactivated": 1, "inactive": 4}));
     assert_eq!(s["inactive_days"], 90);
-    assert_eq!(s["inactive"], 3, "bob, dave and lee: {s}");
-    assert_eq!(s["activity_unknown"], 1, "carol");
+    assert_eq!(s["inactive"], 4, "bob, dave, lee and nina (never active): {s}");
+    assert_eq!(s["never_active"], 1, "nina: {s}");
+    assert_eq!(s["activity_unknown"], 1, "carol only: {s}");
     assert_eq!(
         s["orphans"], 1,
         "dave only: old is deactivated, erin is disabled, partner.io is external"
     );
     assert_eq!(s["disabled_in_directory"], 1);
-    assert_eq!(s["in_scope"], 7);
+    assert_eq!(s["in_scope"], 8);
     assert_eq!(s["externals"], json!({"partner.io": {"users": 2, "active": 2}}));
     assert_eq!(s["pipeline_key_owners"], 1);
-    // 1 admin × 50 + 7 active members × 20; inactive: bob, dave, lee.
-    assert_eq!(s["cost"]["monthly_total"], 190.0);
-    assert_eq!(s["cost"]["inactive_monthly"], 60.0);
+    // 1 admin × 50 + 8 active members × 20; inactive: bob, dave, lee, nina.
+    assert_eq!(s["cost"]["monthly_total"], 210.0);
+    assert_eq!(s["cost"]["inactive_monthly"], 80.0);
 
     let dave = user(&r, "dave@example.com");
     assert_eq!(
@@ -161,6 +188,14 @@ async fn counts_classification_and_cost_come_from_the_live_org() {
     assert!(old["monthly_price"].is_null(), "deactivated users hold no seat");
     let carol = user(&r, "carol@example.com");
     assert!(carol["last_active_at"].is_null() && carol["inactive"].is_null());
+    assert_eq!(carol["never_active"], false);
+    let nina = user(&r, "nina@example.com");
+    assert!(nina["last_active_at"].is_null(), "{nina}");
+    assert_eq!(
+        (nina["never_active"].as_bool(), nina["inactive"].as_bool()),
+        (Some(true), Some(true))
+    );
+    assert_eq!(old["inactive"], false, "deactivated: no seat, never an inactive one");
     assert_eq!(user(&r, "pat@partner.io")["scope"], "external");
     assert_eq!(user(&r, "ci@example.com")["pipeline_key_owner"], true);
     assert_eq!(user(&r, "root@example.com")["org_role"], "admin");
@@ -169,18 +204,30 @@ async fn counts_classification_and_cost_come_from_the_live_org() {
     let r = report_json(&f, &["--inactive-days", "150"]).await;
     assert_eq!(
         (r["summary"]["inactive_days"].as_u64(), r["summary"]["inactive"].as_u64()),
-        (Some(150), Some(2))
+        (Some(150), Some(3))
     );
     let bad = f.run(&["report", "seats", "--inactive-days", "0"]).await;
     assert_eq!(code(&bad), 1, "a usage error exits 1 (SPEC §2): {}", text(&bad));
 
     // The text and markdown reports say the same.
     let t = report(&f, &[]).await;
-    assert!(t.contains("3 active users inactive for more than 90 days"), "{t}");
-    assert!(t.contains("1 orphans"), "{t}");
-    assert!(t.contains("estimated monthly cost 190.00 (of which 60.00"), "{t}");
+    assert!(t.contains("4 active users inactive for more than 90 days"), "{t}");
+    assert!(t.contains("1 active user never active"), "{t}");
+    assert!(t.contains("activity unknown for 1 active user ("), "{t}");
+    assert!(t.contains("1 orphan (") && !t.contains("1 orphans"), "{t}");
+    assert!(t.contains("2 external collaborators in 1 domain;"), "{t}");
+    assert!(t.contains("estimated monthly cost 210.00 (of which 80.00"), "{t}");
     let line = t.lines().rfind(|l| l.trim_start().starts_with("carol@example.com")).unwrap();
     assert!(line.contains("unknown"), "{line}");
+    let line = t.lines().rfind(|l| l.trim_start().starts_with("nina@example.com")).unwrap();
+    assert!(line.contains("never"), "{line}");
+    assert!(t.lines().all(|l| l.chars().count() <= 100), "{t}");
+    // --wide: one line per user, every column (DAYS ACTIVE and TEAMS too).
+    let wide = report(&f, &["--wide"]).await;
+    let header = wide.lines().rfind(|l| l.contains("EMAIL")).unwrap();
+    assert!(header.contains("DAYS ACTIVE") && header.contains("TEAMS"), "{header}");
+    let dave = wide.lines().rfind(|l| l.trim_start().starts_with("dave@example.com")).unwrap();
+    assert!(dave.contains("ml:admin") && dave.contains("missing since"), "{dave}");
     let md = report(&f, &["--format", "markdown"]).await;
     assert!(md.contains("## Seat report") && md.contains("| dave@example.com |"), "{md}");
     f.sb.shutdown().await;
@@ -192,7 +239,7 @@ async fn the_config_threshold_is_used_without_the_flag() {
     let r = report_json(&f, &[]).await;
     assert_eq!(
         (r["summary"]["inactive_days"].as_u64(), r["summary"]["inactive"].as_u64()),
-        (Some(300), Some(1))
+        (Some(300), Some(2))
     );
     assert!(r["summary"]["cost"].is_null(), "no seat_price, no cost");
     f.sb.shutdown().await;
@@ -209,12 +256,14 @@ async fn csv_has_a_header_and_one_parseable_row_per_user() {
         .records()
         .map(|r| header.iter().cloned().zip(r.unwrap().iter().map(str::to_string)).collect())
         .collect();
-    assert_eq!(rows.len(), 9);
+    assert_eq!(rows.len(), 10);
     let row = |email: &str| rows.iter().find(|r| r["email"] == email).unwrap();
     assert_eq!(row("dave@example.com")["orphan"], "true");
     assert_eq!(row("dave@example.com")["teams"], "ml:admin");
     assert_eq!(row("carol@example.com")["last_active_at"], "unknown");
     assert_eq!(row("carol@example.com")["inactive"], "unknown");
+    assert_eq!(row("nina@example.com")["last_active_at"], "never");
+    assert_eq!(row("nina@example.com")["inactive"], "true");
     assert_eq!(row("root@example.com")["monthly_price"], "50.00");
     assert_eq!(row("old@example.com")["monthly_price"], "");
     assert_eq!(row("lee@partner.io")["scope"], "external");
@@ -229,15 +278,16 @@ async fn an_older_server_without_activity_fields_gives_unknown_not_inactive() {
     assert_eq!(s["inactive"], 0, "nothing is guessed: {s}");
     assert_eq!(s["activity_unknown"], s["active"]);
     for u in r["users"].as_array().unwrap() {
-        assert!(
-            u["last_active_at"].is_null() && u["days_active"].is_null() && u["inactive"].is_null(),
-            "{u}"
-        );
+        assert!(u["last_active_at"].is_null() && u["days_active"].is_null(), "{u}");
+        assert_eq!(u["never_active"], false, "a missing key is unknown, never \"never\": {u}");
+        // Unknown for a seat; a deactivated user holds none, so it is simply not inactive.
+        let expected = if u["active"] == true { Value::Null } else { json!(false) };
+        assert_eq!(u["inactive"], expected, "{u}");
     }
     // Orphans do not depend on activity.
     assert_eq!(s["orphans"], 1);
     let t = report(&f, &[]).await;
-    assert!(t.contains("activity unknown for 8 active users"), "{t}");
+    assert!(t.contains("activity unknown for 9 active users"), "{t}");
     let csv = report(&f, &["--format", "csv"]).await;
     let mut rd = csv::Reader::from_reader(csv.as_bytes());
     let col = CSV_HEADER.iter().position(|h| *h == "days_active").unwrap();

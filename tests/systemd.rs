@@ -10,8 +10,8 @@ const UNIT: &str = include_str!("../systemd/idsync.service");
 fn unit_copy() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("idsync.service");
-    assert!(UNIT.contains("/usr/local/bin/idsync run "), "the unit runs the daemon");
-    std::fs::write(&path, UNIT.replace("/usr/local/bin/idsync", env!("CARGO_BIN_EXE_idsync"))).unwrap();
+    assert!(UNIT.contains("/usr/bin/idsync run "), "the unit runs the daemon");
+    std::fs::write(&path, UNIT.replace("/usr/bin/idsync", env!("CARGO_BIN_EXE_idsync"))).unwrap();
     (dir, path)
 }
 

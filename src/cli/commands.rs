@@ -50,7 +50,8 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
             config,
             format,
             inactive_days,
-        }) => super::report::seats(&config_path(config), format, inactive_days).await,
+            wide,
+        }) => super::report::seats(&config_path(config), format, inactive_days, wide).await,
         Command::Show { plan, format } => show(&plan, format),
         Command::Completions { shell } => Ok(completions(shell)),
         Command::Man => man(),
@@ -134,6 +135,9 @@ fn record(
 }
 
 async fn check_config(path: &Path, connect: bool) -> Result<u8, Error> {
+    // What every command checks, plus what a plan or run started here would trip on
+    // (unset *_env variables, a missing LDIF file); `load_env` then prints the warnings.
+    crate::config::load_strict(path)?;
     let env = load_env(path)?;
     let c = &env.config;
     outln!("{}: configuration OK", env.path.display());
@@ -195,7 +199,17 @@ async fn check_config(path: &Path, connect: bool) -> Result<u8, Error> {
         if found {
             outln!("  {what}: {g}: {} members", members.len());
         } else {
-            outln!("  {what}: {g}: NOT FOUND in the directory (the rule does nothing until it is)");
+            outln!("  {what}: {g}: NOT FOUND in the directory");
+        }
+    }
+    for t in &c.policy.teams {
+        if !org.teams.iter().any(|x| x.name == t.team) {
+            let next = if t.create {
+                "idsync creates it"
+            } else {
+                "NOT FOUND (create = false)"
+            };
+            outln!("  team {}: not in W&B: {next}", t.team);
         }
     }
     if plan.skipped.is_empty() {
@@ -206,6 +220,9 @@ async fn check_config(path: &Path, connect: bool) -> Result<u8, Error> {
             outln!("  {}: {}", s.entry, s.why);
         }
     }
+    // A group the directory lacks or a team W&B lacks: located errors with the nearest
+    // name, after the report above (which shows what was found).
+    crate::config::check_references(c, &env.path, &dir, &org)?;
     Ok(exit::IN_SYNC)
 }
 

@@ -95,11 +95,18 @@ pub struct ConfigArg {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate the configuration; with --connect also read the directory and call W&B.
+    ///
+    /// Exit 0 when valid, 1 otherwise, every problem located as file:line:column with the
+    /// fix. Beyond what every command checks, it fails on what any plan or run started
+    /// here would fail on: an *_env secret whose variable is unset or empty, an LDIF
+    /// [source] path that cannot be read.
     CheckConfig {
         #[command(flatten)]
         config: ConfigArg,
         /// Also bind to the directory, read it and the W&B org, and report what was found:
-        /// people and groups, people skipped and why, each policy group's member count.
+        /// people and groups, people skipped and why, each policy group's member count. A
+        /// policy group the directory lacks, or a policy.teams team W&B lacks with
+        /// create = false, is an error with the nearest existing name.
         #[arg(long)]
         connect: bool,
     },
@@ -241,9 +248,11 @@ pub enum ReportCommand {
     #[command(long_about = "Who holds a W&B seat, who has not used it, who is in W&B but not in the directory, \
 and what it costs. Reads the directory and the W&B org like `idsync plan`, and the state store's tombstone clocks; \
 never writes to W&B and never writes to the state store. Exit 0 on success, 1 on error.\n\n\
-Per user: email, org role, active, teams and roles, lastActiveAt / daysActive (\"unknown\" when the W&B server \
-does not report them, never guessed), in the directory (and disabled there), in scope, pipeline-key owner, tombstone.\n\n\
-Inactive: an active user whose lastActiveAt is MORE than N days ago (exactly N days is not inactive). \
+Per user: email, org role, active, teams and roles, lastActiveAt / daysActive (\"never\" when W&B reports \
+lastActiveAt: null, which it documents as never active; \"unknown\" when the server does not report it, never guessed), \
+in the directory (and disabled there), in scope, pipeline-key owner, tombstone.\n\n\
+Inactive: an active user whose lastActiveAt is MORE than N days ago (exactly N days is not inactive), or who was never \
+active; their seats count in the inactive cost. A deactivated user holds no seat and is never inactive. \
 Orphan: an active, in-scope user (managed domain, not ignored, not idsync itself) with no directory entry. \
 External: a user whose email domain is not in policy.managed_domains. \
 Cost: active users by org role at [report] seat_price; admin and viewer seats cost the member price unless set.")]
@@ -256,6 +265,10 @@ Cost: active users by org role at [report] seat_price; admin and viewer seats co
         /// Users last active more than N days ago are inactive [default: [report] inactive_days, else 90]
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=36_500))]
         inactive_days: Option<u32>,
+        /// Text: one line per user with every column and every cell whole, instead of fitting
+        /// 100 columns (teams, pipeline keys and tombstones then move to lines under each user).
+        #[arg(long)]
+        wide: bool,
     },
 }
 

@@ -8,10 +8,10 @@ use chrono::Utc;
 use super::commands::load_env;
 use super::exit;
 use crate::error::Error;
-use crate::report::seats::{self, SeatFormat, SeatInput};
+use crate::report::seats::{self, Layout, SeatFormat, SeatInput};
 use crate::sync;
 
-pub async fn seats(path: &Path, format: SeatFormat, inactive_days: Option<u32>) -> Result<u8, Error> {
+pub async fn seats(path: &Path, format: SeatFormat, inactive_days: Option<u32>, wide: bool) -> Result<u8, Error> {
     let env = load_env(path)?;
     let client = env.client()?;
     // No store yet means no tombstone clocks yet; a read-only open never creates one.
@@ -31,6 +31,7 @@ pub async fn seats(path: &Path, format: SeatFormat, inactive_days: Option<u32>) 
         inactive_days: inactive_days.unwrap_or(env.config.report.inactive_days),
         now,
     });
-    out!("{}", seats::render(&report, format));
+    let layout = if wide { Layout::Wide } else { Layout::Fit };
+    out!("{}", seats::render_with(&report, format, layout));
     Ok(exit::IN_SYNC)
 }

@@ -105,6 +105,30 @@ impl<'a> Doc<'a> {
         }
     }
 
+    /// The table header (`[policy.teams]`, brackets included) on the line where `span`
+    /// starts, if that line is one. Only headers: a `key = value` line may hold a secret.
+    pub(crate) fn header_at(&self, span: &Range<usize>) -> Option<&'a str> {
+        let start = span.start.min(self.text.len());
+        let before = self.text.get(..start)?;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let line = self.text.get(line_start..)?.lines().next()?;
+        let line = line.split('#').next()?.trim();
+        (line.starts_with('[') && line.ends_with(']')).then_some(line)
+    }
+
+    /// The key of the `key = value` line where `span` starts (never the value: it may be
+    /// a secret).
+    pub(crate) fn key_at(&self, span: &Range<usize>) -> Option<&'a str> {
+        let start = span.start.min(self.text.len());
+        let before = self.text.get(..start)?;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let line = self.text.get(line_start..)?.lines().next()?;
+        let (key, _) = line.split_once('=')?;
+        let key = key.trim();
+        let bare = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || "_-.\"".contains(c));
+        bare.then_some(key)
+    }
+
     pub(crate) fn origin(&self) -> &str {
         &self.origin
     }

@@ -66,11 +66,19 @@ pub(crate) fn from_toml(doc: &Doc<'_>, err: &toml::de::Error) -> ConfigError {
             _ => Vec::new(),
         };
         missing_key(ticks[0], &table)
+    } else if raw == "duplicate key" {
+        let header = span.as_ref().and_then(|s| doc.header_at(s));
+        let key = span.as_ref().and_then(|s| doc.key_at(s));
+        duplicate(hit.as_ref().map(|(p, _)| p.as_slice()).and_then(last_key).or(key), header)
     } else {
-        let detail = friendlier(raw);
-        match &hit {
-            Some((p, Hit::Value)) if !p.is_empty() => format!("{}: {detail}", key_label(p)),
-            _ => detail,
+        let key = match &hit {
+            Some((p, Hit::Value)) if !p.is_empty() => Some(p.as_slice()),
+            _ => None,
+        };
+        let detail = humanize(raw, key.and_then(last_key));
+        match key {
+            Some(p) => format!("{}: {detail}", key_label(p)),
+            None => detail,
         }
     };
     ConfigError::Syntax { location, message }
@@ -267,12 +275,148 @@ pub(crate) fn nearest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
         .map(|(k, _, _)| k)
 }
 
+/// The last key name of a path (`managed_domains` in `[policy] managed_domains`).
+fn last_key(path: &[Seg]) -> Option<&str> {
+    path.iter().rev().find_map(|s| match s {
+        Seg::Key(k) => Some(k.as_str()),
+        Seg::Index(_) => None,
+    })
+}
+
+/// `duplicate key`: TOML allows a key or a table once; a second `[policy.teams]` is the
+/// usual way to get here (a list of tables needs double brackets).
+fn duplicate(key: Option<&str>, header: Option<&str>) -> String {
+    let list = |t: &str| format!("{t} is defined twice; for several entries write each as [{t}] (double brackets: a list of tables)");
+    match (header, key) {
+        (Some(h), _) if h.starts_with("[[") => {
+            format!("{h} follows a single-bracket table of the same name above; write every entry as {h}")
+        }
+        (Some(h), _) if h == "[policy.teams]" || h == "[policy.org_roles]" => list(h),
+        (Some(h), _) => format!("the table {h} is defined twice; merge the two into one"),
+        (None, Some(k)) => format!("\"{k}\" is set twice in the same table; keep one"),
+        (None, None) => "a key is set twice in the same table; keep one".into(),
+    }
+}
+
+/// Translates serde's `invalid type: X, expected Y` / `invalid value: X, expected Y` /
+/// `invalid length N, expected Y` into words an admin editing a config file knows, with
+/// the fix when there is an obvious one. Anything else keeps serde's words, with its type
+/// names translated.
+fn humanize(raw: &str, key: Option<&str>) -> String {
+    let split = |rest: &str| rest.rsplit_once(", expected ").map(|(f, e)| (f.to_string(), e.to_string()));
+    if let Some((found, expected)) = raw.strip_prefix("invalid type: ").and_then(split) {
+        let (found, expected) = (found_words(&found), expected_words(&expected, key));
+        return format!("expected {expected}, but found {found}{}", fix_for(raw, key));
+    }
+    if let Some((found, expected)) = raw.strip_prefix("invalid value: ").and_then(split) {
+        return format!(
+            "{} is out of range; expected {}",
+            found_words(&found),
+            expected_words(&expected, key)
+        );
+    }
+    if let Some((n, expected)) = raw.strip_prefix("invalid length ").and_then(split) {
+        return format!("has {n} entries; expected {}", expected_words(&expected, key));
+    }
+    type_words(raw)
+}
+
+/// `string "x"` -> `the text "x"`; ``integer `7` `` -> `the number 7`.
+fn found_words(found: &str) -> String {
+    let tick = backquoted(found).first().map(|s| s.to_string());
+    let f = found.trim();
+    if f.starts_with("integer") && f.ends_with("as i128") {
+        return format!("the number {}, which is far too large", tick.unwrap_or_default());
+    }
+    match (f.split_whitespace().next().unwrap_or(""), tick) {
+        ("integer", Some(n)) | ("floating", Some(n)) => format!("the number {n}"),
+        ("boolean", Some(b)) => b,
+        ("string", _) => format!("the text {}", f.trim_start_matches("string").trim()),
+        ("map", _) => "a table".into(),
+        ("sequence", _) => "a list".into(),
+        _ => type_words(f),
+    }
+}
+
+/// Durations are the strings people most often write as bare numbers.
+const DURATION_KEYS: [&str; 6] = [
+    "timeout",
+    "grace_period",
+    "disabled_grace_period",
+    "source_health_window",
+    "approval_ttl",
+    "lease_ttl",
+];
+
+fn expected_words(expected: &str, key: Option<&str>) -> String {
+    if expected.trim() == "a string" && key.is_some_and(|k| DURATION_KEYS.contains(&k)) {
+        return "a duration in quotes, like \"90s\", \"15m\", \"72h\" or \"7d\"".into();
+    }
+    type_words(expected)
+}
+
+/// The obvious edit, for the two mistakes that have one.
+fn fix_for(raw: &str, key: Option<&str>) -> String {
+    let Some(k) = key else { return String::new() };
+    let found = raw.strip_prefix("invalid type: ").unwrap_or("");
+    if raw.ends_with("expected a sequence") {
+        if let Some(text) = found
+            .strip_prefix("string ")
+            .and_then(|r| r.rsplit_once(", expected"))
+            .map(|(t, _)| t)
+        {
+            return format!("; put it in brackets: {k} = [{text}]");
+        }
+        return format!("; write a list in brackets: {k} = [\"...\", \"...\"]");
+    }
+    if DURATION_KEYS.contains(&k) {
+        if let Some(n) = backquoted(found).first() {
+            return format!("; add a unit and quotes, like {k} = \"{n}h\" ({n} hours) or \"{n}s\" ({n} seconds)");
+        }
+    }
+    String::new()
+}
+
 /// serde's type names mean little to an admin editing a config file.
-fn friendlier(msg: &str) -> String {
-    msg.replace("expected usize", "expected a whole number (0 or more)")
-        .replace("expected u32", "expected a whole number (0 or more)")
-        .replace("expected u64", "expected a whole number (0 or more)")
-        .replace("expected a boolean", "expected true or false")
+fn type_words(msg: &str) -> String {
+    let mut s = msg.to_string();
+    for (from, to) in [
+        ("usize", "a whole number (0 or more)"),
+        ("u8", "a whole number (0 or more)"),
+        ("u16", "a whole number (0 or more)"),
+        ("u32", "a whole number (0 or more)"),
+        ("u64", "a whole number (0 or more)"),
+        ("i64", "a whole number"),
+        ("i32", "a whole number"),
+        ("f64", "a number"),
+        ("f32", "a number"),
+        ("a boolean", "true or false"),
+        ("a sequence", "a list in brackets, like [\"a\", \"b\"]"),
+        ("a string", "text in quotes"),
+        ("a map", "a table"),
+    ] {
+        s = replace_word(&s, &format!("expected {from}"), &format!("expected {to}"));
+        if s.trim() == from {
+            return to.to_string();
+        }
+    }
+    if s.trim().starts_with("struct ") {
+        return "a table".into();
+    }
+    if let Some(rest) = s.split_once("expected struct ") {
+        return format!("{}expected a table", rest.0);
+    }
+    s
+}
+
+/// Replaces `from` when it is a whole phrase (not `u8` inside `u80`).
+fn replace_word(s: &str, from: &str, to: &str) -> String {
+    match s.find(from) {
+        Some(i) if !s[i + from.len()..].starts_with(|c: char| c.is_ascii_alphanumeric()) => {
+            format!("{}{to}{}", &s[..i], &s[i + from.len()..])
+        }
+        _ => s.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod cron;
 mod doc;
 mod error;
 mod policy;
+mod references;
 mod secrets;
 mod types;
 mod validate;
@@ -18,6 +19,7 @@ pub use crate::duration::HumanDuration;
 pub use cron::parse_schedule;
 pub use error::ConfigError;
 pub use policy::parse_inventory;
+pub use references::check_references;
 pub use secrets::read_secret;
 pub use types::*;
 
@@ -58,15 +60,53 @@ fn default_path_from(var: Option<std::ffi::OsString>) -> PathBuf {
 
 /// Reads, parses and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| match source.kind() {
+    let text = read_config_text(path)?;
+    parse_str(&text, path)
+}
+
+/// [`load`], plus the checks of the environment a run started here would see (`*_env`
+/// variables set, the LDIF file readable): what `check-config` uses, so that it catches
+/// what `plan` would reject. Other commands use [`load`], since `status` or `approvals`
+/// need neither.
+pub fn load_strict(path: &Path) -> Result<Loaded, ConfigError> {
+    let text = read_config_text(path)?;
+    parse_strict_with(&text, path, &process_env)
+}
+
+pub(crate) fn parse_strict_with(text: &str, origin: &Path, lookup: Lookup<'_>) -> Result<Loaded, ConfigError> {
+    let doc = Doc::new(origin, text);
+    let config: Config = toml::from_str(text).map_err(|e| error::from_toml(&doc, &e))?;
+    let base = base_dir_of(origin);
+    let (mut errors, mut warnings) = validate::check(&config, &doc, &base, lookup);
+    let (env_errors, env_warnings) = validate::check_environment(&config, &doc, &base, lookup);
+    errors.extend(env_errors);
+    warnings.extend(env_warnings);
+    finish(config, &doc, origin, errors, warnings)
+}
+
+fn read_config_text(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => ConfigError::NotFound { path: path.to_path_buf() },
         _ => ConfigError::Read {
             what: "config file".into(),
             path: path.to_path_buf(),
             source,
         },
-    })?;
-    parse_str(&text, path)
+    })
+}
+
+fn finish(config: Config, doc: &Doc<'_>, origin: &Path, errors: Vec<String>, warnings: Vec<String>) -> Result<Loaded, ConfigError> {
+    if !errors.is_empty() {
+        return Err(ConfigError::Invalid {
+            origin: doc.origin().to_string(),
+            problems: errors,
+        });
+    }
+    Ok(Loaded {
+        config,
+        path: origin.to_path_buf(),
+        warnings,
+    })
 }
 
 /// Parses and validates config text as if read from `origin` (which names the file in
@@ -79,17 +119,7 @@ pub(crate) fn parse_with(text: &str, origin: &Path, lookup: Lookup<'_>) -> Resul
     let doc = Doc::new(origin, text);
     let config: Config = toml::from_str(text).map_err(|e| error::from_toml(&doc, &e))?;
     let (errors, warnings) = validate::check(&config, &doc, &base_dir_of(origin), lookup);
-    if !errors.is_empty() {
-        return Err(ConfigError::Invalid {
-            origin: doc.origin().to_string(),
-            problems: errors,
-        });
-    }
-    Ok(Loaded {
-        config,
-        path: origin.to_path_buf(),
-        warnings,
-    })
+    finish(config, &doc, origin, errors, warnings)
 }
 
 impl Config {

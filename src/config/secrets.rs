@@ -80,8 +80,14 @@ pub(crate) fn read_secret_file(file: &str, base_dir: &Path, lookup: Lookup<'_>) 
     };
     let bytes = std::fs::read(&path).map_err(|e| {
         let mut msg = format!("cannot read {}: {e}", path.display());
-        if let (false, Some(d)) = (given.is_absolute(), &cred_dir) {
-            msg.push_str(&format!(" (not in ${CREDENTIALS_DIRECTORY} {d} either)"));
+        if !given.is_absolute() {
+            match &cred_dir {
+                Some(d) => msg.push_str(&format!(" (${CREDENTIALS_DIRECTORY} is set, to {d}, and has no {file} either)")),
+                None => msg.push_str(&format!(
+                    " (${CREDENTIALS_DIRECTORY} is not set, so a relative path is looked up next to the config only; \
+                     under systemd, LoadCredential= sets it)"
+                )),
+            }
         }
         if e.kind() == std::io::ErrorKind::NotFound {
             msg.push_str("; create it (chmod 600) or fix the path");

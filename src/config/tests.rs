@@ -309,10 +309,11 @@ fn wrong_types_and_bad_durations_name_the_key_and_line() {
     let m = err(&text);
     let line = line_of(&text, "max_concurrency");
     assert!(
-        m.starts_with(&format!("/cfg/idsync.toml:{line}:19: [target] max_concurrency: invalid type")),
+        m.starts_with(&format!(
+            "/cfg/idsync.toml:{line}:19: [target] max_concurrency: expected a whole number (0 or more), but found the text \"four\""
+        )),
         "{m}"
     );
-    assert!(m.contains("whole number"), "{m}");
     let m = err(&config(SOURCE, TARGET, &format!("{POLICY}grace_period = \"3 days\"\n"), ""));
     assert!(m.contains("[policy] grace_period: invalid duration \"3 days\""), "{m}");
 }
@@ -785,7 +786,16 @@ fn relative_secret_files_prefer_the_credentials_directory() {
     assert_eq!(read("key", &no_env).unwrap(), "from-config-dir");
     let m = read("nowhere", &with_creds).unwrap_err().to_string();
     assert!(m.starts_with("[target] api_key_file: cannot read "), "{m}");
-    assert!(m.contains("CREDENTIALS_DIRECTORY"), "{m}");
+    let cred = cred_dir.path().display().to_string();
+    assert!(
+        m.contains(&format!("$CREDENTIALS_DIRECTORY is set, to {cred}, and has no nowhere either")),
+        "{m}"
+    );
+    // Without it, the message says so: the usual mistake when running by hand what the
+    // service runs with LoadCredential=.
+    let m = read("nowhere", &no_env).unwrap_err().to_string();
+    assert!(m.contains("$CREDENTIALS_DIRECTORY is not set"), "{m}");
+    assert!(m.contains("LoadCredential="), "{m}");
 }
 
 #[test]
@@ -1139,4 +1149,280 @@ fn unknown_report_keys_are_rejected_with_a_suggestion() {
         "[report]\nseat_price = { member = 5, viewr = 1 }\n",
     ));
     assert!(m.contains("unknown key \"viewr\"") && m.contains("\"viewer\""), "{m}");
+}
+
+// ---------------------------------------------------------------- serde's words, translated
+
+/// Every message of a config that fails to parse: located, naming the key, and never
+/// serde's own type vocabulary.
+fn assert_human(m: &str) {
+    for serde_word in [
+        "invalid type",
+        "invalid value",
+        "expected a sequence",
+        "i128",
+        "usize",
+        "u32",
+        "u64",
+        "expected a map",
+        "expected struct",
+        "floating point",
+    ] {
+        assert!(!m.contains(serde_word), "serde's {serde_word:?} leaked: {m}");
+    }
+    assert!(m.starts_with("/cfg/idsync.toml:"), "not located: {m}");
+}
+
+#[test]
+fn type_errors_read_as_the_key_what_it_wants_and_the_fix() {
+    let cases: [(&str, &str, &str); 10] = [
+        (
+            "policy",
+            "managed_domains = \"example.com\"",
+            "[policy] managed_domains: expected a list in brackets, like [\"a\", \"b\"], but found the text \"example.com\"; put it in brackets: managed_domains = [\"example.com\"]",
+        ),
+        (
+            "policy",
+            "managed_domains = { a = 1 }",
+            "[policy] managed_domains: expected a list in brackets",
+        ),
+        (
+            "guards",
+            "max_seats = 99999999999999999999999",
+            "[guards] max_seats: expected a whole number (0 or more), but found the number 99999999999999999999999, which is far too large",
+        ),
+        (
+            "guards",
+            "max_seats = 1.5",
+            "[guards] max_seats: expected a whole number (0 or more), but found the number 1.5",
+        ),
+        (
+            "target",
+            "max_concurrency = -1",
+            "[target] max_concurrency: the number -1 is out of range; expected a whole number (0 or more)",
+        ),
+        (
+            "daemon",
+            "run_on_start = \"yes\"",
+            "[daemon] run_on_start: expected true or false, but found the text \"yes\"",
+        ),
+        (
+            "policy",
+            "grace_period = 72",
+            "[policy] grace_period: expected a duration in quotes, like \"90s\", \"15m\", \"72h\" or \"7d\", but found the number 72; add a unit and quotes, like grace_period = \"72h\"",
+        ),
+        (
+            "policy",
+            "ignore_users = [1]",
+            "[policy] ignore_users: expected text in quotes, but found the number 1",
+        ),
+        ("report", "inactive_days = true", "[report] inactive_days: expected a whole number (0 or more), but found true"),
+        ("log", "level = []", "[log] level: expected text in quotes, but found a list"),
+    ];
+    for (table, line, want) in cases {
+        let text = match table {
+            "policy" if line.starts_with("managed_domains") => config(SOURCE, TARGET, &format!("[policy]\n{line}\n"), ""),
+            "policy" => config(SOURCE, TARGET, &format!("{POLICY}{line}\n"), ""),
+            "target" => config(SOURCE, &format!("{TARGET}{line}\n"), POLICY, ""),
+            other => config(SOURCE, TARGET, POLICY, &format!("[{other}]\n{line}\n")),
+        };
+        let m = err(&text);
+        assert_human(&m);
+        let at = line_of(&text, line);
+        assert!(m.starts_with(&format!("/cfg/idsync.toml:{at}:")), "{line}: {m}");
+        assert!(m.contains(want), "{line}:\n  got  {m}\n  want {want}");
+    }
+}
+
+#[test]
+fn a_table_given_as_a_value_says_a_table() {
+    let m = err(&format!("source = 5\n{TARGET}\n{POLICY}"));
+    assert_human(&m);
+    assert!(m.contains("source: expected a table, but found the number 5"), "{m}");
+}
+
+#[test]
+fn a_second_single_bracket_team_mapping_says_to_use_double_brackets() {
+    let text = config(
+        SOURCE,
+        TARGET,
+        POLICY,
+        "[policy.teams]\nteam = \"a\"\ngroup = \"g\"\n[policy.teams]\nteam = \"b\"\ngroup = \"h\"\n",
+    );
+    let m = err(&text);
+    assert!(
+        m.contains("[policy.teams] is defined twice; for several entries write each as [[policy.teams]] (double brackets"),
+        "{m}"
+    );
+    let text = config(
+        SOURCE,
+        TARGET,
+        POLICY,
+        "[policy.teams]\nteam = \"a\"\ngroup = \"g\"\n[[policy.teams]]\nteam = \"b\"\ngroup = \"h\"\n",
+    );
+    assert!(err(&text).contains("write every entry as [[policy.teams]]"), "{}", err(&text));
+    // A key set twice is named, its value never shown (it could be a pasted secret).
+    let text = config(SOURCE, &format!("{TARGET}api_key_env = \"S3CRET-VALUE\"\n"), POLICY, "");
+    let m = err(&text);
+    assert!(m.contains("\"api_key_env\" is set twice in the same table; keep one"), "{m}");
+    assert!(!m.contains("S3CRET"), "{m}");
+}
+
+// ---------------------------------------------------------------- check-config's strict checks
+
+fn strict(text: &str, dir: &Path, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, String> {
+    parse_strict_with(text, &dir.join("idsync.toml"), lookup).map_err(|e| e.to_string())
+}
+
+#[test]
+fn an_unset_env_secret_passes_load_but_fails_check_config_saying_what_a_run_would_do() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("directory.ldif"), "").unwrap();
+    let text = config(SOURCE, TARGET, POLICY, "");
+    // Load (every command): fine, `status` needs no key.
+    parse_with(&text, &dir.path().join("idsync.toml"), &no_env).unwrap();
+    let m = strict(&text, dir.path(), &no_env).unwrap_err();
+    let line = line_of(&text, "api_key_env");
+    assert!(
+        m.contains(&format!(
+            "idsync.toml:{line}:1: [target] api_key_env: environment variable IDSYNC_TEST_KEY is not set"
+        )),
+        "{m}"
+    );
+    assert!(m.contains("every plan, apply and run"), "{m}");
+    // Set (and non-empty): fine.
+    let set = |n: &str| (n == "IDSYNC_TEST_KEY").then(|| "k".to_string());
+    strict(&text, dir.path(), &set).unwrap();
+    let empty = |n: &str| (n == "IDSYNC_TEST_KEY").then(String::new);
+    assert!(strict(&text, dir.path(), &empty).unwrap_err().contains("is not set (or is empty)"));
+    // The source's secret too.
+    let scim = "[source]\nkind = \"scim\"\nurl = \"https://idp.example.com/scim/v2\"\ntoken_env = \"IDP_TOKEN\"\n";
+    let m = strict(&config(scim, TARGET, POLICY, ""), dir.path(), &set).unwrap_err();
+    assert!(m.contains("[source] token_env: environment variable IDP_TOKEN is not set"), "{m}");
+}
+
+#[test]
+fn a_missing_ldif_file_fails_check_config_with_the_resolved_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = |n: &str| (n == "IDSYNC_TEST_KEY").then(|| "k".to_string());
+    let text = config(SOURCE, TARGET, POLICY, "");
+    let m = strict(&text, dir.path(), &set).unwrap_err();
+    let path = dir.path().join("directory.ldif").display().to_string();
+    let line = line_of(&text, "path =");
+    assert!(
+        m.contains(&format!("idsync.toml:{line}:1: [source] path: {path} cannot be read")),
+        "{m}"
+    );
+    assert!(m.contains("resolved against the config's directory"), "{m}");
+    assert!(m.contains("nothing changed"), "{m}");
+    std::fs::create_dir(dir.path().join("directory.ldif")).unwrap();
+    assert!(strict(&text, dir.path(), &set).unwrap_err().contains("is a directory"));
+    std::fs::remove_dir(dir.path().join("directory.ldif")).unwrap();
+    std::fs::write(dir.path().join("directory.ldif"), "dn: dc=example,dc=com\n").unwrap();
+    strict(&text, dir.path(), &set).unwrap();
+}
+
+#[test]
+fn a_schedule_that_never_fires_is_an_error_and_one_that_fires_once_a_warning() {
+    let text = config(SOURCE, TARGET, POLICY, "[daemon]\nschedule = \"0 0 0 30 2 *\"\n");
+    let m = err(&text);
+    let line = line_of(&text, "schedule");
+    assert!(
+        m.contains(&format!("idsync.toml:{line}:1: [daemon] schedule: \"0 0 0 30 2 *\" never fires")),
+        "{m}"
+    );
+    assert!(m.contains("runs once at start (run_on_start) and then never again"), "{m}");
+    let m = err(&config(
+        SOURCE,
+        TARGET,
+        POLICY,
+        "[daemon]\nschedule = \"0 0 0 1 1 ? 2020\"\nrun_on_start = false\n",
+    ));
+    assert!(m.contains("never fires") && m.contains("the daemon never runs"), "{m}");
+    let loaded = parse(&config(SOURCE, TARGET, POLICY, "[daemon]\nschedule = \"0 0 0 1 1 ? 2099\"\n")).unwrap();
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("fires only once more, at 2099-01-01T00:00:00Z")),
+        "{:?}",
+        loaded.warnings
+    );
+}
+
+// ---------------------------------------------------------------- --connect references
+
+#[test]
+fn connect_finds_teams_w_and_b_lacks_and_groups_the_directory_lacks_with_suggestions() {
+    use crate::model::{DirectorySnapshot, Group, OrgSnapshot, Team};
+    let policy = format!(
+        "{POLICY}auto_add_group = \"cn=wandb-users,ou=groups,dc=example,dc=com\"\n\
+         [[policy.teams]]\nteam = \"ML-Research\"\ngroup = \"cn=ml-reserch,ou=groups,dc=example,dc=com\"\n\
+         [[policy.teams]]\nteam = \"brand-new\"\ngroup = \"ml-research\"\ncreate = true\n\
+         [[policy.teams]]\nteam = \"finance\"\ngroup = \"cn=wandb-users,ou=groups,dc=example,dc=com\"\n"
+    );
+    let text = config(SOURCE, TARGET, &policy, "");
+    let loaded = parse(&text).unwrap();
+    let group = |name: &str| Group {
+        anchor: name.into(),
+        name: name.into(),
+        dn: Some(format!("cn={name},ou=groups,dc=example,dc=com")),
+        members: Default::default(),
+        subgroups: Default::default(),
+    };
+    let dir = DirectorySnapshot {
+        kind: "ldif".into(),
+        people: vec![],
+        groups: vec![group("ml-research"), group("wandb-users")],
+    };
+    let team = |name: &str| Team {
+        id: name.into(),
+        name: name.into(),
+        members: vec![],
+    };
+    let org = OrgSnapshot {
+        users: vec![],
+        teams: vec![team("ml-research"), team("data-platform")],
+    };
+    let doc = doc::Doc::new(origin(), &text);
+    let problems = references::references(&loaded.config, &doc, &dir, &org);
+    assert_eq!(problems.len(), 4, "{problems:#?}");
+    let at = |needle: &str| format!("/cfg/idsync.toml:{}:1: ", line_of(&text, needle));
+    assert!(
+        problems[0].starts_with(&format!(
+            "{}[[policy.teams]] #1 team: W&B has no team \"ML-Research\" and create = false",
+            at("team = \"ML-Research\"")
+        )),
+        "{}",
+        problems[0]
+    );
+    assert!(problems[0].contains("did you mean \"ml-research\"?"), "{}", problems[0]);
+    assert!(problems[1].starts_with(&at("cn=ml-reserch")), "{}", problems[1]);
+    assert!(
+        problems[1].contains("did you mean \"cn=ml-research,ou=groups,dc=example,dc=com\"?"),
+        "{}",
+        problems[1]
+    );
+    // A group named by cn where the source names groups by DN.
+    assert!(problems[2].contains("[[policy.teams]] #2 group"), "{}", problems[2]);
+    assert!(
+        problems[2].contains("named by DN: did you mean \"cn=ml-research,ou=groups,dc=example,dc=com\"?"),
+        "{}",
+        problems[2]
+    );
+    // No near name: the teams W&B has, and both fixes.
+    assert!(problems[3].contains("W&B has no team \"finance\""), "{}", problems[3]);
+    assert!(
+        problems[3].contains("W&B has: \"ml-research\", \"data-platform\""),
+        "{}",
+        problems[3]
+    );
+    assert!(problems[3].contains("set create = true"), "{}", problems[3]);
+    // create = true and the groups that exist raise nothing: 4, not more.
+}
+
+#[test]
+fn the_example_config_passes_the_strict_checks_too() {
+    let loaded = load_strict(&example_path()).unwrap_or_else(|e| panic!("config.example.toml must pass check-config: {e}"));
+    assert_eq!(loaded.config.source.kind, SourceKind::Ldif);
 }

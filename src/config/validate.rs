@@ -113,6 +113,72 @@ pub(crate) fn check(cfg: &Config, doc: &Doc<'_>, base_dir: &Path, lookup: Lookup
     c.finish()
 }
 
+/// What `check-config` adds to the load-time checks: the environment a run started here
+/// would see. Load does not check these (a `status` or `approvals` needs neither the W&B
+/// key nor the directory), but every `plan`, `apply` and `run` would fail on them, so
+/// `check-config` reports them as errors, each saying what would happen. Returns (errors,
+/// warnings).
+pub(crate) fn check_environment(cfg: &Config, doc: &Doc<'_>, base_dir: &Path, lookup: Lookup<'_>) -> (Vec<String>, Vec<String>) {
+    let mut c = Checker::new(doc);
+    let mut env_keys: Vec<(&str, String, &str)> = Vec::new();
+    if let (None, Some(v)) = (&cfg.target.api_key_file, cfg.target.api_key_env.as_deref()) {
+        env_keys.push(("target", "api_key_env".into(), v));
+    }
+    if let Some((key, None, Some(v))) = source_secret_keys(&cfg.source) {
+        env_keys.push(("source", format!("{key}_env"), v));
+    }
+    for (table, key, var) in env_keys {
+        if check_env_name(var).is_err() {
+            continue; // reported by the load-time checks
+        }
+        if lookup(var).is_none_or(|v| v.is_empty()) {
+            c.error(
+                &keys(&[table, &key]),
+                format!(
+                    "environment variable {var} is not set (or is empty) here, so every plan, apply and run \
+                     started from this environment stops before reading anything (exit 1, nothing changed); \
+                     set it, or use the *_file key (for the service: a file passed with LoadCredential=, \
+                     since systemd passes no shell variables)"
+                ),
+            );
+        }
+    }
+    if cfg.source.kind == SourceKind::Ldif {
+        if let Some(p) = cfg.source.path.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+            let given = Path::new(p);
+            let path = if given.is_absolute() {
+                given.to_path_buf()
+            } else {
+                base_dir.join(given)
+            };
+            let problem = match std::fs::metadata(&path) {
+                Ok(m) if m.is_dir() => Some("is a directory, not an LDIF file".to_string()),
+                Ok(_) => std::fs::File::open(&path).err().map(|e| format!("cannot be read: {e}")),
+                Err(e) => Some(format!("cannot be read: {e}")),
+            };
+            if let Some(problem) = problem {
+                let relative = if given.is_absolute() {
+                    String::new()
+                } else {
+                    format!(
+                        " (a relative path is resolved against the config's directory, {})",
+                        base_dir.display()
+                    )
+                };
+                c.error(
+                    &keys(&["source", "path"]),
+                    format!(
+                        "{} {problem}{relative}; every plan and run stops at the directory read \
+                         (exit 1, nothing changed) until it exists: fix the path or write the export there",
+                        path.display()
+                    ),
+                );
+            }
+        }
+    }
+    c.finish()
+}
+
 /// Which `[source]` keys each kind reads; any other kind's key is a mistake.
 const SOURCE_KEYS: &[(&str, &[SourceKind])] = {
     use SourceKind::*;
@@ -466,6 +532,40 @@ fn check_guards(c: &mut Checker<'_, '_>, cfg: &Config) {
     }
 }
 
+/// A schedule that parses may still never fire (30 February, a year gone by) or fire
+/// only once more (a year field): the daemon would then idle forever.
+fn check_schedule_fires(c: &mut Checker<'_, '_>, schedule: &str, run_on_start: bool) {
+    let Ok(s) = parse_schedule(schedule) else { return };
+    let mut next = s.upcoming(chrono::Utc);
+    let at = keys(&["daemon", "schedule"]);
+    let at_start = if run_on_start {
+        "runs once at start (run_on_start) and then never again"
+    } else {
+        "never runs"
+    };
+    match (next.next(), next.next()) {
+        (None, _) => c.error(
+            &at,
+            format!(
+                "{:?} never fires: no future time matches it (a day no month has, like 30 in February, \
+                 or a year that has passed), so the daemon {at_start} and /readyz goes stale; \
+                 use a schedule with future times, like \"0 */15 * * * *\"",
+                schedule.trim()
+            ),
+        ),
+        (Some(t), None) => c.warn(
+            &at,
+            format!(
+                "{:?} fires only once more, at {}; after that the daemon runs no more and /readyz goes stale; \
+                 drop the year field for a schedule that repeats",
+                schedule.trim(),
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        ),
+        _ => {}
+    }
+}
+
 /// The longest time between two of the schedule's next ticks (enough of them to span the
 /// weekend of a business-hours schedule); `None` when it does not parse (reported elsewhere).
 fn longest_schedule_gap(schedule: &str) -> Option<std::time::Duration> {
@@ -476,8 +576,9 @@ fn longest_schedule_gap(schedule: &str) -> Option<std::time::Duration> {
 
 fn check_daemon(c: &mut Checker<'_, '_>, cfg: &Config) {
     let d = &cfg.daemon;
-    if let Err(e) = check_schedule(&d.schedule) {
-        c.error(&keys(&["daemon", "schedule"]), e);
+    match check_schedule(&d.schedule) {
+        Err(e) => c.error(&keys(&["daemon", "schedule"]), e),
+        Ok(()) => check_schedule_fires(c, &d.schedule, d.run_on_start),
     }
     if d.listen.trim().parse::<SocketAddr>().is_err() {
         c.error(

@@ -89,7 +89,7 @@ impl Metrics {
             tombstones: IntGauge::new("idsync_tombstones", "Users waiting out their grace period before deprovisioning.")?,
             inactive_users: IntGauge::new(
                 "idsync_inactive_users",
-                "Active W&B users last active more than report.inactive_days ago (unknown activity is not counted).",
+                "Active W&B users last active more than report.inactive_days ago or never active (lastActiveAt null); unknown activity is not counted.",
             )?,
             orphan_users: IntGauge::new(
                 "idsync_orphan_users",

@@ -229,7 +229,7 @@ mod tests {
             teams: teams.iter().map(|(t, r)| (t.to_string(), TeamRole::new(r))).collect(),
             unstated_team_roles: Default::default(),
             service_account: false,
-            last_active_at: None,
+            last_active: Default::default(),
             days_active: None,
         }
     }

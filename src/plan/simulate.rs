@@ -119,7 +119,7 @@ impl<'o> Overlay<'o> {
                         active_stated: true,
                         unstated_team_roles: Default::default(),
                         service_account: false,
-                        last_active_at: None,
+                        last_active: Default::default(),
                         days_active: None,
                     });
                 }

@@ -88,7 +88,7 @@ impl World {
             active_stated: true,
             unstated_team_roles: Default::default(),
             service_account: false,
-            last_active_at: None,
+            last_active: Default::default(),
             days_active: None,
         });
         for (t, _) in teams {
@@ -1530,7 +1530,7 @@ fn arb_world() -> impl Strategy<Value = World> {
                 teams,
                 active_stated: stated != 1,
                 service_account: stated == 0,
-                last_active_at: None,
+                last_active: Default::default(),
                 days_active: None,
             });
         }

@@ -11,9 +11,11 @@
 //! - A *seat* is an active W&B user (service accounts are not users and use no seat, even
 //!   when `/Users` lists them: they are counted apart and listed nowhere else; deactivated
 //!   users hold none).
-//! - *Inactive* means `lastActiveAt` is **more than** N days (N × 24 h) before `now`:
-//!   exactly N days is still active. Without `lastActiveAt` activity is *unknown*, never
-//!   guessed (not from `daysActive`, whose meaning W&B does not document).
+//! - *Inactive* means an active user whose `lastActiveAt` is **more than** N days (N × 24 h)
+//!   before `now` (exactly N days is still active), or is `null`, which W&B documents as
+//!   *never active* (an invited user who never came is exactly the seat to reclaim). Only a
+//!   missing `lastActiveAt` is *unknown*, never guessed (not from `daysActive`, whose
+//!   meaning W&B does not document). A deactivated user holds no seat and is never inactive.
 //! - An *orphan* is an active W&B user in scope (managed domain, not ignored, not idsync
 //!   itself) with no directory entry for its email, enabled or disabled.
 //! - *External* users are those whose email domain is not managed, grouped by domain.
@@ -26,7 +28,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::model::{DirectorySnapshot, Email, OrgRole, OrgSnapshot, OrgUser};
+use crate::model::{DirectorySnapshot, Email, LastActive, OrgRole, OrgSnapshot, OrgUser};
 use crate::plan::{in_domain_scope, self_emails, Policy, Tombstone, TombstoneCause};
 
 /// The inactivity threshold when neither `[report] inactive_days` nor `--inactive-days`
@@ -35,6 +37,24 @@ pub const DEFAULT_INACTIVE_DAYS: u32 = 90;
 
 /// What a report cell says when the server does not provide a value.
 pub const UNKNOWN: &str = "unknown";
+
+/// What the last-activity cell says for `lastActiveAt: null`.
+pub const NEVER: &str = "never";
+
+/// The width the text report fits in by default (`--wide` lifts it).
+pub const TEXT_WIDTH: usize = 100;
+
+/// How the text report lays out its tables. Markdown, JSON and CSV ignore it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Layout {
+    /// Fit [`TEXT_WIDTH`] columns: long keys wrap onto a line of their own, free text wraps
+    /// under its column, other cells are cut with an ellipsis; the users table shows teams,
+    /// pipeline keys and tombstones on detail lines under each user.
+    #[default]
+    Fit,
+    /// One line per row, every cell whole, every column (`--wide`).
+    Wide,
+}
 
 /// Output format of `idsync report seats --format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -163,13 +183,17 @@ pub struct SeatUser {
     pub active: bool,
     /// Team -> team role.
     pub teams: BTreeMap<String, String>,
-    /// RFC 3339; `null` when the server does not say (unknown).
+    /// RFC 3339; `null` when never active or unknown (see `never_active`).
     pub last_active_at: Option<String>,
+    /// W&B reports `lastActiveAt: null`: the user has never been active.
+    pub never_active: bool,
     /// As the server reports it; `null` when it does not (unknown).
     pub days_active: Option<u64>,
-    /// Whole days between `last_active_at` and the report time; `null` when unknown.
+    /// Whole days between `last_active_at` and the report time; `null` without a time.
     pub days_since_active: Option<i64>,
-    /// More than `inactive_days` since `last_active_at`; `null` when unknown.
+    /// The report's definition: an active user last active more than `inactive_days` ago,
+    /// or never active. Always `false` for a deactivated user (no seat); `null` only for an
+    /// active user whose activity the server does not report.
     pub inactive: Option<bool>,
     pub directory: DirectoryState,
     pub in_directory: bool,
@@ -236,8 +260,11 @@ pub struct SeatSummary {
     pub by_role: BTreeMap<String, RoleCount>,
     pub in_scope: usize,
     pub inactive_days: u32,
-    /// Active users whose last activity is more than `inactive_days` ago.
+    /// Active users whose last activity is more than `inactive_days` ago, or who were never
+    /// active (`never_active` of them).
     pub inactive: usize,
+    /// Active users W&B reports as never active (`lastActiveAt: null`); part of `inactive`.
+    pub never_active: usize,
     /// Active users for whom the server gives no `lastActiveAt`.
     pub activity_unknown: usize,
     /// Active in-scope users with no directory entry.
@@ -372,6 +399,7 @@ pub fn build(input: SeatInput<'_>) -> SeatReport {
         in_scope: 0,
         inactive_days,
         inactive: 0,
+        never_active: 0,
         activity_unknown: 0,
         orphans: 0,
         disabled_in_directory: 0,
@@ -396,12 +424,15 @@ pub fn build(input: SeatInput<'_>) -> SeatReport {
             Some((_, true)) => DirectoryState::Enabled,
             Some((_, false)) => DirectoryState::Disabled,
         };
-        let (days_since_active, inactive) = match u.last_active_at {
-            Some(t) => {
+        let (days_since_active, inactive) = match (u.active, u.last_active) {
+            (active, LastActive::At(t)) => {
                 let (d, i) = inactivity(t, now, inactive_days);
-                (Some(d), Some(i))
+                (Some(d), Some(i && active))
             }
-            None => (None, None),
+            // No seat, so not an inactive seat, whatever the activity.
+            (false, _) => (None, Some(false)),
+            (true, LastActive::Never) => (None, Some(true)),
+            (true, LastActive::Unknown) => (None, None),
         };
         let orphan = u.active && scope == Scope::Managed && directory == DirectoryState::Missing;
         let pipes = email.as_ref().and_then(|e| pipelines.get(e)).cloned().unwrap_or_default();
@@ -425,6 +456,7 @@ pub fn build(input: SeatInput<'_>) -> SeatReport {
                 Some(true) => {
                     s.inactive += 1;
                     role.inactive += 1;
+                    s.never_active += usize::from(u.last_active == LastActive::Never);
                 }
                 Some(false) => {}
                 None => s.activity_unknown += 1,
@@ -533,7 +565,8 @@ fn user_row(
         org_role: u.org_role.as_str().to_string(),
         active: u.active,
         teams: u.teams.iter().map(|(t, r)| (t.clone(), r.as_str().to_string())).collect(),
-        last_active_at: u.last_active_at.as_ref().map(rfc3339),
+        last_active_at: u.last_active.at().as_ref().map(rfc3339),
+        never_active: u.last_active == LastActive::Never,
         days_active: u.days_active,
         days_since_active,
         inactive,
@@ -566,10 +599,15 @@ fn scope_of(email: Option<&Email>, policy: &Policy, me: &std::collections::BTree
 // ---------------------------------------------------------------------------------------
 // Renderers.
 
-/// Renders `report` in `format`.
+/// Renders `report` in `format`, text fitting [`TEXT_WIDTH`] columns.
 pub fn render(report: &SeatReport, format: SeatFormat) -> String {
+    render_with(report, format, Layout::Fit)
+}
+
+/// Renders `report` in `format`; `layout` applies to text only.
+pub fn render_with(report: &SeatReport, format: SeatFormat, layout: Layout) -> String {
     match format {
-        SeatFormat::Text => render_text(report),
+        SeatFormat::Text => render_text_with(report, layout),
         SeatFormat::Markdown => render_markdown(report),
         SeatFormat::Json => render_json(report),
         SeatFormat::Csv => render_csv(report),
@@ -626,7 +664,7 @@ pub fn render_csv(report: &SeatReport) -> String {
             u.org_role.clone(),
             u.active.to_string(),
             teams_cell(u, ";"),
-            u.last_active_at.clone().unwrap_or_else(|| UNKNOWN.into()),
+            last_active_csv(u),
             opt(u.days_active),
             opt(u.days_since_active),
             opt(u.inactive),
@@ -646,6 +684,15 @@ pub fn render_csv(report: &SeatReport) -> String {
     }
     let bytes = w.into_inner().unwrap_or_default();
     String::from_utf8(bytes).unwrap_or_default()
+}
+
+/// RFC 3339, `never` or `unknown`.
+fn last_active_csv(u: &SeatUser) -> String {
+    match &u.last_active_at {
+        Some(t) => t.clone(),
+        None if u.never_active => NEVER.into(),
+        None => UNKNOWN.into(),
+    }
 }
 
 fn opt<T: ToString>(v: Option<T>) -> String {
@@ -680,7 +727,8 @@ fn last_active_cell(u: &SeatUser) -> String {
     match (&u.last_active_at, u.days_since_active) {
         (Some(t), Some(d)) => format!("{} ({d} d ago)", &t[..t.len().min(10)]),
         (Some(t), None) => t.clone(),
-        _ => UNKNOWN.into(),
+        (None, _) if u.never_active => NEVER.into(),
+        (None, _) => UNKNOWN.into(),
     }
 }
 
@@ -736,6 +784,31 @@ const USER_COLUMNS: [&str; 10] = [
     "teams",
 ];
 
+/// The users table of the text report that fits [`TEXT_WIDTH`]: the rest of
+/// [`USER_COLUMNS`] is on detail lines under each user ([`user_details`]), `days active`
+/// only in `--wide`, JSON and CSV.
+const USER_COLUMNS_FIT: [&str; 6] = ["email", "role", "active", "last active", "directory", "in scope"];
+
+fn user_cells_fit(u: &SeatUser) -> Vec<String> {
+    let [email, role, active, last, _days, directory, scope, ..] = user_cells(u);
+    vec![email, role, active, last, directory, scope]
+}
+
+/// Teams, pipeline keys and the tombstone, each a line when there is something to say.
+fn user_details(u: &SeatUser) -> Vec<String> {
+    let mut out = Vec::new();
+    if !u.teams.is_empty() {
+        out.push(format!("teams: {}", teams_cell(u, ", ")));
+    }
+    if u.pipeline_key_owner {
+        out.push(format!("pipeline key: {}", u.pipelines.join("; ")));
+    }
+    if u.tombstone.is_some() {
+        out.push(format!("tombstone: {}", tombstone_cell(u)));
+    }
+    out
+}
+
 fn user_cells(u: &SeatUser) -> [String; 10] {
     [
         if u.email.is_empty() { "(no email)".into() } else { u.email.clone() },
@@ -751,35 +824,59 @@ fn user_cells(u: &SeatUser) -> [String; 10] {
     ]
 }
 
+/// `1 orphan`, `2 orphans`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn days_phrase(n: u32) -> String {
+    count(n as usize, "day", "days")
+}
+
 /// Summary lines shared by text and markdown (markdown adds list markers).
 fn summary_lines(r: &SeatReport) -> Vec<String> {
     let s = &r.summary;
+    let active_users = |n: usize| count(n, "active user", "active users");
     let mut out = vec![
         format!(
-            "{} W&B users: {} active (seats in use), {} deactivated",
-            s.users, s.active, s.deactivated
+            "{}: {} active (seats in use), {} deactivated",
+            count(s.users, "W&B user", "W&B users"),
+            s.active,
+            s.deactivated
         ),
         format!(
-            "{} active users inactive for more than {} days; activity unknown for {} active users (the server does not report lastActiveAt for them)",
-            s.inactive, s.inactive_days, s.activity_unknown
+            "{} inactive for more than {} (never-active users included)",
+            active_users(s.inactive),
+            days_phrase(s.inactive_days)
+        ),
+        format!("{} never active (W&B reports lastActiveAt: null)", active_users(s.never_active)),
+        format!(
+            "activity unknown for {} (the server does not report lastActiveAt)",
+            active_users(s.activity_unknown)
         ),
         format!(
-            "{} in scope; {} orphans (active, in a managed domain, not in the directory); {} active in W&B but disabled in the directory",
-            s.in_scope, s.orphans, s.disabled_in_directory
+            "{} in scope; {} (active, in a managed domain, not in the directory)",
+            s.in_scope,
+            count(s.orphans, "orphan", "orphans"),
         ),
+        format!("{} active in W&B but disabled in the directory", s.disabled_in_directory),
         format!(
-            "{} external collaborators in {} domains; {} ignored; {} without a usable email",
-            s.external_users,
-            s.externals.len(),
+            "{} in {}; {} ignored; {} without a usable email",
+            count(s.external_users, "external collaborator", "external collaborators"),
+            count(s.externals.len(), "domain", "domains"),
             s.ignored,
             s.no_usable_email
         ),
-        format!("{} tombstoned; {} pipeline-key owners", s.tombstones, s.pipeline_key_owners),
+        format!(
+            "{} tombstoned; {}",
+            s.tombstones,
+            count(s.pipeline_key_owners, "pipeline-key owner", "pipeline-key owners")
+        ),
     ];
     if s.service_accounts > 0 {
         out.push(format!(
-            "{} service accounts listed by W&B: no seats, not counted above",
-            s.service_accounts
+            "{} listed by W&B: no seats, not counted above",
+            count(s.service_accounts, "service account", "service accounts")
         ));
     }
     match &s.cost {
@@ -795,7 +892,12 @@ fn summary_lines(r: &SeatReport) -> Vec<String> {
 
 fn inactive_users(r: &SeatReport) -> Vec<&SeatUser> {
     let mut v: Vec<&SeatUser> = r.users.iter().filter(|u| u.active && u.inactive == Some(true)).collect();
-    v.sort_by(|a, b| b.days_since_active.cmp(&a.days_since_active).then_with(|| a.email.cmp(&b.email)));
+    // Never active first, then the longest inactive.
+    v.sort_by(|a, b| {
+        (b.never_active, b.days_since_active)
+            .cmp(&(a.never_active, a.days_since_active))
+            .then_with(|| a.email.cmp(&b.email))
+    });
     v
 }
 
@@ -803,7 +905,8 @@ fn orphans(r: &SeatReport) -> Vec<&SeatUser> {
     r.users.iter().filter(|u| u.orphan).collect()
 }
 
-/// A text table: columns padded to their widest cell (counted in characters).
+/// A text table: columns padded to their widest cell (counted in characters), one line
+/// per row, every cell whole.
 fn text_table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in rows {
@@ -815,6 +918,114 @@ fn text_table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
     text_row(out, &widths, upper.iter().map(String::as_str));
     for r in rows {
         text_row(out, &widths, r.iter().map(String::as_str));
+    }
+}
+
+/// Middle cells longer than this are cut with an ellipsis in [`Layout::Fit`].
+const CELL_CAP: usize = 24;
+/// The narrowest the first column gets before long keys wrap onto a line of their own.
+const MIN_FIRST: usize = 16;
+/// The narrowest the last column (free text, wrapped) gets to leave the first one whole.
+const MIN_LAST: usize = 24;
+/// Detail lines under a row: their indent, and that of their continuation lines.
+const DETAIL_INDENT: usize = 6;
+
+/// `s` cut to `width` characters, the last one an ellipsis when anything was cut.
+fn ellipsize(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Greedy word wrap at `width` characters; a word longer than a line is cut with an
+/// ellipsis. Always at least one line.
+fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines = vec![String::new()];
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        let word = ellipsize(word, width);
+        let n = word.chars().count();
+        let cur = lines.last_mut().map(|l| l.chars().count()).unwrap_or(0);
+        if cur > 0 && cur + 1 + n > width {
+            lines.push(word);
+        } else if let Some(l) = lines.last_mut() {
+            if !l.is_empty() {
+                l.push(' ');
+            }
+            l.push_str(&word);
+        }
+    }
+    lines
+}
+
+/// A text table that fits [`TEXT_WIDTH`] columns: middle cells are cut with an ellipsis
+/// at [`CELL_CAP`], a first cell (the key: an email, a role) too long for its column is
+/// written whole on a line of its own, the last column wraps under itself, and each row's
+/// `details` follow it, indented and wrapped.
+fn text_table_fit(out: &mut String, header: &[&str], rows: &[Vec<String>], details: &[Vec<String>]) {
+    let n = header.len();
+    let capped: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .map(|(i, c)| if i > 0 && i + 1 < n { ellipsize(c, CELL_CAP) } else { c.clone() })
+                .collect()
+        })
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in &capped {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    if n > 1 {
+        let middle: usize = widths[1..n - 1].iter().sum();
+        let avail = TEXT_WIDTH.saturating_sub(2 + middle + 2 * (n - 1));
+        let (first, last) = (widths[0], widths[n - 1]);
+        if first + last > avail {
+            // The last column (free text) wraps, so it gives way first, down to MIN_LAST.
+            let reserve = last.min(MIN_LAST).max(header[n - 1].chars().count());
+            widths[0] = first.min(MIN_FIRST.max(avail.saturating_sub(reserve)));
+            widths[n - 1] = avail.saturating_sub(widths[0]).max(header[n - 1].chars().count());
+        }
+    }
+    let last_start = 2 + widths.iter().take(n.saturating_sub(1)).map(|w| w + 2).sum::<usize>();
+    let upper: Vec<String> = header.iter().map(|h| h.to_uppercase()).collect();
+    text_row(out, &widths, upper.iter().map(String::as_str));
+    let no_details = Vec::new();
+    for (i, r) in capped.iter().enumerate() {
+        let mut cells: Vec<String> = r.clone();
+        if let Some(first) = cells.first_mut() {
+            if first.chars().count() > widths[0] {
+                let _ = writeln!(out, "  {}", ellipsize(first, TEXT_WIDTH - 2));
+                first.clear();
+            }
+        }
+        let mut more = Vec::new();
+        if n > 1 {
+            if let Some(last) = cells.last_mut() {
+                let mut lines = wrap_words(last, widths[n - 1]).into_iter();
+                *last = lines.next().unwrap_or_default();
+                more = lines.collect();
+            }
+        }
+        text_row(out, &widths, cells.iter().map(String::as_str));
+        for l in more {
+            let _ = writeln!(out, "{}{l}", " ".repeat(last_start));
+        }
+        for d in details.get(i).unwrap_or(&no_details) {
+            let mut lines = wrap_words(d, TEXT_WIDTH - DETAIL_INDENT).into_iter();
+            if let Some(l) = lines.next() {
+                let _ = writeln!(out, "{}{l}", " ".repeat(DETAIL_INDENT));
+            }
+            for l in lines {
+                let _ = writeln!(out, "{}{l}", " ".repeat(DETAIL_INDENT + 2));
+            }
+        }
     }
 }
 
@@ -883,6 +1094,8 @@ struct Section {
     rows: Vec<Vec<String>>,
     /// Lines after the table (the cost section's notes).
     notes: Vec<String>,
+    /// Per row, lines under it in the text report that fits (the users table's details).
+    details: Vec<Vec<String>>,
 }
 
 impl Section {
@@ -892,11 +1105,14 @@ impl Section {
             header: header.iter().map(|h| h.to_string()).collect(),
             rows,
             notes: Vec::new(),
+            details: Vec::new(),
         }
     }
 }
 
-fn sections(r: &SeatReport) -> Vec<Section> {
+/// The report's sections. `Layout::Fit` draws the users table in fewer columns, with
+/// detail lines; markdown uses `Layout::Wide`.
+fn sections(r: &SeatReport, layout: Layout) -> Vec<Section> {
     let s = &r.summary;
     let inactive_col = format!("inactive >{}d", s.inactive_days);
     let mut out = vec![Section::new(
@@ -915,7 +1131,7 @@ fn sections(r: &SeatReport) -> Vec<Section> {
     }
     let inactive = inactive_users(r);
     out.push(Section::new(
-        format!("Inactive for more than {} days ({})", s.inactive_days, inactive.len()),
+        format!("Inactive for more than {} ({})", days_phrase(s.inactive_days), inactive.len()),
         &["email", "role", "last active", "directory", "in scope"],
         inactive
             .iter()
@@ -946,11 +1162,15 @@ fn sections(r: &SeatReport) -> Vec<Section> {
             .map(|(d, c)| vec![d.clone(), c.users.to_string(), c.active.to_string()])
             .collect(),
     ));
-    out.push(Section::new(
-        format!("Users ({})", r.users.len()),
-        &USER_COLUMNS,
-        r.users.iter().map(|u| Vec::from(user_cells(u))).collect(),
-    ));
+    let title = format!("Users ({})", r.users.len());
+    out.push(match layout {
+        Layout::Wide => Section::new(title, &USER_COLUMNS, r.users.iter().map(|u| Vec::from(user_cells(u))).collect()),
+        Layout::Fit => {
+            let mut sec = Section::new(title, &USER_COLUMNS_FIT, r.users.iter().map(user_cells_fit).collect());
+            sec.details = r.users.iter().map(user_details).collect();
+            sec
+        }
+    });
     out
 }
 
@@ -958,18 +1178,38 @@ fn header_refs(sec: &Section) -> Vec<&str> {
     sec.header.iter().map(String::as_str).collect()
 }
 
+/// The text report that fits [`TEXT_WIDTH`] columns.
 pub fn render_text(r: &SeatReport) -> String {
+    render_text_with(r, Layout::Fit)
+}
+
+pub fn render_text_with(r: &SeatReport, layout: Layout) -> String {
     let mut out = String::with_capacity(256 + r.users.len() * 160);
     let _ = writeln!(out, "Seat report at {} (directory: {})", r.generated_at, r.source);
     for l in summary_lines(r) {
-        let _ = writeln!(out, "  {l}");
+        match layout {
+            Layout::Wide => {
+                let _ = writeln!(out, "  {l}");
+            }
+            Layout::Fit => {
+                let mut lines = wrap_words(&l, TEXT_WIDTH - 4).into_iter();
+                if let Some(first) = lines.next() {
+                    let _ = writeln!(out, "  {first}");
+                }
+                for more in lines {
+                    let _ = writeln!(out, "    {more}");
+                }
+            }
+        }
     }
-    for sec in sections(r) {
+    for sec in sections(r, layout) {
         let _ = writeln!(out, "\n{}:", sec.title);
         if sec.rows.is_empty() {
             let _ = writeln!(out, "  none");
-        } else {
+        } else if layout == Layout::Wide {
             text_table(&mut out, &header_refs(&sec), &sec.rows);
+        } else {
+            text_table_fit(&mut out, &header_refs(&sec), &sec.rows, &sec.details);
         }
         for n in &sec.notes {
             let _ = writeln!(out, "  note: {n}");
@@ -1017,7 +1257,7 @@ pub fn render_markdown(r: &SeatReport) -> String {
     for l in summary_lines(r) {
         let _ = writeln!(out, "- {}", md(&l));
     }
-    for sec in sections(r) {
+    for sec in sections(r, Layout::Wide) {
         let _ = writeln!(out, "\n### {}\n", md(&sec.title));
         if sec.rows.is_empty() {
             let _ = writeln!(out, "None.");

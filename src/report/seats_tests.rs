@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use super::*;
-use crate::model::{DirectorySnapshot, Email, OrgRole, OrgSnapshot, OrgUser, Person, TeamRole};
+use crate::model::{DirectorySnapshot, Email, LastActive, OrgRole, OrgSnapshot, OrgUser, Person, TeamRole};
 use crate::plan::{PipelineOwner, Policy, Tombstone, TombstoneCause};
 
 fn now() -> DateTime<Utc> {
@@ -63,9 +63,18 @@ impl W {
             active_stated: true,
             unstated_team_roles: Default::default(),
             service_account: false,
-            last_active_at: last.map(|d| now() - d),
+            last_active: last.map_or(LastActive::Unknown, |d| LastActive::At(now() - d)),
             days_active: last.map(|_| 7),
         });
+        self
+    }
+    /// A W&B user whose `lastActiveAt` is `null`: never active.
+    fn never(mut self, email: &str, role: OrgRole, active: bool) -> W {
+        self = self.user(email, role, active, None);
+        if let Some(u) = self.org.users.last_mut() {
+            u.last_active = LastActive::Never;
+            u.days_active = Some(0);
+        }
         self
     }
     fn report(&self, prices: Option<&SeatPrices>, days: u32) -> SeatReport {
@@ -510,4 +519,193 @@ fn text_and_markdown_show_the_same_sections_in_the_same_order() {
         "{text}"
     );
     assert!(md.contains("### Users (0)\n\nNone.\n"), "{md}");
+}
+
+#[test]
+fn null_last_active_is_never_active_listed_and_priced_as_inactive() {
+    let w = W::new()
+        .person("new@example.com", true)
+        .person("old@example.com", true)
+        .person("unk@example.com", true)
+        .user("old@example.com", OrgRole::Member, true, days(200))
+        .user("unk@example.com", OrgRole::Member, true, None)
+        .never("new@example.com", OrgRole::Member, true)
+        .never("left@example.com", OrgRole::Member, false);
+    let prices = SeatPrices {
+        member: 10.0,
+        admin: None,
+        viewer: None,
+    };
+    let r = w.report(Some(&prices), 90);
+    let new = row(&r, "new@example.com");
+    assert!(new.never_active);
+    assert_eq!(
+        (new.last_active_at.as_deref(), new.days_since_active, new.inactive),
+        (None, None, Some(true))
+    );
+    // Only a missing lastActiveAt is unknown.
+    let unk = row(&r, "unk@example.com");
+    assert!(!unk.never_active);
+    assert_eq!(unk.inactive, None);
+    let s = &r.summary;
+    assert_eq!((s.inactive, s.never_active, s.activity_unknown), (2, 1, 1));
+    assert_eq!(s.by_role["member"].inactive, 2);
+    // The seat of an invited user who never came is a seat to reclaim.
+    assert_eq!(s.cost.as_ref().unwrap().inactive_monthly, 20.0);
+    assert_eq!(r.metrics().inactive_users, 2);
+
+    let text = render_text(&r);
+    assert!(
+        text.contains("\n  1 active user never active (W&B reports lastActiveAt: null)"),
+        "{text}"
+    );
+    assert!(text.contains("activity unknown for 1 active user (the server"), "{text}");
+    assert!(!text.contains("does not report lastActiveAt for them"), "{text}");
+    // Listed with the inactive users, never-active first.
+    let section = text.split("Inactive for more than 90 days (2):\n").nth(1).unwrap();
+    let rows: Vec<&str> = section.lines().skip(1).take(2).collect();
+    assert!(rows[0].contains("new@example.com") && rows[0].contains("never"), "{rows:?}");
+    assert!(rows[1].contains("old@example.com"), "{rows:?}");
+
+    let csv = render_csv(&r);
+    let mut rd = csv::Reader::from_reader(csv.as_bytes());
+    let recs: Vec<csv::StringRecord> = rd.records().map(Result::unwrap).collect();
+    let col = |name: &str| CSV_HEADER.iter().position(|h| *h == name).unwrap();
+    let new_rec = recs.iter().find(|r| &r[0] == "new@example.com").unwrap();
+    assert_eq!(&new_rec[col("last_active_at")], "never");
+    assert_eq!(&new_rec[col("inactive")], "true");
+    let unk_rec = recs.iter().find(|r| &r[0] == "unk@example.com").unwrap();
+    assert_eq!(&unk_rec[col("last_active_at")], "unknown");
+
+    let json: serde_json::Value = serde_json::from_str(&render_json(&r)).unwrap();
+    assert_eq!(json["summary"]["never_active"], 1);
+    let u = json["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "new@example.com")
+        .unwrap();
+    assert!(
+        u["last_active_at"].is_null() && u["never_active"] == true && u["inactive"] == true,
+        "{u}"
+    );
+}
+
+#[test]
+fn the_inactive_flag_is_set_only_for_seats_the_summary_counts() {
+    let w = W::new()
+        .user("recent@example.com", OrgRole::Member, true, days(1))
+        .user("old@example.com", OrgRole::Member, true, days(200))
+        .user("unk@example.com", OrgRole::Member, true, None)
+        .user("off-old@example.com", OrgRole::Member, false, days(400))
+        .user("off-unk@example.com", OrgRole::Member, false, None)
+        .never("off-never@example.com", OrgRole::Member, false);
+    let r = w.report(None, 90);
+    for u in r.users.iter().filter(|u| !u.active) {
+        // A deactivated user holds no seat: never "inactive", whatever its activity.
+        assert_eq!(u.inactive, Some(false), "{}", u.email);
+    }
+    assert_eq!(row(&r, "off-old@example.com").days_since_active, Some(400));
+    let flagged = r.users.iter().filter(|u| u.inactive == Some(true)).count();
+    assert_eq!((flagged, r.summary.inactive), (1, 1));
+    let unknown = r.users.iter().filter(|u| u.inactive.is_none()).count();
+    assert_eq!((unknown, r.summary.activity_unknown), (1, 1));
+}
+
+#[test]
+fn counts_of_one_are_singular() {
+    let mut w = W::new()
+        .person("here@example.com", true)
+        .user("here@example.com", OrgRole::Member, true, days(0))
+        .user("gone@example.com", OrgRole::Member, true, days(200))
+        .never("new@example.com", OrgRole::Member, true)
+        .user("x@partner.io", OrgRole::Member, true, None)
+        .user("", OrgRole::Member, true, days(0));
+    w.org.users[4].service_account = true;
+    w.policy.guards.pipeline_owners = vec![PipelineOwner {
+        owner: email("here@example.com"),
+        team: None,
+        name: None,
+    }];
+    let r = w.report(None, 1);
+    let text = render_text(&r);
+    let summary: String = text.lines().take_while(|l| !l.is_empty()).collect::<Vec<_>>().join("\n");
+    for good in [
+        "4 W&B users: 4 active (seats in use), 0 deactivated",
+        "2 active users inactive for more than 1 day",
+        "1 active user never active",
+        "activity unknown for 1 active user (",
+        "3 in scope; 2 orphans (",
+        "1 external collaborator in 1 domain;",
+        "1 pipeline-key owner",
+        "1 service account listed by W&B",
+    ] {
+        assert!(summary.contains(good), "{good:?} not in\n{summary}");
+    }
+    for bad in [
+        "1 orphans",
+        "1 domains",
+        "1 days",
+        "1 external collaborators",
+        "1 active users",
+        "1 pipeline-key owners",
+    ] {
+        assert!(!text.contains(bad), "{bad:?} in\n{text}");
+    }
+    assert!(text.contains("Inactive for more than 1 day (2):"), "{text}");
+}
+
+#[test]
+fn the_text_report_fits_100_columns_and_wide_shows_every_cell_whole() {
+    let long = "a.very.long.first-name.and.surname@research.example.com";
+    let teams: Vec<String> = (0..12).map(|i| format!("research-team-number-{i}")).collect();
+    let mut w = W::new()
+        .user(long, OrgRole::Other("a-custom-org-role-with-a-long-name".into()), true, days(120))
+        .user("ci@example.com", OrgRole::Member, true, days(1));
+    for t in &teams {
+        w.org.users[0].teams.insert(t.clone(), TeamRole::new("admin"));
+    }
+    w.tombstones = vec![Tombstone {
+        user: email(long),
+        since: now() - Duration::hours(1),
+        deprovision_after: Some(now() + Duration::hours(71)),
+        cause: TombstoneCause::Missing,
+    }];
+    w.policy.guards.pipeline_owners = vec![PipelineOwner {
+        owner: email(long),
+        team: Some("research-team-number-1".into()),
+        name: Some("the-nightly-training-pipeline-of-the-research-department".into()),
+    }];
+    let r = w.report(None, 90);
+    let text = render_text(&r);
+    for l in text.lines() {
+        assert!(l.chars().count() <= 100, "{} columns:\n{l}\n\n{text}", l.chars().count());
+    }
+    // Wrapped, not lost: the email whole on its own line, every team on a detail line.
+    assert!(text.lines().any(|l| l.trim() == long), "{text}");
+    for t in &teams {
+        assert!(text.contains(&format!("{t}:admin")), "{t} missing:\n{text}");
+    }
+    assert!(text.contains("pipeline key: the-nightly-training-pipeline"), "{text}");
+    assert!(
+        text.contains("tombstone: missing since 2026-12-01, deprovision after 2026-12-04"),
+        "{text}"
+    );
+    // A cell that is cut says so.
+    assert!(
+        text.lines()
+            .any(|l| l.contains("a-custom-org-role") && l.contains('…') && !l.contains("with-a-long-name")),
+        "{text}"
+    );
+
+    let wide = render_with(&r, SeatFormat::Text, Layout::Wide);
+    assert!(!wide.contains('…'), "{wide}");
+    let line = wide.lines().rfind(|l| l.trim_start().starts_with(long)).unwrap();
+    assert!(line.chars().count() > 100);
+    assert!(
+        line.contains("a-custom-org-role-with-a-long-name") && line.contains("research-team-number-9:admin"),
+        "{line}"
+    );
+    // The default layout of `render` is the one that fits.
+    assert_eq!(render(&r, SeatFormat::Text), text);
 }

@@ -31,7 +31,10 @@ use super::SandboxError;
 ///   name from `roles`). On SaaS an inactive user is not in the org at all (W&B removes
 ///   deactivated users there), but a later `POST /Users` re-adds the same account.
 ///   `last_active_at` (RFC 3339) and `days_active` are served when the sandbox emulates a
-///   server with activity fields.
+///   server with activity fields; a user without `last_active_at` is served
+///   `"lastActiveAt": null`, which W&B documents as never active. `omit_activity: true`
+///   leaves both keys out for that user, as a server that does not report activity does
+///   (the seat report then says "unknown").
 /// - `teams`: team names, and the service accounts in each. A name that is not in the
 ///   top-level `service_accounts` is a team-scoped service account.
 /// - `service_accounts`: org-level service accounts, added to every team created later:
@@ -133,6 +136,9 @@ pub struct SeedUser {
     pub last_active_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub days_active: Option<u64>,
+    /// Serve this user without `lastActiveAt`/`daysActive` (not even `null`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub omit_activity: bool,
 }
 
 impl SeedUser {
@@ -147,6 +153,7 @@ impl SeedUser {
             teams: BTreeMap::new(),
             last_active_at: None,
             days_active: None,
+            omit_activity: false,
         }
     }
 }

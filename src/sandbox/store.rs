@@ -193,6 +193,8 @@ struct UserRec {
     teams: BTreeMap<u64, String>,
     last_active_at: Option<DateTime<Utc>>,
     days_active: Option<u64>,
+    /// Served without the activity keys (see `SeedUser::omit_activity`).
+    omit_activity: bool,
     created: DateTime<Utc>,
     modified: DateTime<Utc>,
     version: u64,
@@ -481,6 +483,7 @@ impl Store {
                     teams,
                     last_active_at: u.last_active_at,
                     days_active: u.days_active,
+                    omit_activity: u.omit_activity,
                     created: now,
                     modified: now,
                     version: 1,
@@ -731,7 +734,8 @@ impl Store {
                 "version": etag(u.version),
             },
         });
-        if self.cfg.activity {
+        if self.cfg.activity && !u.omit_activity {
+            // `null` is W&B's "never active"; older servers leave the keys out.
             v["lastActiveAt"] = match &u.last_active_at {
                 Some(t) => json!(time(t)),
                 None => Value::Null,
@@ -1099,6 +1103,7 @@ impl Store {
                         teams: BTreeMap::new(),
                         last_active_at: None,
                         days_active: None,
+                        omit_activity: false,
                         created: now,
                         modified: now,
                         version: 1,

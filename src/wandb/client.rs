@@ -304,7 +304,9 @@ impl WandbClient {
     pub async fn check_connection(&self) -> Result<(), TargetError> {
         let op = "GET /Users (connection check)".to_string();
         let query = [("startIndex", "1".to_string()), ("count", "1".to_string())];
-        let reply = self.send(&op, Method::GET, self.url(&["Users"]), &query, None, None).await?;
+        let url = self.url(&["Users"]);
+        let reply = self.send(&op, Method::GET, url.clone(), &query, None, None).await?;
+        let reply = self.collection_found(&op, &url, reply)?;
         let v = self.json(&op, reply)?;
         wire::parse_list(v)
             .map(|_| ())
@@ -340,7 +342,8 @@ impl WandbClient {
             }
             let (op, url) = (&op, url.clone());
             async move {
-                let reply = self.send(op, Method::GET, url, &query, None, None).await?;
+                let reply = self.send(op, Method::GET, url.clone(), &query, None, None).await?;
+                let reply = self.collection_found(op, &url, reply)?;
                 let v = self.json(op, reply)?;
                 wire::parse_list(v).map_err(|detail| TargetError::Malformed { op: op.clone(), detail })
             }
@@ -704,6 +707,19 @@ impl WandbClient {
                 "invalid JSON ({e}): {}",
                 self.scrub(&wire::truncate(&String::from_utf8_lossy(&reply.body), 200))
             ),
+        })
+    }
+
+    /// A 404 on `/Users` or `/Groups` means the base address is wrong (a list is never
+    /// "not found"): say which setting to check.
+    fn collection_found(&self, op: &str, url: &Url, reply: Reply) -> Result<Reply, TargetError> {
+        if reply.status != 404 {
+            return Ok(reply);
+        }
+        Err(TargetError::NoScimApi {
+            op: op.to_string(),
+            url: url.to_string(),
+            detail: self.scrub(&wire::error_detail(&reply.body)),
         })
     }
 

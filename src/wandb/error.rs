@@ -32,6 +32,13 @@ pub enum TargetError {
     #[error("{op}: W&B answered {status}: {detail}{}", hint(detail))]
     Http { op: String, status: u16, detail: String },
 
+    /// 404 on a collection (`/Users`, `/Groups`): no SCIM API at that address.
+    #[error(
+        "{op}: W&B answered 404 at {url}: there is no SCIM API there; check target.scim_path \
+         (\"/scim\" on W&B SaaS, \"/scim/v2\" on some deployments) and target.url ({detail})"
+    )]
+    NoScimApi { op: String, url: String, detail: String },
+
     #[error("{op}: cannot reach W&B at {url}: {cause}; check target.url and the network")]
     Transport { op: String, url: String, cause: String },
 
@@ -97,6 +104,7 @@ impl TargetError {
             TargetError::Unauthorized { .. } => Some(401),
             TargetError::Forbidden { .. } => Some(403),
             TargetError::Http { status, .. } => Some(*status),
+            TargetError::NoScimApi { .. } => Some(404),
             TargetError::UsernameTaken { .. } => Some(409),
             TargetError::RetriesExhausted { last, .. } => last.status(),
             _ => None,

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::model::{Email, OrgRole, OrgUser, Team, TeamRole};
+use crate::model::{Email, LastActive, OrgRole, OrgUser, Team, TeamRole};
 
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -130,6 +130,17 @@ fn parse_time(v: Option<&Value>) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s.trim()).ok().map(|t| t.with_timezone(&Utc))
 }
 
+/// `lastActiveAt`: `null` is never active (documented by W&B), a missing key or a value
+/// that is not a time is unknown. [`field`] reads `null` as absent, so the key is looked
+/// up here with [`crate::scim::field_or_null`].
+fn parse_last_active(v: &Value) -> LastActive {
+    match crate::scim::field_or_null(v, "lastActiveAt") {
+        None => LastActive::Unknown,
+        Some(Value::Null) => LastActive::Never,
+        Some(t) => parse_time(Some(t)).map_or(LastActive::Unknown, LastActive::At),
+    }
+}
+
 /// Whether a name says "service account", however spelled (`ServiceAccount`,
 /// `service_account`, `Service Account`, inside a URN).
 fn names_service_account(s: &str) -> bool {
@@ -198,7 +209,7 @@ pub fn parse_user(v: &Value) -> Result<OrgUser, String> {
         teams,
         unstated_team_roles,
         service_account,
-        last_active_at: parse_time(field(v, "lastActiveAt")),
+        last_active: parse_last_active(v),
         days_active: parse_days(field(v, "daysActive")),
     })
 }
@@ -352,7 +363,7 @@ mod tests {
         assert_eq!(u.teams["ml"], TeamRole::admin());
         assert_eq!(u.teams["cv"].as_str(), "custom-x");
         assert_eq!(u.teams["nr"], TeamRole::member());
-        assert_eq!(u.last_active_at.unwrap().to_rfc3339(), "2024-04-01T10:00:00+00:00");
+        assert_eq!(u.last_active.at().unwrap().to_rfc3339(), "2024-04-01T10:00:00+00:00");
         assert_eq!(u.days_active, Some(12));
 
         let min = json!({"id": 42});
@@ -361,7 +372,7 @@ mod tests {
         assert!(u.active);
         assert_eq!(u.org_role, OrgRole::Member);
         assert!(u.teams.is_empty());
-        assert_eq!(u.last_active_at, None);
+        assert_eq!(u.last_active, LastActive::Unknown);
 
         let wrong = json!({"id": "1", "active": "False", "organizationRole": 3, "teamRoles": "x",
                            "lastActiveAt": 5, "daysActive": "n/a", "userName": ["x"], "displayName": {}});
@@ -370,10 +381,27 @@ mod tests {
         assert_eq!(u.org_role, OrgRole::Member);
         assert_eq!(u.username, "");
         assert_eq!(u.days_active, None);
-        assert_eq!(parse_user(&json!({"id": "1", "lastActiveAt": null})).unwrap().last_active_at, None);
+        assert_eq!(u.last_active, LastActive::Unknown, "a number is not a time: unknown, not never");
         assert_eq!(
             parse_user(&json!({"id": "1", "organizationRole": "viewer"})).unwrap().org_role,
             OrgRole::Viewer
+        );
+    }
+
+    #[test]
+    fn last_active_null_is_never_active_and_a_missing_key_is_unknown() {
+        let last = |v: Value| parse_user(&v).unwrap().last_active;
+        // W&B documents `null` as never active; only a missing key is unknown.
+        assert_eq!(last(json!({"id": "1", "lastActiveAt": null})), LastActive::Never);
+        assert_eq!(last(json!({"id": "1", "LastActiveAt": null})), LastActive::Never);
+        assert_eq!(last(json!({"id": "1"})), LastActive::Unknown);
+        assert_eq!(last(json!({"id": "1", "lastActiveAt": "soon"})), LastActive::Unknown);
+        assert_eq!(last(json!({"id": "1", "lastActiveAt": ""})), LastActive::Unknown);
+        assert_eq!(
+            last(json!({"id": "1", "lastActiveAt": " 2024-04-01T10:00:00+02:00 "}))
+                .at()
+                .map(|t| t.to_rfc3339()),
+            Some("2024-04-01T08:00:00+00:00".to_string())
         );
     }
 
