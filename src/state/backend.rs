@@ -21,8 +21,8 @@
 //!   entry never begun is an error; an entry is ended under the run that began it, and
 //!   [`journal_incomplete`](StateBackend::journal_incomplete) lists every begun, unended
 //!   entry of every run, oldest first, until it is ended.
-//! - **Sets are replaced, not merged**: tombstones and anchors. Grants, revokes and
-//!   consuming an approval are idempotent.
+//! - **Sets are replaced, not merged**: tombstones and anchors. Grants, revokes,
+//!   consuming an approval and revoking approvals are idempotent.
 //! - **Nothing is guessed.** A stored value that does not parse is
 //!   [`StateError::Corrupt`], never skipped or defaulted; a schema from a newer idsync is
 //!   refused. (A backend with its own failure kinds adds a variant to [`StateError`], whose
@@ -65,6 +65,8 @@ pub trait StateBackend {
     fn approvals(&self) -> Result<Vec<Approval>, StateError>;
     /// Uses up the approval of an applied action; whether there was one.
     fn consume_approval(&mut self, id: &ActionId) -> Result<bool, StateError>;
+    /// Withdraws the approvals of `ids` at once; those that were stored, in the order asked.
+    fn revoke_approvals(&mut self, ids: &[ActionId]) -> Result<Vec<Approval>, StateError>;
 
     // The apply journal (`journal.rs`).
 
@@ -123,6 +125,9 @@ impl StateBackend for StateStore {
     }
     fn consume_approval(&mut self, id: &ActionId) -> Result<bool, StateError> {
         StateStore::consume_approval(self, id)
+    }
+    fn revoke_approvals(&mut self, ids: &[ActionId]) -> Result<Vec<Approval>, StateError> {
+        StateStore::revoke_approvals(self, ids)
     }
     fn journal_begin(&mut self, run_id: &str, action: &Action) -> Result<(), StateError> {
         StateStore::journal_begin(self, run_id, action)
@@ -208,6 +213,12 @@ mod tests {
         assert!(b.consume_approval(&ActionId("p".into())).unwrap());
         assert!(!b.consume_approval(&ActionId("p".into())).unwrap());
         assert!(b.approvals().unwrap().is_empty());
+        // Revoking withdraws at once, and only what is stored.
+        b.add_approvals(&[approval("r", 1, 10), approval("s", 1, 10)]).unwrap();
+        let gone = b.revoke_approvals(&[ActionId("s".into()), ActionId("zz".into())]).unwrap();
+        assert_eq!(gone, vec![approval("s", 1, 10)]);
+        assert_eq!(b.approvals().unwrap(), vec![approval("r", 1, 10)]);
+        assert!(b.consume_approval(&ActionId("r".into())).unwrap());
 
         // The journal rules.
         let (a1, a2) = (action("a@x.com", "ml"), action("b@x.com", "ml"));
