@@ -163,6 +163,19 @@ impl Config {
         )
     }
 
+    /// The `[notify]` webhook URL (`webhook_url_file` / `webhook_url_env`), a secret:
+    /// `Ok(None)` without a `[notify]` section. Read afresh at each use, like the API key.
+    pub fn notify_webhook_url(&self, base_dir: &Path) -> Result<Option<Secret>, ConfigError> {
+        let Some(n) = &self.notify else { return Ok(None) };
+        read_secret(
+            n.webhook_url_file.as_deref(),
+            n.webhook_url_env.as_deref(),
+            "[notify] webhook_url",
+            base_dir,
+        )
+        .map(Some)
+    }
+
     /// The source's credential: the LDAP bind password, the SCIM/Okta token or the Entra
     /// client secret. `Ok(None)` when the kind needs none (ldif; ldap without `bind_dn`).
     pub fn source_secret(&self, base_dir: &Path) -> Result<Option<Secret>, ConfigError> {

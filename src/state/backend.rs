@@ -28,7 +28,7 @@
 //!   refused. (A backend with its own failure kinds adds a variant to [`StateError`], whose
 //!   message names the database and what to do.)
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -89,6 +89,13 @@ pub trait StateBackend {
     fn last_runs(&self, n: usize) -> Result<Vec<RunRecord>, StateError>;
     /// Deletes ended journal entries and runs finished before `before`; how many rows.
     fn prune_history(&mut self, before: DateTime<Utc>) -> Result<usize, StateError>;
+
+    // Notifications (`notified.rs`).
+
+    /// The held action ids the last `[notify]` message listed; `None` before the first.
+    fn notified_held(&self) -> Result<Option<BTreeSet<String>>, StateError>;
+    /// Replaces the held action ids the last message listed.
+    fn record_notified(&mut self, held: &BTreeSet<String>, at: DateTime<Utc>) -> Result<(), StateError>;
 }
 
 /// The SQLite store: each method is the inherent one of the same name.
@@ -152,6 +159,12 @@ impl StateBackend for StateStore {
     }
     fn prune_history(&mut self, before: DateTime<Utc>) -> Result<usize, StateError> {
         StateStore::prune_history(self, before)
+    }
+    fn notified_held(&self) -> Result<Option<BTreeSet<String>>, StateError> {
+        StateStore::notified_held(self)
+    }
+    fn record_notified(&mut self, held: &BTreeSet<String>, at: DateTime<Utc>) -> Result<(), StateError> {
+        StateStore::record_notified(self, held, at)
     }
 }
 
@@ -263,6 +276,13 @@ mod tests {
         );
         assert!(b.last_runs(5).unwrap().is_empty());
         assert_eq!(b.journal_incomplete().unwrap().len(), 1, "a begun entry outlives pruning");
+
+        // The last notification's held set: none until one is sent, then replaced.
+        assert_eq!(b.notified_held().unwrap(), None);
+        let held: BTreeSet<String> = ["x".to_string(), "y".to_string()].into();
+        b.record_notified(&held, t(1)).unwrap();
+        b.record_notified(&BTreeSet::new(), t(2)).unwrap();
+        assert_eq!(b.notified_held().unwrap(), Some(BTreeSet::new()));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //!   tombstone clocks, healthy reads, anchors, the ledger, approvals) and its writes.
 //! - `journal.rs`: the apply journal, begun before and ended after each action.
 //! - `runs.rs`: run history for `status` and `/status`, and pruning it.
+//! - `notified.rs`: which held actions the last `[notify]` message listed.
 //! - `audit.rs`: [`AuditLog`], one JSON line per journaled step, kept apart from the
 //!   store on purpose: append-only, never migrated, readable with `jq` alone. The apply
 //!   step writes the journal first and the audit line second.
@@ -31,6 +32,7 @@ mod audit;
 mod backend;
 mod error;
 mod journal;
+mod notified;
 mod plan_state;
 mod runs;
 mod schema;
