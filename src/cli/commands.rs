@@ -347,6 +347,11 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
                 BTreeMap::new(),
                 Some(e.to_string()),
             )?;
+            drop(lock);
+            notify_after(&env, |n| {
+                crate::notify::RunFacts::failed_early(&run_id, "apply", n.target(), &e.to_string())
+            })
+            .await;
             return Err(e);
         }
     };
@@ -456,6 +461,8 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
     // From here on, Ctrl-C or SIGTERM lets the action in flight finish and starts no more.
     let stop = crate::daemon::stop_on_signals()?;
     let outcome = sync::execute(&env, &client, &mut store, prepared, &to_apply, Some(stop), &apply::Quiet).await?;
+    // The run is recorded and the lock released: a message now cannot change it.
+    notify_after(&env, |n| crate::notify::RunFacts::of(&outcome, "apply", n.target())).await;
     if outcome.stopped {
         eprintln!("interrupted: {}", outcome.error.as_deref().unwrap_or("stopped by a signal"));
     }
@@ -472,6 +479,18 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
         sync::RunResult::Success if left_out > 0 => exit::CHANGES_PENDING,
         r => exit::of_run(r),
     })
+}
+
+/// Sends the `[notify]` message a finished run is worth, if any (bounded in time); a
+/// failure to send is a warning on stderr, never the command's error or exit code.
+async fn notify_after(env: &Env, facts: impl FnOnce(&crate::notify::Notifier) -> crate::notify::RunFacts) {
+    let Some(n) = crate::notify::Notifier::of(env) else { return };
+    let d = n.after_run(&facts(&n)).await;
+    match (&d, d.describe()) {
+        (crate::notify::Delivery::Failed { .. }, Some(line)) => eprintln!("warning: {line}"),
+        (_, Some(line)) => eprintln!("{line}"),
+        (_, None) => {}
+    }
 }
 
 /// What `apply --plan` left out of the fresh plan.

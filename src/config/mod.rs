@@ -20,6 +20,7 @@ pub use error::ConfigError;
 pub use policy::parse_inventory;
 pub use secrets::read_secret;
 pub use types::*;
+pub(crate) use validate::check_webhook_url;
 
 use doc::Doc;
 use secrets::{process_env, Lookup};
