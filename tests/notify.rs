@@ -5,8 +5,9 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
@@ -16,19 +17,23 @@ struct Receiver {
     url: String,
     bodies: Arc<Mutex<Vec<Value>>>,
     status: Arc<AtomicU16>,
+    /// Milliseconds to wait before answering (a slow or hung webhook).
+    delay_ms: Arc<AtomicU64>,
 }
 
 impl Receiver {
     async fn start() -> Receiver {
         let bodies = Arc::new(Mutex::new(Vec::new()));
         let status = Arc::new(AtomicU16::new(200));
-        let (b, s) = (bodies.clone(), status.clone());
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let (b, s, d) = (bodies.clone(), status.clone(), delay_ms.clone());
         let app = axum::Router::new().route(
             "/hook/{token}",
             axum::routing::post(move |body: String| {
-                let (b, s) = (b.clone(), s.clone());
+                let (b, s, d) = (b.clone(), s.clone(), d.clone());
                 async move {
                     b.lock().unwrap().push(serde_json::from_str(&body).unwrap_or(Value::String(body)));
+                    tokio::time::sleep(Duration::from_millis(d.load(Ordering::SeqCst))).await;
                     axum::http::StatusCode::from_u16(s.load(Ordering::SeqCst)).unwrap()
                 }
             }),
@@ -40,6 +45,7 @@ impl Receiver {
             url: format!("http://{addr}/hook/SECRETTOKEN"),
             bodies,
             status,
+            delay_ms,
         }
     }
 
@@ -168,10 +174,10 @@ async fn a_webhook_answering_500_never_fails_the_run_nor_shows_its_url() {
     let rx = Receiver::start().await;
     rx.status.store(500, Ordering::SeqCst);
     let f = held_fixture(&rx, "json", r#"["held"]"#).await;
-    let t = std::time::Instant::now();
+    let t = Instant::now();
     let apply = f.run(&["apply", "--yes"]).await;
     assert_eq!(code(&apply), 3, "the run's own exit code:\n{}", text(&apply));
-    assert!(t.elapsed() < std::time::Duration::from_secs(20), "bounded: {:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(20), "bounded: {:?}", t.elapsed());
     assert_no_secret(&apply);
     let err = String::from_utf8_lossy(&apply.stderr);
     assert!(
@@ -195,4 +201,95 @@ async fn runs_recorded(f: &Fixture) -> usize {
     let status = f.run(&["status", "--format", "json"]).await;
     let v: Value = serde_json::from_slice(&status.stdout).unwrap();
     v["runs"].as_array().unwrap().len()
+}
+
+/// The daemon's runs, counted from its /metrics.
+async fn daemon_runs(port: u16) -> Option<f64> {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let body = reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let count = |result: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("idsync_runs_total{{result=\"{result}\"}} ")))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    Some(count("success")? + count("failure")?)
+}
+
+/// Polls until the daemon on `port` has finished `n` runs (bounded).
+async fn wait_runs(port: u16, n: f64, limit: Duration) {
+    let start = Instant::now();
+    while daemon_runs(port).await.unwrap_or(0.0) < n {
+        assert!(start.elapsed() < limit, "the daemon did not finish {n} runs within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_posts_once_for_a_held_set_and_a_hung_webhook_never_delays_its_runs() {
+    let rx = Receiver::start().await;
+    // Every answer takes longer than idsync waits (5 s a try): the webhook looks hung.
+    rx.delay_ms.store(30_000, Ordering::SeqCst);
+    let f = held_fixture(&rx, "json", r#"["held"]"#).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = std::fs::read_to_string(&f.cfg).unwrap().replace(
+        "[daemon]\nstate_dir = \"state\"\n",
+        &format!("[daemon]\nstate_dir = \"state\"\nlisten = \"127.0.0.1:{port}\"\nschedule = \"* * * * * *\"\n"),
+    );
+    std::fs::write(&f.cfg, cfg).unwrap();
+    let log = f.path("daemon.log");
+    let mut child = f
+        .command(&["run"])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("spawn idsync run");
+
+    // Runs go on every second while the first message waits on the hung webhook.
+    let t = Instant::now();
+    wait_runs(port, 4.0, Duration::from_secs(30)).await;
+    let first_four = t.elapsed();
+    assert_eq!(
+        rx.bodies().len(),
+        1,
+        "the first try hangs, and one message is sent at a time: {:?}",
+        rx.bodies()
+    );
+    // The webhook recovers: the next try (or the next run's message) gets through.
+    rx.delay_ms.store(0, Ordering::SeqCst);
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("notification sent (held") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "no notification sent:\n{text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let delivered = rx.bodies().len();
+    let runs = daemon_runs(port).await.unwrap();
+    wait_runs(port, runs + 3.0, Duration::from_secs(30)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        first_four < Duration::from_secs(15),
+        "a hung webhook slowed the runs: {first_four:?}\n{text}"
+    );
+    assert!(!text.contains("SECRETTOKEN"), "the webhook URL leaked:\n{text}");
+    assert_eq!(
+        rx.bodies().len(),
+        delivered,
+        "an unchanged held set is not posted again: {:?}",
+        rx.bodies()
+    );
+    assert_eq!(text.matches("notification sent (held").count(), 1, "{text}");
 }
