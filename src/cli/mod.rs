@@ -120,7 +120,9 @@ pub enum Command {
     /// Re-read both sides and apply the ready actions. Exit 0 all applied, 3 some held, 1 error.
     ///
     /// With --plan, exit 2 when ready actions of the fresh plan were left out (not reviewed,
-    /// or held when reviewed).
+    /// or held when reviewed). With [notify], posts one webhook message afterwards when the
+    /// held actions changed, the run failed after one that did not, or something was
+    /// applied; a webhook that fails is a warning and never changes the exit code.
     Apply {
         #[command(flatten)]
         config: ConfigArg,
@@ -219,7 +221,9 @@ pub enum Command {
     ///
     /// SIGTERM/SIGINT finish the action in flight (or abandon a read, before anything is written)
     /// and exit 0; a second one exits at once. SIGHUP reloads the config (an invalid one is logged
-    /// and the running one kept). Logs follow [log]; RUST_LOG overrides its level.
+    /// and the running one kept). Logs follow [log]; RUST_LOG overrides its level. With
+    /// [notify], a webhook message after each run whose held actions changed, the first
+    /// failure after a success, or that applied something (never delaying the next run).
     Run {
         #[command(flatten)]
         config: ConfigArg,
