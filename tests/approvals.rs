@@ -356,3 +356,26 @@ async fn apply_approve_audits_the_approval_with_its_reason() {
     let bare = f.run(&["apply", "--reason", "x", "--yes"]).await;
     assert_eq!(code(&bare), 1, "{}", text(&bare));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revoke_waits_for_no_run_it_fails_at_once_while_one_applies() {
+    let f = pipeline_owner_left().await;
+    assert_eq!(code(&f.run(&["plan", "--out", "plan.json"]).await), 3);
+    let id = id_of(&plan_json(&f, "plan.json"), "pipeline-key", "ci-bot@example.com");
+    assert_eq!(code(&f.run(&["approve", "plan.json", "--id", &id]).await), 0);
+    // Another run holds the apply lock (as the daemon does while it applies).
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(f.path("state/apply.lock"))
+        .unwrap();
+    lock.try_lock().unwrap();
+    let revoke = f.run(&["revoke", &id]).await;
+    assert_eq!(code(&revoke), 1, "{}", text(&revoke));
+    assert!(text(&revoke).contains("another idsync run"), "{}", text(&revoke));
+    assert_eq!(pending_approvals(&text(&f.run(&["approvals"]).await)), 1, "nothing revoked");
+    assert!(!f.audit().iter().any(|r| r["event"] == "revoke"));
+    drop(lock);
+    assert_eq!(code(&f.run(&["revoke", &id]).await), 0);
+}

@@ -175,7 +175,8 @@ async fn a_webhook_answering_500_never_fails_the_run_nor_shows_its_url() {
     rx.status.store(500, Ordering::SeqCst);
     let f = held_fixture(&rx, "json", r#"["held"]"#).await;
     let t = Instant::now();
-    let apply = f.run(&["apply", "--yes"]).await;
+    // Even the HTTP stack's own trace logs must not show the URL's credential (its path).
+    let apply = f.run_with_env(&["apply", "--yes"], &[("RUST_LOG", "trace")]).await;
     assert_eq!(code(&apply), 3, "the run's own exit code:\n{}", text(&apply));
     assert!(t.elapsed() < Duration::from_secs(20), "bounded: {:?}", t.elapsed());
     assert_no_secret(&apply);
