@@ -130,6 +130,14 @@ async fn a_changed_held_set_is_posted_once_and_an_unchanged_one_never() {
 async fn slack_format_posts_only_text() {
     let rx = Receiver::start().await;
     let f = held_fixture(&rx, "slack", r#"["held"]"#).await;
+    let check = f.run(&["check-config"]).await;
+    assert_eq!(code(&check), 0, "{}", text(&check));
+    assert!(
+        text(&check).contains("notify: slack message on held (URL from webhook_url_file)"),
+        "{}",
+        text(&check)
+    );
+    assert_no_secret(&check);
     let plan = f.run(&["plan"]).await;
     assert_eq!(code(&plan), 3, "{}", text(&plan));
     assert!(rx.bodies().is_empty(), "plan is a dry run: it never posts");

@@ -166,6 +166,20 @@ async fn check_config(path: &Path, connect: bool) -> Result<u8, Error> {
         env.policy.guards.pipeline_owners.len()
     );
     outln!("  state: {}", env.state_dir().display());
+    if let Some(n) = &c.notify {
+        let on: Vec<&str> = n.on.iter().map(|e| e.as_str()).collect();
+        let from = if n.webhook_url_file.is_some() {
+            "webhook_url_file"
+        } else {
+            "webhook_url_env"
+        };
+        let format = match n.format {
+            config::NotifyFormat::Slack => "slack",
+            config::NotifyFormat::Json => "json",
+        };
+        // The URL is a secret: where it comes from is shown, never the URL.
+        outln!("  notify: {format} message on {} (URL from {from})", on.join(", "));
+    }
     if !connect {
         return Ok(exit::IN_SYNC);
     }
