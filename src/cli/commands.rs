@@ -475,8 +475,6 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
     // From here on, Ctrl-C or SIGTERM lets the action in flight finish and starts no more.
     let stop = crate::daemon::stop_on_signals()?;
     let outcome = sync::execute(&env, &client, &mut store, prepared, &to_apply, Some(stop), &apply::Quiet).await?;
-    // The run is recorded and the lock released: a message now cannot change it.
-    notify_after(&env, |n| crate::notify::RunFacts::of(&outcome, "apply", n.target())).await;
     if outcome.stopped {
         eprintln!("interrupted: {}", outcome.error.as_deref().unwrap_or("stopped by a signal"));
     }
@@ -488,6 +486,9 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
     if let Some(why) = &to_apply.source.suspicious {
         outln!("suspicious directory read, nothing from it stored: {why}");
     }
+    // The run is recorded, the lock released and the results shown: a message now (or a
+    // webhook that fails) cannot change any of it.
+    notify_after(&env, |n| crate::notify::RunFacts::of(&outcome, "apply", n.target())).await;
     // Ready actions left out of a reviewed plan are still pending: never "in sync".
     Ok(match outcome.result {
         sync::RunResult::Success if left_out > 0 => exit::CHANGES_PENDING,
