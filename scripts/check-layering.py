@@ -11,7 +11,7 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "src"
 
-SHELL = {"source", "wandb", "http", "sandbox", "state", "apply", "sync", "daemon", "cli", "config", "fuzz"}
+SHELL = {"source", "wandb", "http", "sandbox", "state", "apply", "sync", "notify", "daemon", "cli", "config", "fuzz"}
 
 # module -> (kind, set): "only" lists everything it may use, "not" what it must not.
 RULES = {
@@ -20,15 +20,17 @@ RULES = {
     "scim": ("only", {"scim"}),
     "plan": ("only", {"plan", "model", "duration"}),
     "report": ("not", SHELL),
-    "http": ("not", {"source", "wandb", "sandbox", "state", "apply", "sync", "daemon", "cli", "plan", "report"}),
-    "source": ("not", {"wandb", "sandbox", "state", "apply", "sync", "daemon", "cli"}),
-    "wandb": ("not", {"source", "plan", "sandbox", "state", "apply", "sync", "daemon", "cli"}),
+    "http": ("not", {"source", "wandb", "sandbox", "state", "apply", "sync", "notify", "daemon", "cli", "plan", "report"}),
+    "source": ("not", {"wandb", "sandbox", "state", "apply", "sync", "notify", "daemon", "cli"}),
+    "wandb": ("not", {"source", "plan", "sandbox", "state", "apply", "sync", "notify", "daemon", "cli"}),
     "sandbox": ("only", {"sandbox", "model", "duration"}),
-    "state": ("not", {"source", "wandb", "sandbox", "apply", "sync", "daemon", "cli"}),
-    "apply": ("not", {"sync", "daemon", "cli", "source", "sandbox"}),
-    "sync": ("not", {"daemon", "cli", "sandbox"}),
+    "state": ("not", {"source", "wandb", "sandbox", "apply", "sync", "notify", "daemon", "cli"}),
+    "apply": ("not", {"sync", "notify", "daemon", "cli", "source", "sandbox"}),
+    "sync": ("not", {"daemon", "cli", "sandbox", "notify"}),
+    # Above sync (it reports a finished run), below the daemon and the CLI that call it.
+    "notify": ("not", {"source", "wandb", "sandbox", "apply", "daemon", "cli"}),
     "daemon": ("not", {"cli"}),
-    "config": ("not", {"source", "wandb", "sandbox", "state", "apply", "sync", "daemon", "cli"}),
+    "config": ("not", {"source", "wandb", "sandbox", "state", "apply", "sync", "notify", "daemon", "cli"}),
 }
 # Only the CLI may reach the daemon or the CLI.
 FACES = {"daemon", "cli"}

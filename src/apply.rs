@@ -441,6 +441,7 @@ fn audit_record(run_id: &str, actor: &str, a: &Action, event: &str, result: Opti
         reason: a.reason.clone(),
         result: result.map(|r| r.as_str().to_string()),
         detail: result.map(describe),
+        ..AuditRecord::default()
     }
 }
 

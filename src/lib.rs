@@ -13,6 +13,7 @@ pub mod error;
 pub mod fuzz;
 pub mod http;
 pub mod model;
+pub mod notify;
 pub mod plan;
 pub mod report;
 pub mod sandbox;

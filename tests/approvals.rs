@@ -207,3 +207,175 @@ async fn apply_plan_approve_binds_to_the_guards_of_the_reviewed_plan() {
         "nobody reviewed the suspicious read"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approvals_lists_who_approved_what_over_which_guard_until_when() {
+    let f = pipeline_owner_left().await;
+    let plan = f.run(&["plan", "--out", "plan.json"]).await;
+    assert_eq!(code(&plan), 3, "{}", text(&plan));
+    let id = id_of(&plan_json(&f, "plan.json"), "pipeline-key", "ci-bot@example.com");
+    let none = f.run(&["approvals"]).await;
+    assert_eq!(code(&none), 0, "{}", text(&none));
+    assert_eq!(pending_approvals(&text(&none)), 0);
+
+    // A human ran it through sudo as the service user: the audit names the human.
+    let approve = f
+        .run_with_env(
+            &["approve", "plan.json", "--id", &id, "--reason", "CHG-1234 ci-bot retired"],
+            &[("USER", "idsync"), ("SUDO_USER", "alice")],
+        )
+        .await;
+    assert_eq!(code(&approve), 0, "{}", text(&approve));
+
+    let list = f.run(&["approvals"]).await;
+    assert_eq!(code(&list), 0, "{}", text(&list));
+    let t = text(&list);
+    assert_eq!(pending_approvals(&t), 1, "{t}");
+    let row = t
+        .lines()
+        .find(|l| l.contains(&id))
+        .unwrap_or_else(|| panic!("no row for {id}:\n{t}"));
+    assert!(
+        row.contains("deprovision_user ci-bot@example.com over pipeline-key by alice until "),
+        "{row}"
+    );
+    let json = f.run(&["approvals", "--format", "json"]).await;
+    let v: Value = serde_json::from_slice(&json.stdout).unwrap();
+    let a = &v["approvals"][0];
+    assert_eq!(a["action_id"], id.as_str());
+    assert_eq!(
+        (a["kind"].as_str(), a["user"].as_str()),
+        (Some("deprovision_user"), Some("ci-bot@example.com"))
+    );
+    assert_eq!(a["guards"], serde_json::json!(["pipeline-key"]));
+    assert_eq!(a["approved_by"], "alice", "never the service identity sudo ran it as");
+    let expires = chrono::DateTime::parse_from_rfc3339(a["expires_at"].as_str().unwrap()).unwrap();
+    let left = expires.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    assert!(
+        left > chrono::Duration::hours(23) && left <= chrono::Duration::hours(24),
+        "approval_ttl 24h: {left}"
+    );
+
+    let audit: Vec<Value> = f.audit().into_iter().filter(|r| r["event"] == "approve").collect();
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    let line = &audit[0];
+    assert_eq!(line["action_id"], id.as_str());
+    assert_eq!(line["by"], "alice");
+    assert!(line["actor"].as_str().unwrap().contains("alice via sudo as idsync"), "{line}");
+    assert_eq!(line["reason"], "CHG-1234 ci-bot retired");
+    assert_eq!(line["guards"], serde_json::json!(["pipeline-key"]));
+    assert_eq!(line["expires_at"], a["expires_at"]);
+    assert!(
+        line["detail"].as_str().unwrap().contains("pipeline"),
+        "the hold the human saw: {line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_approval_releases_nothing_and_is_audited() {
+    let f = pipeline_owner_left().await;
+    assert_eq!(code(&f.run(&["plan", "--out", "plan.json"]).await), 3);
+    let id = id_of(&plan_json(&f, "plan.json"), "pipeline-key", "ci-bot@example.com");
+    let approve = f.run_with_env(&["approve", "plan.json", "--id", &id], &[("USER", "bob")]).await;
+    assert_eq!(code(&approve), 0, "{}", text(&approve));
+
+    // An unknown id is named, and nothing is revoked (all or nothing).
+    let bad = f.run(&["revoke", &id, "0123456789ab"]).await;
+    assert_eq!(code(&bad), 1, "{}", text(&bad));
+    assert!(text(&bad).contains("0123456789ab"), "{}", text(&bad));
+    assert_eq!(pending_approvals(&text(&f.run(&["approvals"]).await)), 1);
+
+    let revoke = f
+        .run_with_env(
+            &["revoke", &id, "--reason", "wrong ticket"],
+            &[("USER", "carol"), ("SUDO_USER", "")],
+        )
+        .await;
+    assert_eq!(code(&revoke), 0, "{}", text(&revoke));
+    assert!(
+        text(&revoke).contains(&format!("revoked {id} deprovision_user ci-bot@example.com")),
+        "{}",
+        text(&revoke)
+    );
+    assert_eq!(pending_approvals(&text(&f.run(&["approvals"]).await)), 0);
+    assert_eq!(pending_approvals(&text(&f.run(&["status"]).await)), 0);
+
+    // The next apply (the daemon's next run alike) keeps the deprovision held.
+    let apply = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&apply), 3, "{}", text(&apply));
+    assert!(f.users().await.contains_key("ci-bot@example.com"), "a revoked approval was used");
+
+    let audit = f.audit();
+    let approved: Vec<&Value> = audit.iter().filter(|r| r["event"] == "approve").collect();
+    let revoked: Vec<&Value> = audit.iter().filter(|r| r["event"] == "revoke").collect();
+    assert_eq!((approved.len(), revoked.len()), (1, 1), "{audit:?}");
+    assert_eq!(approved[0]["by"], "bob");
+    assert_eq!(approved[0]["reason"], "");
+    let r = revoked[0];
+    assert_eq!(r["action_id"], id.as_str());
+    assert_eq!(r["by"], "carol");
+    assert_eq!(r["reason"], "wrong ticket");
+    assert_eq!(r["guards"], serde_json::json!(["pipeline-key"]));
+    assert_eq!(r["user"], "ci-bot@example.com");
+    assert_eq!(r["expires_at"], approved[0]["expires_at"], "until when it would have held");
+    // Revoking it again: nothing pending by that id.
+    let again = f.run(&["revoke", &id]).await;
+    assert_eq!(code(&again), 1, "{}", text(&again));
+    assert!(text(&again).contains(&format!("no pending approval for {id}")), "{}", text(&again));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_approve_audits_the_approval_with_its_reason() {
+    let f = pipeline_owner_left().await;
+    let plan = f.run(&["plan", "--format", "json"]).await;
+    let id = id_of(&serde_json::from_slice(&plan.stdout).unwrap(), "pipeline-key", "ci-bot@example.com");
+    let apply = f
+        .run_with_env(
+            &["apply", "--approve", &id, "--reason", "offboarded", "--yes"],
+            &[("SUDO_USER", "dave")],
+        )
+        .await;
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    let audit = f.audit();
+    let approve: Vec<&Value> = audit.iter().filter(|r| r["event"] == "approve").collect();
+    assert_eq!(approve.len(), 1, "{audit:?}");
+    assert_eq!(
+        (approve[0]["by"].as_str(), approve[0]["reason"].as_str()),
+        (Some("dave"), Some("offboarded"))
+    );
+    assert_eq!(approve[0]["guards"], serde_json::json!(["pipeline-key"]));
+    // The approval line comes before the action it released.
+    let pos = |ev: &str| {
+        audit
+            .iter()
+            .position(|r| r["event"] == ev && r["action_id"] == id.as_str())
+            .unwrap()
+    };
+    assert!(pos("approve") < pos("begin"));
+    // --reason needs something to approve.
+    let bare = f.run(&["apply", "--reason", "x", "--yes"]).await;
+    assert_eq!(code(&bare), 1, "{}", text(&bare));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revoke_waits_for_no_run_it_fails_at_once_while_one_applies() {
+    let f = pipeline_owner_left().await;
+    assert_eq!(code(&f.run(&["plan", "--out", "plan.json"]).await), 3);
+    let id = id_of(&plan_json(&f, "plan.json"), "pipeline-key", "ci-bot@example.com");
+    assert_eq!(code(&f.run(&["approve", "plan.json", "--id", &id]).await), 0);
+    // Another run holds the apply lock (as the daemon does while it applies).
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(f.path("state/apply.lock"))
+        .unwrap();
+    lock.try_lock().unwrap();
+    let revoke = f.run(&["revoke", &id]).await;
+    assert_eq!(code(&revoke), 1, "{}", text(&revoke));
+    assert!(text(&revoke).contains("another idsync run"), "{}", text(&revoke));
+    assert_eq!(pending_approvals(&text(&f.run(&["approvals"]).await)), 1, "nothing revoked");
+    assert!(!f.audit().iter().any(|r| r["event"] == "revoke"));
+    drop(lock);
+    assert_eq!(code(&f.run(&["revoke", &id]).await), 0);
+}

@@ -13,7 +13,7 @@ use crate::config;
 use crate::error::Error;
 use crate::plan::{Action, ActionId, Approval, Plan, PlanInput, Verdict};
 use crate::report::{self, Format, RenderOptions, TextOrJson};
-use crate::state::{actor, RunRecord, StateStore};
+use crate::state::{actor, human, AuditLog, AuditRecord, RunRecord, StateStore};
 use crate::sync::{self, Env};
 
 pub async fn run(cli: Cli) -> Result<u8, Error> {
@@ -34,16 +34,20 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
             config,
             plan,
             approve,
+            reason,
             yes,
         } => {
             let opts = ApplyOpts {
                 plan_file: plan,
                 approve,
+                reason,
                 yes,
             };
             apply(&config_path(config), opts).await
         }
-        Command::Approve { config, plan, ids } => approve(&config_path(config), &plan, &ids),
+        Command::Approve { config, plan, ids, reason } => approve(&config_path(config), &plan, &ids, reason.as_deref()),
+        Command::Approvals { config, format } => approvals(&config_path(config), format),
+        Command::Revoke { config, ids, reason } => revoke(&config_path(config), &ids, reason.as_deref()),
         Command::Status { config, format } => status(&config_path(config), format),
         Command::Explain { config, email, format } => explain(&config_path(config), &email, format).await,
         Command::Report(super::ReportCommand::Seats {
@@ -159,6 +163,20 @@ async fn check_config(path: &Path, connect: bool) -> Result<u8, Error> {
         env.policy.guards.pipeline_owners.len()
     );
     outln!("  state: {}", env.state_dir().display());
+    if let Some(n) = &c.notify {
+        let on: Vec<&str> = n.on.iter().map(|e| e.as_str()).collect();
+        let from = if n.webhook_url_file.is_some() {
+            "webhook_url_file"
+        } else {
+            "webhook_url_env"
+        };
+        let format = match n.format {
+            config::NotifyFormat::Slack => "slack",
+            config::NotifyFormat::Json => "json",
+        };
+        // The URL is a secret: where it comes from is shown, never the URL.
+        outln!("  notify: {format} message on {} (URL from {from})", on.join(", "));
+    }
     if !connect {
         return Ok(exit::IN_SYNC);
     }
@@ -330,6 +348,8 @@ fn man() -> Result<u8, Error> {
 struct ApplyOpts {
     plan_file: Option<PathBuf>,
     approve: Vec<String>,
+    /// `--reason`, for the audit lines of `--approve`.
+    reason: Option<String>,
     yes: bool,
 }
 
@@ -366,6 +386,11 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
                 BTreeMap::new(),
                 Some(e.to_string()),
             )?;
+            drop(lock);
+            notify_after(&env, |n| {
+                crate::notify::RunFacts::failed_early(&run_id, "apply", n.target(), &e.to_string())
+            })
+            .await;
             return Err(e);
         }
     };
@@ -380,7 +405,7 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
         // guards and fingerprint), not to whatever holds the action now: a guard that
         // started holding it since (a suspicious read) still holds it.
         let reviewed = saved.as_ref().unwrap_or(&fresh);
-        new_approvals = approvals_for(reviewed, &opts.approve, &env, &actor("apply --approve"))?;
+        new_approvals = approvals_for(reviewed, &opts.approve, &env, &human())?;
         state.approvals.extend(new_approvals.iter().cloned());
         fresh = sync::plan_now(&env, &dir, &org, &state, started);
     }
@@ -444,8 +469,21 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
             return Ok(exit::CHANGES_PENDING);
         }
     }
-    // Going ahead: what this run learned and approved is stored now, under the lock.
+    // Going ahead: what this run learned and approved is stored now, under the lock, and
+    // the audit log says who approved what.
     store.add_approvals(&new_approvals)?;
+    if !new_approvals.is_empty() {
+        let plan_for_audit = saved.as_ref().unwrap_or(&fresh);
+        audit_approvals(
+            &env,
+            "approve",
+            &new_approvals,
+            plan_for_audit,
+            &run_id,
+            "apply --approve",
+            opts.reason.as_deref(),
+        )?;
+    }
     sync::persist_plan_state(&mut store, &fresh, &dir, &env.policy)?;
 
     let prepared = sync::Prepared {
@@ -473,11 +511,26 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
     if let Some(why) = &to_apply.source.suspicious {
         outln!("suspicious directory read, nothing from it stored: {why}");
     }
+    // The run is recorded, the lock released and the results shown: a message now (or a
+    // webhook that fails) cannot change any of it.
+    notify_after(&env, |n| crate::notify::RunFacts::of(&outcome, "apply", n.target())).await;
     // Ready actions left out of a reviewed plan are still pending: never "in sync".
     Ok(match outcome.result {
         sync::RunResult::Success if left_out > 0 => exit::CHANGES_PENDING,
         r => exit::of_run(r),
     })
+}
+
+/// Sends the `[notify]` message a finished run is worth, if any (bounded in time); a
+/// failure to send is a warning on stderr, never the command's error or exit code.
+async fn notify_after(env: &Env, facts: impl FnOnce(&crate::notify::Notifier) -> crate::notify::RunFacts) {
+    let Some(n) = crate::notify::Notifier::of(env) else { return };
+    let d = n.after_run(&facts(&n)).await;
+    match (&d, d.describe()) {
+        (crate::notify::Delivery::Failed { .. }, Some(line)) => eprintln!("warning: {line}"),
+        (_, Some(line)) => eprintln!("{line}"),
+        (_, None) => {}
+    }
 }
 
 /// What `apply --plan` left out of the fresh plan.
@@ -550,7 +603,8 @@ pub(crate) fn print_results(report: &apply::ApplyReport, held: usize, stale: usi
 /// Builds approvals for `ids` (all overridable held actions when empty), refusing ids
 /// that are not held or that a non-overridable guard holds.
 fn approvals_for(plan: &Plan, ids: &[String], env: &Env, by: &str) -> Result<Vec<Approval>, Error> {
-    let now = Utc::now();
+    // Whole seconds: the store, the audit log and `approvals` then show the same instant.
+    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 0);
     // Config bounds durations (a century at most), so this cannot overflow; saturate anyway.
     let ttl = chrono::Duration::from_std(env.config.guards.approval_ttl.0).unwrap_or(chrono::Duration::hours(24));
     let expires_at = now.checked_add_signed(ttl).unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
@@ -592,10 +646,33 @@ fn approvals_for(plan: &Plan, ids: &[String], env: &Env, by: &str) -> Result<Vec
         .collect()
 }
 
-fn approve(path: &Path, plan_file: &Path, ids: &[String]) -> Result<u8, Error> {
+/// Appends one `approve` or `revoke` line per approval to the audit log: who (the actor
+/// and the human), what, over which guards, until when, and the human's reason. `plan`,
+/// when given, adds the hold the human saw to each line's detail.
+fn audit_approvals(
+    env: &Env,
+    event: &str,
+    approvals: &[Approval],
+    plan: &Plan,
+    run_id: &str,
+    command: &str,
+    reason: Option<&str>,
+) -> Result<(), Error> {
+    let mut log = AuditLog::open(&env.state_dir())?;
+    let (who, by) = (actor(command), human());
+    for a in approvals {
+        let detail = plan
+            .action(&a.action_id)
+            .and_then(|x| x.held_reason.as_ref().map(|why| format!("held: {why}")));
+        log.append(&AuditRecord::approval(event, a, run_id, &who, &by, reason.unwrap_or(""), detail))?;
+    }
+    Ok(())
+}
+
+fn approve(path: &Path, plan_file: &Path, ids: &[String], reason: Option<&str>) -> Result<u8, Error> {
     let env = load_env(path)?;
     let plan = report::parse_plan_json(&read_file(plan_file)?)?;
-    let approvals = approvals_for(&plan, ids, &env, &actor("approve"))?;
+    let approvals = approvals_for(&plan, ids, &env, &human())?;
     if approvals.is_empty() {
         outln!("No held action in {} can be approved.", plan_file.display());
         return Ok(exit::IN_SYNC);
@@ -631,12 +708,85 @@ fn approve(path: &Path, plan_file: &Path, ids: &[String]) -> Result<u8, Error> {
     }
     let mut store = env.open_store()?;
     store.add_approvals(&approvals)?;
+    audit_approvals(&env, "approve", &approvals, &plan, &new_run_id(), "approve", reason)?;
     for a in &approvals {
         outln!("approved {}", line(a));
     }
     outln!(
         "{} approval(s) recorded. The next `idsync apply` (or daemon run) applies them if they are still in the plan unchanged.",
         approvals.len()
+    );
+    Ok(exit::IN_SYNC)
+}
+
+/// The approvals that are pending at `now`: unexpired (a used-up one is gone already).
+fn pending_approvals(store: &StateStore, now: chrono::DateTime<Utc>) -> Result<Vec<Approval>, Error> {
+    Ok(store.approvals()?.into_iter().filter(|a| a.expires_at > now).collect())
+}
+
+/// `idsync approvals`: read-only, like `status`.
+fn approvals(path: &Path, format: TextOrJson) -> Result<u8, Error> {
+    use crate::report::status::{render_approvals, ApprovalsReport, StatusApproval};
+    let env = load_env(path)?;
+    let mut r = ApprovalsReport {
+        state_dir: env.state_dir().display().to_string(),
+        store_exists: false,
+        approvals: Vec::new(),
+    };
+    if let Some(store) = StateStore::open_read_only(&env.state_dir())? {
+        r.store_exists = true;
+        r.approvals = pending_approvals(&store, Utc::now())?.iter().map(StatusApproval::of).collect();
+    }
+    out!("{}", render_approvals(&r, format));
+    Ok(exit::IN_SYNC)
+}
+
+/// `idsync revoke`: under the apply lock (no run consumes or applies an approval meanwhile),
+/// all or nothing, audited.
+fn revoke(path: &Path, ids: &[String], reason: Option<&str>) -> Result<u8, Error> {
+    let env = load_env(path)?;
+    let state_dir = env.state_dir();
+    // No store, no approval: say so without creating one.
+    if !state_dir.join(crate::state::DB_FILE).is_file() {
+        return Err(Error::Usage(format!(
+            "no pending approval for {}: there is no state store in {} yet (`idsync approvals` lists what can be revoked)",
+            ids.join(", "),
+            state_dir.display()
+        )));
+    }
+    let mut store = env.open_store()?;
+    let _lock = sync::lock_apply(&state_dir)?;
+    let now = Utc::now();
+    let stored = store.approvals()?;
+    let mut wanted: Vec<ActionId> = Vec::new();
+    for id in ids {
+        let id = ActionId(id.trim().to_string());
+        match stored.iter().find(|a| a.action_id == id) {
+            None => {
+                return Err(Error::Usage(format!(
+                    "no pending approval for {id}: nothing was revoked (`idsync approvals` lists the pending ones)"
+                )))
+            }
+            Some(a) if a.expires_at <= now => {
+                return Err(Error::Usage(format!(
+                    "the approval of {id} expired at {}: it releases nothing already; nothing was revoked",
+                    a.expires_at.format("%Y-%m-%dT%H:%M:%SZ")
+                )))
+            }
+            Some(_) if wanted.contains(&id) => {}
+            Some(_) => wanted.push(id),
+        }
+    }
+    let revoked = store.revoke_approvals(&wanted)?;
+    let mut log = AuditLog::open(&state_dir)?;
+    let (who, by, run_id) = (actor("revoke"), human(), new_run_id());
+    for a in &revoked {
+        log.append(&AuditRecord::approval("revoke", a, &run_id, &who, &by, reason.unwrap_or(""), None))?;
+        outln!("revoked {}", report::status::approval_row(&report::status::StatusApproval::of(a)));
+    }
+    outln!(
+        "{} approval(s) withdrawn: their actions stay held until approved again.",
+        revoked.len()
     );
     Ok(exit::IN_SYNC)
 }
@@ -669,12 +819,7 @@ fn status(path: &Path, format: TextOrJson) -> Result<u8, Error> {
             })
             .collect();
         r.tombstones = store.tombstones()?;
-        r.approvals = store
-            .approvals()?
-            .iter()
-            .filter(|a| a.expires_at > now)
-            .map(StatusApproval::of)
-            .collect();
+        r.approvals = pending_approvals(&store, now)?.iter().map(StatusApproval::of).collect();
     }
     out!("{}", report::status::render(&r, format));
     Ok(exit::IN_SYNC)

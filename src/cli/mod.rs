@@ -127,7 +127,9 @@ pub enum Command {
     /// Re-read both sides and apply the ready actions. Exit 0 all applied, 3 some held, 1 error.
     ///
     /// With --plan, exit 2 when ready actions of the fresh plan were left out (not reviewed,
-    /// or held when reviewed).
+    /// or held when reviewed). With [notify], posts one webhook message afterwards when the
+    /// held actions changed, the run failed after one that did not, or something was
+    /// applied; a webhook that fails is a warning and never changes the exit code.
     Apply {
         #[command(flatten)]
         config: ConfigArg,
@@ -139,6 +141,9 @@ pub enum Command {
         /// the apply goes ahead (not when cancelled at the prompt).
         #[arg(long = "approve", value_name = "ID")]
         approve: Vec<String>,
+        /// Why you approve (--approve): kept in the audit log with who approved what.
+        #[arg(long, value_name = "TEXT", requires = "approve")]
+        reason: Option<String>,
         /// Do not ask for confirmation on a terminal.
         #[arg(long)]
         yes: bool,
@@ -148,7 +153,9 @@ pub enum Command {
     /// An approval releases the action only over the guards that held it in that plan and
     /// only while the change is the one reviewed (same W&B user, role, deprovision mode);
     /// it expires after guards.approval_ttl and is used up when the action is applied.
-    /// Without --id on a terminal, it lists what it would release and asks.
+    /// Without --id on a terminal, it lists what it would release and asks. The audit log
+    /// records who approved (the OS user, or SUDO_USER under sudo), what, over which guards,
+    /// until when, and --reason. `idsync approvals` lists them, `idsync revoke` withdraws one.
     Approve {
         #[command(flatten)]
         config: ConfigArg,
@@ -158,6 +165,35 @@ pub enum Command {
         /// Approve only these action ids.
         #[arg(long = "id", value_name = "ID")]
         ids: Vec<String>,
+        /// Why you approve (a ticket, a name): kept in the audit log.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// List pending approvals: action, user, team, the guards released, who approved, until when.
+    ///
+    /// Read-only (like `status`): unexpired approvals not yet used up by an apply. The same
+    /// rows as `status`; --format json for scripts (its shape is in the README).
+    Approvals {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Output format: text for people, json for scripts.
+        #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
+        format: TextOrJson,
+    },
+    /// Withdraw pending approvals, so their actions stay held (audited, with --reason).
+    ///
+    /// Takes the apply lock, so it never races a run that is applying: with the daemon
+    /// mid-run it fails at once (try again). All or nothing: an id with no pending approval
+    /// is an error naming it, and nothing is revoked. Exit 0 revoked, 1 error.
+    Revoke {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Action ids whose approvals to withdraw (as `idsync approvals` lists them).
+        #[arg(value_name = "ID", required = true)]
+        ids: Vec<String>,
+        /// Why you revoke: kept in the audit log.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
     },
     /// Show the last runs, tombstones and pending approvals from the state store (read-only).
     ///
@@ -192,7 +228,9 @@ pub enum Command {
     ///
     /// SIGTERM/SIGINT finish the action in flight (or abandon a read, before anything is written)
     /// and exit 0; a second one exits at once. SIGHUP reloads the config (an invalid one is logged
-    /// and the running one kept). Logs follow [log]; RUST_LOG overrides its level.
+    /// and the running one kept). Logs follow [log]; RUST_LOG overrides its level. With
+    /// [notify], a webhook message after each run whose held actions changed, the first
+    /// failure after a success, or that applied something (never delaying the next run).
     Run {
         #[command(flatten)]
         config: ConfigArg,

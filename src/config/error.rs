@@ -143,7 +143,7 @@ const REQUIRED_TABLES: [&str; 3] = ["source", "target", "policy"];
 /// Every table's keys, for "this key belongs in another table". Kept honest by a test
 /// that compares it with the structs' serialised field names.
 pub(crate) const KNOWN_KEYS: &[(&str, &[&str])] = &[
-    ("", &["source", "target", "policy", "guards", "daemon", "log", "report"]),
+    ("", &["source", "target", "policy", "guards", "daemon", "log", "report", "notify"]),
     (
         "source",
         &[
@@ -233,6 +233,7 @@ pub(crate) const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ("log", &["format", "level"]),
     ("report", &["seat_price", "inactive_days"]),
     ("report.seat_price", &["member", "viewer", "admin"]),
+    ("notify", &["webhook_url_file", "webhook_url_env", "format", "on"]),
 ];
 
 /// The table (other than `here`) that has a key of exactly this name, if just one does.

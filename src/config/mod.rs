@@ -22,6 +22,7 @@ pub use policy::parse_inventory;
 pub use references::check_references;
 pub use secrets::read_secret;
 pub use types::*;
+pub(crate) use validate::check_webhook_url;
 
 use doc::Doc;
 use secrets::{process_env, Lookup};

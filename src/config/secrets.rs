@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::error::ConfigError;
-use super::types::{Config, SourceConfig, SourceKind};
+use super::types::{Config, NotifyConfig, SourceConfig, SourceKind};
 use crate::secret::Secret;
 
 /// Reads an environment variable; tests pass their own so they never touch the process's.
@@ -157,6 +157,18 @@ pub(crate) fn source_secret_keys(s: &SourceConfig) -> Option<(&'static str, Opti
     }
 }
 
+impl NotifyConfig {
+    /// The webhook URL, a secret (`webhook_url_file` / `webhook_url_env`).
+    pub fn webhook_url(&self, base_dir: &Path) -> Result<Secret, ConfigError> {
+        read_secret(
+            self.webhook_url_file.as_deref(),
+            self.webhook_url_env.as_deref(),
+            "[notify] webhook_url",
+            base_dir,
+        )
+    }
+}
+
 impl Config {
     /// The W&B API key (`target.api_key_file` / `target.api_key_env`). Relative paths
     /// are resolved as [`read_secret`] describes, `base_dir` being the config's directory.
@@ -167,6 +179,12 @@ impl Config {
             "[target] api_key",
             base_dir,
         )
+    }
+
+    /// The `[notify]` webhook URL (`webhook_url_file` / `webhook_url_env`), a secret:
+    /// `Ok(None)` without a `[notify]` section. Read afresh at each use, like the API key.
+    pub fn notify_webhook_url(&self, base_dir: &Path) -> Result<Option<Secret>, ConfigError> {
+        self.notify.as_ref().map(|n| n.webhook_url(base_dir)).transpose()
     }
 
     /// The source's credential: the LDAP bind password, the SCIM/Okta token or the Entra

@@ -21,6 +21,9 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub report: ReportConfig,
+    /// Optional: post a message to a chat or ticket webhook after runs that need a human.
+    #[serde(default)]
+    pub notify: Option<NotifyConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -394,6 +397,56 @@ pub struct SeatPriceConfig {
     pub member: Option<f64>,
     pub viewer: Option<f64>,
     pub admin: Option<f64>,
+}
+
+/// `[notify]`: one webhook message after a run in which the set of held actions changed,
+/// the first failure after a success, or something was applied (each as `on` allows).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// The webhook URL is a secret (a Slack incoming webhook's path is its credential).
+    pub webhook_url_file: Option<String>,
+    pub webhook_url_env: Option<String>,
+    #[serde(default)]
+    pub format: NotifyFormat,
+    #[serde(default = "default_notify_on")]
+    pub on: Vec<NotifyOn>,
+}
+
+/// The message body: Slack's `{"text": …}` (also what Mattermost, Rocket.Chat and Teams
+/// workflows accept), or idsync's own JSON object for a ticket system or a bot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotifyFormat {
+    #[default]
+    Slack,
+    Json,
+}
+
+/// What is worth a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotifyOn {
+    /// The set of held actions changed since the last message.
+    Held,
+    /// The run failed, and the one before it did not.
+    Failed,
+    /// Something was applied.
+    Applied,
+}
+
+impl NotifyOn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyOn::Held => "held",
+            NotifyOn::Failed => "failed",
+            NotifyOn::Applied => "applied",
+        }
+    }
+}
+
+fn default_notify_on() -> Vec<NotifyOn> {
+    vec![NotifyOn::Held, NotifyOn::Failed, NotifyOn::Applied]
 }
 
 fn default_inactive_days() -> u32 {

@@ -110,6 +110,7 @@ pub(crate) fn check(cfg: &Config, doc: &Doc<'_>, base_dir: &Path, lookup: Lookup
     check_daemon(&mut c, cfg);
     check_log(&mut c, cfg);
     check_report(&mut c, cfg);
+    check_notify(&mut c, cfg, base_dir, lookup);
     c.finish()
 }
 
@@ -640,6 +641,52 @@ fn check_report(c: &mut Checker<'_, '_>, cfg: &Config) {
     }
 }
 
+fn check_notify(c: &mut Checker<'_, '_>, cfg: &Config, base_dir: &Path, lookup: Lookup<'_>) {
+    let Some(n) = &cfg.notify else { return };
+    if n.on.is_empty() {
+        c.error(
+            &keys(&["notify", "on"]),
+            "is empty, so nothing would ever be sent; list some of \"held\", \"failed\", \"applied\" (default: all three), or remove [notify]",
+        );
+    }
+    check_secret(
+        c,
+        &["notify"],
+        "webhook_url",
+        n.webhook_url_file.as_deref(),
+        n.webhook_url_env.as_deref(),
+        true,
+        base_dir,
+        lookup,
+    );
+    // The URL is a secret: what is wrong with it is said, the URL itself never.
+    if let (Some(f), None) = (n.webhook_url_file.as_deref(), n.webhook_url_env.as_deref()) {
+        if let Ok(s) = read_secret_file(f, base_dir, lookup) {
+            if let Err(e) = check_webhook_url(s.secret.expose()) {
+                c.error(&keys(&["notify", "webhook_url_file"]), format!("{}: {e}", s.path.display()));
+            }
+        }
+    }
+}
+
+/// A webhook URL idsync will post to: https, or http on loopback (a local relay, tests).
+/// The message names no part of the URL: it is a credential.
+pub(crate) fn check_webhook_url(url: &str) -> Result<(), String> {
+    let url = url.trim();
+    let lower = url.to_ascii_lowercase();
+    let https = lower.starts_with("https://");
+    if !(https || lower.starts_with("http://")) || host_of(url).is_empty() {
+        return Err(
+            "does not hold an http(s) URL with a host, like https://hooks.slack.com/services/… (the value is not shown: it is a secret)"
+                .into(),
+        );
+    }
+    if !https && !is_loopback(url) {
+        return Err("holds a plain http:// URL: the webhook's credential would cross the network unencrypted; use https:// (the value is not shown: it is a secret)".into());
+    }
+    Ok(())
+}
+
 /// One secret of a table: exactly one of `{key}_file` / `{key}_env`; a file must exist,
 /// be non-empty, and should not be readable by everyone.
 #[allow(clippy::too_many_arguments)]
@@ -782,6 +829,20 @@ fn is_loopback(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhook_urls_must_be_https_except_on_loopback_and_are_never_echoed() {
+        assert!(check_webhook_url("https://hooks.slack.com/services/T0/B0/SECRETTOKEN").is_ok());
+        assert!(check_webhook_url("http://127.0.0.1:8080/hook").is_ok());
+        for bad in [
+            "http://hooks.example.com/SECRETTOKEN",
+            "hooks.example.com/SECRETTOKEN",
+            "https:///SECRETTOKEN",
+        ] {
+            let e = check_webhook_url(bad).unwrap_err();
+            assert!(!e.contains("SECRETTOKEN") && !e.contains("example.com"), "{e}");
+        }
+    }
 
     #[test]
     fn versions_parse_loosely() {

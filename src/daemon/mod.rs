@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::config::{parse_schedule, LogConfig, LogFormat};
 use crate::error::Error;
+use crate::notify::{Delivery, Notifier, RunFacts};
 use crate::state::RunRecord;
 use crate::sync::{self, Env, RunOutcome, RunResult};
 use http::{ConfigView, LastRun, PlanView, Shared, StatusView};
@@ -91,6 +92,28 @@ fn log_outcome(o: &RunOutcome) {
     ));
 }
 
+/// Logs what became of a `[notify]` message: a failure is a warning, never the run's.
+fn log_delivery(run_id: &str, d: &Delivery) {
+    match (d, d.describe()) {
+        (Delivery::Failed { .. }, Some(line)) => tracing::warn!(run_id, "{line}"),
+        (_, Some(line)) => tracing::info!(run_id, "{line}"),
+        (_, None) => {}
+    }
+}
+
+/// The daemon's notifications, sent one at a time off the run loop: a slow or dead webhook
+/// never delays the next run or the watchdog. Sends are bounded, so the queue drains.
+fn spawn_notifier() -> tokio::sync::mpsc::Sender<(Notifier, RunFacts)> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Notifier, RunFacts)>(8);
+    tokio::spawn(async move {
+        while let Some((n, facts)) = rx.recv().await {
+            let d = n.after_run(&facts).await;
+            log_delivery(&facts.run_id, &d);
+        }
+    });
+    tx
+}
+
 /// A stop flag raised by the first SIGTERM or SIGINT (the signals are then handled by
 /// idsync, no longer fatal): `apply` finishes the action in flight and starts no more; a
 /// run still reading is abandoned. A second SIGTERM or SIGINT exits at once (exit code 1):
@@ -151,6 +174,11 @@ pub async fn run(path: &Path, once: bool, log_color: bool) -> Result<Ended, Erro
     if once {
         let o = sync::run_once(&env, "run", Some(stop_rx), &Watchdog).await;
         log_outcome(&o);
+        // One run and exit: the message is sent before exiting (bounded), never changing the exit code.
+        if let Some(n) = Notifier::of(&env) {
+            let d = n.after_run(&RunFacts::of(&o, "run", n.target())).await;
+            log_delivery(&o.run_id, &d);
+        }
         return Ok(Ended::Once(o.result));
     }
     Daemon::start(path.to_path_buf(), env, schedule, stop_rx).await?.serve().await
@@ -200,6 +228,7 @@ struct Daemon {
     schedule: cron::Schedule,
     stop: watch::Receiver<bool>,
     shared: Arc<Shared>,
+    notify: tokio::sync::mpsc::Sender<(Notifier, RunFacts)>,
 }
 
 impl Daemon {
@@ -264,6 +293,7 @@ impl Daemon {
             schedule,
             stop,
             shared,
+            notify: spawn_notifier(),
         })
     }
 
@@ -316,6 +346,13 @@ impl Daemon {
         self.shared.status().running = true;
         let o = sync::run_once(&self.env, "run", Some(self.stop.clone()), &Watchdog).await;
         log_outcome(&o);
+        // Read at each run, so a SIGHUP that adds, changes or drops [notify] counts at once.
+        if let Some(n) = Notifier::of(&self.env) {
+            let facts = RunFacts::of(&o, "run", n.target());
+            if self.notify.try_send((n, facts)).is_err() {
+                tracing::warn!(run_id = %o.run_id, "notify: earlier messages are still being sent; this run's is dropped");
+            }
+        }
         // What /status shows from the store; on a store error the previous view stays.
         let stored = self.env.open_store().and_then(|s| Ok((s.last_runs(10)?, s.tombstones()?)));
         let stored = match stored {

@@ -1,5 +1,6 @@
 //! `idsync status`: the last runs, tombstones and pending approvals from the state store,
-//! as text (one row per line) or JSON. Pure: the CLI reads the store and fills a
+//! as text (one row per line) or JSON; and `idsync approvals`, the pending approvals alone,
+//! in the same rows. Pure: the CLI reads the store and fills a
 //! [`StatusReport`]; this module only lays it out.
 
 use std::collections::BTreeMap;
@@ -144,33 +145,81 @@ pub fn render_text(r: &StatusReport) -> String {
     }
     line(format!("pending approvals: {}", r.approvals.len()));
     for a in &r.approvals {
-        let what = match (a.kind, &a.user, &a.team) {
-            (None, _, _) => "(action not recorded: approved by an older idsync)".to_string(),
-            (Some(k), user, team) => {
-                let mut s = k.as_str().to_string();
-                if let Some(u) = user {
-                    s.push_str(&format!(" {u}"));
-                }
-                if let Some(t) = team {
-                    s.push_str(&format!(" team {t}"));
-                }
-                s
-            }
-        };
-        let guards: Vec<&str> = a.guards.iter().map(|g| g.as_str()).collect();
-        line(format!(
-            "  {} {what} over {} by {} until {}",
-            a.action_id,
-            if guards.is_empty() { "-".to_string() } else { guards.join(", ") },
-            if a.approved_by.is_empty() {
-                "unknown".to_string()
-            } else {
-                one_line(&a.approved_by)
-            },
-            time(&a.expires_at)
-        ));
+        line(format!("  {}", approval_row(a)));
     }
     out
+}
+
+/// One pending approval on one line: `ID KIND USER team TEAM over GUARDS by WHO until
+/// WHEN`, the row `status` and `approvals` share.
+pub fn approval_row(a: &StatusApproval) -> String {
+    let what = match (a.kind, &a.user, &a.team) {
+        (None, _, _) => "(action not recorded: approved by an older idsync)".to_string(),
+        (Some(k), user, team) => {
+            let mut s = k.as_str().to_string();
+            if let Some(u) = user {
+                s.push_str(&format!(" {u}"));
+            }
+            if let Some(t) = team {
+                s.push_str(&format!(" team {t}"));
+            }
+            s
+        }
+    };
+    let guards: Vec<&str> = a.guards.iter().map(|g| g.as_str()).collect();
+    format!(
+        "{} {what} over {} by {} until {}",
+        a.action_id,
+        if guards.is_empty() { "-".to_string() } else { guards.join(", ") },
+        if a.approved_by.is_empty() {
+            "unknown".to_string()
+        } else {
+            one_line(&a.approved_by)
+        },
+        time(&a.expires_at)
+    )
+}
+
+/// `idsync approvals`: the pending approvals alone (the same rows and JSON objects as in
+/// [`StatusReport`]). The JSON shape is documented in the README.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApprovalsReport {
+    pub state_dir: String,
+    /// False when there is no state store yet (then nothing can be approved either).
+    pub store_exists: bool,
+    /// Unexpired, unused approvals, oldest first.
+    pub approvals: Vec<StatusApproval>,
+}
+
+pub fn render_approvals(r: &ApprovalsReport, format: TextOrJson) -> String {
+    match format {
+        TextOrJson::Json => {
+            #[derive(Serialize)]
+            struct Wire<'a> {
+                version: u32,
+                #[serde(flatten)]
+                r: &'a ApprovalsReport,
+            }
+            match serde_json::to_string_pretty(&Wire { version: VERSION, r }) {
+                Ok(s) => s + "\n",
+                Err(e) => format!("{{\"error\": {:?}}}\n", e.to_string()),
+            }
+        }
+        TextOrJson::Text => {
+            let mut out = format!("pending approvals: {}\n", r.approvals.len());
+            for a in &r.approvals {
+                out.push_str(&format!("  {}\n", approval_row(a)));
+            }
+            if r.approvals.is_empty() {
+                if !r.store_exists {
+                    out.push_str(&format!("(no state store in {} yet)\n", r.state_dir));
+                }
+            } else {
+                out.push_str("Withdraw one with `idsync revoke ID`; each is used up when its action is applied.\n");
+            }
+            out
+        }
+    }
 }
 
 #[cfg(test)]
@@ -236,6 +285,56 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("pending approvals: 1\n"));
+    }
+
+    #[test]
+    fn approvals_list_the_same_rows_as_status_and_say_how_to_withdraw() {
+        let mut a = report().approvals;
+        a.push(StatusApproval {
+            action_id: "def".into(),
+            kind: Some(ActionKind::RemoveFromTeam),
+            user: Some("bob@example.com".into()),
+            team: Some("ml".into()),
+            guards: vec![Guard::PipelineKey, Guard::SourceHealth],
+            approved_by: "alice".into(),
+            approved_at: t(1),
+            expires_at: t(4),
+        });
+        let r = ApprovalsReport {
+            state_dir: "/var/lib/idsync".into(),
+            store_exists: true,
+            approvals: a,
+        };
+        let s = render_approvals(&r, TextOrJson::Text);
+        assert!(s.starts_with("pending approvals: 2\n"), "{s}");
+        assert!(
+            s.contains(
+                "  def remove_from_team bob@example.com team ml over pipeline-key, source-health by alice until 2026-11-22T04:00:00Z\n"
+            ),
+            "{s}"
+        );
+        assert!(s.contains("idsync revoke ID"), "{s}");
+        let status = render_text(&StatusReport {
+            approvals: r.approvals.clone(),
+            ..report()
+        });
+        for row in s.lines().filter(|l| l.starts_with("  ")) {
+            assert!(status.contains(row), "status shows the same row {row:?}:\n{status}");
+        }
+        let v: serde_json::Value = serde_json::from_str(&render_approvals(&r, TextOrJson::Json)).unwrap();
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["approvals"][1]["guards"], serde_json::json!(["pipeline-key", "source-health"]));
+        assert_eq!(v["approvals"][1]["approved_by"], "alice");
+        assert_eq!(v["approvals"][1]["expires_at"], "2026-11-22T04:00:00Z");
+        let none = ApprovalsReport {
+            state_dir: "/x".into(),
+            store_exists: false,
+            approvals: vec![],
+        };
+        assert_eq!(
+            render_approvals(&none, TextOrJson::Text),
+            "pending approvals: 0\n(no state store in /x yet)\n"
+        );
     }
 
     #[test]

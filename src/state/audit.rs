@@ -1,5 +1,6 @@
 //! The audit log, `<state_dir>/audit.jsonl`: one JSON object per line for every journaled
-//! step of every action, for humans and SIEMs, readable with `jq` alone.
+//! step of every action, and for every approval given or revoked, for humans and SIEMs,
+//! readable with `jq` alone.
 //!
 //! Invariants: append-only, never rewritten or migrated (it is kept out of the store on
 //! purpose); each record is one
@@ -16,18 +17,20 @@ use serde::{Deserialize, Serialize};
 
 use super::error::io_err;
 use super::{ensure_dir, StateError};
+use crate::plan::Approval;
 
 /// The audit log inside the state directory.
 pub const AUDIT_FILE: &str = "audit.jsonl";
 
-/// One audit line: a journaled step of one action.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One audit line: a journaled step of one action (`begin`, `end`, `skip`), or an approval
+/// of a held action given (`approve`) or withdrawn (`revoke`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
     pub ts: DateTime<Utc>,
     pub run_id: String,
     /// Who did it: see [`actor`](super::actor()).
     pub actor: String,
-    /// `begin`, `end` or `skip`.
+    /// `begin`, `end`, `skip`, `approve` or `revoke`.
     pub event: String,
     pub action_id: String,
     pub kind: String,
@@ -41,13 +44,47 @@ pub struct AuditRecord {
     pub from: Option<String>,
     #[serde(default)]
     pub to: Option<String>,
+    /// Why: the plan's reason for an action's steps; the human's `--reason` (empty when
+    /// none was given) for `approve` and `revoke`.
     #[serde(default)]
     pub reason: String,
+    /// `approve` and `revoke`: the human (see [`human`](super::human())).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// `approve` and `revoke`: the guards the approval releases the action from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guards: Vec<String>,
+    /// `approve` and `revoke`: until when the approval is (was) valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
     /// `ok`, `error` or `skipped`; `None` on `begin`.
     #[serde(default)]
     pub result: Option<String>,
     #[serde(default)]
     pub detail: Option<String>,
+}
+
+impl AuditRecord {
+    /// The line for an approval given (`approve`) or withdrawn (`revoke`): what it
+    /// releases, over which guards, until when, who (`actor` and the human `by`) and why.
+    pub fn approval(event: &str, a: &Approval, run_id: &str, actor: &str, by: &str, reason: &str, detail: Option<String>) -> AuditRecord {
+        AuditRecord {
+            ts: Utc::now(),
+            run_id: run_id.to_string(),
+            actor: actor.to_string(),
+            event: event.to_string(),
+            action_id: a.action_id.to_string(),
+            kind: a.kind.map(|k| k.as_str().to_string()).unwrap_or_default(),
+            user: a.user.as_ref().map(|u| u.to_string()),
+            team: a.team.clone(),
+            reason: reason.to_string(),
+            by: Some(by.to_string()),
+            guards: a.guards.iter().map(|g| g.as_str().to_string()).collect(),
+            expires_at: Some(a.expires_at),
+            detail,
+            ..AuditRecord::default()
+        }
+    }
 }
 
 /// The append-only JSON-lines audit log, `<state_dir>/audit.jsonl`.
@@ -158,7 +195,31 @@ mod tests {
             reason: a.reason.clone(),
             result: result.map(str::to_string),
             detail: result.map(|_| "applied".to_string()),
+            ..AuditRecord::default()
         }
+    }
+
+    #[test]
+    fn approval_lines_say_who_what_over_which_guard_until_when_and_why() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ap = approval("abc", 1, 9);
+        let rec = AuditRecord::approval("approve", &ap, "run-9", "idsync approve (user alice)", "alice", "ticket 42", None);
+        AuditLog::open(tmp.path()).unwrap().append(&rec).unwrap();
+        let text = std::fs::read_to_string(tmp.path().join(AUDIT_FILE)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(v["event"], "approve");
+        assert_eq!(v["by"], "alice");
+        assert_eq!(v["reason"], "ticket 42");
+        assert_eq!(v["guards"], serde_json::json!(["pipeline-key"]));
+        assert_eq!(v["expires_at"], "2025-03-01T09:00:00Z");
+        assert_eq!(
+            (v["kind"].as_str(), v["user"].as_str()),
+            (Some("deprovision_user"), Some("ci@x.com"))
+        );
+        assert_eq!(AuditLog::read_all(tmp.path()).unwrap(), vec![rec]);
+        // Lines of an action's steps keep their old shape: no approval fields.
+        let step = serde_json::to_value(record("begin", None)).unwrap();
+        assert!(step.get("by").is_none() && step.get("guards").is_none() && step.get("expires_at").is_none());
     }
 
     #[test]

@@ -21,14 +21,14 @@
 //!   entry never begun is an error; an entry is ended under the run that began it, and
 //!   [`journal_incomplete`](StateBackend::journal_incomplete) lists every begun, unended
 //!   entry of every run, oldest first, until it is ended.
-//! - **Sets are replaced, not merged**: tombstones and anchors. Grants, revokes and
-//!   consuming an approval are idempotent.
+//! - **Sets are replaced, not merged**: tombstones and anchors. Grants, revokes,
+//!   consuming an approval and revoking approvals are idempotent.
 //! - **Nothing is guessed.** A stored value that does not parse is
 //!   [`StateError::Corrupt`], never skipped or defaulted; a schema from a newer idsync is
 //!   refused. (A backend with its own failure kinds adds a variant to [`StateError`], whose
 //!   message names the database and what to do.)
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -65,6 +65,8 @@ pub trait StateBackend {
     fn approvals(&self) -> Result<Vec<Approval>, StateError>;
     /// Uses up the approval of an applied action; whether there was one.
     fn consume_approval(&mut self, id: &ActionId) -> Result<bool, StateError>;
+    /// Withdraws the approvals of `ids` at once; those that were stored, in the order asked.
+    fn revoke_approvals(&mut self, ids: &[ActionId]) -> Result<Vec<Approval>, StateError>;
 
     // The apply journal (`journal.rs`).
 
@@ -87,6 +89,13 @@ pub trait StateBackend {
     fn last_runs(&self, n: usize) -> Result<Vec<RunRecord>, StateError>;
     /// Deletes ended journal entries and runs finished before `before`; how many rows.
     fn prune_history(&mut self, before: DateTime<Utc>) -> Result<usize, StateError>;
+
+    // Notifications (`notified.rs`).
+
+    /// The held action ids the last `[notify]` message listed; `None` before the first.
+    fn notified_held(&self) -> Result<Option<BTreeSet<String>>, StateError>;
+    /// Replaces the held action ids the last message listed.
+    fn record_notified(&mut self, held: &BTreeSet<String>, at: DateTime<Utc>) -> Result<(), StateError>;
 }
 
 /// The SQLite store: each method is the inherent one of the same name.
@@ -124,6 +133,9 @@ impl StateBackend for StateStore {
     fn consume_approval(&mut self, id: &ActionId) -> Result<bool, StateError> {
         StateStore::consume_approval(self, id)
     }
+    fn revoke_approvals(&mut self, ids: &[ActionId]) -> Result<Vec<Approval>, StateError> {
+        StateStore::revoke_approvals(self, ids)
+    }
     fn journal_begin(&mut self, run_id: &str, action: &Action) -> Result<(), StateError> {
         StateStore::journal_begin(self, run_id, action)
     }
@@ -147,6 +159,12 @@ impl StateBackend for StateStore {
     }
     fn prune_history(&mut self, before: DateTime<Utc>) -> Result<usize, StateError> {
         StateStore::prune_history(self, before)
+    }
+    fn notified_held(&self) -> Result<Option<BTreeSet<String>>, StateError> {
+        StateStore::notified_held(self)
+    }
+    fn record_notified(&mut self, held: &BTreeSet<String>, at: DateTime<Utc>) -> Result<(), StateError> {
+        StateStore::record_notified(self, held, at)
     }
 }
 
@@ -208,6 +226,12 @@ mod tests {
         assert!(b.consume_approval(&ActionId("p".into())).unwrap());
         assert!(!b.consume_approval(&ActionId("p".into())).unwrap());
         assert!(b.approvals().unwrap().is_empty());
+        // Revoking withdraws at once, and only what is stored.
+        b.add_approvals(&[approval("r", 1, 10), approval("s", 1, 10)]).unwrap();
+        let gone = b.revoke_approvals(&[ActionId("s".into()), ActionId("zz".into())]).unwrap();
+        assert_eq!(gone, vec![approval("s", 1, 10)]);
+        assert_eq!(b.approvals().unwrap(), vec![approval("r", 1, 10)]);
+        assert!(b.consume_approval(&ActionId("r".into())).unwrap());
 
         // The journal rules.
         let (a1, a2) = (action("a@x.com", "ml"), action("b@x.com", "ml"));
@@ -252,6 +276,13 @@ mod tests {
         );
         assert!(b.last_runs(5).unwrap().is_empty());
         assert_eq!(b.journal_incomplete().unwrap().len(), 1, "a begun entry outlives pruning");
+
+        // The last notification's held set: none until one is sent, then replaced.
+        assert_eq!(b.notified_held().unwrap(), None);
+        let held: BTreeSet<String> = ["x".to_string(), "y".to_string()].into();
+        b.record_notified(&held, t(1)).unwrap();
+        b.record_notified(&BTreeSet::new(), t(2)).unwrap();
+        assert_eq!(b.notified_held().unwrap(), Some(BTreeSet::new()));
     }
 
     #[test]

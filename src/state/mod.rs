@@ -12,10 +12,12 @@
 //!   tombstone clocks, healthy reads, anchors, the ledger, approvals) and its writes.
 //! - `journal.rs`: the apply journal, begun before and ended after each action.
 //! - `runs.rs`: run history for `status` and `/status`, and pruning it.
+//! - `notified.rs`: which held actions the last `[notify]` message listed.
 //! - `audit.rs`: [`AuditLog`], one JSON line per journaled step, kept apart from the
 //!   store on purpose: append-only, never migrated, readable with `jq` alone. The apply
 //!   step writes the journal first and the audit line second.
-//! - `actor.rs`: [`actor()`], who is acting (command and OS user), for the audit lines.
+//! - `actor.rs`: [`actor()`] and [`human()`], who is acting (the command, and the OS user
+//!   or the sudoer behind it), for the audit lines and approvals.
 //! - `error.rs`: [`StateError`], whose messages say what failed and what to do.
 //!
 //! This file creates the state directory both share. Invariants: a directory idsync
@@ -30,6 +32,7 @@ mod audit;
 mod backend;
 mod error;
 mod journal;
+mod notified;
 mod plan_state;
 mod runs;
 mod schema;
@@ -37,7 +40,7 @@ mod store;
 #[cfg(test)]
 mod test_support;
 
-pub use actor::actor;
+pub use actor::{actor, human};
 pub use audit::{AuditLog, AuditRecord, AUDIT_FILE};
 pub use backend::StateBackend;
 use error::io_err;

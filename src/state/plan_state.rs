@@ -289,6 +289,28 @@ impl StateStore {
             .collect()
     }
 
+    /// Withdraws the approvals of `ids` in one transaction (`idsync revoke`) and returns
+    /// those that were stored, in the order asked; an id with no approval is skipped (the
+    /// caller checks first, under the apply lock, and names it).
+    pub fn revoke_approvals(&mut self, ids: &[ActionId]) -> Result<Vec<Approval>, StateError> {
+        let stored = self.approvals()?;
+        let path = self.path.clone();
+        let e = db_err(&path);
+        let tx = self.conn.transaction().map_err(&e)?;
+        let mut revoked = Vec::new();
+        for id in ids {
+            if let Some(a) = stored.iter().find(|a| &a.action_id == id) {
+                tx.execute("DELETE FROM approvals WHERE action_id = ?1", params![id.as_str()])
+                    .map_err(&e)?;
+                if !revoked.iter().any(|r: &Approval| &r.action_id == id) {
+                    revoked.push(a.clone());
+                }
+            }
+        }
+        tx.commit().map_err(&e)?;
+        Ok(revoked)
+    }
+
     /// Uses up the approval of an applied action; returns whether there was one.
     pub fn consume_approval(&mut self, id: &ActionId) -> Result<bool, StateError> {
         let n = self
@@ -423,5 +445,21 @@ mod tests {
         assert!(s.consume_approval(&ActionId("a".into())).unwrap());
         assert!(!s.consume_approval(&ActionId("a".into())).unwrap());
         assert!(s.approvals().unwrap().is_empty());
+    }
+
+    #[test]
+    fn revoking_returns_what_was_withdrawn_and_leaves_the_rest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = StateStore::open(tmp.path()).unwrap();
+        s.add_approvals(&[approval("a", 1, 9), approval("b", 1, 9), approval("c", 2, 9)])
+            .unwrap();
+        let id = |x: &str| ActionId(x.into());
+        let gone = s.revoke_approvals(&[id("c"), id("nope"), id("a"), id("c")]).unwrap();
+        assert_eq!(gone, vec![approval("c", 2, 9), approval("a", 1, 9)]);
+        assert_eq!(s.approvals().unwrap(), vec![approval("b", 1, 9)]);
+        assert!(
+            s.revoke_approvals(&[id("a")]).unwrap().is_empty(),
+            "revoking twice withdraws nothing"
+        );
     }
 }

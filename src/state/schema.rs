@@ -97,6 +97,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE approvals ADD COLUMN action_user TEXT NOT NULL DEFAULT '';
     ALTER TABLE approvals ADD COLUMN action_team TEXT NOT NULL DEFAULT '';
     ",
+    // 5: `[notify]` remembers which held actions its last message listed, so a message goes
+    // out when that set changes, not on every run.
+    "
+    CREATE TABLE notified (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        held TEXT NOT NULL,
+        sent_at TEXT NOT NULL
+    );
+    ",
 ];
 
 /// Applies the pending `migrations`, each in its own immediate transaction together with
