@@ -84,6 +84,28 @@ impl StateStore {
         &self.path
     }
 
+    /// Runs `f`'s writes as one transaction: all of them are committed (one sync of the
+    /// WAL) or, when `f` or the commit fails, none. `f` must use plain statements only:
+    /// a method that opens its own transaction would fail inside this one.
+    pub fn atomically<T, E: From<StateError>>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, E>) -> Result<T, E> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| E::from(db_err(&self.path)(e)))?;
+        match f(self) {
+            Ok(v) => match self.conn.execute_batch("COMMIT") {
+                Ok(()) => Ok(v),
+                Err(e) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    Err(E::from(db_err(&self.path)(e)))
+                }
+            },
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
     pub(super) fn err(&self) -> impl Fn(rusqlite::Error) -> StateError + '_ {
         db_err(&self.path)
     }
@@ -123,6 +145,28 @@ mod tests {
     use super::super::test_support::*;
     use super::*;
     use crate::plan::{PlanState, Tombstone, TombstoneCause, TombstoneRecord};
+
+    #[test]
+    fn atomically_commits_all_writes_or_none() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = StateStore::open(tmp.path()).unwrap();
+        let a = email("a@example.com");
+        let failed: Result<(), StateError> = s.atomically(|s| {
+            s.ledger_grant(&a, "ml")?;
+            Err(StateError::Journal("fails after the first write".into()))
+        });
+        assert!(failed.is_err());
+        assert!(s.load_plan_state().unwrap().ledger.is_empty(), "the first write is rolled back");
+        s.atomically(|s| -> Result<(), StateError> {
+            s.ledger_grant(&a, "ml")?;
+            s.ledger_grant(&a, "data")
+        })
+        .unwrap();
+        assert_eq!(s.load_plan_state().unwrap().ledger.len(), 2);
+        // The connection is usable afterwards, inside and outside a transaction.
+        s.ledger_revoke(&a, "data").unwrap();
+        assert_eq!(s.load_plan_state().unwrap().ledger.len(), 1);
+    }
 
     #[test]
     fn open_creates_a_private_directory_and_migrates_from_empty() {
