@@ -3,9 +3,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::Stdio;
-use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -18,36 +15,6 @@ fn id_of(plan: &Value, guard: &str, user: &str) -> String {
         .as_str()
         .unwrap()
         .to_string()
-}
-
-/// Runs `idsync ARGS` on a pseudo-terminal (util-linux `script`), typing `answer`.
-fn run_on_terminal(f: &Fixture, args: &[&str], answer: &str) -> (i32, String) {
-    let mut line = env!("CARGO_BIN_EXE_idsync").to_string();
-    for a in args {
-        line.push(' ');
-        line.push_str(a);
-    }
-    line.push_str(&format!(" -c {}", f.cfg.display()));
-    let mut child = std::process::Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .current_dir(f.dir.path())
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script(1) from util-linux");
-    // Typed only once the prompt waits: `script` forwards it to the terminal.
-    std::thread::sleep(Duration::from_millis(1500));
-    // A command that ended before asking has closed the pipe: its output says why.
-    let _ = child.stdin.take().unwrap().write_all(answer.as_bytes());
-    let start = std::time::Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(start.elapsed() < Duration::from_secs(60), "idsync on a terminal did not finish");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -362,3 +362,21 @@ async fn config_type_errors_are_located_and_in_words_never_serde_s() {
     assert!(!t.contains("invalid type") && !t.contains("sequence"), "{t}");
     f.sb.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_shows_progress_on_a_terminal_and_never_in_a_pipe() {
+    // Twelve creates at 30 ms a request: long enough for the spinner and the bar to draw.
+    let f = slow_fixture(std::time::Duration::from_millis(30)).await;
+    let piped = f.run(&["plan"]).await;
+    assert!(!text(&piped).contains("reading the directory"), "{}", text(&piped));
+    let (code_, out) = tokio::task::block_in_place(|| run_on_terminal(&f, &["apply", "--yes"], ""));
+    assert_eq!(code_, 0, "{out}");
+    assert!(out.contains("applying "), "no progress bar on the terminal:\n{out}");
+    assert!(out.contains("12 applied"), "{out}");
+    // Off a terminal (the harness's pipes): no bar, no spinner, in stdout or stderr.
+    let f = slow_fixture(std::time::Duration::from_millis(30)).await;
+    let apply = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    let all = text(&apply);
+    assert!(!all.contains("applying ") && !all.contains("reading the directory"), "{all}");
+}

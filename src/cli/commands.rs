@@ -251,7 +251,7 @@ async fn plan(path: &Path, format: Format, out: Option<&Path>) -> Result<u8, Err
     let client = env.client()?;
     let started = Utc::now();
     let state = sync::load_state_read_only(&env)?;
-    let (dir, org, _) = sync::read_both(&env, &client).await?;
+    let (dir, org, _) = read_both_showing(&env, &client).await?;
     let plan = sync::plan_now(&env, &dir, &org, &state, started);
     if let Some(out) = out {
         save_plan(out, &plan)?;
@@ -267,7 +267,7 @@ async fn explain(path: &Path, email: &str, format: TextOrJson) -> Result<u8, Err
     let client = env.client()?;
     let now = Utc::now();
     let state = sync::load_state_read_only(&env)?;
-    let (dir, org, _) = sync::read_both(&env, &client).await?;
+    let (dir, org, _) = read_both_showing(&env, &client).await?;
     let plan = sync::plan_now(&env, &dir, &org, &state, now);
     let x = crate::plan::explain(
         PlanInput {
@@ -299,6 +299,19 @@ fn save_plan(path: &Path, plan: &Plan) -> Result<(), Error> {
     let mut w = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
     report::write_json(plan, &mut w).map_err(|e| io(e.into()))?;
     w.flush().map_err(io)
+}
+
+/// [`sync::read_both`] with a spinner on a terminal (a 100,000-person read takes seconds).
+async fn read_both_showing(
+    env: &sync::Env,
+    client: &crate::wandb::WandbClient,
+) -> Result<(crate::model::DirectorySnapshot, crate::model::OrgSnapshot, sync::PhaseDurations), Error> {
+    let _spinner = super::progress::Spinner::start(&format!(
+        "reading the directory ({}) and W&B ({})",
+        env.config.source.kind.as_str(),
+        env.config.target.url
+    ));
+    sync::read_both(env, client).await
 }
 
 /// Renders a plan on stdout; the release hints name `plan_file` when it was saved.
@@ -374,7 +387,7 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
     // Before reading, held until the run is recorded (also while the prompt waits): no other
     // run applies between this read and this apply.
     let lock = sync::lock_apply(&env.state_dir())?;
-    let (dir, org, mut phases) = match sync::read_both(&env, &client).await {
+    let (dir, org, mut phases) = match read_both_showing(&env, &client).await {
         Ok(v) => v,
         Err(e) => {
             record(
@@ -499,7 +512,10 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
     };
     // From here on, Ctrl-C or SIGTERM lets the action in flight finish and starts no more.
     let stop = crate::daemon::stop_on_signals()?;
-    let outcome = sync::execute(&env, &client, &mut store, prepared, &to_apply, Some(stop), &apply::Quiet).await?;
+    let bar = super::progress::ApplyBar::new(to_apply.ready().count());
+    let outcome = sync::execute(&env, &client, &mut store, prepared, &to_apply, Some(stop), &bar).await;
+    drop(bar);
+    let outcome = outcome?;
     if outcome.stopped {
         eprintln!("interrupted: {}", outcome.error.as_deref().unwrap_or("stopped by a signal"));
     }

@@ -15,6 +15,7 @@ macro_rules! outln {
 
 mod commands;
 mod demo;
+mod progress;
 mod report;
 
 use std::path::PathBuf;

@@ -8,9 +8,10 @@ pub mod okta_fake;
 pub mod scim_server;
 pub mod slapd;
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use idsync::plan::Deployment;
@@ -370,4 +371,35 @@ pub fn held_by<'a>(plan: &'a Value, guard: &str) -> Vec<&'a Value> {
         .iter()
         .filter(|a| a["status"] == "held" && a["guard"] == guard)
         .collect()
+}
+
+#[allow(dead_code)]
+/// Runs `idsync ARGS` on a pseudo-terminal (util-linux `script`), typing `answer`.
+pub fn run_on_terminal(f: &Fixture, args: &[&str], answer: &str) -> (i32, String) {
+    let mut line = env!("CARGO_BIN_EXE_idsync").to_string();
+    for a in args {
+        line.push(' ');
+        line.push_str(a);
+    }
+    line.push_str(&format!(" -c {}", f.cfg.display()));
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(f.dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script(1) from util-linux");
+    // Typed only once the prompt waits: `script` forwards it to the terminal.
+    std::thread::sleep(Duration::from_millis(1500));
+    // A command that ended before asking has closed the pipe: its output says why.
+    let _ = child.stdin.take().unwrap().write_all(answer.as_bytes());
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < Duration::from_secs(60), "idsync on a terminal did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
 }
