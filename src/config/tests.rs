@@ -682,6 +682,34 @@ fn numeric_limits_are_checked() {
 }
 
 #[test]
+fn retries_page_sizes_timeouts_and_approval_ttls_are_bounded() {
+    for (target, key, words) in [
+        ("max_retries = 21\n", "max_retries", &["[target] max_retries", "0 to 20"][..]),
+        ("timeout = \"11m\"\n", "timeout", &["[target] timeout", "at most \"10m\""][..]),
+    ] {
+        assert_problem(&config(SOURCE, &format!("{TARGET}{target}"), POLICY, ""), key, words);
+    }
+    assert!(parse(&config(
+        SOURCE,
+        &format!("{TARGET}max_retries = 20\ntimeout = \"10m\"\n"),
+        POLICY,
+        ""
+    ))
+    .is_ok());
+    assert_problem(
+        &config(&format!("{SOURCE}page_size = 10001\n"), TARGET, POLICY, ""),
+        "page_size",
+        &["[source] page_size", "1 to 10000"],
+    );
+    assert_problem(
+        &config(SOURCE, TARGET, POLICY, "[guards]\napproval_ttl = \"31d\"\n"),
+        "approval_ttl",
+        &["[guards] approval_ttl", "at most \"30d\""],
+    );
+    assert!(parse(&config(SOURCE, TARGET, POLICY, "[guards]\napproval_ttl = \"30d\"\n")).is_ok());
+}
+
+#[test]
 fn the_source_health_window_must_be_longer_than_zero() {
     assert_problem(
         &config(SOURCE, TARGET, POLICY, "[guards]\nsource_health_window = \"0s\"\n"),

@@ -56,6 +56,17 @@ pub(crate) const PUBLIC_MAIL_DOMAINS: &[&str] = &[
 
 const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 const MAX_CONCURRENCY: usize = 64;
+/// Largest page any source asks for: servers cap pages far below this (Okta 200, Graph
+/// 999, slapd's size limits), and a bigger one only makes one reply huge.
+const MAX_PAGE_SIZE: u32 = 10_000;
+/// Retries on 429, 5xx and timeouts: with the backoff's cap, 20 already waits many
+/// minutes while holding the apply lock.
+const MAX_RETRIES: u32 = 20;
+/// A request that waits longer than this is stuck, not slow.
+const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+/// An approval is a decision about the org as it was when reviewed; a month-old one is
+/// not a review of today's change.
+const MAX_APPROVAL_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
 
 /// Collects located problems and warnings.
 pub(crate) struct Checker<'d, 'a> {
@@ -340,9 +351,19 @@ fn check_source(c: &mut Checker<'_, '_>, s: &SourceConfig, base_dir: &Path, look
     }
     if s.page_size == 0 {
         c.error(&src("page_size"), "must be at least 1 (default 500)");
+    } else if s.page_size > MAX_PAGE_SIZE {
+        c.error(
+            &src("page_size"),
+            format!("{} is out of range; use 1 to {MAX_PAGE_SIZE} (default 500)", s.page_size),
+        );
     }
     if s.timeout.0.is_zero() {
         c.error(&src("timeout"), "must be longer than 0s (default \"30s\")");
+    } else if s.timeout.0 > MAX_TIMEOUT {
+        c.error(
+            &src("timeout"),
+            format!("{} is too long; use at most \"10m\" (default \"30s\")", s.timeout),
+        );
     }
     if let Some((key, file, env)) = source_secret_keys(s) {
         check_secret(c, &["source"], key, file, env, true, base_dir, lookup);
@@ -369,6 +390,17 @@ fn check_target(c: &mut Checker<'_, '_>, cfg: &Config, base_dir: &Path, lookup: 
     }
     if t.timeout.0.is_zero() {
         c.error(&tgt("timeout"), "must be longer than 0s (default \"30s\")");
+    } else if t.timeout.0 > MAX_TIMEOUT {
+        c.error(
+            &tgt("timeout"),
+            format!("{} is too long; use at most \"10m\" (default \"30s\")", t.timeout),
+        );
+    }
+    if t.max_retries > MAX_RETRIES {
+        c.error(
+            &tgt("max_retries"),
+            format!("{} is out of range; use 0 to {MAX_RETRIES} (default 6)", t.max_retries),
+        );
     }
     if t.max_concurrency == 0 || t.max_concurrency > MAX_CONCURRENCY {
         c.error(
@@ -509,6 +541,11 @@ fn check_guards(c: &mut Checker<'_, '_>, cfg: &Config) {
     }
     if g.approval_ttl.0.is_zero() {
         c.error(&keys(&["guards", "approval_ttl"]), "must be longer than 0s (default \"24h\")");
+    } else if g.approval_ttl.0 > MAX_APPROVAL_TTL {
+        c.error(
+            &keys(&["guards", "approval_ttl"]),
+            format!("{} is too long; use at most \"30d\" (default \"24h\")", g.approval_ttl),
+        );
     }
     if g.source_health_window.0.is_zero() {
         c.error(
