@@ -97,3 +97,54 @@ async fn an_interrupted_action_that_landed_is_confirmed_ok_once() {
     assert_eq!(ends[0]["result"], "ok");
     assert!(ends[0]["detail"].as_str().unwrap().contains("W&B shows this change"), "{ends:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_apply_prunes_runs_and_approvals_past_the_retention_and_keeps_the_rest() {
+    use chrono::{Duration as D, Utc};
+    use idsync::plan::{ActionId, Approval};
+    use idsync::state::{RunRecord, StateStore};
+    let f = root_and_alice().await;
+    let state = f.dir.path().join("state");
+    let now = Utc::now();
+    {
+        let mut s = StateStore::open(&state).unwrap();
+        for (id, age) in [("old-run", 91), ("recent-run", 89)] {
+            s.record_run(&RunRecord {
+                run_id: id.into(),
+                command: "apply".into(),
+                started_at: now - D::days(age),
+                finished_at: now - D::days(age),
+                result: "success".into(),
+                summary: Default::default(),
+                error: None,
+            })
+            .unwrap();
+        }
+        let approval = |id: &str, expired_days_ago: i64| Approval {
+            action_id: ActionId(id.into()),
+            approved_at: now - D::days(expired_days_ago + 1),
+            expires_at: now - D::days(expired_days_ago),
+            approved_by: "alice".into(),
+            guards: vec![],
+            fingerprint: String::new(),
+            kind: None,
+            user: None,
+            team: None,
+        };
+        s.add_approvals(&[approval("aaaaaaaaaaaa", 100), approval("bbbbbbbbbbbb", 1)])
+            .unwrap();
+    }
+    let apply = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    let s = StateStore::open(&state).unwrap();
+    let runs: Vec<String> = s.last_runs(10).unwrap().into_iter().map(|r| r.run_id).collect();
+    assert!(!runs.contains(&"old-run".to_string()), "{runs:?}");
+    assert!(runs.contains(&"recent-run".to_string()), "{runs:?}");
+    assert_eq!(runs.len(), 2, "this apply's run and the recent one: {runs:?}");
+    let approvals: Vec<String> = s.approvals().unwrap().into_iter().map(|a| a.action_id.0).collect();
+    assert_eq!(
+        approvals,
+        ["bbbbbbbbbbbb"],
+        "the approval expired 100 days ago is gone, yesterday's stays"
+    );
+}

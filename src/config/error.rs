@@ -143,7 +143,10 @@ const REQUIRED_TABLES: [&str; 3] = ["source", "target", "policy"];
 /// Every table's keys, for "this key belongs in another table". Kept honest by a test
 /// that compares it with the structs' serialised field names.
 pub(crate) const KNOWN_KEYS: &[(&str, &[&str])] = &[
-    ("", &["source", "target", "policy", "guards", "daemon", "log", "report", "notify"]),
+    (
+        "",
+        &["source", "target", "policy", "guards", "daemon", "log", "report", "notify", "state"],
+    ),
     (
         "source",
         &[
@@ -232,6 +235,7 @@ pub(crate) const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ("daemon", &["schedule", "run_on_start", "listen", "state_dir"]),
     ("log", &["format", "level"]),
     ("report", &["seat_price", "inactive_days"]),
+    ("state", &["retention"]),
     ("report.seat_price", &["member", "viewer", "admin"]),
     ("notify", &["webhook_url_file", "webhook_url_env", "format", "on"]),
 ];

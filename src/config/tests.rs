@@ -707,6 +707,15 @@ fn retries_page_sizes_timeouts_and_approval_ttls_are_bounded() {
         &["[guards] approval_ttl", "at most \"30d\""],
     );
     assert!(parse(&config(SOURCE, TARGET, POLICY, "[guards]\napproval_ttl = \"30d\"\n")).is_ok());
+    for bad in ["0s", "23h", "3651d"] {
+        assert_problem(
+            &config(SOURCE, TARGET, POLICY, &format!("[state]\nretention = \"{bad}\"\n")),
+            "retention",
+            &["[state] retention", "\"1d\" to \"3650d\""],
+        );
+    }
+    let ok = parse(&config(SOURCE, TARGET, POLICY, "[state]\nretention = \"7d\"\n")).unwrap();
+    assert_eq!(ok.config.state.retention.0, std::time::Duration::from_secs(7 * 86_400));
 }
 
 #[test]

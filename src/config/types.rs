@@ -24,6 +24,30 @@ pub struct Config {
     /// Optional: post a message to a chat or ticket webhook after runs that need a human.
     #[serde(default)]
     pub notify: Option<NotifyConfig>,
+    #[serde(default)]
+    pub state: StateConfig,
+}
+
+/// `[state]`: what the state store keeps.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Finished runs, ended journal entries and expired approvals older than this are
+    /// deleted after each apply (the audit log is never pruned).
+    #[serde(default = "default_retention")]
+    pub retention: HumanDuration,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            retention: default_retention(),
+        }
+    }
+}
+
+fn default_retention() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(90 * 86_400))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

@@ -539,6 +539,13 @@ fn check_guards(c: &mut Checker<'_, '_>, cfg: &Config) {
             "is empty; name the inventory file, or remove the key",
         );
     }
+    let retention = cfg.state.retention.0;
+    if retention < std::time::Duration::from_secs(86_400) || retention > std::time::Duration::from_secs(3650 * 86_400) {
+        c.error(
+            &keys(&["state", "retention"]),
+            format!("{} is out of range; use \"1d\" to \"3650d\" (default \"90d\")", cfg.state.retention),
+        );
+    }
     if g.approval_ttl.0.is_zero() {
         c.error(&keys(&["guards", "approval_ttl"]), "must be longer than 0s (default \"24h\")");
     } else if g.approval_ttl.0 > MAX_APPROVAL_TTL {
