@@ -485,6 +485,24 @@ pub fn new_run_id(now: DateTime<Utc>) -> String {
     format!("{}-{:06x}", now.format("%Y%m%dT%H%M%SZ"), rand::random::<u32>() & 0xff_ffff)
 }
 
+/// Forgets what is older than `[state] retention`: finished runs, ended journal entries
+/// and approvals expired that long ago, so the store does not grow forever. Open journal
+/// entries are never pruned (resume needs them) and the audit log is never touched. A
+/// failure costs only space: it is logged, and the run stands.
+fn prune(store: &mut StateStore, now: chrono::DateTime<Utc>, retention: std::time::Duration) {
+    let Ok(keep) = chrono::Duration::from_std(retention) else {
+        return;
+    };
+    let Some(cut) = now.checked_sub_signed(keep) else {
+        return;
+    };
+    match store.prune_history(cut).and_then(|n| Ok(n + store.prune_approvals(cut)?)) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(rows = n, before = %cut, "state store: pruned runs, journal entries and approvals past [state] retention"),
+        Err(e) => tracing::warn!(error = %e, "state store: pruning past [state] retention failed; the run stands"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -571,23 +589,5 @@ mod tests {
         }
         let kept: Vec<usize> = store.load_plan_state().unwrap().healthy_reads.iter().map(|r| r.people).collect();
         assert_eq!(kept, vec![95, 90]);
-    }
-}
-
-/// Forgets what is older than `[state] retention`: finished runs, ended journal entries
-/// and approvals expired that long ago, so the store does not grow forever. Open journal
-/// entries are never pruned (resume needs them) and the audit log is never touched. A
-/// failure costs only space: it is logged, and the run stands.
-fn prune(store: &mut StateStore, now: chrono::DateTime<Utc>, retention: std::time::Duration) {
-    let Ok(keep) = chrono::Duration::from_std(retention) else {
-        return;
-    };
-    let Some(cut) = now.checked_sub_signed(keep) else {
-        return;
-    };
-    match store.prune_history(cut).and_then(|n| Ok(n + store.prune_approvals(cut)?)) {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(rows = n, before = %cut, "state store: pruned runs, journal entries and approvals past [state] retention"),
-        Err(e) => tracing::warn!(error = %e, "state store: pruning past [state] retention failed; the run stands"),
     }
 }
