@@ -168,8 +168,12 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
                 ok,
                 detail: "ended before an interruption; the audit log holds its result".into(),
             };
-            books.store.journal_end(&entry.run_id, &entry.action.id, &outcome)?;
-            record_effects(books.store, &books.approvals, &entry.action, ok)?;
+            // One commit, as in `finish`: never an ended entry without its effects.
+            let approvals = &books.approvals;
+            books.store.atomically(|s| {
+                s.journal_end(&entry.run_id, &entry.action.id, &outcome)?;
+                record_effects(s, approvals, &entry.action, ok)
+            })?;
         } else if planned.contains(&entry.action.id) {
             books.resumed.insert(entry.action.id.clone(), entry.run_id.clone());
         } else {

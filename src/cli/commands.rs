@@ -289,16 +289,27 @@ async fn explain(path: &Path, email: &str, format: TextOrJson) -> Result<u8, Err
     })
 }
 
-/// Writes the plan's JSON to `path`, streamed (a large plan is ~100 MB of text).
+/// Writes the plan's JSON to `path`, streamed (a large plan is ~100 MB of text), into a
+/// temporary file beside it that replaces `path` only once complete: a failed write
+/// never leaves a truncated plan where a reviewed one was.
 fn save_plan(path: &Path, plan: &Plan) -> Result<(), Error> {
-    use std::io::Write;
     let io = |source| Error::Io {
         what: format!("cannot write {}", path.display()),
         source,
     };
-    let mut w = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
-    report::write_json(plan, &mut w).map_err(|e| io(e.into()))?;
-    w.flush().map_err(io)
+    let mut tmp_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let written = (|| {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        report::write_json(plan, &mut w).map_err(std::io::Error::from)?;
+        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(io)
 }
 
 /// [`sync::read_both`] with a spinner on a terminal (a 100,000-person read takes seconds).

@@ -4,9 +4,10 @@
 //! is in the sibling files: `plan_state.rs`, `journal.rs`, `runs.rs`; the operations are
 //! listed once in [`StateBackend`](super::StateBackend).
 //!
-//! Invariants: every write is committed before its method returns, with `journal_mode =
-//! WAL` and `synchronous = FULL`, so a crash or power loss loses nothing a method
-//! reported as done; timestamps are stored as fixed-width RFC 3339 UTC, so they also sort
+//! Invariants: every write is committed before its method returns (inside
+//! [`StateStore::atomically`], when the whole closure's writes commit at once), with
+//! `journal_mode = WAL` and `synchronous = FULL`, so a crash or power loss loses nothing
+//! a method reported as done; timestamps are stored as fixed-width RFC 3339 UTC, so they also sort
 //! as text; a read-only open never creates, migrates or changes anything, and refuses a
 //! schema that is not exactly this idsync's.
 

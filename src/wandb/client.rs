@@ -352,7 +352,9 @@ impl WandbClient {
         let mut out: Vec<T> = Vec::new();
         let mut start: u64 = 1;
         let mut total: Option<u64> = None;
-        // How many resources a page holds, learnt from the first one.
+        // How many resources a page holds, learnt from the first one. (A server whose
+        // later pages are all shorter costs up to four requests per page taken: bounded
+        // by MAX_PAGES, and no such server is known.)
         let mut per_page: u64 = 0;
         let mut requests: u32 = 0;
         while requests < MAX_PAGES {
