@@ -5,11 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use crate::plan::{Action, Explanation, Verdict};
 
-use crate::plan::{Action, Explanation, TombstoneCause, Verdict};
-
-use super::{detail, marker, time, Release, TextOrJson, NEVER_DEPROVISIONED};
+use super::{deprovision_time, detail, marker, time, tombstone_cause, Release, TextOrJson};
 
 /// The version of the explain JSON; bumped only when a field changes meaning or goes.
 const VERSION: u32 = 1;
@@ -24,16 +22,7 @@ pub fn render(x: &Explanation, format: TextOrJson) -> String {
 /// Pretty JSON: `{"version": 1, ...}` with every field of [`Explanation`] (README:
 /// "idsync explain"); actions are the plan's action objects (SPEC §6).
 pub fn render_json(x: &Explanation) -> String {
-    #[derive(Serialize)]
-    struct Wire<'a> {
-        version: u32,
-        #[serde(flatten)]
-        x: &'a Explanation,
-    }
-    match serde_json::to_string_pretty(&Wire { version: VERSION, x }) {
-        Ok(s) => s + "\n",
-        Err(e) => format!("{{\"error\": {:?}}}\n", e.to_string()),
-    }
+    super::versioned_json(VERSION, x)
 }
 
 /// The one-line verdict: what the person's exit code means, in words.
@@ -190,15 +179,7 @@ pub fn render_text(x: &Explanation) -> String {
 
     if let Some(t) = &x.tombstone {
         line("");
-        let cause = match t.cause {
-            TombstoneCause::Missing => "missing from the directory",
-            TombstoneCause::Disabled => "disabled in the directory",
-        };
-        let after = t
-            .deprovision_after
-            .as_ref()
-            .map(time)
-            .unwrap_or_else(|| NEVER_DEPROVISIONED.to_string());
+        let (cause, after) = (tombstone_cause(t), deprovision_time(t));
         line(&format!("Tombstone: {cause} since {}, deprovision after {after}", time(&t.since)));
     }
 

@@ -4,8 +4,8 @@
 use crate::plan::{Action, Plan, TombstoneCause};
 
 use super::{
-    approved_over, change, guard_name, guard_note, held_groups, roster_diff, sizes, target_sizes, time, user_cell, Release, Summary,
-    NEVER_DEPROVISIONED, NO_ROSTER_CHANGES, SUSPICIOUS_ACCEPT, SUSPICIOUS_MEANS,
+    approved_over, change, deprovision_time, guard_name, guard_note, held_groups, roster_diff, sizes, target_sizes, time, user_cell,
+    Release, Summary, NO_ROSTER_CHANGES, SUSPICIOUS_ACCEPT, SUSPICIOUS_MEANS,
 };
 
 pub(super) fn render(plan: &Plan, plan_file: &str) -> String {
@@ -148,12 +148,12 @@ fn tombstones(out: &mut String, plan: &Plan) {
             TombstoneCause::Missing => "missing",
             TombstoneCause::Disabled => "disabled",
         };
-        let after = t
-            .deprovision_after
-            .as_ref()
-            .map(time)
-            .unwrap_or_else(|| NEVER_DEPROVISIONED.to_string());
-        out.push_str(&row(&[esc(t.user.as_str()), cause.to_string(), time(&t.since), after]));
+        out.push_str(&row(&[
+            esc(t.user.as_str()),
+            cause.to_string(),
+            time(&t.since),
+            deprovision_time(t),
+        ]));
     }
     out.push('\n');
 }

@@ -161,6 +161,37 @@ fn approved_over(a: &Action) -> Option<String> {
 /// A tombstone's `deprovision_after` when there is none.
 const NEVER_DEPROVISIONED: &str = "never (deprovision = off)";
 
+/// Why a user is tombstoned, in words.
+fn tombstone_cause(t: &crate::plan::Tombstone) -> &'static str {
+    match t.cause {
+        crate::plan::TombstoneCause::Missing => "missing from the directory",
+        crate::plan::TombstoneCause::Disabled => "disabled in the directory",
+    }
+}
+
+/// When a tombstoned user is deprovisioned, or that it never is.
+fn deprovision_time(t: &crate::plan::Tombstone) -> String {
+    t.deprovision_after
+        .as_ref()
+        .map(time)
+        .unwrap_or_else(|| NEVER_DEPROVISIONED.to_string())
+}
+
+/// Pretty JSON of `value`'s fields after a leading `"version"`, for the reports whose
+/// JSON is versioned on its own (`explain`, `status`, `approvals`).
+fn versioned_json<T: serde::Serialize>(version: u32, value: &T) -> String {
+    #[derive(serde::Serialize)]
+    struct Wire<'a, T> {
+        version: u32,
+        #[serde(flatten)]
+        value: &'a T,
+    }
+    match serde_json::to_string_pretty(&Wire { version, value }) {
+        Ok(s) => s + "\n",
+        Err(e) => format!("{{\"error\": {:?}}}\n", e.to_string()),
+    }
+}
+
 /// RFC 3339 UTC to the second, as in the JSON.
 fn time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::plan::{ActionKind, Approval, Guard, Tombstone, TombstoneCause};
+use crate::plan::{ActionKind, Approval, Guard, Tombstone};
 
-use super::{time, TextOrJson, NEVER_DEPROVISIONED};
+use super::{deprovision_time, time, tombstone_cause, TextOrJson};
 
 /// The version of the status JSON; bumped only when a field changes meaning or goes.
 const VERSION: u32 = 1;
@@ -82,16 +82,7 @@ pub fn render(r: &StatusReport, format: TextOrJson) -> String {
 
 /// Pretty JSON, `{"version": 1, ...}`.
 pub fn render_json(r: &StatusReport) -> String {
-    #[derive(Serialize)]
-    struct Wire<'a> {
-        version: u32,
-        #[serde(flatten)]
-        r: &'a StatusReport,
-    }
-    match serde_json::to_string_pretty(&Wire { version: VERSION, r }) {
-        Ok(s) => s + "\n",
-        Err(e) => format!("{{\"error\": {:?}}}\n", e.to_string()),
-    }
+    super::versioned_json(VERSION, r)
 }
 
 /// Free text (an error message from a server) on one line, so one row stays one line.
@@ -128,15 +119,7 @@ pub fn render_text(r: &StatusReport) -> String {
     line(format!("tombstones: {}", r.tombstones.len()));
     let w = r.tombstones.iter().map(|t| t.user.as_str().chars().count()).max().unwrap_or(0);
     for t in &r.tombstones {
-        let cause = match t.cause {
-            TombstoneCause::Missing => "missing from the directory",
-            TombstoneCause::Disabled => "disabled in the directory",
-        };
-        let after = t
-            .deprovision_after
-            .as_ref()
-            .map(time)
-            .unwrap_or_else(|| NEVER_DEPROVISIONED.to_string());
+        let (cause, after) = (tombstone_cause(t), deprovision_time(t));
         line(format!(
             "  {:<w$}  {cause} since {}, deprovision after {after}",
             t.user.as_str(),
@@ -193,18 +176,7 @@ pub struct ApprovalsReport {
 
 pub fn render_approvals(r: &ApprovalsReport, format: TextOrJson) -> String {
     match format {
-        TextOrJson::Json => {
-            #[derive(Serialize)]
-            struct Wire<'a> {
-                version: u32,
-                #[serde(flatten)]
-                r: &'a ApprovalsReport,
-            }
-            match serde_json::to_string_pretty(&Wire { version: VERSION, r }) {
-                Ok(s) => s + "\n",
-                Err(e) => format!("{{\"error\": {:?}}}\n", e.to_string()),
-            }
-        }
+        TextOrJson::Json => super::versioned_json(VERSION, r),
         TextOrJson::Text => {
             let mut out = format!("pending approvals: {}\n", r.approvals.len());
             for a in &r.approvals {
@@ -228,6 +200,7 @@ mod tests {
 
     use super::*;
     use crate::model::Email;
+    use crate::plan::TombstoneCause;
 
     fn t(h: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 22, h, 0, 0).unwrap()

@@ -1,10 +1,10 @@
 //! The text report: for a terminal or a log, optionally coloured.
 
-use crate::plan::{Action, Plan, TombstoneCause};
+use crate::plan::{Action, Plan};
 
 use super::{
-    approved_over, detail, guard_name, guard_note, held_groups, marker, roster_diff, sizes, target_sizes, time, user_cell, DiffLine,
-    Release, Summary, NEVER_DEPROVISIONED, NO_ROSTER_CHANGES, SUSPICIOUS_ACCEPT, SUSPICIOUS_MEANS,
+    approved_over, deprovision_time, detail, guard_name, guard_note, held_groups, marker, roster_diff, sizes, target_sizes, time,
+    tombstone_cause, user_cell, DiffLine, Release, Summary, NO_ROSTER_CHANGES, SUSPICIOUS_ACCEPT, SUSPICIOUS_MEANS,
 };
 
 /// ANSI styles; only emitted when colour is on.
@@ -164,15 +164,7 @@ fn tombstones_section(out: &mut Out, plan: &Plan) {
     out.heading(&format!("Tombstones ({}):", plan.tombstones.len()));
     let w = plan.tombstones.iter().map(|t| t.user.as_str().chars().count()).max().unwrap_or(0);
     for t in &plan.tombstones {
-        let cause = match t.cause {
-            TombstoneCause::Missing => "missing from the directory",
-            TombstoneCause::Disabled => "disabled in the directory",
-        };
-        let after = t
-            .deprovision_after
-            .as_ref()
-            .map(time)
-            .unwrap_or_else(|| NEVER_DEPROVISIONED.to_string());
+        let (cause, after) = (tombstone_cause(t), deprovision_time(t));
         out.line(
             Style::Plain,
             &format!(
