@@ -74,7 +74,7 @@ fn init_logging(color: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::daemon::LogWriter::new(color))
         .with_ansi(color)
         .try_init();
 }
@@ -86,7 +86,7 @@ pub(super) fn config_path(c: ConfigArg) -> PathBuf {
 pub(super) fn load_env(path: &Path) -> Result<Env, Error> {
     let env = Env::load(path)?;
     for w in &env.warnings {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
     Ok(env)
 }
@@ -255,7 +255,7 @@ async fn plan(path: &Path, format: Format, out: Option<&Path>) -> Result<u8, Err
     let plan = sync::plan_now(&env, &dir, &org, &state, started);
     if let Some(out) = out {
         save_plan(out, &plan)?;
-        eprintln!("plan saved to {}", out.display());
+        errln!("plan saved to {}", out.display());
     }
     print_plan(&plan, format, out);
     Ok(plan_exit_code(&plan))
@@ -280,7 +280,7 @@ async fn explain(path: &Path, email: &str, format: TextOrJson) -> Result<u8, Err
         &plan,
         email,
     );
-    out!("{}", report::explain::render(&x, format));
+    super::write_rendered(&report::explain::render(&x, format));
     Ok(match x.verdict {
         Verdict::NothingPlanned => exit::IN_SYNC,
         Verdict::Pending => exit::CHANGES_PENDING,
@@ -334,7 +334,7 @@ fn print_plan(plan: &Plan, format: Format, plan_file: Option<&Path>) {
         color: color_stdout(format),
         plan_file: plan_file.map(|p| p.display().to_string()),
     };
-    out!("{}", report::render(plan, format, &opts));
+    super::write_rendered(&report::render(plan, format, &opts));
 }
 
 /// `idsync show`: a saved plan rendered again, for review. Reads only the file.
@@ -445,24 +445,25 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
             let who = a.user.as_ref().map(|u| u.as_str()).or(a.team.as_deref()).unwrap_or("");
             // Re-applying a plan: what W&B already shows is done, not a surprise.
             if crate::plan::org_shows(&org, a) {
-                eprintln!("already done: {} {} {who}: W&B already shows this change", a.id, a.kind);
+                errln!("already done: {} {} {who}: W&B already shows this change", a.id, a.kind);
             } else {
-                eprintln!(
+                errln!(
                     "changed since review: {} {} {who} is not in the fresh plan unchanged: dropped (plan again to review it)",
-                    a.id, a.kind
+                    a.id,
+                    a.kind
                 );
             }
         }
         stale = report.stale.len();
         let from = opts.plan_file.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
         if report.unreviewed > 0 {
-            eprintln!(
+            errln!(
                 "{} ready action(s) of the fresh plan are not in {from}: not applied (plan again to review them)",
                 report.unreviewed
             );
         }
         if report.held_when_reviewed > 0 {
-            eprintln!(
+            errln!(
                 "{} action(s) were held in {from} and are ready now without an approval: not applied (plan again to review them)",
                 report.held_when_reviewed
             );
@@ -528,7 +529,7 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
     drop(bar);
     let outcome = outcome?;
     if outcome.stopped {
-        eprintln!("interrupted: {}", outcome.error.as_deref().unwrap_or("stopped by a signal"));
+        errln!("interrupted: {}", outcome.error.as_deref().unwrap_or("stopped by a signal"));
     }
     let held = to_apply.held().count();
     if let Some(report) = outcome.report.as_ref() {
@@ -554,8 +555,8 @@ async fn notify_after(env: &Env, facts: impl FnOnce(&crate::notify::Notifier) ->
     let Some(n) = crate::notify::Notifier::of(env) else { return };
     let d = n.after_run(&facts(&n)).await;
     match (&d, d.describe()) {
-        (crate::notify::Delivery::Failed { .. }, Some(line)) => eprintln!("warning: {line}"),
-        (_, Some(line)) => eprintln!("{line}"),
+        (crate::notify::Delivery::Failed { .. }, Some(line)) => errln!("warning: {line}"),
+        (_, Some(line)) => errln!("{line}"),
         (_, None) => {}
     }
 }
@@ -764,7 +765,7 @@ fn approvals(path: &Path, format: TextOrJson) -> Result<u8, Error> {
         r.store_exists = true;
         r.approvals = pending_approvals(&store, Utc::now())?.iter().map(StatusApproval::of).collect();
     }
-    out!("{}", render_approvals(&r, format));
+    super::write_rendered(&render_approvals(&r, format));
     Ok(exit::IN_SYNC)
 }
 
@@ -848,7 +849,7 @@ fn status(path: &Path, format: TextOrJson) -> Result<u8, Error> {
         r.tombstones = store.tombstones()?;
         r.approvals = pending_approvals(&store, now)?.iter().map(StatusApproval::of).collect();
     }
-    out!("{}", report::status::render(&r, format));
+    super::write_rendered(&report::status::render(&r, format));
     Ok(exit::IN_SYNC)
 }
 

@@ -242,7 +242,7 @@ pub async fn sandbox(args: SandboxArgs) -> Result<u8, Error> {
     let scim = opts.scim_path.trim_end_matches('/').to_string();
     // The error already names the sandbox: printed once, not "sandbox: sandbox: ...".
     sandbox::serve_forever_with(opts, org, args.listen, |local| {
-        eprintln!("W&B sandbox on http://{local}{scim} (Ctrl-C stops it); {key_hint}. State: GET /_sandbox/state");
+        errln!("W&B sandbox on http://{local}{scim} (Ctrl-C stops it); {key_hint}. State: GET /_sandbox/state");
     })
     .await
     .map_err(|e| Error::Usage(e.to_string()))?;

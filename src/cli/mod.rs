@@ -13,6 +13,11 @@ macro_rules! outln {
     ($($t:tt)*) => { $crate::cli::write_stdout(format_args!("{}\n", format_args!($($t)*))) };
 }
 
+/// `eprintln!` with the text neutralised (see [`write_stderr`]).
+macro_rules! errln {
+    ($($t:tt)*) => { $crate::cli::write_stderr(format_args!("{}\n", format_args!($($t)*))) };
+}
+
 mod commands;
 mod demo;
 mod progress;
@@ -362,17 +367,39 @@ pub struct SandboxArgs {
     pub service_accounts: crate::sandbox::ServiceAccountListing,
 }
 
-/// Writes a report to stdout. SIGPIPE stays ignored (Rust's default), so a socket whose
-/// peer went away is an error idsync reports like any other, never a silent death; only
-/// a closed stdout (`idsync plan | head`) ends the process, the way Unix tools end: by
-/// SIGPIPE, without a panic or a message.
+/// Text as it may be shown on a terminal: formatted, then with its control characters made
+/// visible (`report::escape`), since the arguments often carry names and errors that came
+/// from a directory or a server.
+fn terminal_text(args: std::fmt::Arguments<'_>) -> String {
+    let text = args.as_str().map_or_else(|| args.to_string(), str::to_string);
+    crate::report::escape::neutralised(text, crate::report::escape::Keep::Layout)
+}
+
+/// Writes text to stdout, neutralised (see [`terminal_text`]).
 pub(crate) fn write_stdout(args: std::fmt::Arguments<'_>) {
+    write_rendered(&terminal_text(args));
+}
+
+/// Writes to stderr, neutralised (see [`terminal_text`]); every message the CLI prints
+/// there, errors included, goes through this.
+pub(crate) fn write_stderr(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
-    match std::io::stdout().lock().write_fmt(args) {
+    // Nothing sensible is left to do when stderr itself is gone.
+    let _ = std::io::stderr().lock().write_all(terminal_text(args).as_bytes());
+}
+
+/// Writes a report to stdout as it is: what a `report` renderer returns, which
+/// neutralised its values itself and may have coloured them. SIGPIPE stays ignored
+/// (Rust's default), so a socket whose peer went away is an error idsync reports like any
+/// other, never a silent death; only a closed stdout (`idsync plan | head`) ends the
+/// process, the way Unix tools end: by SIGPIPE, without a panic or a message.
+pub(crate) fn write_rendered(text: &str) {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => die_of_sigpipe(),
         Err(e) => {
-            eprintln!("error: cannot write the report to standard output: {e}");
+            errln!("error: cannot write the report to standard output: {e}");
             std::process::exit(i32::from(exit::ERROR));
         }
     }
@@ -387,7 +414,7 @@ pub(crate) fn stream_stdout(f: impl FnOnce(&mut dyn std::io::Write) -> std::io::
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => die_of_sigpipe(),
         Err(e) => {
-            eprintln!("error: cannot write the report to standard output: {e}");
+            errln!("error: cannot write the report to standard output: {e}");
             std::process::exit(i32::from(exit::ERROR));
         }
     }
@@ -419,14 +446,14 @@ pub fn main() -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            errln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(exit::ERROR);
         }
     };
     match rt.block_on(commands::run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             ExitCode::from(exit::ERROR)
         }
     }

@@ -64,6 +64,7 @@ impl Progress for ApplyBar {
         if let Some(pb) = &self.0 {
             let who = a.user.as_ref().map(|u| u.as_str()).or(a.team.as_deref()).unwrap_or("");
             let how = if r.ok() { "" } else { " (not ok)" };
+            let who = crate::report::escape::neutralise(who, crate::report::escape::Keep::Nothing);
             pb.set_message(format!("{} {who}{how}", a.kind));
             pb.inc(1);
         }

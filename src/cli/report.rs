@@ -32,6 +32,6 @@ pub async fn seats(path: &Path, format: SeatFormat, inactive_days: Option<u32>, 
         now,
     });
     let layout = if wide { Layout::Wide } else { Layout::Fit };
-    out!("{}", seats::render_with(&report, format, layout));
+    super::write_rendered(&seats::render_with(&report, format, layout));
     Ok(exit::IN_SYNC)
 }

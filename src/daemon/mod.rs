@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use crate::config::{parse_schedule, LogConfig, LogFormat};
 use crate::error::Error;
 use crate::notify::{Delivery, Notifier, RunFacts};
+use crate::report::escape::{neutralise, Keep};
 use crate::state::RunRecord;
 use crate::sync::{self, Env, RunOutcome, RunResult};
 use http::{ConfigView, LastRun, PlanView, Shared, StatusView};
@@ -34,12 +35,44 @@ pub fn init_logging(log: &LogConfig, ansi: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(LogWriter::new(ansi))
         .with_ansi(ansi);
     let _ = match log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+/// Log lines to stderr with their control characters made visible
+/// (`report::escape`): fields carry names and W&B's or the IdP's error bodies. The same
+/// transformation keeps a JSON log line valid and exact (see `report::escape`).
+#[derive(Debug, Clone, Copy)]
+pub struct LogWriter(Keep);
+
+impl LogWriter {
+    /// `ansi`: the formatter colours its output, and then escapes ESC in values itself.
+    pub fn new(ansi: bool) -> LogWriter {
+        LogWriter(if ansi { Keep::LayoutAndEsc } else { Keep::Layout })
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+    fn make_writer(&'a self) -> LogWriter {
+        *self
+    }
+}
+
+impl std::io::Write for LogWriter {
+    /// tracing hands over one whole formatted event per call.
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().lock().write_all(neutralise(&text, self.0).as_bytes())?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 fn usage(e: impl std::fmt::Display) -> Error {

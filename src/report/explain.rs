@@ -39,8 +39,9 @@ fn headline(x: &Explanation) -> String {
 
 pub fn render_text(x: &Explanation) -> String {
     let mut out = String::new();
+    // Every line passes here (see `escape`).
     let mut line = |s: &str| {
-        out.push_str(s);
+        out.push_str(&super::escape::neutralise(s, super::escape::Keep::Nothing));
         out.push('\n');
     };
     line(&headline(x));

@@ -53,7 +53,7 @@ pub fn write_json(plan: &Plan, mut w: impl std::io::Write) -> Result<(), serde_j
         roster_before: &plan.roster_before,
         roster_after: &plan.roster_after,
     };
-    serde_json::to_writer_pretty(&mut w, &out)?;
+    super::escape::write_json(&mut w, &out)?;
     w.write_all(b"\n").map_err(serde_json::Error::io)
 }
 

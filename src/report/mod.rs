@@ -5,6 +5,7 @@
 //! (summary counts, how a change reads, how a held action can be released, the roster
 //! diff) live here so that text and markdown never disagree.
 
+pub mod escape;
 pub mod explain;
 mod json;
 mod markdown;
@@ -110,7 +111,7 @@ pub enum ReportError {
 pub fn render(plan: &Plan, format: Format, opts: &RenderOptions) -> String {
     match format {
         Format::Text => text::render(plan, opts.color, &opts.plan_file()),
-        Format::Markdown => markdown::render(plan, &opts.plan_file()),
+        Format::Markdown => escape::neutralised(markdown::render(plan, &opts.plan_file()), escape::Keep::Layout),
         Format::Json => render_json(plan),
     }
 }
@@ -186,8 +187,8 @@ fn versioned_json<T: serde::Serialize>(version: u32, value: &T) -> String {
         #[serde(flatten)]
         value: &'a T,
     }
-    match serde_json::to_string_pretty(&Wire { version, value }) {
-        Ok(s) => s + "\n",
+    match escape::json_string(&Wire { version, value }) {
+        Ok(s) => s,
         Err(e) => format!("{{\"error\": {:?}}}\n", e.to_string()),
     }
 }

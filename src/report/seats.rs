@@ -606,17 +606,19 @@ pub fn render(report: &SeatReport, format: SeatFormat) -> String {
 
 /// Renders `report` in `format`; `layout` applies to text only.
 pub fn render_with(report: &SeatReport, format: SeatFormat, layout: Layout) -> String {
+    use super::escape::{neutralised, Keep};
+    // JSON keeps exact values (its writer escapes them); everything else is for reading.
     match format {
-        SeatFormat::Text => render_text_with(report, layout),
-        SeatFormat::Markdown => render_markdown(report),
+        SeatFormat::Text => neutralised(render_text_with(report, layout), Keep::Layout),
+        SeatFormat::Markdown => neutralised(render_markdown(report), Keep::Layout),
         SeatFormat::Json => render_json(report),
-        SeatFormat::Csv => render_csv(report),
+        SeatFormat::Csv => neutralised(render_csv(report), Keep::Layout),
     }
 }
 
 pub fn render_json(report: &SeatReport) -> String {
-    match serde_json::to_string_pretty(report) {
-        Ok(s) => s + "\n",
+    match super::escape::json_string(report) {
+        Ok(s) => s,
         // Unreachable for this data (finite numbers, string keys); a report must not panic.
         Err(e) => format!("{{\"error\": {:?}}}\n", e.to_string()),
     }

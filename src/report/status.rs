@@ -92,8 +92,9 @@ fn one_line(s: &str) -> String {
 
 pub fn render_text(r: &StatusReport) -> String {
     let mut out = String::new();
+    // Every line passes here (see `escape`).
     let mut line = |s: String| {
-        out.push_str(&s);
+        out.push_str(&super::escape::neutralise(&s, super::escape::Keep::Nothing));
         out.push('\n');
     };
     line(format!("state: {}", r.state_dir));
@@ -189,7 +190,7 @@ pub fn render_approvals(r: &ApprovalsReport, format: TextOrJson) -> String {
             } else {
                 out.push_str("Withdraw one with `idsync revoke ID`; each is used up when its action is applied.\n");
             }
-            out
+            super::escape::neutralised(out, super::escape::Keep::Layout)
         }
     }
 }

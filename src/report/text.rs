@@ -2,6 +2,7 @@
 
 use crate::plan::{Action, Plan};
 
+use super::escape::{neutralise, Keep};
 use super::{
     approved_over, deprovision_time, detail, guard_name, guard_note, held_groups, marker, roster_diff, sizes, target_sizes, time,
     tombstone_cause, user_cell, DiffLine, Release, Summary, NO_ROSTER_CHANGES, SUSPICIOUS_ACCEPT, SUSPICIOUS_MEANS,
@@ -49,7 +50,10 @@ struct Out {
 }
 
 impl Out {
+    /// Every line of the report passes here: values are neutralised before colour is
+    /// added, so only the renderer's own ESCs reach the terminal.
     fn line(&mut self, style: Style, s: &str) {
+        let s = &*neutralise(s, Keep::Nothing);
         if self.color && style != Style::Plain && !s.is_empty() {
             self.buf.push_str(style.code());
             self.buf.push_str(s);
