@@ -3,6 +3,7 @@
 
 use crate::plan::{Action, Plan, TombstoneCause};
 
+use super::escape::{neutralise, Keep};
 use super::{
     approved_over, change, deprovision_time, guard_name, guard_note, held_groups, roster_diff, sizes, target_sizes, time, user_cell,
     Release, Summary, NO_ROSTER_CHANGES, SUSPICIOUS_ACCEPT, SUSPICIOUS_MEANS,
@@ -176,7 +177,8 @@ fn roster(out: &mut String, plan: &Plan) {
         out.push_str(&format!("_{NO_ROSTER_CHANGES}._\n"));
         return;
     }
-    let body: Vec<&str> = lines.iter().map(|l| l.as_str()).collect();
+    // One diff line each: a newline in a roster entry is shown, not obeyed.
+    let body: Vec<_> = lines.iter().map(|l| neutralise(l.as_str(), Keep::Nothing)).collect();
     // A fence longer than any backtick run inside, so a team name cannot close it.
     let longest = body.iter().map(|l| longest_backtick_run(l)).max().unwrap_or(0);
     let fence = "`".repeat(longest.max(2) + 1);

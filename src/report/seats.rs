@@ -1173,6 +1173,13 @@ fn sections(r: &SeatReport, layout: Layout) -> Vec<Section> {
             sec
         }
     });
+    // Every cell one value on one line, neutralised before widths are measured, so a
+    // hostile name neither acts on the terminal nor breaks the table.
+    let one = |s: &mut String| *s = super::escape::neutralised(std::mem::take(s), super::escape::Keep::Nothing);
+    for sec in &mut out {
+        sec.rows.iter_mut().chain(sec.details.iter_mut()).flatten().for_each(one);
+        sec.notes.iter_mut().for_each(one);
+    }
     out
 }
 

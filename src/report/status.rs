@@ -240,6 +240,29 @@ mod tests {
     }
 
     #[test]
+    fn a_hostile_error_or_approver_cannot_reach_the_terminal_raw() {
+        let mut r = report();
+        r.runs[0].error = Some("W&B said: \x1b[2J\u{9b}31m\u{202e}gone".into());
+        r.approvals[0].approved_by = "ops\x07\rx".into();
+        let text = render_text(&r);
+        assert!(text.contains("error: W&B said: \\x1b[2J\\u009b31m\\u202egone\n"), "{text}");
+        let approvals = render_approvals(
+            &ApprovalsReport {
+                state_dir: r.state_dir.clone(),
+                store_exists: true,
+                approvals: r.approvals.clone(),
+            },
+            TextOrJson::Text,
+        );
+        for out in [&text, &approvals] {
+            assert!(!out.chars().any(|c| c.is_control() && c != '\n' || c == '\u{202e}'), "{out:?}");
+        }
+        assert!(approvals.contains("by ops\\x07 x until"), "{approvals}");
+        let json: serde_json::Value = serde_json::from_str(&render_json(&r)).unwrap();
+        assert_eq!(json["runs"][0]["error"], "W&B said: \x1b[2J\u{9b}31m\u{202e}gone");
+    }
+
+    #[test]
     fn each_row_is_one_line_and_says_what_it_is() {
         let s = render_text(&report());
         assert!(

@@ -751,3 +751,40 @@ fn approved_ready_actions_say_which_guards_were_overridden() {
     assert!(text(&plan).contains(" [approved over pipeline-key]\n"));
     assert!(markdown(&plan).contains(" (approved over pipeline-key) |\n"));
 }
+
+/// A plan whose reason, team, skipped entry and roster carry terminal controls.
+fn hostile_plan() -> Plan {
+    let mut plan = empty_plan();
+    let h = "\x1b[2J\x07\u{9b}31m\u{202e}\nforged line";
+    plan.actions.push(add_to_team("dana@example.com", &format!("ml{h}"), "member"));
+    plan.actions[0].reason = format!("cn=ml{h},ou=groups");
+    plan.skipped.push(Skipped {
+        entry: format!("uid=x{h}"),
+        why: "no email".into(),
+    });
+    plan.roster_after.push(format!("dana@example.com  member  ml{h}:member"));
+    plan
+}
+
+#[test]
+fn hostile_values_are_neutralised_in_every_human_format_and_exact_in_json() {
+    let plan = hostile_plan();
+    let bad = |c: char| (c.is_control() && c != '\n') || ('\u{202a}'..='\u{202e}').contains(&c);
+    // Markdown's own cell escaping already turns a newline into a space.
+    for (f, shown) in [
+        (Format::Text, "\\x07\\u009b31m\\u202e\\x0aforged line"),
+        (Format::Markdown, "\\x07\\u009b31m\\u202e forged line"),
+    ] {
+        let out = render(&plan, f, &NO_COLOR);
+        assert!(!out.chars().any(bad), "{f}: {out:?}");
+        assert!(out.contains(shown), "{f}: shown, on its line: {out}");
+        assert!(!out.lines().any(|l| l.starts_with("forged line")), "{f}: {out}");
+    }
+    // With colour, the only ESCs are the renderer's own SGR codes.
+    let colored = render(&plan, Format::Text, &COLOR);
+    assert!(colored.contains("\x1b[32m") && !colored.contains("\x1b[2J"), "{colored:?}");
+    assert_eq!(strip_ansi(&colored), render(&plan, Format::Text, &NO_COLOR));
+    let json = render(&plan, Format::Json, &NO_COLOR);
+    assert!(!json.chars().any(bad), "{json:?}");
+    assert_eq!(parse_plan_json(&json).unwrap().actions, plan.actions, "JSON keeps the exact values");
+}
