@@ -66,6 +66,8 @@ echo "== cargo test"
 cargo test --all-targets
 # Doc tests are not part of --all-targets.
 cargo test --doc --quiet
+echo "== soak: the daemon against a faulty sandbox for 20 s (scripts/soak.sh 30 is the real run)"
+./scripts/soak.sh --seconds 20
 echo "== Debian package: build it (release) and check its contents, conffile, unit and config"
 deb="$(./scripts/package-deb.sh)"
 ./scripts/check-deb.sh "$deb"
