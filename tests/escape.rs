@@ -185,6 +185,11 @@ async fn hostile_names_are_shown_escaped_and_kept_exact_in_json() {
         "{t:?}"
     );
 
+    // check-config --connect quotes the policy's group and team as found.
+    let o = run_clean(&f, &["check-config", "--connect"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(text(&o).contains("cn=ml\\x1b[2J"), "the group, escaped:\n{}", text(&o));
+
     // explain: the directory entry, its name and its group.
     let o = run_clean(&f, &["explain", "evil@example.com"]).await;
     let t = text(&o);

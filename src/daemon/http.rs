@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -169,8 +169,14 @@ async fn readyz(State(s): State<Arc<Shared>>) -> Response {
     }
 }
 
-async fn status(State(s): State<Arc<Shared>>) -> Json<StatusView> {
-    Json(s.status().clone())
+/// Through the reports' JSON writer, so `curl /status` on a terminal is as inert as
+/// `idsync status --format json` (run errors carry W&B's and the directory's text).
+async fn status(State(s): State<Arc<Shared>>) -> Response {
+    let body = crate::report::escape::json_string(&*s.status());
+    match body {
+        Ok(text) => ([(header::CONTENT_TYPE, "application/json")], text).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot encode the status: {e}\n")).into_response(),
+    }
 }
 
 #[cfg(test)]
