@@ -605,6 +605,7 @@ pub(crate) fn print_results(report: &apply::ApplyReport, held: usize, stale: usi
         let mark = match r {
             ActionResult::Applied | ActionResult::AlreadyDone => "ok  ",
             ActionResult::Failed(_) => "FAIL",
+            ActionResult::Unknown(_) => "UNKN",
             ActionResult::Skipped(_) => "skip",
             ActionResult::NotApplied(_) => "n/a ",
         };
@@ -615,6 +616,12 @@ pub(crate) fn print_results(report: &apply::ApplyReport, held: usize, stale: usi
     let mut extra = String::new();
     if unreviewed > 0 {
         extra.push_str(&format!(", {unreviewed} not reviewed"));
+    }
+    if report.unknown() > 0 {
+        extra.push_str(&format!(
+            ", {} with an unknown outcome (the next run settles them against W&B)",
+            report.unknown()
+        ));
     }
     if report.not_applied() > 0 {
         extra.push_str(&format!(", {} interrupted earlier and not applied", report.not_applied()));
