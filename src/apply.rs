@@ -433,13 +433,23 @@ async fn execute(client: &WandbClient, ids: &Ids, people: &People, policy: &Poli
             (Ok(uid), Ok(tid)) => {
                 let team = a.team.clone().unwrap_or_default();
                 let r = TeamRole::new(role);
-                let res = client.add_to_team(&tid, &uid).await;
-                // New members get the default team role; set any other afterwards.
-                let res = match res {
-                    Ok(()) if r != TeamRole::member() => client.set_team_role(&uid, &team, &r).await,
-                    other => other,
-                };
-                to_result(res)
+                // New members get the default team role; set any other afterwards. When
+                // only the add landed, W&B has the member: not a plain `error` (which says
+                // nothing changed) but unknown, settled next run by the membership, the
+                // role left to that plan's `set_team_role`.
+                match client.add_to_team(&tid, &uid).await {
+                    Ok(()) if r != TeamRole::member() => match client.set_team_role(&uid, &team, &r).await {
+                        Err(e) if !e.is_outcome_unknown() => (
+                            ActionResult::Unknown(format!(
+                                "added to team {team}, but setting its team role {role} failed ({e}); the next run settles the add against W&B and plans the role"
+                            )),
+                            None,
+                            None,
+                        ),
+                        other => to_result(other),
+                    },
+                    other => to_result(other),
+                }
             }
             (Err(e), _) | (_, Err(e)) => (ActionResult::Failed(e), None, None),
         },
