@@ -327,6 +327,11 @@ async fn under_throttling_failures_and_lost_responses_apply_converges_with_an_ex
         let out = text(&apply);
         if out.contains("unknown outcome") {
             assert_eq!(code(&apply), 1, "an unknown outcome is not success: {out}");
+            let status = text(&f.run(&["status"]).await);
+            assert!(
+                status.contains("unsettled actions: ") && status.contains(" unknown in run "),
+                "status shows what the next run settles: {status}"
+            );
         }
         if code(&apply) == 0 {
             break;

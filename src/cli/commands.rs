@@ -826,7 +826,7 @@ fn revoke(path: &Path, ids: &[String], reason: Option<&str>) -> Result<u8, Error
 }
 
 fn status(path: &Path, format: TextOrJson) -> Result<u8, Error> {
-    use crate::report::status::{StatusApproval, StatusReport, StatusRun};
+    use crate::report::status::{StatusApproval, StatusReport, StatusRun, StatusUnsettled};
     let env = load_env(path)?;
     let mut r = StatusReport {
         state_dir: env.state_dir().display().to_string(),
@@ -834,6 +834,7 @@ fn status(path: &Path, format: TextOrJson) -> Result<u8, Error> {
         runs: Vec::new(),
         tombstones: Vec::new(),
         approvals: Vec::new(),
+        unsettled: Vec::new(),
     };
     // Read-only, like `plan`: a status check never creates or migrates the store.
     if let Some(store) = StateStore::open_read_only(&env.state_dir())? {
@@ -854,6 +855,20 @@ fn status(path: &Path, format: TextOrJson) -> Result<u8, Error> {
             .collect();
         r.tombstones = store.tombstones()?;
         r.approvals = pending_approvals(&store, now)?.iter().map(StatusApproval::of).collect();
+        r.unsettled = store
+            .journal_incomplete()?
+            .into_iter()
+            .map(|e| StatusUnsettled {
+                run_id: e.run_id,
+                action_id: e.action.id.to_string(),
+                kind: e.action.kind.as_str().to_string(),
+                user: e.action.user.as_ref().map(|u| u.to_string()),
+                team: e.action.team.clone(),
+                begun_at: e.begun_at,
+                state: if e.unknown.is_some() { "unknown" } else { "interrupted" }.to_string(),
+                detail: e.unknown,
+            })
+            .collect();
     }
     out!("{}", report::status::render(&r, format));
     Ok(exit::IN_SYNC)
