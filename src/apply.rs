@@ -187,11 +187,9 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
                 .audit
                 .append(&audit_record(&entry.run_id, &books.actor, &entry.action, "begin", None))?;
         }
-        let unknown = entry.unknown.is_some() || st.last.as_deref() == Some("unknown");
-        match st.last.as_deref() {
-            Some(result) if !unknown => {
+        match resume_step(&st, entry.unknown.is_some(), planned.contains(&entry.action.id)) {
+            Resume::Close { ok, result } => {
                 // Its final result is audited; the crash came before the journal commit.
-                let ok = result == "ok";
                 let outcome = Outcome {
                     ok,
                     detail: format!("ended before an interruption; the audit log holds its result ({result})"),
@@ -203,16 +201,14 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
                     record_effects(s, approvals, &entry.action, ok)
                 })?;
             }
-            // Interrupted before any result and still wanted: it runs now, under its
-            // original journal entry, so the audit log holds one begin and one end.
-            None if !unknown && planned.contains(&entry.action.id) => {
+            Resume::Rerun => {
                 books.resumed.insert(entry.action.id.clone(), entry.run_id.clone());
             }
-            _ => {
-                // Unknown, or interrupted and not ready now: only the fresh snapshot can
-                // tell (SPEC §5). `ok` only when W&B shows the change; otherwise it was not
-                // applied, its tombstone, approval and the ledger stay, and the plan (this
-                // one, if it still wants it) applies it afresh.
+            Resume::Settle { unknown } => {
+                // Only the fresh snapshot can tell (SPEC §5). `ok` only when W&B shows the
+                // change; otherwise it was not applied, its tombstone, approval and the
+                // ledger stay, and the plan (this one, if it still wants it) applies it
+                // afresh.
                 let event = if unknown { "settle" } else { "end" };
                 let (res, detail) = if crate::plan::org_shows(org, &entry.action) {
                     let how = if unknown { "settled" } else { "confirmed on resume" };
@@ -331,6 +327,38 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
         store.replace_tombstones(&keep)?;
     }
     Ok(report)
+}
+
+/// What resume does with one open journal entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Resume {
+    /// Its final result is already audited (the crash came between the audit line and
+    /// the journal commit): close the entry with it, writing no second line.
+    Close { ok: bool, result: String },
+    /// Interrupted before any result and still in the ready plan: run it now under its
+    /// original journal entry, so the audit log holds one begin and one end.
+    Rerun,
+    /// Settle against the fresh snapshot: with a `settle` line after an `unknown` end,
+    /// else with the `end` line an interrupted action never got.
+    Settle { unknown: bool },
+}
+
+/// Decides from the entry's own audit lines (`steps`), whether the journal marked it
+/// unknown, and whether the fresh plan has it ready. Pure.
+fn resume_step(steps: &crate::state::Steps, marked_unknown: bool, planned: bool) -> Resume {
+    match steps.last.as_deref() {
+        // Audit lines come before the journal writes: an `unknown` end is unknown even when
+        // the crash came before the journal's mark, and a later final line (a `settle`
+        // whose commit a crash prevented) decides even when the journal still says unknown.
+        Some("unknown") => Resume::Settle { unknown: true },
+        Some(result) => Resume::Close {
+            ok: result == "ok",
+            result: result.to_string(),
+        },
+        None if marked_unknown => Resume::Settle { unknown: true },
+        None if planned => Resume::Rerun,
+        None => Resume::Settle { unknown: false },
+    }
 }
 
 fn stopped(stop: &Option<tokio::sync::watch::Receiver<bool>>) -> bool {
@@ -638,4 +666,77 @@ fn record_effects(store: &mut StateStore, approvals: &BTreeSet<ActionId>, a: &Ac
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Steps;
+
+    fn steps(begun: bool, last: Option<&str>) -> Steps {
+        Steps {
+            begun,
+            last: last.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn resume_closes_what_is_audited_and_settles_the_rest_against_w_and_b() {
+        let close = |ok: bool, r: &str| Resume::Close { ok, result: r.into() };
+        // A final result audited before the crash closes the entry, planned or not.
+        for planned in [false, true] {
+            assert_eq!(resume_step(&steps(true, Some("ok")), false, planned), close(true, "ok"));
+            assert_eq!(resume_step(&steps(true, Some("error")), false, planned), close(false, "error"));
+            assert_eq!(
+                resume_step(&steps(true, Some("not_applied")), false, planned),
+                close(false, "not_applied")
+            );
+        }
+        // Nothing audited: rerun when still wanted, else settle with the missing end.
+        assert_eq!(resume_step(&steps(true, None), false, true), Resume::Rerun);
+        assert_eq!(resume_step(&steps(false, None), false, true), Resume::Rerun);
+        assert_eq!(resume_step(&steps(true, None), false, false), Resume::Settle { unknown: false });
+        // Unknown, by the journal or by the audit line a crash kept from the journal: always
+        // settled against W&B first, even when the plan wants it (never rerun unchecked).
+        for planned in [false, true] {
+            assert_eq!(
+                resume_step(&steps(true, Some("unknown")), false, planned),
+                Resume::Settle { unknown: true }
+            );
+            assert_eq!(
+                resume_step(&steps(true, Some("unknown")), true, planned),
+                Resume::Settle { unknown: true }
+            );
+            assert_eq!(resume_step(&steps(true, None), true, planned), Resume::Settle { unknown: true });
+        }
+        // A settle line already written (crash before its journal commit) closes the entry
+        // the journal still calls unknown: no second settle line.
+        for planned in [false, true] {
+            assert_eq!(resume_step(&steps(true, Some("ok")), true, planned), close(true, "ok"));
+            assert_eq!(
+                resume_step(&steps(true, Some("not_applied")), true, planned),
+                close(false, "not_applied")
+            );
+        }
+    }
+
+    #[test]
+    fn only_an_unknown_client_error_is_an_unknown_result() {
+        let http = |status| TargetError::Http {
+            op: "PATCH /Groups/g".into(),
+            status,
+            detail: "x".into(),
+        };
+        let unknown = TargetError::OutcomeUnknown {
+            op: "PATCH /Groups/g".into(),
+            last: Box::new(http(500)),
+        };
+        assert!(matches!(from_error(unknown), ActionResult::Unknown(_)));
+        for e in [http(400), http(500), TargetError::Refused("no".into())] {
+            assert!(matches!(from_error(e), ActionResult::Failed(_)));
+        }
+        let r = ActionResult::Unknown("x".into());
+        assert!(!r.ok(), "unknown is not success");
+        assert_eq!(r.as_str(), "unknown");
+    }
 }
