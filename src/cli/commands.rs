@@ -870,6 +870,7 @@ mod tests {
             roster_before: Vec::new(),
             roster_after: Vec::new(),
             identity_pending: Default::default(),
+            undo: None,
         }
     }
 

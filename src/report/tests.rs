@@ -41,6 +41,7 @@ fn empty_plan() -> Plan {
         roster_before: vec!["alice@example.com  admin  ml:admin".into()],
         roster_after: vec!["alice@example.com  admin  ml:admin".into()],
         identity_pending: Default::default(),
+        undo: None,
     }
 }
 
