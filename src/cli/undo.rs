@@ -1,0 +1,167 @@
+//! `idsync history` and `idsync undo`: what they read of the audit log, streamed (the log
+//! grows forever; neither command holds it whole), and the undo plan built from it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+
+use crate::error::Error;
+use crate::model::{DirectorySnapshot, Email, OrgSnapshot};
+use crate::plan::undo::{self, AppliedChange, RunChanges};
+use crate::plan::{ActionKind, Plan, PlanInput, PlanState};
+use crate::report::history::{History, HistoryEntry};
+use crate::state::{AuditLog, AuditRecord};
+use crate::sync::Env;
+
+/// One person's trail from the audit log: every action step and approval about them,
+/// oldest first. An action's `begin` is replaced by its `end` (one line per change); one
+/// never ended stays, its result unknown. An approval given for an action shows with the
+/// end that used it.
+pub(super) fn history(state_dir: &Path, email: &Email) -> Result<History, Error> {
+    let mut h = History {
+        user: email.to_string(),
+        changes: Vec::new(),
+    };
+    let mut open: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut approved: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+    AuditLog::for_each(state_dir, |r| {
+        if r.user.as_deref().and_then(Email::parse).as_ref() != Some(email) {
+            return;
+        }
+        let key = (r.run_id.clone(), r.action_id.clone());
+        let mut e = entry(&r);
+        match r.event.as_str() {
+            "approve" => {
+                approved.insert(r.action_id.clone(), (r.by.clone().unwrap_or_default(), r.guards.clone()));
+                h.changes.push(e);
+            }
+            "revoke" => {
+                approved.remove(&r.action_id);
+                h.changes.push(e);
+            }
+            "begin" => {
+                e.result = Some("unknown".into());
+                open.insert(key, h.changes.len());
+                h.changes.push(e);
+            }
+            _ => {
+                if r.result.as_deref() == Some("ok") {
+                    if let Some((by, guards)) = approved.remove(&r.action_id) {
+                        e.approved_by = Some(by);
+                        e.guards = guards;
+                    }
+                }
+                match open.remove(&key) {
+                    Some(i) => h.changes[i] = e,
+                    None => h.changes.push(e),
+                }
+            }
+        }
+    })?;
+    Ok(h)
+}
+
+fn entry(r: &AuditRecord) -> HistoryEntry {
+    HistoryEntry {
+        ts: r.ts,
+        run_id: r.run_id.clone(),
+        event: r.event.clone(),
+        action_id: r.action_id.clone(),
+        kind: r.kind.clone(),
+        team: r.team.clone(),
+        role: r.role.clone(),
+        from: r.from.clone(),
+        to: r.to.clone(),
+        reason: r.reason.clone(),
+        result: r.result.clone(),
+        detail: r.detail.clone(),
+        approved_by: None,
+        guards: if matches!(r.event.as_str(), "approve" | "revoke") {
+            r.guards.clone()
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+/// What the audit log says a run applied, and what later runs applied after it.
+#[derive(Debug, Default)]
+pub(super) struct RunLog {
+    pub applied: Vec<AppliedChange>,
+    pub later: Vec<AppliedChange>,
+}
+
+/// Streams the audit log for `run_id`'s successful changes and the successful changes of
+/// every run after its first line. A run the log never mentions is an error.
+pub(super) fn run_log(state_dir: &Path, run_id: &str) -> Result<RunLog, Error> {
+    let mut log = RunLog::default();
+    let mut seen = false;
+    let mut first: Option<DateTime<Utc>> = None;
+    // Only later changes to the people the run touched matter for superseding: kept as
+    // the stream goes, so an old run's undo does not hold the log since.
+    let mut people: std::collections::BTreeSet<Option<Email>> = std::collections::BTreeSet::new();
+    AuditLog::for_each(state_dir, |r| {
+        if r.run_id == run_id {
+            seen = true;
+            first.get_or_insert(r.ts);
+        }
+        if first.is_none() || r.event != "end" || r.result.as_deref() != Some("ok") {
+            return;
+        }
+        let Some(c) = change(&r) else { return };
+        if r.run_id == run_id {
+            people.insert(c.user.clone());
+            log.applied.push(c);
+        } else if people.contains(&c.user) {
+            log.later.push(c);
+        }
+    })?;
+    if !seen {
+        return Err(Error::Usage(format!(
+            "run {run_id} is not in the audit log ({}): name a run that applied changes (`idsync status` lists the latest runs; `idsync history EMAIL` shows a person's)",
+            state_dir.join(crate::state::AUDIT_FILE).display()
+        )));
+    }
+    Ok(log)
+}
+
+fn change(r: &AuditRecord) -> Option<AppliedChange> {
+    let kind: ActionKind = serde_json::from_value(serde_json::Value::String(r.kind.clone())).ok()?;
+    Some(AppliedChange {
+        at: r.ts,
+        run_id: r.run_id.clone(),
+        kind,
+        user: r.user.as_deref().and_then(Email::parse),
+        team: r.team.clone(),
+        role: r.role.clone(),
+        from: r.from.clone(),
+        to: r.to.clone(),
+    })
+}
+
+/// The undo plan of `run_id` against the given snapshots and state (pure core).
+pub(super) fn undo_plan(
+    env: &Env,
+    run_id: &str,
+    log: &RunLog,
+    dir: &DirectorySnapshot,
+    org: &OrgSnapshot,
+    state: &PlanState,
+    now: DateTime<Utc>,
+) -> Plan {
+    undo::undo(
+        PlanInput {
+            directory: dir,
+            org,
+            policy: &env.policy,
+            state,
+            now,
+        },
+        &RunChanges {
+            run_id,
+            applied: &log.applied,
+            later: &log.later,
+        },
+    )
+}
