@@ -109,10 +109,9 @@ pub fn undo(input: PlanInput<'_>, run: &RunChanges<'_>) -> Plan {
             leave(
                 c,
                 format!(
-                    "superseded: run {} applied {} to {} at {}",
+                    "superseded: run {} applied {} at {}",
                     l.run_id,
                     l.label(),
-                    l.user.as_ref().map(Email::as_str).unwrap_or(""),
                     l.at.format("%Y-%m-%dT%H:%M:%SZ")
                 ),
             );
