@@ -502,7 +502,9 @@ fn prune(store: &mut StateStore, now: chrono::DateTime<Utc>, retention: std::tim
         .and_then(|n| Ok(n + store.prune_restore_snapshots(cut)?));
     match pruned {
         Ok(0) => {}
-        Ok(n) => tracing::info!(rows = n, before = %cut, "state store: pruned runs, journal entries, approvals and restore snapshots past [state] retention"),
+        Ok(n) => {
+            tracing::info!(rows = n, before = %cut, "state store: pruned runs, journal entries, approvals and restore snapshots past [state] retention")
+        }
         Err(e) => tracing::warn!(error = %e, "state store: pruning past [state] retention failed; the run stands"),
     }
 }

@@ -51,8 +51,8 @@ fn everyone() -> String {
 fn run_of(f: &Fixture, kind: &str) -> String {
     f.audit()
         .into_iter()
-        .filter(|r| r["event"] == "end" && r["kind"] == kind && r["result"] == "ok")
-        .last()
+        .rev()
+        .find(|r| r["event"] == "end" && r["kind"] == kind && r["result"] == "ok")
         .unwrap_or_else(|| panic!("no {kind} in the audit log"))["run_id"]
         .as_str()
         .unwrap()
@@ -91,7 +91,10 @@ async fn a_mistaken_run_is_undone(deployment: Deployment) {
     let out = text(&undo);
     assert!(out.contains(&format!("idsync undo of run {run}")), "{out}");
     // The directory still says they are gone: the next regular run would remove them again.
-    assert!(out.contains("Warnings (5)") && out.contains("starts their grace clock again"), "{out}");
+    assert!(
+        out.contains("Warnings (5)") && out.contains("starts their grace clock again"),
+        "{out}"
+    );
     let saved = plan_json(&f, "undo.json");
     assert_eq!(saved["undo"]["run_id"], run.as_str());
 
@@ -112,7 +115,11 @@ async fn a_mistaken_run_is_undone(deployment: Deployment) {
     let again = f.run(&["undo", &run]).await;
     assert_eq!(code(&again), 0, "{}", text(&again));
     // The undo's own run changed them since: superseded, never reversed twice.
-    assert!(text(&again).contains("Not undone (5)") && text(&again).contains("superseded: run"), "{}", text(&again));
+    assert!(
+        text(&again).contains("Not undone (5)") && text(&again).contains("superseded: run"),
+        "{}",
+        text(&again)
+    );
     let h = f.run(&["history", "P0@Example.com", "--format", "json"]).await;
     assert_eq!(code(&h), 0, "{}", text(&h));
     let h: Value = serde_json::from_slice(&h.stdout).unwrap();
@@ -123,10 +130,17 @@ async fn a_mistaken_run_is_undone(deployment: Deployment) {
         .iter()
         .map(|c| (c["kind"].as_str().unwrap(), c["result"].as_str().unwrap()))
         .collect();
-    let readd = if deployment == Deployment::Saas { "create_user" } else { "reactivate_user" };
+    let readd = if deployment == Deployment::Saas {
+        "create_user"
+    } else {
+        "reactivate_user"
+    };
     assert_eq!(kinds[0], ("deprovision_user", "ok"), "{kinds:?}");
     assert!(kinds.contains(&(readd, "ok")), "{kinds:?}");
-    assert!(kinds.contains(&("add_to_team", "ok")) || deployment != Deployment::Saas, "{kinds:?}");
+    assert!(
+        kinds.contains(&("add_to_team", "ok")) || deployment != Deployment::Saas,
+        "{kinds:?}"
+    );
     assert!(h["changes"][0]["run_id"] == run.as_str());
 }
 
@@ -161,11 +175,14 @@ async fn leave_and_return(deployment: Deployment) {
         target,
         // On Dedicated a deactivated user keeps their teams; a deleted one loses them, as
         // everyone does on SaaS.
-        policy: if deployment == Deployment::Saas { "" } else { r#"deprovision = "delete""# },
+        policy: if deployment == Deployment::Saas {
+            ""
+        } else {
+            r#"deprovision = "delete""#
+        },
         guards: "max_source_shrink_percent = 100",
         tables: ML_TEAM,
         opts,
-        ..Setup::default()
     })
     .await;
     // p0 and p1 leave; both are deprovisioned.
@@ -246,7 +263,10 @@ role = "admin"
     let p: Value = serde_json::from_slice(&undo.stdout).unwrap();
     let held = held_by(&p, "last-admin");
     assert_eq!(held.len(), 1, "{p}");
-    assert_eq!((held[0]["kind"].as_str(), held[0]["user"].as_str()), (Some("set_org_role"), Some("alice@example.com")));
+    assert_eq!(
+        (held[0]["kind"].as_str(), held[0]["user"].as_str()),
+        (Some("set_org_role"), Some("alice@example.com"))
+    );
     // Applying the saved undo changes nothing.
     assert_eq!(code(&f.run(&["undo", &promoted, "--out", "undo.json"]).await), 3);
     let apply = f.run(&["apply", "--plan", "undo.json", "--yes"]).await;
@@ -278,7 +298,11 @@ async fn undo_of_an_unknown_run_and_history_of_a_stranger_are_explained() {
     .await;
     let u = f.run(&["undo", "20990101T000000Z-abcdef"]).await;
     assert_eq!(code(&u), 1, "{}", text(&u));
-    assert!(text(&u).contains("is not in the audit log") && text(&u).contains("idsync status"), "{}", text(&u));
+    assert!(
+        text(&u).contains("is not in the audit log") && text(&u).contains("idsync status"),
+        "{}",
+        text(&u)
+    );
     let h = f.run(&["history", "nobody@example.com"]).await;
     assert_eq!(code(&h), 0, "{}", text(&h));
     assert!(text(&h).contains("holds nothing"), "{}", text(&h));

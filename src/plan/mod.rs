@@ -60,7 +60,13 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
 }
 
 /// The shared tail of [`plan`] and [`undo::undo`]: guards, summary, rosters, the `Plan`.
-fn finish(input: PlanInput<'_>, desired: mapping::Desired<'_>, mut d: diff::Diff, extra_skipped: Vec<Skipped>, undo: Option<UndoInfo>) -> Plan {
+fn finish(
+    input: PlanInput<'_>,
+    desired: mapping::Desired<'_>,
+    mut d: diff::Diff,
+    extra_skipped: Vec<Skipped>,
+    undo: Option<UndoInfo>,
+) -> Plan {
     let PlanInput {
         directory,
         org,

@@ -171,7 +171,17 @@ pub(crate) fn on_return(
         };
         let current = by_email.get(email).filter(|_| a.kind == ActionKind::ReactivateUser);
         let after = after_return(current.copied(), policy.deployment);
-        let restored = restore_actions(snap, email, a.user_id.as_ref(), &after, &a.id, Scope::OnReturn, desired, org, skipped);
+        let restored = restore_actions(
+            snap,
+            email,
+            a.user_id.as_ref(),
+            &after,
+            &a.id,
+            Scope::OnReturn,
+            desired,
+            org,
+            skipped,
+        );
         // The diff's own action for the same change (an org role it also wants) stays.
         extra.extend(restored.into_iter().filter(|r| !planned.contains(&r.id)));
     }

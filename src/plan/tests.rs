@@ -2095,7 +2095,9 @@ mod restore_and_undo {
         assert_eq!(admin.role.as_deref(), Some("admin"));
         assert!(admin.reason.starts_with("restore: had org role admin until"), "{}", admin.reason);
         assert!(
-            p.skipped.iter().any(|s| s.why.contains("team gone") && s.why.contains("no team gone now")),
+            p.skipped
+                .iter()
+                .any(|s| s.why.contains("team gone") && s.why.contains("no team gone now")),
             "a team that no longer exists is reported: {:?}",
             p.skipped
         );
@@ -2114,19 +2116,28 @@ mod restore_and_undo {
         let mut admins = returning_alice(1).group("admins", &["root@example.com"]);
         admins = admins.admins_group("admins");
         let p = admins.plan();
-        assert!(p.actions.iter().all(|a| a.kind != ActionKind::SetOrgRole || a.user.as_ref().unwrap().as_str() != "alice@example.com"));
+        assert!(p
+            .actions
+            .iter()
+            .all(|a| a.kind != ActionKind::SetOrgRole || a.user.as_ref().unwrap().as_str() != "alice@example.com"));
     }
 
     #[test]
     fn a_person_returning_under_a_new_email_is_known_by_anchor() {
         let mut w = returning_alice(3);
         let s = w.state.restores.remove(&e("alice@example.com")).unwrap();
-        w.state.restores.insert(e("old-alice@example.com"), RestoreSnapshot {
-            user: e("old-alice@example.com"),
-            ..s
-        });
+        w.state.restores.insert(
+            e("old-alice@example.com"),
+            RestoreSnapshot {
+                user: e("old-alice@example.com"),
+                ..s
+            },
+        );
         let p = w.plan();
-        assert!(p.actions.iter().any(|a| a.team.as_deref() == Some("side") && a.user.as_ref().unwrap().as_str() == "alice@example.com"));
+        assert!(p
+            .actions
+            .iter()
+            .any(|a| a.team.as_deref() == Some("side") && a.user.as_ref().unwrap().as_str() == "alice@example.com"));
     }
 
     #[test]
@@ -2138,10 +2149,21 @@ mod restore_and_undo {
         find(&p, ActionKind::ReactivateUser, "alice@example.com");
         let side: Vec<&Action> = p.actions.iter().filter(|a| a.team.as_deref() == Some("side")).collect();
         assert_eq!(side.len(), 1);
-        assert_eq!((side[0].kind, side[0].from.as_deref(), side[0].role.as_deref()), (ActionKind::SetTeamRole, Some("member"), Some("admin")));
+        assert_eq!(
+            (side[0].kind, side[0].from.as_deref(), side[0].role.as_deref()),
+            (ActionKind::SetTeamRole, Some("member"), Some("admin"))
+        );
     }
 
-    fn change(run: &str, minute: u32, kind: ActionKind, user: &str, team: Option<&str>, from: Option<&str>, to: Option<&str>) -> AppliedChange {
+    fn change(
+        run: &str,
+        minute: u32,
+        kind: ActionKind,
+        user: &str,
+        team: Option<&str>,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> AppliedChange {
         AppliedChange {
             at: Utc.with_ymd_and_hms(2026, 11, 20, 10, minute, 0).unwrap(),
             run_id: run.into(),
@@ -2184,10 +2206,42 @@ mod restore_and_undo {
         w.state.restores.insert(s.user.clone(), s);
         let applied = [
             change("r1", 1, ActionKind::CreateUser, "bob@example.com", None, None, None),
-            change("r1", 2, ActionKind::AddToTeam, "carol@example.com", Some("side"), None, Some("member")),
-            change("r1", 3, ActionKind::SetTeamRole, "dave@example.com", Some("side"), Some("member"), Some("admin")),
-            change("r1", 4, ActionKind::DeprovisionUser, "erin@example.com", None, Some("active"), Some("removed from org")),
-            change("r1", 5, ActionKind::SetOrgRole, "frank@example.com", None, Some("member"), Some("admin")),
+            change(
+                "r1",
+                2,
+                ActionKind::AddToTeam,
+                "carol@example.com",
+                Some("side"),
+                None,
+                Some("member"),
+            ),
+            change(
+                "r1",
+                3,
+                ActionKind::SetTeamRole,
+                "dave@example.com",
+                Some("side"),
+                Some("member"),
+                Some("admin"),
+            ),
+            change(
+                "r1",
+                4,
+                ActionKind::DeprovisionUser,
+                "erin@example.com",
+                None,
+                Some("active"),
+                Some("removed from org"),
+            ),
+            change(
+                "r1",
+                5,
+                ActionKind::SetOrgRole,
+                "frank@example.com",
+                None,
+                Some("member"),
+                Some("admin"),
+            ),
         ];
         let p = undo_of(&w, &applied, &[]);
         let got: BTreeSet<(ActionKind, String, Option<String>, Option<String>)> = p
@@ -2212,7 +2266,9 @@ mod restore_and_undo {
         let info = p.undo.as_ref().unwrap();
         assert_eq!(info.run_id, "r1");
         assert!(
-            info.warnings.iter().any(|w| w.starts_with("erin@example.com") && w.contains("deprovisions them")),
+            info.warnings
+                .iter()
+                .any(|w| w.starts_with("erin@example.com") && w.contains("deprovisions them")),
             "the directory does not list erin: {:?}",
             info.warnings
         );
@@ -2228,11 +2284,35 @@ mod restore_and_undo {
             .user("dave@example.com", OrgRole::Member, &[("side", "member")])
             .team("side");
         let applied = [
-            change("r1", 1, ActionKind::AddToTeam, "carol@example.com", Some("side"), None, Some("member")),
-            change("r1", 2, ActionKind::AddToTeam, "dave@example.com", Some("side"), None, Some("member")),
+            change(
+                "r1",
+                1,
+                ActionKind::AddToTeam,
+                "carol@example.com",
+                Some("side"),
+                None,
+                Some("member"),
+            ),
+            change(
+                "r1",
+                2,
+                ActionKind::AddToTeam,
+                "dave@example.com",
+                Some("side"),
+                None,
+                Some("member"),
+            ),
             change("r1", 3, ActionKind::CreateUser, "gone@example.com", None, None, None),
         ];
-        let later = [change("r2", 9, ActionKind::SetTeamRole, "dave@example.com", Some("side"), Some("admin"), Some("member"))];
+        let later = [change(
+            "r2",
+            9,
+            ActionKind::SetTeamRole,
+            "dave@example.com",
+            Some("side"),
+            Some("admin"),
+            Some("member"),
+        )];
         let p = undo_of(&w, &applied, &later);
         assert!(p.actions.is_empty(), "{:?}", p.actions);
         let left: Vec<&str> = p.undo.as_ref().unwrap().left_out.iter().map(|s| s.why.as_str()).collect();
@@ -2247,7 +2327,15 @@ mod restore_and_undo {
         let w = World::new()
             .person("alice@example.com")
             .user("alice@example.com", OrgRole::Admin, &[]);
-        let applied = [change("r1", 1, ActionKind::SetOrgRole, "alice@example.com", None, Some("member"), Some("admin"))];
+        let applied = [change(
+            "r1",
+            1,
+            ActionKind::SetOrgRole,
+            "alice@example.com",
+            None,
+            Some("member"),
+            Some("admin"),
+        )];
         let p = undo_of(&w, &applied, &[]);
         let a = find(&p, ActionKind::SetOrgRole, "alice@example.com");
         assert_eq!(a.status, Status::Held);
@@ -2258,7 +2346,15 @@ mod restore_and_undo {
     #[test]
     fn undo_never_touches_anyone_out_of_scope() {
         let w = World::new().user("ext@other.com", OrgRole::Member, &[("side", "member")]);
-        let applied = [change("r1", 1, ActionKind::AddToTeam, "ext@other.com", Some("side"), None, Some("member"))];
+        let applied = [change(
+            "r1",
+            1,
+            ActionKind::AddToTeam,
+            "ext@other.com",
+            Some("side"),
+            None,
+            Some("member"),
+        )];
         let p = undo_of(&w, &applied, &[]);
         assert!(p.actions.is_empty());
         assert!(p.undo.unwrap().left_out[0].why.contains("not in scope"));

@@ -119,7 +119,10 @@ pub fn undo(input: PlanInput<'_>, run: &RunChanges<'_>) -> Plan {
         }
         if c.kind == ActionKind::CreateTeam {
             let team = c.team.as_deref().unwrap_or("");
-            leave(c, format!("idsync does not delete teams: delete team {team} in W&B by hand if it is unwanted"));
+            leave(
+                c,
+                format!("idsync does not delete teams: delete team {team} in W&B by hand if it is unwanted"),
+            );
             continue;
         }
         let Some(email) = c.user.as_ref() else {
@@ -128,7 +131,10 @@ pub fn undo(input: PlanInput<'_>, run: &RunChanges<'_>) -> Plan {
         };
         // Nothing outside scope is ever in a plan, an undo included.
         if !in_domain_scope(email, policy) || desired.self_emails.contains(email) {
-            leave(c, format!("{email} is not in scope now (policy.managed_domains, ignore_users, or idsync itself)"));
+            leave(
+                c,
+                format!("{email} is not in scope now (policy.managed_domains, ignore_users, or idsync itself)"),
+            );
             continue;
         }
         let now_user = by_email.get(email).copied();
@@ -146,8 +152,17 @@ pub fn undo(input: PlanInput<'_>, run: &RunChanges<'_>) -> Plan {
                     leave(c, "policy.deprovision = off: idsync deprovisions no one".into());
                     continue;
                 }
-                let verb = if c.kind == ActionKind::CreateUser { "created" } else { "reactivated" };
-                actions.push(diff::deprovision(email, u, policy, reason(&format!("{email} was {verb} by that run"))));
+                let verb = if c.kind == ActionKind::CreateUser {
+                    "created"
+                } else {
+                    "reactivated"
+                };
+                actions.push(diff::deprovision(
+                    email,
+                    u,
+                    policy,
+                    reason(&format!("{email} was {verb} by that run")),
+                ));
                 if wanted.is_some_and(|w| w.may_create.is_some()) {
                     warnings.push(format!(
                         "{email}: the directory still wants this person in W&B, so the next regular run creates them again"
@@ -230,7 +245,9 @@ pub fn undo(input: PlanInput<'_>, run: &RunChanges<'_>) -> Plan {
                         );
                         a.from = Some(h.as_str().to_string());
                         if managed && wants.is_some() {
-                            warnings.push(format!("{email}: policy.teams still maps them into team {team}, so the next regular run adds them again"));
+                            warnings.push(format!(
+                                "{email}: policy.teams still maps them into team {team}, so the next regular run adds them again"
+                            ));
                         }
                         a
                     }
@@ -249,7 +266,9 @@ pub fn undo(input: PlanInput<'_>, run: &RunChanges<'_>) -> Plan {
                         );
                         a.to = Some(role.as_str().to_string());
                         if managed && wants.is_none() {
-                            warnings.push(format!("{email}: policy.teams does not map them into team {team}, so the next regular run removes them again"));
+                            warnings.push(format!(
+                                "{email}: policy.teams does not map them into team {team}, so the next regular run removes them again"
+                            ));
                         }
                         a
                     }
@@ -263,17 +282,25 @@ pub fn undo(input: PlanInput<'_>, run: &RunChanges<'_>) -> Plan {
                             Some(email.clone()),
                             Some(team.clone()),
                             Some(from.to_string()),
-                            reason(&format!("that run changed {email}'s role in team {team} from {from} to {}", h.as_str())),
+                            reason(&format!(
+                                "that run changed {email}'s role in team {team} from {from} to {}",
+                                h.as_str()
+                            )),
                         );
                         a.from = Some(h.as_str().to_string());
                         a.to = Some(from.to_string());
                         if managed && wants.is_some_and(|w| w.as_str() != from) {
-                            warnings.push(format!("{email}: policy.teams wants another role in team {team}, so the next regular run changes it again"));
+                            warnings.push(format!(
+                                "{email}: policy.teams wants another role in team {team}, so the next regular run changes it again"
+                            ));
                         }
                         a
                     }
                     (_, Some(h)) => {
-                        leave(c, format!("W&B shows {email} in team {team} as {} now, not what that run left", h.as_str()));
+                        leave(
+                            c,
+                            format!("W&B shows {email} in team {team} as {} now, not what that run left", h.as_str()),
+                        );
                         continue;
                     }
                     (_, None) => {
@@ -296,7 +323,10 @@ pub fn undo(input: PlanInput<'_>, run: &RunChanges<'_>) -> Plan {
                     continue;
                 }
                 if !matches!(from, OrgRole::Admin | OrgRole::Member) {
-                    leave(c, format!("idsync never sets the org role {from} (W&B's viewer org role is deprecated)"));
+                    leave(
+                        c,
+                        format!("idsync never sets the org role {from} (W&B's viewer org role is deprecated)"),
+                    );
                     continue;
                 }
                 let mut a = Action::new(

@@ -38,9 +38,12 @@ pub(super) fn render(plan: &Plan, plan_file: &str) -> String {
 /// An undo plan's left-out changes and warnings.
 fn undo(out: &mut String, plan: &Plan) {
     let Some(u) = &plan.undo else { return };
-    out.push_str(&format!("### Undo of run {}
+    out.push_str(&format!(
+        "### Undo of run {}
 
-", esc(&u.run_id)));
+",
+        esc(&u.run_id)
+    ));
     for s in &u.left_out {
         out.push_str(&format!("- not undone: {}: {}\n", esc(&s.entry), esc(&s.why)));
     }

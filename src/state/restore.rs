@@ -50,9 +50,7 @@ impl StateStore {
             .collect::<Result<Vec<_>, _>>()
             .map_err(self.err())?;
         rows.iter()
-            .map(|j| {
-                serde_json::from_str(j).map_err(|e| self.corrupt(format!("stored restore snapshot {j:?} does not parse: {e}")))
-            })
+            .map(|j| serde_json::from_str(j).map_err(|e| self.corrupt(format!("stored restore snapshot {j:?} does not parse: {e}"))))
             .collect()
     }
 
