@@ -165,3 +165,82 @@ pub(super) fn undo_plan(
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn rec(minute: u32, run: &str, event: &str, kind: &str, user: &str, result: Option<&str>) -> AuditRecord {
+        AuditRecord {
+            ts: Utc.with_ymd_and_hms(2026, 12, 1, 9, minute, 0).unwrap(),
+            run_id: run.into(),
+            actor: "idsync apply (user test)".into(),
+            event: event.into(),
+            action_id: format!("{kind}-{}", user.to_lowercase()),
+            kind: kind.into(),
+            user: Some(user.into()),
+            result: result.map(str::to_string),
+            ..AuditRecord::default()
+        }
+    }
+
+    fn log(records: &[AuditRecord]) -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut log = AuditLog::open(tmp.path()).unwrap();
+        for r in records {
+            log.append(r).unwrap();
+        }
+        tmp
+    }
+
+    #[test]
+    fn history_is_one_line_per_change_with_the_approval_that_released_it() {
+        let mut approve = rec(1, "r0", "approve", "deprovision_user", "Ci@Example.com", None);
+        approve.by = Some("alice".into());
+        approve.guards = vec!["pipeline-key".into()];
+        let dir = log(&[
+            rec(0, "r0", "begin", "add_to_team", "other@example.com", None),
+            approve,
+            rec(2, "r1", "begin", "deprovision_user", "ci@example.com", None),
+            rec(3, "r1", "end", "deprovision_user", "ci@example.com", Some("ok")),
+            rec(4, "r2", "begin", "create_user", "ci@example.com", None),
+        ]);
+        let h = history(dir.path(), &Email::parse("CI@example.com").unwrap()).unwrap();
+        let got: Vec<(&str, &str, Option<&str>, Option<&str>)> = h
+            .changes
+            .iter()
+            .map(|c| (c.event.as_str(), c.kind.as_str(), c.result.as_deref(), c.approved_by.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("approve", "deprovision_user", None, None),
+                ("end", "deprovision_user", Some("ok"), Some("alice")),
+                ("begin", "create_user", Some("unknown"), None),
+            ]
+        );
+        assert_eq!(h.changes[1].guards, vec!["pipeline-key".to_string()]);
+    }
+
+    #[test]
+    fn a_runs_log_is_its_successful_changes_and_later_ones_to_the_same_people() {
+        let dir = log(&[
+            rec(0, "r0", "end", "add_to_team", "a@example.com", Some("ok")),
+            rec(1, "r1", "end", "add_to_team", "a@example.com", Some("ok")),
+            rec(2, "r1", "end", "add_to_team", "b@example.com", Some("error")),
+            rec(3, "r2", "end", "remove_from_team", "a@example.com", Some("ok")),
+            rec(4, "r2", "end", "remove_from_team", "c@example.com", Some("ok")),
+        ]);
+        let l = run_log(dir.path(), "r1").unwrap();
+        assert_eq!(l.applied.len(), 1, "only what succeeded: {:?}", l.applied);
+        assert_eq!(l.applied[0].kind, ActionKind::AddToTeam);
+        assert_eq!(l.later.len(), 1, "only later, only the same people: {:?}", l.later);
+        assert_eq!(l.later[0].run_id, "r2");
+        let err = run_log(dir.path(), "r9").unwrap_err().to_string();
+        assert!(
+            err.contains("run r9 is not in the audit log") && err.contains("idsync status"),
+            "{err}"
+        );
+    }
+}
