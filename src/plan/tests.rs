@@ -2105,6 +2105,31 @@ mod restore_and_undo {
     }
 
     #[test]
+    fn explain_says_what_idsync_keeps_and_until_when_it_restores() {
+        let note = |w: &World| {
+            let p = w.plan();
+            let input = PlanInput {
+                directory: &w.dir,
+                org: &w.org,
+                policy: &w.policy,
+                state: &w.state,
+                now: now(),
+            };
+            let x = explain(input, &p, "alice@example.com");
+            x.notes
+                .into_iter()
+                .find(|n| n.starts_with("idsync deprovisioned this person"))
+                .expect("a note")
+        };
+        let n = note(&returning_alice(10));
+        assert!(
+            n.contains("on 2026-11-12") && n.contains("side:admin") && n.contains("restored on return until 2027-02-10"),
+            "{n}"
+        );
+        assert!(note(&returning_alice(100)).contains("past policy.restore_window"));
+    }
+
+    #[test]
     fn nothing_is_restored_after_the_window_or_with_restore_off() {
         let restored = |p: &Plan| p.actions.iter().filter(|a| a.reason.starts_with("restore:")).count();
         assert_eq!(restored(&returning_alice(10).plan()), 2);

@@ -21,6 +21,10 @@
 //!   entry never begun is an error; an entry is ended under the run that began it, and
 //!   [`journal_incomplete`](StateBackend::journal_incomplete) lists every begun, unended
 //!   entry of every run, oldest first, until it is ended.
+//! - **Restore snapshots**: one per email, a later one replacing it; recorded without an
+//!   anchor, it keeps the anchor the last good read stored for that email;
+//!   [`load_plan_state`](StateBackend::load_plan_state) returns them all in `restores`.
+//!   They are written inside [`StateStore::atomically`] with a deprovision's journal end.
 //! - **Sets are replaced, not merged**: tombstones and anchors. Grants, revokes,
 //!   consuming an approval and revoking approvals are idempotent.
 //! - **Nothing is guessed.** A stored value that does not parse is
