@@ -2329,6 +2329,34 @@ mod restore_and_undo {
             ),
             change("r1", 3, ActionKind::CreateUser, "gone@example.com", None, None, None),
         ];
+        let mut w = w.user("new@example.com", OrgRole::Admin, &[("side", "member")]);
+        w.org.users.push(w.org.users[0].clone()); // a second admin: the floor is not the point here
+        w.org.users.last_mut().unwrap().email = "root2@example.com".into();
+        w.org.users.last_mut().unwrap().id = "u-root2".into();
+        let applied: Vec<AppliedChange> = applied
+            .into_iter()
+            .chain([
+                change("r1", 5, ActionKind::CreateUser, "new@example.com", None, None, None),
+                change(
+                    "r1",
+                    6,
+                    ActionKind::AddToTeam,
+                    "new@example.com",
+                    Some("side"),
+                    None,
+                    Some("member"),
+                ),
+                change(
+                    "r1",
+                    7,
+                    ActionKind::SetOrgRole,
+                    "new@example.com",
+                    None,
+                    Some("member"),
+                    Some("admin"),
+                ),
+            ])
+            .collect();
         let later = [change(
             "r2",
             9,
@@ -2339,9 +2367,20 @@ mod restore_and_undo {
             Some("member"),
         )];
         let p = undo_of(&w, &applied, &later);
-        assert!(p.actions.is_empty(), "{:?}", p.actions);
+        let kinds: Vec<(ActionKind, &str)> = p.actions.iter().map(|a| (a.kind, a.user.as_ref().unwrap().as_str())).collect();
+        assert_eq!(
+            kinds,
+            vec![(ActionKind::DeprovisionUser, "new@example.com")],
+            "one deprovision covers the rest"
+        );
         let left: Vec<&str> = p.undo.as_ref().unwrap().left_out.iter().map(|s| s.why.as_str()).collect();
-        assert_eq!(left.len(), 3, "{left:?}");
+        assert_eq!(left.len(), 5, "{left:?}");
+        assert!(
+            left[3..]
+                .iter()
+                .all(|w| w.starts_with("covered: the undo deprovisions new@example.com")),
+            "{left:?}"
+        );
         assert!(left[0].contains("in no team side now"), "{left:?}");
         assert!(left[1].starts_with("superseded: run r2"), "{left:?}");
         assert!(left[2].contains("not active in W&B now"), "{left:?}");

@@ -94,7 +94,7 @@ pub fn undo(input: PlanInput<'_>, run: &RunChanges<'_>) -> Plan {
         left_out.push(Skipped { entry: c.label(), why });
     };
 
-    // People whose creation the undo reverses: their team changes go with them.
+    // People whose creation the undo reverses: their team and role changes go with them.
     let removed: BTreeSet<&Email> = run
         .applied
         .iter()
@@ -312,6 +312,10 @@ pub fn undo(input: PlanInput<'_>, run: &RunChanges<'_>) -> Plan {
                 actions.push(a);
             }
             ActionKind::SetOrgRole => {
+                if removed.contains(email) {
+                    leave(c, format!("covered: the undo deprovisions {email}"));
+                    continue;
+                }
                 let Some(u) = active else {
                     leave(c, format!("{email} is not active in W&B now"));
                     continue;
