@@ -15,8 +15,9 @@ use crate::state::{AuditLog, AuditRecord};
 use crate::sync::Env;
 
 /// One person's trail from the audit log: every action step and approval about them,
-/// oldest first. An action's `begin` is replaced by its `end` (one line per change); one
-/// never ended stays, its result unknown. An approval given for an action shows with the
+/// oldest first. An action's `begin` is replaced by its `end`, and an `unknown` end by the
+/// `settle` that decided it (one line per change); one never ended stays, its result
+/// unknown. An approval given for an action shows with the
 /// end that used it.
 pub(super) fn history(state_dir: &Path, email: &Email) -> Result<History, Error> {
     let mut h = History {
@@ -52,9 +53,20 @@ pub(super) fn history(state_dir: &Path, email: &Email) -> Result<History, Error>
                         e.guards = guards;
                     }
                 }
-                match open.remove(&key) {
-                    Some(i) => h.changes[i] = e,
-                    None => h.changes.push(e),
+                let unknown = r.result.as_deref() == Some("unknown");
+                let i = match open.remove(&key) {
+                    Some(i) => {
+                        h.changes[i] = e;
+                        i
+                    }
+                    None => {
+                        h.changes.push(e);
+                        h.changes.len() - 1
+                    }
+                };
+                // An unknown outcome stays open: a later `settle` line replaces it.
+                if unknown {
+                    open.insert(key, i);
                 }
             }
         }
@@ -106,7 +118,8 @@ pub(super) fn run_log(state_dir: &Path, run_id: &str) -> Result<RunLog, Error> {
             seen = true;
             first.get_or_insert(r.ts);
         }
-        if first.is_none() || r.event != "end" || r.result.as_deref() != Some("ok") {
+        // An `unknown` end is decided by a later `settle` line under the same run id.
+        if first.is_none() || !matches!(r.event.as_str(), "end" | "settle") || r.result.as_deref() != Some("ok") {
             return;
         }
         let Some(c) = change(&r) else { return };
@@ -205,6 +218,9 @@ mod tests {
             rec(2, "r1", "begin", "deprovision_user", "ci@example.com", None),
             rec(3, "r1", "end", "deprovision_user", "ci@example.com", Some("ok")),
             rec(4, "r2", "begin", "create_user", "ci@example.com", None),
+            rec(5, "r3", "begin", "add_to_team", "ci@example.com", None),
+            rec(6, "r3", "end", "add_to_team", "ci@example.com", Some("unknown")),
+            rec(7, "r3", "settle", "add_to_team", "ci@example.com", Some("ok")),
         ]);
         let h = history(dir.path(), &Email::parse("CI@example.com").unwrap()).unwrap();
         let got: Vec<(&str, &str, Option<&str>, Option<&str>)> = h
@@ -218,6 +234,7 @@ mod tests {
                 ("approve", "deprovision_user", None, None),
                 ("end", "deprovision_user", Some("ok"), Some("alice")),
                 ("begin", "create_user", Some("unknown"), None),
+                ("settle", "add_to_team", Some("ok"), None),
             ]
         );
         assert_eq!(h.changes[1].guards, vec!["pipeline-key".to_string()]);
@@ -231,9 +248,11 @@ mod tests {
             rec(2, "r1", "end", "add_to_team", "b@example.com", Some("error")),
             rec(3, "r2", "end", "remove_from_team", "a@example.com", Some("ok")),
             rec(4, "r2", "end", "remove_from_team", "c@example.com", Some("ok")),
+            rec(5, "r1", "settle", "set_team_role", "a@example.com", Some("ok")),
         ]);
         let l = run_log(dir.path(), "r1").unwrap();
-        assert_eq!(l.applied.len(), 1, "only what succeeded: {:?}", l.applied);
+        assert_eq!(l.applied.len(), 2, "what succeeded, a settled unknown too: {:?}", l.applied);
+        assert_eq!(l.applied[1].kind, ActionKind::SetTeamRole);
         assert_eq!(l.applied[0].kind, ActionKind::AddToTeam);
         assert_eq!(l.later.len(), 1, "only later, only the same people: {:?}", l.later);
         assert_eq!(l.later[0].run_id, "r2");

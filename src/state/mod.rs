@@ -44,7 +44,7 @@ mod store;
 mod test_support;
 
 pub use actor::{actor, human};
-pub use audit::{AuditLog, AuditRecord, AUDIT_FILE};
+pub use audit::{AuditLog, AuditRecord, Steps, AUDIT_FILE};
 pub use backend::StateBackend;
 use error::io_err;
 pub use error::StateError;
