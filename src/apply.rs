@@ -4,6 +4,22 @@
 //! Every action is journaled before and after (state store and audit log), so a process
 //! killed mid-apply resumes without repeating or losing an action. Before each action
 //! that takes away an admin, the live admin count is re-read from W&B.
+//!
+//! An outcome idsync cannot know (SPEC §5: a timeout, a 5xx after retries, a dropped
+//! connection) is `unknown`: its journal entry stays open and the next apply settles it
+//! against its fresh read of W&B, exactly like an action a kill interrupted.
+//!
+//! Write order per action, and what resume makes of a crash between any two writes:
+//! 1. journal `begin` (durable, with the audit log's length) — then the request is sent;
+//! 2. audit `begin`;
+//! 3. audit `end` (or, for an earlier unknown, `settle`) with the result;
+//! 4. one journal commit: the entry ended (or marked unknown) with its ledger grant and
+//!    used approval.
+//!
+//! Resume reads only the audit lines after each open entry's recorded offset (never the
+//! whole log): a missing `begin` line is written; a final result already audited (crash
+//! between 3 and 4) closes the entry with that result and no second line; `unknown`, or
+//! nothing at all, is settled against W&B.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -12,7 +28,7 @@ use chrono::Utc;
 use tokio::task::JoinSet;
 
 use crate::model::{DirectorySnapshot, Email, OrgRole, OrgSnapshot, TeamRole};
-use crate::plan::{admin, Action, ActionId, ActionKind, Plan, Policy};
+use crate::plan::{admin, Action, ActionId, ActionKind, Plan, Policy, RestoreSnapshot};
 use crate::state::{AuditLog, AuditRecord, Outcome, StateError, StateStore};
 use crate::wandb::{TargetError, WandbClient};
 
@@ -23,6 +39,9 @@ pub enum ActionResult {
     /// The change was already in W&B (resumed after a crash, or 409 "exists").
     AlreadyDone,
     Failed(String),
+    /// Sent, but W&B's answer never said whether it was applied (SPEC §5). Not a success:
+    /// the next run settles it against W&B.
+    Unknown(String),
     /// Not attempted: a dependency failed, or the live admin re-check refused it.
     Skipped(String),
     /// Begun by an interrupted apply and, as a fresh read of W&B shows, never landed.
@@ -39,6 +58,7 @@ impl ActionResult {
         match self {
             ActionResult::Applied | ActionResult::AlreadyDone => "ok",
             ActionResult::Failed(_) => "error",
+            ActionResult::Unknown(_) => "unknown",
             ActionResult::Skipped(_) => "skipped",
             ActionResult::NotApplied(_) => "not_applied",
         }
@@ -53,6 +73,9 @@ pub struct ApplyReport {
 impl ApplyReport {
     pub fn failed(&self) -> usize {
         self.results.iter().filter(|(_, r)| matches!(r, ActionResult::Failed(_))).count()
+    }
+    pub fn unknown(&self) -> usize {
+        self.results.iter().filter(|(_, r)| matches!(r, ActionResult::Unknown(_))).count()
     }
     pub fn skipped(&self) -> usize {
         self.results.iter().filter(|(_, r)| matches!(r, ActionResult::Skipped(_))).count()
@@ -142,61 +165,76 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
         run_id,
         actor,
         approvals,
+        snapshots: restore_snapshots(org, plan),
         progress,
         resumed: BTreeMap::new(),
         failed: BTreeSet::new(),
         report: ApplyReport::default(),
     };
 
-    // Resume: an action begun earlier and not ended either landed (then the fresh plan no
-    // longer contains it) or did not (then it is in the plan and runs now, under its
-    // original journal entry, so the audit log holds it once).
+    // Resume: settle what earlier runs left open, reading only their audit lines.
     let planned: BTreeSet<&ActionId> = plan.ready().map(|a| &a.id).collect();
-    let incomplete = books.store.journal_incomplete()?;
-    // Ends the audit log already holds (a crash came between the two writes of `finish`).
-    let audited: BTreeMap<(String, String), bool> = match (incomplete.is_empty(), books.audit.path().parent()) {
-        (false, Some(dir)) => AuditLog::read_all(dir)?
-            .into_iter()
-            .filter(|r| r.event == "end")
-            .map(|r| ((r.run_id, r.action_id), r.result.as_deref() == Some("ok")))
-            .collect(),
-        _ => BTreeMap::new(),
-    };
-    for entry in incomplete {
-        if let Some(&ok) = audited.get(&(entry.run_id.clone(), entry.action.id.to_string())) {
-            let outcome = Outcome {
-                ok,
-                detail: "ended before an interruption; the audit log holds its result".into(),
-            };
-            // One commit, as in `finish`: never an ended entry without its effects.
-            let approvals = &books.approvals;
-            books.store.atomically(|s| {
-                s.journal_end(&entry.run_id, &entry.action.id, &outcome)?;
-                record_effects(s, approvals, &entry.action, ok)
-            })?;
-        } else if planned.contains(&entry.action.id) {
-            books.resumed.insert(entry.action.id.clone(), entry.run_id.clone());
-        } else {
-            // Not ready now: it landed, or it is held, or no longer wanted. Only the fresh
-            // snapshot can tell (SPEC §5): `ok` only when W&B shows the change; otherwise
-            // it was not applied, and its tombstone, approval and the ledger stay as they are.
-            let (res, detail) = if crate::plan::org_shows(org, &entry.action) {
-                (ActionResult::AlreadyDone, "confirmed on resume: W&B shows this change".to_string())
-            } else {
-                let why = "interrupted before it landed: W&B does not show this change; the next plan decides whether it is still needed";
-                (ActionResult::NotApplied(why.into()), format!("not applied: {why}"))
-            };
-            finish(
-                books.store,
-                books.audit,
-                &books.approvals,
-                &entry.run_id,
-                &books.actor,
-                &entry.action,
-                &res,
-                &detail,
-            )?;
-            books.report.results.push((entry.action, res));
+    let open = books.store.journal_incomplete()?;
+    let keys: BTreeSet<(String, String)> = open.iter().map(|e| (e.run_id.clone(), e.action.id.to_string())).collect();
+    // Entries from before the journal recorded offsets are read from the start, once.
+    let from = open.iter().map(|e| e.audit_at.unwrap_or(0)).min().unwrap_or(0);
+    let steps = books.audit.steps_since(from, &keys)?;
+    for entry in open {
+        let key = (entry.run_id.clone(), entry.action.id.to_string());
+        let st = steps.get(&key).cloned().unwrap_or_default();
+        if !st.begun {
+            // The crash came between the journal entry and its audit line.
+            books
+                .audit
+                .append(&audit_record(&entry.run_id, &books.actor, &entry.action, "begin", None))?;
+        }
+        match resume_step(&st, entry.unknown.is_some(), planned.contains(&entry.action.id)) {
+            Resume::Close { ok, result } => {
+                // Its final result is audited; the crash came before the journal commit.
+                let outcome = Outcome {
+                    ok,
+                    detail: format!("ended before an interruption; the audit log holds its result ({result})"),
+                };
+                // One commit, as in `finish`: never an ended entry without its effects.
+                let (approvals, snapshots) = (&books.approvals, &books.snapshots);
+                books.store.atomically(|s| {
+                    s.journal_end(&entry.run_id, &entry.action.id, &outcome)?;
+                    record_effects(s, approvals, snapshots, &entry.action, ok)
+                })?;
+            }
+            Resume::Rerun => {
+                books.resumed.insert(entry.action.id.clone(), entry.run_id.clone());
+            }
+            Resume::Settle { unknown } => {
+                // Only the fresh snapshot can tell (SPEC §5). `ok` only when W&B shows the
+                // change; otherwise it was not applied, its tombstone, approval and the
+                // ledger stay, and the plan (this one, if it still wants it) applies it
+                // afresh.
+                let event = if unknown { "settle" } else { "end" };
+                let (res, detail) = if crate::plan::org_shows(org, &entry.action) {
+                    let how = if unknown { "settled" } else { "confirmed on resume" };
+                    (ActionResult::AlreadyDone, format!("{how}: W&B shows this change"))
+                } else {
+                    let why = if unknown {
+                        "its outcome was unknown and W&B does not show this change; the next plan decides whether it is still needed"
+                    } else {
+                        "interrupted before it landed: W&B does not show this change; the next plan decides whether it is still needed"
+                    };
+                    (ActionResult::NotApplied(why.into()), format!("not applied: {why}"))
+                };
+                finish(
+                    books.store,
+                    books.audit,
+                    (&books.approvals, &books.snapshots),
+                    &entry.run_id,
+                    &books.actor,
+                    &entry.action,
+                    event,
+                    &res,
+                    &detail,
+                )?;
+                books.report.results.push((entry.action, res));
+            }
         }
     }
 
@@ -292,6 +330,38 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
     Ok(report)
 }
 
+/// What resume does with one open journal entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Resume {
+    /// Its final result is already audited (the crash came between the audit line and
+    /// the journal commit): close the entry with it, writing no second line.
+    Close { ok: bool, result: String },
+    /// Interrupted before any result and still in the ready plan: run it now under its
+    /// original journal entry, so the audit log holds one begin and one end.
+    Rerun,
+    /// Settle against the fresh snapshot: with a `settle` line after an `unknown` end,
+    /// else with the `end` line an interrupted action never got.
+    Settle { unknown: bool },
+}
+
+/// Decides from the entry's own audit lines (`steps`), whether the journal marked it
+/// unknown, and whether the fresh plan has it ready. Pure.
+fn resume_step(steps: &crate::state::Steps, marked_unknown: bool, planned: bool) -> Resume {
+    match steps.last.as_deref() {
+        // Audit lines come before the journal writes: an `unknown` end is unknown even when
+        // the crash came before the journal's mark, and a later final line (a `settle`
+        // whose commit a crash prevented) decides even when the journal still says unknown.
+        Some("unknown") => Resume::Settle { unknown: true },
+        Some(result) => Resume::Close {
+            ok: result == "ok",
+            result: result.to_string(),
+        },
+        None if marked_unknown => Resume::Settle { unknown: true },
+        None if planned => Resume::Rerun,
+        None => Resume::Settle { unknown: false },
+    }
+}
+
 fn stopped(stop: &Option<tokio::sync::watch::Receiver<bool>>) -> bool {
     stop.as_ref().is_some_and(|s| *s.borrow())
 }
@@ -300,7 +370,7 @@ fn blocked_by(a: &Action, failed: &BTreeSet<ActionId>) -> Option<String> {
     a.depends_on
         .iter()
         .find(|d| failed.contains(*d))
-        .map(|d| format!("not attempted: action {d} it depends on did not succeed"))
+        .map(|d| format!("not attempted: action {d} it depends on did not succeed (or its outcome is unknown)"))
 }
 
 /// Whether the action can lower an org admin count or that of a team the policy maps:
@@ -351,7 +421,7 @@ async fn execute(client: &WandbClient, ids: &Ids, people: &People, policy: &Poli
         ids.teams.get(t).cloned().ok_or_else(|| format!("no W&B team named {t}"))
     };
     let role = a.role.as_deref().unwrap_or("member");
-    let fail = |e: TargetError| ActionResult::Failed(e.to_string());
+    let fail = from_error;
     let (res, new_user, new_team) = match a.kind {
         ActionKind::CreateTeam => {
             let name = a.team.clone().unwrap_or_default();
@@ -392,13 +462,23 @@ async fn execute(client: &WandbClient, ids: &Ids, people: &People, policy: &Poli
             (Ok(uid), Ok(tid)) => {
                 let team = a.team.clone().unwrap_or_default();
                 let r = TeamRole::new(role);
-                let res = client.add_to_team(&tid, &uid).await;
-                // New members get the default team role; set any other afterwards.
-                let res = match res {
-                    Ok(()) if r != TeamRole::member() => client.set_team_role(&uid, &team, &r).await,
-                    other => other,
-                };
-                to_result(res)
+                // New members get the default team role; set any other afterwards. When
+                // only the add landed, W&B has the member: not a plain `error` (which says
+                // nothing changed) but unknown, settled next run by the membership, the
+                // role left to that plan's `set_team_role`.
+                match client.add_to_team(&tid, &uid).await {
+                    Ok(()) if r != TeamRole::member() => match client.set_team_role(&uid, &team, &r).await {
+                        Err(e) if !e.is_outcome_unknown() => (
+                            ActionResult::Unknown(format!(
+                                "added to team {team}, but setting its team role {role} failed ({e}); the next run settles the add against W&B and plans the role"
+                            )),
+                            None,
+                            None,
+                        ),
+                        other => to_result(other),
+                    },
+                    other => to_result(other),
+                }
             }
             (Err(e), _) | (_, Err(e)) => (ActionResult::Failed(e), None, None),
         },
@@ -425,7 +505,17 @@ async fn execute(client: &WandbClient, ids: &Ids, people: &People, policy: &Poli
 fn to_result(r: Result<(), TargetError>) -> Executed {
     match r {
         Ok(()) => (ActionResult::Applied, None, None),
-        Err(e) => (ActionResult::Failed(e.to_string()), None, None),
+        Err(e) => (from_error(e), None, None),
+    }
+}
+
+/// A failed request: `unknown` when W&B may have applied it (the client's typed
+/// classification, [`TargetError::is_outcome_unknown`]), else a definite `error`.
+fn from_error(e: TargetError) -> ActionResult {
+    if e.is_outcome_unknown() {
+        ActionResult::Unknown(e.to_string())
+    } else {
+        ActionResult::Failed(e.to_string())
     }
 }
 
@@ -454,6 +544,7 @@ pub fn describe(r: &ActionResult) -> String {
         ActionResult::Applied => "applied".into(),
         ActionResult::AlreadyDone => "already done".into(),
         ActionResult::Failed(e) => format!("failed: {e}"),
+        ActionResult::Unknown(e) => format!("outcome unknown: {e}"),
         ActionResult::Skipped(e) => format!("skipped: {e}"),
         ActionResult::NotApplied(e) => format!("not applied: {e}"),
     }
@@ -467,6 +558,8 @@ struct Books<'a> {
     actor: String,
     /// Action ids with a stored approval, used up when the action succeeds.
     approvals: BTreeSet<ActionId>,
+    /// What each person a deprovision of this plan removes has now, stored when it lands.
+    snapshots: BTreeMap<ActionId, RestoreSnapshot>,
     progress: &'a dyn Progress,
     /// Actions resumed from an interrupted apply, with the run that began them.
     resumed: BTreeMap<ActionId, String>,
@@ -481,7 +574,8 @@ impl Books<'_> {
         if self.resumed.contains_key(&a.id) {
             return Ok(());
         }
-        self.store.journal_begin(&self.run_id, a)?;
+        let at = self.audit.end_offset()?;
+        self.store.journal_begin(&self.run_id, a, at)?;
         self.audit.append(&audit_record(&self.run_id, &self.actor, a, "begin", None))?;
         Ok(())
     }
@@ -492,10 +586,11 @@ impl Books<'_> {
         finish(
             self.store,
             self.audit,
-            &self.approvals,
+            (&self.approvals, &self.snapshots),
             &run,
             &self.actor,
             &a,
+            "end",
             &res,
             &describe(&res),
         )?;
@@ -525,18 +620,35 @@ impl Books<'_> {
 fn finish(
     store: &mut StateStore,
     audit: &mut AuditLog,
-    approvals: &BTreeSet<ActionId>,
+    (approvals, snapshots): (&BTreeSet<ActionId>, &BTreeMap<ActionId, RestoreSnapshot>),
     run_id: &str,
     actor: &str,
     a: &Action,
+    event: &str,
     res: &ActionResult,
     detail: &str,
 ) -> Result<(), ApplyError> {
     // The audit line goes first: a crash between the two writes leaves the journal
-    // entry open, and resume closes it without a second audit line (see `apply`).
-    let mut rec = audit_record(run_id, actor, a, "end", Some(res));
+    // entry open, and resume finds the line after the entry's offset and closes it
+    // without a second one (see `apply`).
+    let mut rec = audit_record(run_id, actor, a, event, Some(res));
     rec.detail = Some(detail.to_string());
     audit.append(&rec)?;
+    if let ActionResult::Unknown(why) = res {
+        // Open until a read of W&B settles it; nothing to record as done yet. A deprovision
+        // that may have landed keeps its restore snapshot now: once settled, the person is
+        // gone from every later snapshot (if it did not land, a later one replaces it).
+        return store.atomically(|store| {
+            store.journal_unknown(run_id, &a.id, why)?;
+            if let Some(snap) = snapshots.get(&a.id).filter(|_| a.kind == ActionKind::DeprovisionUser) {
+                store.record_restore_snapshot(&RestoreSnapshot {
+                    taken_at: Utc::now(),
+                    ..snap.clone()
+                })?;
+            }
+            Ok(())
+        });
+    }
     // The outcome and what it leaves behind (ledger, used approval) in one commit: one
     // sync instead of three per action, and never an ended entry without its effects
     // (a failure leaves the entry open for resume to settle).
@@ -549,13 +661,54 @@ fn finish(
                 detail: detail.to_string(),
             },
         )?;
-        record_effects(store, approvals, a, res.ok())
+        record_effects(store, approvals, snapshots, a, res.ok())
     })
 }
 
-/// What the state store keeps of a succeeded action: ledger grants and used approvals.
-fn record_effects(store: &mut StateStore, approvals: &BTreeSet<ActionId>, a: &Action, ok: bool) -> Result<(), ApplyError> {
+/// For each ready deprovision, what its person has in the snapshot this apply read: their
+/// org role and every team with its role, managed or not (restore on return and undo put
+/// it back). `taken_at` is set when the deprovision lands.
+fn restore_snapshots(org: &OrgSnapshot, plan: &Plan) -> BTreeMap<ActionId, RestoreSnapshot> {
+    plan.ready()
+        .filter(|a| a.kind == ActionKind::DeprovisionUser)
+        .filter_map(|a| {
+            let email = a.user.as_ref()?;
+            let u = org
+                .users
+                .iter()
+                .find(|u| a.user_id.as_deref() == Some(u.id.as_str()))
+                .or_else(|| org.users.iter().find(|u| Email::parse(&u.email).as_ref() == Some(email)))?;
+            Some((
+                a.id.clone(),
+                RestoreSnapshot {
+                    user: email.clone(),
+                    anchor: None,
+                    taken_at: Utc::now(),
+                    org_role: u.org_role.as_str().to_string(),
+                    teams: u.teams.iter().map(|(t, r)| (t.clone(), r.as_str().to_string())).collect(),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// What the state store keeps of a succeeded action: ledger grants, used approvals and,
+/// for a deprovision, what the person had (in the same commit as its journal end).
+fn record_effects(
+    store: &mut StateStore,
+    approvals: &BTreeSet<ActionId>,
+    snapshots: &BTreeMap<ActionId, RestoreSnapshot>,
+    a: &Action,
+    ok: bool,
+) -> Result<(), ApplyError> {
     if ok {
+        if let Some(snap) = snapshots.get(&a.id).filter(|_| a.kind == ActionKind::DeprovisionUser) {
+            let snap = RestoreSnapshot {
+                taken_at: Utc::now(),
+                ..snap.clone()
+            };
+            store.record_restore_snapshot(&snap)?;
+        }
         if let (Some(u), Some(t)) = (&a.user, &a.team) {
             match a.kind {
                 ActionKind::AddToTeam => store.ledger_grant(u, t)?,
@@ -568,4 +721,77 @@ fn record_effects(store: &mut StateStore, approvals: &BTreeSet<ActionId>, a: &Ac
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Steps;
+
+    fn steps(begun: bool, last: Option<&str>) -> Steps {
+        Steps {
+            begun,
+            last: last.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn resume_closes_what_is_audited_and_settles_the_rest_against_w_and_b() {
+        let close = |ok: bool, r: &str| Resume::Close { ok, result: r.into() };
+        // A final result audited before the crash closes the entry, planned or not.
+        for planned in [false, true] {
+            assert_eq!(resume_step(&steps(true, Some("ok")), false, planned), close(true, "ok"));
+            assert_eq!(resume_step(&steps(true, Some("error")), false, planned), close(false, "error"));
+            assert_eq!(
+                resume_step(&steps(true, Some("not_applied")), false, planned),
+                close(false, "not_applied")
+            );
+        }
+        // Nothing audited: rerun when still wanted, else settle with the missing end.
+        assert_eq!(resume_step(&steps(true, None), false, true), Resume::Rerun);
+        assert_eq!(resume_step(&steps(false, None), false, true), Resume::Rerun);
+        assert_eq!(resume_step(&steps(true, None), false, false), Resume::Settle { unknown: false });
+        // Unknown, by the journal or by the audit line a crash kept from the journal: always
+        // settled against W&B first, even when the plan wants it (never rerun unchecked).
+        for planned in [false, true] {
+            assert_eq!(
+                resume_step(&steps(true, Some("unknown")), false, planned),
+                Resume::Settle { unknown: true }
+            );
+            assert_eq!(
+                resume_step(&steps(true, Some("unknown")), true, planned),
+                Resume::Settle { unknown: true }
+            );
+            assert_eq!(resume_step(&steps(true, None), true, planned), Resume::Settle { unknown: true });
+        }
+        // A settle line already written (crash before its journal commit) closes the entry
+        // the journal still calls unknown: no second settle line.
+        for planned in [false, true] {
+            assert_eq!(resume_step(&steps(true, Some("ok")), true, planned), close(true, "ok"));
+            assert_eq!(
+                resume_step(&steps(true, Some("not_applied")), true, planned),
+                close(false, "not_applied")
+            );
+        }
+    }
+
+    #[test]
+    fn only_an_unknown_client_error_is_an_unknown_result() {
+        let http = |status| TargetError::Http {
+            op: "PATCH /Groups/g".into(),
+            status,
+            detail: "x".into(),
+        };
+        let unknown = TargetError::OutcomeUnknown {
+            op: "PATCH /Groups/g".into(),
+            last: Box::new(http(500)),
+        };
+        assert!(matches!(from_error(unknown), ActionResult::Unknown(_)));
+        for e in [http(400), http(500), TargetError::Refused("no".into())] {
+            assert!(matches!(from_error(e), ActionResult::Failed(_)));
+        }
+        let r = ActionResult::Unknown("x".into());
+        assert!(!r.ok(), "unknown is not success");
+        assert_eq!(r.as_str(), "unknown");
+    }
 }

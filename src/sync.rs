@@ -275,7 +275,8 @@ pub async fn execute(
     let not_started = to_apply.ready().filter(|a| !done.contains(&a.id)).count();
     // An action the live admin re-check skipped was not applied: like a held one, it waits
     // for the next run or a human, so the run is `held`, never `success`.
-    let result = if report.failed() > 0 || not_started > 0 {
+    // An unknown outcome is not success (SPEC §5): like a failure, until a read settles it.
+    let result = if report.failed() > 0 || report.unknown() > 0 || not_started > 0 {
         RunResult::Failure
     } else if held || report.skipped() > 0 {
         RunResult::Held
@@ -285,8 +286,21 @@ pub async fn execute(
     let mut summary = fresh.summary.clone();
     summary.insert("applied".into(), report.applied());
     summary.insert("failed".into(), report.failed());
-    let error = if report.failed() > 0 {
-        Some(format!("{} action(s) failed", report.failed()))
+    if report.unknown() > 0 {
+        summary.insert("unknown".into(), report.unknown());
+    }
+    let error = if report.failed() > 0 || report.unknown() > 0 {
+        let mut parts = Vec::new();
+        if report.failed() > 0 {
+            parts.push(format!("{} action(s) failed", report.failed()));
+        }
+        if report.unknown() > 0 {
+            parts.push(format!(
+                "{} action(s) have an unknown outcome (W&B may have applied them; the next run settles them against W&B)",
+                report.unknown()
+            ));
+        }
+        Some(parts.join("; "))
     } else if report.skipped() > 0 {
         Some(format!(
             "{} action(s) skipped by the live re-check against W&B; the next run plans them again",
@@ -486,7 +500,7 @@ pub fn new_run_id(now: DateTime<Utc>) -> String {
 }
 
 /// Forgets what is older than `[state] retention`: finished runs, ended journal entries
-/// and approvals expired that long ago, so the store does not grow forever. Open journal
+/// approvals expired that long ago and restore snapshots taken that long ago, so the store does not grow forever. Open journal
 /// entries are never pruned (resume needs them) and the audit log is never touched. A
 /// failure costs only space: it is logged, and the run stands.
 fn prune(store: &mut StateStore, now: chrono::DateTime<Utc>, retention: std::time::Duration) {
@@ -496,9 +510,15 @@ fn prune(store: &mut StateStore, now: chrono::DateTime<Utc>, retention: std::tim
     let Some(cut) = now.checked_sub_signed(keep) else {
         return;
     };
-    match store.prune_history(cut).and_then(|n| Ok(n + store.prune_approvals(cut)?)) {
+    let pruned = store
+        .prune_history(cut)
+        .and_then(|n| Ok(n + store.prune_approvals(cut)?))
+        .and_then(|n| Ok(n + store.prune_restore_snapshots(cut)?));
+    match pruned {
         Ok(0) => {}
-        Ok(n) => tracing::info!(rows = n, before = %cut, "state store: pruned runs, journal entries and approvals past [state] retention"),
+        Ok(n) => {
+            tracing::info!(rows = n, before = %cut, "state store: pruned runs, journal entries, approvals and restore snapshots past [state] retention")
+        }
         Err(e) => tracing::warn!(error = %e, "state store: pruning past [state] retention failed; the run stands"),
     }
 }
@@ -540,6 +560,7 @@ mod tests {
             roster_before: Vec::new(),
             roster_after: Vec::new(),
             identity_pending: Default::default(),
+            undo: None,
         }
     }
 

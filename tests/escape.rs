@@ -222,6 +222,10 @@ async fn hostile_names_are_shown_escaped_and_kept_exact_in_json() {
     );
     run_clean(&f, &["status"]).await;
     run_clean(&f, &["approvals"]).await;
+    let o = run_clean(&f, &["history", "evil@example.com"]).await;
+    assert!(text(&o).contains("ml\\x1b[2J"), "the team in the history, escaped:\n{}", text(&o));
+    let o = run_clean(&f, &["history", "evil@example.com", "--format", "json"]).await;
+    assert!(contains_exact(&json_of(&o), &team()), "the exact team in the history JSON");
 
     // An error path: a directory entry under a hostile DN that idsync cannot read (an
     // Active Directory account flag that is not a number).

@@ -135,7 +135,7 @@ async fn tour(env: &Env) -> Result<u8, Error> {
     let state = store.load_plan_state()?;
     let plan = sync::plan_now(env, &dir, &org, &state, Utc::now());
     sync::persist_plan_state(&mut store, &plan, &dir, &env.policy)?;
-    out!("{}", report::render(&plan, Format::Text, &RenderOptions { color, plan_file: None }));
+    super::write_rendered(&report::render(&plan, Format::Text, &RenderOptions { color, plan_file: None }));
     outln!(
         "\n(exit code would be {}: some actions are held for a human)\n",
         plan_exit_code(&plan)

@@ -7,6 +7,7 @@
 
 pub mod escape;
 pub mod explain;
+pub mod history;
 mod json;
 mod markdown;
 pub mod seats;

@@ -20,7 +20,12 @@
 //!   no-op, beginning an ended one is an error; ending keeps the first outcome; ending an
 //!   entry never begun is an error; an entry is ended under the run that began it, and
 //!   [`journal_incomplete`](StateBackend::journal_incomplete) lists every begun, unended
-//!   entry of every run, oldest first, until it is ended.
+//!   entry of every run, oldest first, until it is ended; an entry marked unknown stays
+//!   listed (with why) until it is ended.
+//! - **Restore snapshots**: one per email, a later one replacing it; recorded without an
+//!   anchor, it keeps the anchor the last good read stored for that email;
+//!   [`load_plan_state`](StateBackend::load_plan_state) returns them all in `restores`.
+//!   They are written inside [`StateStore::atomically`] with a deprovision's journal end.
 //! - **Sets are replaced, not merged**: tombstones and anchors. Grants, revokes,
 //!   consuming an approval and revoking approvals are idempotent.
 //! - **Nothing is guessed.** A stored value that does not parse is
@@ -35,7 +40,7 @@ use chrono::{DateTime, Utc};
 
 use super::{JournalEntry, JournalState, Outcome, RunRecord, StateError, StateStore};
 use crate::model::Email;
-use crate::plan::{Action, ActionId, Approval, HealthyRead, PlanState, Tombstone};
+use crate::plan::{Action, ActionId, Approval, HealthyRead, PlanState, RestoreSnapshot, Tombstone};
 
 /// What the shell does with idsync's stored state. See the module docs for the invariants
 /// every implementation keeps; each method's own contract is on [`StateStore`]'s method
@@ -68,10 +73,22 @@ pub trait StateBackend {
     /// Withdraws the approvals of `ids` at once; those that were stored, in the order asked.
     fn revoke_approvals(&mut self, ids: &[ActionId]) -> Result<Vec<Approval>, StateError>;
 
+    // Restore snapshots (`restore.rs`).
+
+    /// Stores what a deprovisioned person had, replacing an earlier snapshot of the email.
+    fn record_restore_snapshot(&mut self, s: &RestoreSnapshot) -> Result<(), StateError>;
+    /// Every stored snapshot, oldest first (also in `load_plan_state().restores`).
+    fn restore_snapshots(&self) -> Result<Vec<RestoreSnapshot>, StateError>;
+    /// Forgets snapshots taken before `before`; how many.
+    fn prune_restore_snapshots(&mut self, before: DateTime<Utc>) -> Result<usize, StateError>;
+
     // The apply journal (`journal.rs`).
 
-    /// Journals the start of `action` in `run_id`, durably, before it touches W&B.
-    fn journal_begin(&mut self, run_id: &str, action: &Action) -> Result<(), StateError>;
+    /// Journals the start of `action` in `run_id`, durably, before it touches W&B, with
+    /// the audit log's length `audit_at`.
+    fn journal_begin(&mut self, run_id: &str, action: &Action, audit_at: u64) -> Result<(), StateError>;
+    /// Marks a begun entry as sent with an outcome idsync cannot know; it stays open.
+    fn journal_unknown(&mut self, run_id: &str, action_id: &ActionId, why: &str) -> Result<(), StateError>;
     /// Journals the end of an action begun in `run_id`, durably; the first outcome stays.
     fn journal_end(&mut self, run_id: &str, action_id: &ActionId, outcome: &Outcome) -> Result<(), StateError>;
     /// Actions begun and never ended, from any run, oldest first: what a crash left.
@@ -136,8 +153,20 @@ impl StateBackend for StateStore {
     fn revoke_approvals(&mut self, ids: &[ActionId]) -> Result<Vec<Approval>, StateError> {
         StateStore::revoke_approvals(self, ids)
     }
-    fn journal_begin(&mut self, run_id: &str, action: &Action) -> Result<(), StateError> {
-        StateStore::journal_begin(self, run_id, action)
+    fn record_restore_snapshot(&mut self, s: &RestoreSnapshot) -> Result<(), StateError> {
+        StateStore::record_restore_snapshot(self, s)
+    }
+    fn restore_snapshots(&self) -> Result<Vec<RestoreSnapshot>, StateError> {
+        StateStore::restore_snapshots(self)
+    }
+    fn prune_restore_snapshots(&mut self, before: DateTime<Utc>) -> Result<usize, StateError> {
+        StateStore::prune_restore_snapshots(self, before)
+    }
+    fn journal_begin(&mut self, run_id: &str, action: &Action, audit_at: u64) -> Result<(), StateError> {
+        StateStore::journal_begin(self, run_id, action, audit_at)
+    }
+    fn journal_unknown(&mut self, run_id: &str, action_id: &ActionId, why: &str) -> Result<(), StateError> {
+        StateStore::journal_unknown(self, run_id, action_id, why)
     }
     fn journal_end(&mut self, run_id: &str, action_id: &ActionId, outcome: &Outcome) -> Result<(), StateError> {
         StateStore::journal_end(self, run_id, action_id, outcome)
@@ -233,6 +262,27 @@ mod tests {
         assert_eq!(b.approvals().unwrap(), vec![approval("r", 1, 10)]);
         assert!(b.consume_approval(&ActionId("r".into())).unwrap());
 
+        // Restore snapshots: one per email, the latest replaces; the anchor of the last
+        // good read is kept with one recorded without; pruned by age.
+        let snap = |u: &str, h, team: &str| RestoreSnapshot {
+            user: email(u),
+            anchor: None,
+            taken_at: t(h),
+            org_role: "admin".into(),
+            teams: [(team.to_string(), "admin".to_string()), ("other".to_string(), "member".to_string())].into(),
+        };
+        b.record_restore_snapshot(&snap("new@e.com", 1, "ml")).unwrap();
+        b.record_restore_snapshot(&snap("new@e.com", 3, "ops")).unwrap();
+        b.record_restore_snapshot(&snap("z@e.com", 2, "ml")).unwrap();
+        let with_anchor = RestoreSnapshot {
+            anchor: Some("y".into()),
+            ..snap("new@e.com", 3, "ops")
+        };
+        assert_eq!(b.restore_snapshots().unwrap(), vec![snap("z@e.com", 2, "ml"), with_anchor.clone()]);
+        assert_eq!(b.load_plan_state().unwrap().restores.get(&email("new@e.com")), Some(&with_anchor));
+        assert_eq!(b.prune_restore_snapshots(t(3)).unwrap(), 1);
+        assert_eq!(b.restore_snapshots().unwrap(), vec![with_anchor]);
+
         // The journal rules.
         let (a1, a2) = (action("a@x.com", "ml"), action("b@x.com", "ml"));
         let ok = |d: &str| Outcome {
@@ -240,9 +290,9 @@ mod tests {
             detail: d.into(),
         };
         assert_eq!(b.journal_state("run-1", &a1.id).unwrap(), None);
-        b.journal_begin("run-1", &a1).unwrap();
-        b.journal_begin("run-1", &a1).unwrap();
-        b.journal_begin("run-1", &a2).unwrap();
+        b.journal_begin("run-1", &a1, 0).unwrap();
+        b.journal_begin("run-1", &a1, 0).unwrap();
+        b.journal_begin("run-1", &a2, 0).unwrap();
         assert_eq!(b.journal_state("run-1", &a1.id).unwrap(), Some(JournalState::Begun));
         let open: Vec<_> = b.journal_incomplete().unwrap().into_iter().map(|e| (e.run_id, e.action)).collect();
         assert_eq!(open, vec![("run-1".to_string(), a1.clone()), ("run-1".to_string(), a2.clone())]);
@@ -251,7 +301,7 @@ mod tests {
         assert_eq!(b.journal_state("run-1", &a1.id).unwrap(), Some(JournalState::Ended(ok("first"))));
         assert!(b.journal_has_ended("run-1", &a1.id).unwrap());
         assert!(!b.journal_has_ended("run-1", &a2.id).unwrap());
-        assert!(b.journal_begin("run-1", &a1).is_err(), "an ended action is not applied twice");
+        assert!(b.journal_begin("run-1", &a1, 0).is_err(), "an ended action is not applied twice");
         assert!(b.journal_end("run-2", &a1.id, &ok("")).is_err(), "an entry must be begun first");
         assert_eq!(b.journal_incomplete().unwrap().len(), 1);
 

@@ -13,6 +13,8 @@
 //! - `journal.rs`: the apply journal, begun before and ended after each action.
 //! - `runs.rs`: run history for `status` and `/status`, and pruning it.
 //! - `notified.rs`: which held actions the last `[notify]` message listed.
+//! - `restore.rs`: restore snapshots, what a deprovisioned person had (restore on return,
+//!   `idsync undo`), pruned with `[state] retention`.
 //! - `audit.rs`: [`AuditLog`], one JSON line per journaled step, kept apart from the
 //!   store on purpose: append-only, never migrated, readable with `jq` alone. The apply
 //!   step writes the journal first and the audit line second.
@@ -34,6 +36,7 @@ mod error;
 mod journal;
 mod notified;
 mod plan_state;
+mod restore;
 mod runs;
 mod schema;
 mod store;
@@ -41,7 +44,7 @@ mod store;
 mod test_support;
 
 pub use actor::{actor, human};
-pub use audit::{AuditLog, AuditRecord, AUDIT_FILE};
+pub use audit::{AuditLog, AuditRecord, Steps, AUDIT_FILE};
 pub use backend::StateBackend;
 use error::io_err;
 pub use error::StateError;
