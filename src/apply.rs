@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 
 use crate::model::{DirectorySnapshot, Email, OrgRole, OrgSnapshot, TeamRole};
 use crate::plan::{admin, Action, ActionId, ActionKind, Plan, Policy};
-use crate::state::{AuditLog, AuditRecord, Outcome, StateError, StateStore};
+use crate::state::{AuditLog, AuditRecord, Outcome, StateBackend, StateError};
 use crate::wandb::{TargetError, WandbClient};
 
 /// How one action ended.
@@ -91,7 +91,7 @@ impl Progress for Quiet {}
 /// What the executor needs besides the plan.
 pub struct ApplyContext<'a> {
     pub client: &'a WandbClient,
-    pub store: &'a mut StateStore,
+    pub store: &'a mut dyn StateBackend,
     pub audit: &'a mut AuditLog,
     pub policy: &'a Policy,
     pub directory: &'a DirectorySnapshot,
@@ -461,7 +461,7 @@ pub fn describe(r: &ActionResult) -> String {
 
 /// The apply's bookkeeping: journal, audit log and report, kept in step for every action.
 struct Books<'a> {
-    store: &'a mut StateStore,
+    store: &'a mut dyn StateBackend,
     audit: &'a mut AuditLog,
     run_id: String,
     actor: String,
@@ -523,7 +523,7 @@ impl Books<'_> {
 
 #[allow(clippy::too_many_arguments)]
 fn finish(
-    store: &mut StateStore,
+    store: &mut dyn StateBackend,
     audit: &mut AuditLog,
     approvals: &BTreeSet<ActionId>,
     run_id: &str,
@@ -554,7 +554,7 @@ fn finish(
 }
 
 /// What the state store keeps of a succeeded action: ledger grants and used approvals.
-fn record_effects(store: &mut StateStore, approvals: &BTreeSet<ActionId>, a: &Action, ok: bool) -> Result<(), ApplyError> {
+fn record_effects(store: &mut dyn StateBackend, approvals: &BTreeSet<ActionId>, a: &Action, ok: bool) -> Result<(), ApplyError> {
     if ok {
         if let (Some(u), Some(t)) = (&a.user, &a.team) {
             match a.kind {

@@ -13,7 +13,7 @@ use crate::config;
 use crate::error::Error;
 use crate::plan::{Action, ActionId, Approval, Plan, PlanInput, Verdict};
 use crate::report::{self, Format, RenderOptions, TextOrJson};
-use crate::state::{actor, human, AuditLog, AuditRecord, RunRecord, StateStore};
+use crate::state::{actor, human, AuditLog, AuditRecord, RunRecord, StateBackend};
 use crate::sync::{self, Env};
 
 pub async fn run(cli: Cli) -> Result<u8, Error> {
@@ -61,6 +61,7 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
         Command::Man => man(),
         Command::Demo { keep } => super::demo::run(keep).await,
         Command::Sandbox(args) => super::demo::sandbox(args).await,
+        Command::State(super::StateCommand::Migrate { config, to: _, replace }) => state_migrate(&config_path(config), replace),
         Command::Run { .. } => Err(Error::Usage("internal: run is dispatched above".into())),
     }
 }
@@ -118,7 +119,7 @@ fn read_file(path: &Path) -> Result<String, Error> {
 }
 
 fn record(
-    store: &mut StateStore,
+    store: &mut dyn StateBackend,
     run_id: &str,
     command: &str,
     started: chrono::DateTime<Utc>,
@@ -162,7 +163,14 @@ async fn check_config(path: &Path, connect: bool) -> Result<u8, Error> {
         env.policy.teams.len(),
         env.policy.guards.pipeline_owners.len()
     );
-    outln!("  state: {}", env.state_dir().display());
+    match env.state_backend() {
+        Ok(crate::state::Backend::Postgres { url }) => outln!(
+            "  state: {} (audit log and apply lock in {})",
+            crate::state::PgStore::describe_url(url.expose()),
+            env.state_dir().display()
+        ),
+        _ => outln!("  state: {}", env.state_dir().display()),
+    }
     if let Some(n) = &c.notify {
         let on: Vec<&str> = n.on.iter().map(|e| e.as_str()).collect();
         let from = if n.webhook_url_file.is_some() {
@@ -402,7 +410,7 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
         Ok(v) => v,
         Err(e) => {
             record(
-                &mut store,
+                &mut *store,
                 &run_id,
                 "apply",
                 started,
@@ -508,7 +516,7 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
             opts.reason.as_deref(),
         )?;
     }
-    sync::persist_plan_state(&mut store, &fresh, &dir, &env.policy)?;
+    sync::persist_plan_state(&mut *store, &fresh, &dir, &env.policy)?;
 
     let prepared = sync::Prepared {
         run_id,
@@ -524,7 +532,7 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
     // From here on, Ctrl-C or SIGTERM lets the action in flight finish and starts no more.
     let stop = crate::daemon::stop_on_signals()?;
     let bar = super::progress::ApplyBar::new(to_apply.ready().count());
-    let outcome = sync::execute(&env, &client, &mut store, prepared, &to_apply, Some(stop), &bar).await;
+    let outcome = sync::execute(&env, &client, &mut *store, prepared, &to_apply, Some(stop), &bar).await;
     drop(bar);
     let outcome = outcome?;
     if outcome.stopped {
@@ -747,7 +755,7 @@ fn approve(path: &Path, plan_file: &Path, ids: &[String], reason: Option<&str>) 
 }
 
 /// The approvals that are pending at `now`: unexpired (a used-up one is gone already).
-fn pending_approvals(store: &StateStore, now: chrono::DateTime<Utc>) -> Result<Vec<Approval>, Error> {
+fn pending_approvals(store: &dyn StateBackend, now: chrono::DateTime<Utc>) -> Result<Vec<Approval>, Error> {
     Ok(store.approvals()?.into_iter().filter(|a| a.expires_at > now).collect())
 }
 
@@ -760,9 +768,9 @@ fn approvals(path: &Path, format: TextOrJson) -> Result<u8, Error> {
         store_exists: false,
         approvals: Vec::new(),
     };
-    if let Some(store) = StateStore::open_read_only(&env.state_dir())? {
+    if let Some(store) = env.open_store_read_only()? {
         r.store_exists = true;
-        r.approvals = pending_approvals(&store, Utc::now())?.iter().map(StatusApproval::of).collect();
+        r.approvals = pending_approvals(&*store, Utc::now())?.iter().map(StatusApproval::of).collect();
     }
     out!("{}", render_approvals(&r, format));
     Ok(exit::IN_SYNC)
@@ -818,6 +826,37 @@ fn revoke(path: &Path, ids: &[String], reason: Option<&str>) -> Result<u8, Error
     Ok(exit::IN_SYNC)
 }
 
+/// `idsync state migrate --to postgres`: the SQLite state into the configured database.
+fn state_migrate(path: &Path, replace: bool) -> Result<u8, Error> {
+    let env = load_env(path)?;
+    let Some(url) = env.config.state_url(&env.base_dir)? else {
+        return Err(Error::Usage(
+            "the config's [state] backend is \"sqlite\": set backend = \"postgres\" and url_file (or url_env) to the target database first"
+                .into(),
+        ));
+    };
+    let state_dir = env.state_dir();
+    if !state_dir.join(crate::state::DB_FILE).is_file() {
+        return Err(Error::Usage(format!(
+            "there is no SQLite state at {} to migrate: check daemon.state_dir (a new install needs no migration)",
+            state_dir.join(crate::state::DB_FILE).display()
+        )));
+    }
+    // No apply may change the SQLite state while it is copied.
+    let _lock = sync::lock_apply(&state_dir)?;
+    let copied = crate::state::sqlite_to_postgres(&state_dir, url.expose(), replace)?;
+    let target = crate::state::PgStore::describe_url(url.expose());
+    outln!("copied {} into {target}:", state_dir.join(crate::state::DB_FILE).display());
+    for (table, n) in &copied.rows {
+        outln!("  {table}: {n}");
+    }
+    outln!(
+        "the SQLite file is unchanged; idsync now uses {target} (the audit log stays in {})",
+        state_dir.display()
+    );
+    Ok(exit::IN_SYNC)
+}
+
 fn status(path: &Path, format: TextOrJson) -> Result<u8, Error> {
     use crate::report::status::{StatusApproval, StatusReport, StatusRun};
     let env = load_env(path)?;
@@ -829,7 +868,7 @@ fn status(path: &Path, format: TextOrJson) -> Result<u8, Error> {
         approvals: Vec::new(),
     };
     // Read-only, like `plan`: a status check never creates or migrates the store.
-    if let Some(store) = StateStore::open_read_only(&env.state_dir())? {
+    if let Some(store) = env.open_store_read_only()? {
         let now = Utc::now();
         r.store_exists = true;
         r.runs = store
@@ -846,7 +885,7 @@ fn status(path: &Path, format: TextOrJson) -> Result<u8, Error> {
             })
             .collect();
         r.tombstones = store.tombstones()?;
-        r.approvals = pending_approvals(&store, now)?.iter().map(StatusApproval::of).collect();
+        r.approvals = pending_approvals(&*store, now)?.iter().map(StatusApproval::of).collect();
     }
     out!("{}", report::status::render(&r, format));
     Ok(exit::IN_SYNC)

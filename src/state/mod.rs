@@ -42,6 +42,7 @@ mod schema;
 mod store;
 #[cfg(test)]
 mod test_support;
+mod transfer;
 
 pub use actor::{actor, human};
 pub use audit::{AuditLog, AuditRecord, AUDIT_FILE};
@@ -53,6 +54,7 @@ pub use postgres::PgStore;
 pub use runs::RunRecord;
 use store::ts;
 pub use store::{StateStore, DB_FILE};
+pub use transfer::{sqlite_to_postgres, Copied};
 
 /// Where the state lives (`[state] backend`).
 #[derive(Debug, Clone)]

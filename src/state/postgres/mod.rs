@@ -215,6 +215,14 @@ impl PgStore {
         Ok(store)
     }
 
+    /// What a URL names (server and database, no credentials), without connecting.
+    pub fn describe_url(url: &str) -> String {
+        match url.trim().parse::<Config>() {
+            Ok(c) => describe(&c),
+            Err(_) => "PostgreSQL state database (the URL does not parse)".into(),
+        }
+    }
+
     /// What the store is, for messages: server and database, no credentials.
     pub fn label(&self) -> &str {
         &self.label
