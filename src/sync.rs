@@ -470,6 +470,8 @@ pub struct ApplyLock(#[allow(dead_code)] std::fs::File);
 /// so a killed run never leaves it stale), or fails at once if another run holds it.
 /// Take it before reading either side and pass it to [`execute`].
 pub fn lock_apply(state_dir: &Path) -> Result<ApplyLock, Error> {
+    // With PostgreSQL nothing else has created the directory yet.
+    state_store::ensure_dir(state_dir)?;
     let path = state_dir.join("apply.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)

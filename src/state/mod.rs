@@ -82,8 +82,9 @@ pub fn open_read_only(b: &Backend) -> Result<Option<Store>, StateError> {
     })
 }
 
-/// Creates the state directory (mode 0700 on unix) when missing.
-fn ensure_dir(dir: &Path) -> Result<(), StateError> {
+/// Creates the state directory (mode 0700 on unix) when missing. With PostgreSQL it still
+/// holds the node's own files: the audit log and the apply lock.
+pub fn ensure_dir(dir: &Path) -> Result<(), StateError> {
     if dir.is_dir() {
         return Ok(());
     }
