@@ -154,16 +154,17 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
     let planned: BTreeSet<&ActionId> = plan.ready().map(|a| &a.id).collect();
     let incomplete = books.store.journal_incomplete()?;
     // Ends the audit log already holds (a crash came between the two writes of `finish`).
-    let audited: BTreeMap<(String, String), bool> = match (incomplete.is_empty(), books.audit.path().parent()) {
+    let audited: BTreeMap<(String, String), AuditRecord> = match (incomplete.is_empty(), books.audit.path().parent()) {
         (false, Some(dir)) => AuditLog::read_all(dir)?
             .into_iter()
             .filter(|r| r.event == "end")
-            .map(|r| ((r.run_id, r.action_id), r.result.as_deref() == Some("ok")))
+            .map(|r| ((r.run_id.clone(), r.action_id.clone()), r))
             .collect(),
         _ => BTreeMap::new(),
     };
     for entry in incomplete {
-        if let Some(&ok) = audited.get(&(entry.run_id.clone(), entry.action.id.to_string())) {
+        if let Some(rec) = audited.get(&(entry.run_id.clone(), entry.action.id.to_string())) {
+            let ok = rec.result.as_deref() == Some("ok");
             let outcome = Outcome {
                 ok,
                 detail: "ended before an interruption; the audit log holds its result".into(),
@@ -172,6 +173,8 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
             let approvals = &books.approvals;
             books.store.atomically(|s| {
                 s.journal_end(&entry.run_id, &entry.action.id, &outcome)?;
+                // The shared row went with the failed commit that left the entry open.
+                s.record_audit(rec)?;
                 record_effects(s, approvals, &entry.action, ok)
             })?;
         } else if planned.contains(&entry.action.id) {
@@ -481,8 +484,13 @@ impl Books<'_> {
         if self.resumed.contains_key(&a.id) {
             return Ok(());
         }
-        self.store.journal_begin(&self.run_id, a)?;
-        self.audit.append(&audit_record(&self.run_id, &self.actor, a, "begin", None))?;
+        let rec = audit_record(&self.run_id, &self.actor, a, "begin", None);
+        // The entry and its shared audit row (PostgreSQL) at once, then the local line.
+        self.store.atomically(|s| -> Result<(), ApplyError> {
+            s.journal_begin(&self.run_id, a)?;
+            Ok(s.record_audit(&rec)?)
+        })?;
+        self.audit.append(&rec)?;
         Ok(())
     }
 
@@ -514,6 +522,7 @@ impl Books<'_> {
         let mut rec = audit_record(&self.run_id, &self.actor, a, "skip", Some(&res));
         rec.result = Some("skipped".into());
         self.audit.append(&rec)?;
+        self.store.record_audit(&rec)?;
         self.progress.action_done(a, &res);
         self.failed.insert(a.id.clone());
         self.report.results.push((a.clone(), res));
@@ -549,6 +558,7 @@ fn finish(
                 detail: detail.to_string(),
             },
         )?;
+        store.record_audit(&rec)?;
         record_effects(store, approvals, a, res.ok())
     })
 }

@@ -41,6 +41,11 @@ async fn plan_apply_run_and_status_keep_their_state_in_postgres() {
     assert!(f.audit().iter().any(|r| r["event"] == "end"), "the audit log stays a local file");
     assert_eq!(count(&pg, "e2e", "SELECT count(*) FROM runs WHERE result = 'success'"), 1);
     assert_eq!(count(&pg, "e2e", "SELECT count(*) FROM journal WHERE state = 'ended' AND ok"), 1);
+    // The shared audit trail holds the same steps as the file.
+    assert_eq!(pg.sql("e2e", "SELECT string_agg(event, ',' ORDER BY seq) FROM audit"), "begin,end");
+    let row: Value = serde_json::from_str(&pg.sql("e2e", "SELECT record FROM audit WHERE event = 'end'")).unwrap();
+    assert_eq!(row["user"], "alice@example.com");
+    assert_eq!(row["result"], "ok");
 
     let once = f.run(&["run", "--once"]).await;
     assert_eq!(code(&once), 0, "{}", text(&once));
@@ -102,4 +107,75 @@ async fn a_postgres_restart_mid_apply_fails_the_run_cleanly_and_the_next_run_fin
     // The cut-short run is not half-recorded: either absent, or recorded as a failure.
     assert_eq!(count(&pg, "restart", "SELECT count(*) FROM runs WHERE result = 'success'"), 1);
     assert_eq!(count(&pg, "restart", "SELECT count(*) FROM journal WHERE state = 'begun'"), 0);
+    assert_eq!(
+        count(
+            &pg,
+            "restart",
+            "SELECT count(DISTINCT action_id) FROM audit WHERE event = 'end' AND record LIKE '%\"result\":\"ok\"%'"
+        ),
+        12,
+        "the shared audit trail has every end, the interrupted one settled on resume too"
+    );
+    assert_eq!(
+        count(&pg, "restart", "SELECT count(*) FROM audit WHERE event = 'end'"),
+        12,
+        "once each"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn state_migrate_moves_a_sqlite_state_with_its_clock_and_approval_and_refuses_a_full_target() {
+    let Some(pg) = Pg::start() else { return };
+    let f = pipeline_owner_left().await;
+    // On SQLite: ci-bot's tombstone clock starts, its deprovision is held and approved.
+    assert_eq!(code(&f.run(&["apply", "--yes"]).await), 3);
+    assert_eq!(code(&f.run(&["plan", "--out", "plan.json"]).await), 3);
+    let saved = plan_json(&f, "plan.json");
+    let id = saved["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "deprovision_user")
+        .and_then(|a| a["id"].as_str())
+        .unwrap()
+        .to_string();
+    let ok = f.run(&["approve", "plan.json", "--id", &id]).await;
+    assert_eq!(code(&ok), 0, "{}", text(&ok));
+    let sqlite = std::fs::read(f.path("state/idsync.db")).unwrap();
+
+    use_postgres(&f, &pg, "moved");
+    let moved = f.run(&["state", "migrate", "--to", "postgres"]).await;
+    assert_eq!(code(&moved), 0, "{}", text(&moved));
+    let out = String::from_utf8_lossy(&moved.stdout).to_string();
+    assert!(
+        out.contains("tombstones: 1") && out.contains("approvals: 1") && out.contains("runs: 1"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read(f.path("state/idsync.db")).unwrap(),
+        sqlite,
+        "the SQLite file is only read"
+    );
+    assert!(
+        count(&pg, "moved", "SELECT count(*) FROM audit WHERE event = 'approve'") >= 1,
+        "the audit file is copied too"
+    );
+
+    // A second copy is refused; --replace copies again.
+    let again = f.run(&["state", "migrate", "--to", "postgres"]).await;
+    assert_eq!(code(&again), 1);
+    assert!(text(&again).contains("already holds idsync state"), "{}", text(&again));
+    assert_eq!(code(&f.run(&["state", "migrate", "--to", "postgres", "--replace"]).await), 0);
+
+    // On PostgreSQL now: the approval and the clock carried over, so the held deprovision
+    // goes ahead (grace period 0), once.
+    let pending = f.run(&["approvals"]).await;
+    assert!(text(&pending).contains(&id), "{}", text(&pending));
+    let apply = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    assert!(
+        !f.users().await.contains_key("ci-bot@example.com"),
+        "deprovisioned (SaaS: removed from the org)"
+    );
+    assert_eq!(count(&pg, "moved", "SELECT count(*) FROM approvals"), 0, "the approval is used up");
 }

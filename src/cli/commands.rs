@@ -508,6 +508,7 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
         let plan_for_audit = saved.as_ref().unwrap_or(&fresh);
         audit_approvals(
             &env,
+            &mut *store,
             "approve",
             &new_approvals,
             plan_for_audit,
@@ -684,8 +685,10 @@ fn approvals_for(plan: &Plan, ids: &[String], env: &Env, by: &str) -> Result<Vec
 /// Appends one `approve` or `revoke` line per approval to the audit log: who (the actor
 /// and the human), what, over which guards, until when, and the human's reason. `plan`,
 /// when given, adds the hold the human saw to each line's detail.
+#[allow(clippy::too_many_arguments)]
 fn audit_approvals(
     env: &Env,
+    store: &mut dyn StateBackend,
     event: &str,
     approvals: &[Approval],
     plan: &Plan,
@@ -699,7 +702,9 @@ fn audit_approvals(
         let detail = plan
             .action(&a.action_id)
             .and_then(|x| x.held_reason.as_ref().map(|why| format!("held: {why}")));
-        log.append(&AuditRecord::approval(event, a, run_id, &who, &by, reason.unwrap_or(""), detail))?;
+        let rec = AuditRecord::approval(event, a, run_id, &who, &by, reason.unwrap_or(""), detail);
+        log.append(&rec)?;
+        store.record_audit(&rec)?;
     }
     Ok(())
 }
@@ -743,7 +748,7 @@ fn approve(path: &Path, plan_file: &Path, ids: &[String], reason: Option<&str>) 
     }
     let mut store = env.open_store()?;
     store.add_approvals(&approvals)?;
-    audit_approvals(&env, "approve", &approvals, &plan, &new_run_id(), "approve", reason)?;
+    audit_approvals(&env, &mut *store, "approve", &approvals, &plan, &new_run_id(), "approve", reason)?;
     for a in &approvals {
         outln!("approved {}", line(a));
     }
@@ -816,7 +821,9 @@ fn revoke(path: &Path, ids: &[String], reason: Option<&str>) -> Result<u8, Error
     let mut log = AuditLog::open(&state_dir)?;
     let (who, by, run_id) = (actor("revoke"), human(), new_run_id());
     for a in &revoked {
-        log.append(&AuditRecord::approval("revoke", a, &run_id, &who, &by, reason.unwrap_or(""), None))?;
+        let rec = AuditRecord::approval("revoke", a, &run_id, &who, &by, reason.unwrap_or(""), None);
+        log.append(&rec)?;
+        store.record_audit(&rec)?;
         outln!("revoked {}", report::status::approval_row(&report::status::StatusApproval::of(a)));
     }
     outln!(

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{JournalEntry, JournalState, Outcome, RunRecord, StateError, StateStore};
+use super::{AuditRecord, JournalEntry, JournalState, Outcome, RunRecord, StateError, StateStore};
 use crate::model::Email;
 use crate::plan::{Action, ActionId, Approval, HealthyRead, PlanState, Tombstone};
 
@@ -99,6 +99,13 @@ pub trait StateBackend: Send {
     fn notified_held(&self) -> Result<Option<BTreeSet<String>>, StateError>;
     /// Replaces the held action ids the last message listed.
     fn record_notified(&mut self, held: &BTreeSet<String>, at: DateTime<Utc>) -> Result<(), StateError>;
+
+    // The audit trail (`audit.rs` keeps the per-node file whatever the backend).
+
+    /// Keeps `rec` in the state too, where the state is shared (PostgreSQL), so every
+    /// node's steps and approvals are in one place. The SQLite store keeps none: the local
+    /// `audit.jsonl` is its trail.
+    fn record_audit(&mut self, rec: &AuditRecord) -> Result<(), StateError>;
 
     // Transactions, for [`atomically`](dyn StateBackend::atomically) only.
 
@@ -205,6 +212,9 @@ impl StateBackend for StateStore {
     }
     fn record_notified(&mut self, held: &BTreeSet<String>, at: DateTime<Utc>) -> Result<(), StateError> {
         StateStore::record_notified(self, held, at)
+    }
+    fn record_audit(&mut self, _rec: &AuditRecord) -> Result<(), StateError> {
+        Ok(())
     }
     fn tx_begin(&mut self) -> Result<(), StateError> {
         self.conn.execute_batch("BEGIN IMMEDIATE").map_err(self.err())

@@ -5,8 +5,10 @@
 //! is one PostgreSQL transaction, so the target holds all of it or none; a target that
 //! already holds idsync state is refused unless `replace` is asked, which empties it in
 //! that same transaction; every stored value is parsed on the way (a value that does not
-//! parse stops the copy as [`StateError::Corrupt`]), never skipped. The audit log is a
-//! file and stays where it is.
+//! parse stops the copy as [`StateError::Corrupt`]), never skipped. The audit log file
+//! stays where it is (it remains this node's own trail); its records are copied into the
+//! database's shared `audit` table too (lines torn by a crash are skipped, as every reader
+//! of the log does).
 
 use std::path::Path;
 
@@ -21,7 +23,7 @@ pub struct Copied {
 }
 
 /// The tables a migration copies, in copy order (and emptied in reverse for `replace`).
-const TABLES: [&str; 8] = [
+const TABLES: [&str; 9] = [
     "tombstones",
     "healthy_reads",
     "anchors",
@@ -30,20 +32,20 @@ const TABLES: [&str; 8] = [
     "journal",
     "runs",
     "notified",
+    "audit",
 ];
 
 type Ts = DateTime<Utc>;
 
-/// Every row of the SQLite store, parsed.
+/// Every row of the SQLite store, parsed: each table's columns in order.
 #[derive(Default)]
+#[allow(clippy::type_complexity)]
 struct Rows {
     tombstones: Vec<(String, Ts, Option<Ts>, String)>,
     healthy_reads: Vec<(Ts, i64, String)>,
     anchors: Vec<(String, String)>,
     ledger: Vec<(String, String, Ts)>,
-    #[allow(clippy::type_complexity)]
     approvals: Vec<(String, Ts, Ts, String, String, String, String, String, String)>,
-    #[allow(clippy::type_complexity)]
     journal: Vec<(String, String, String, String, Ts, Option<Ts>, Option<bool>, Option<String>)>,
     runs: Vec<(String, String, Ts, Ts, String, String, Option<String>)>,
     notified: Vec<(String, Ts)>,
@@ -166,6 +168,11 @@ pub fn sqlite_to_postgres(state_dir: &Path, url: &str, replace: bool) -> Result<
         )));
     };
     let rows = from.rows()?;
+    let mut audit = Vec::new();
+    for rec in super::AuditLog::read_all(state_dir)? {
+        let json = serde_json::to_string(&rec).map_err(|e| StateError::Journal(format!("cannot encode an audit record: {e}")))?;
+        audit.push((super::postgres::micros(&rec.ts), rec.run_id, rec.event, rec.action_id, json));
+    }
     let to = PgStore::open(url)?;
     let label = to.label().to_string();
     let copied = to.with(|c| {
@@ -235,6 +242,13 @@ pub fn sqlite_to_postgres(state_dir: &Path, url: &str, replace: bool) -> Result<
             tx.execute("INSERT INTO notified (id, held, sent_at) VALUES (1, $1, $2)", &[held, at])?;
         }
         count("notified", rows.notified.len());
+        for (ts, run, event, id, json) in &audit {
+            tx.execute(
+                "INSERT INTO audit (ts, run_id, event, action_id, record) VALUES ($1, $2, $3, $4, $5)",
+                &[ts, run, event, id, json],
+            )?;
+        }
+        count("audit", audit.len());
         tx.commit()?;
         Ok(Ok(out))
     })?;
@@ -304,6 +318,7 @@ mod tests {
         let url = pg.create_db("moved");
         let copied = sqlite_to_postgres(tmp.path(), &url, false).unwrap();
         let n = |t: &str| copied.rows.iter().find(|(x, _)| *x == t).map(|(_, n)| *n);
+        assert_eq!(n("audit"), Some(0), "no audit.jsonl here (the CLI test copies one)");
         assert_eq!(
             (n("tombstones"), n("approvals"), n("ledger"), n("journal")),
             (Some(1), Some(2), Some(1), Some(2))

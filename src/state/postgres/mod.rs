@@ -139,7 +139,7 @@ impl PgStore {
     /// Fails on a schema written by a newer idsync.
     pub fn open(url: &str) -> Result<PgStore, StateError> {
         let store = Self::connect(url, false)?;
-        store.with(|c| schema::migrate(c))?.map_err(|e| e.at(&store.label))?;
+        store.with(schema::migrate)?.map_err(|e| e.at(&store.label))?;
         Ok(store)
     }
 
@@ -147,7 +147,7 @@ impl PgStore {
     /// created nor migrated. `Ok(None)` when idsync has not created its schema there yet.
     pub fn open_read_only(url: &str) -> Result<Option<PgStore>, StateError> {
         let store = Self::connect(url, true)?;
-        match store.with(|c| schema::version(c))? {
+        match store.with(schema::version)? {
             None => Ok(None),
             Some(found) => {
                 let supported = MIGRATIONS.len() as i64;

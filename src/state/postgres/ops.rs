@@ -12,7 +12,7 @@ use postgres::Row;
 use super::{micros, PgStore};
 use crate::model::Email;
 use crate::plan::{Action, ActionId, ActionKind, Approval, Guard, HealthyRead, PlanState, Tombstone, TombstoneCause, TombstoneRecord};
-use crate::state::{JournalEntry, JournalState, Outcome, RunRecord, StateBackend, StateError};
+use crate::state::{AuditRecord, JournalEntry, JournalState, Outcome, RunRecord, StateBackend, StateError};
 
 impl PgStore {
     /// A column's value; a NULL or a type other than idsync's schema says is corruption.
@@ -404,6 +404,18 @@ impl StateBackend for PgStore {
                 "INSERT INTO notified (id, held, sent_at) VALUES (1, $1, $2)
                  ON CONFLICT (id) DO UPDATE SET held = excluded.held, sent_at = excluded.sent_at",
                 &[&held, &at],
+            )
+        })?;
+        Ok(())
+    }
+
+    fn record_audit(&mut self, rec: &AuditRecord) -> Result<(), StateError> {
+        let json = serde_json::to_string(rec).map_err(|e| StateError::Journal(format!("cannot encode an audit record: {e}")))?;
+        let ts = micros(&rec.ts);
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO audit (ts, run_id, event, action_id, record) VALUES ($1, $2, $3, $4, $5)",
+                &[&ts, &rec.run_id, &rec.event, &rec.action_id, &json],
             )
         })?;
         Ok(())

@@ -84,6 +84,19 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         sent_at TIMESTAMPTZ NOT NULL
     );
     ",
+    // 2: the audit trail, shared by every node (each also keeps its own audit.jsonl): one
+    // row per audit line, the line itself in `record`.
+    "
+    CREATE TABLE audit (
+        seq BIGSERIAL PRIMARY KEY,
+        ts TIMESTAMPTZ NOT NULL,
+        run_id TEXT NOT NULL,
+        event TEXT NOT NULL,
+        action_id TEXT NOT NULL,
+        record TEXT NOT NULL
+    );
+    CREATE INDEX audit_action ON audit (action_id, run_id);
+    ",
 ];
 
 /// Why a schema is not used.
