@@ -73,7 +73,10 @@ impl Env {
     pub fn state_backend(&self) -> Result<Backend, Error> {
         Ok(match self.config.state_url(&self.base_dir)? {
             None => Backend::Sqlite { dir: self.state_dir() },
-            Some(url) => Backend::Postgres { url },
+            Some(url) => Backend::Postgres {
+                url,
+                ca_file: self.config.state.ca_file.as_deref().map(|f| self.resolve(f)),
+            },
         })
     }
 

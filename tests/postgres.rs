@@ -7,6 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::postgres::Pg;
+use common::slapd;
 use common::*;
 use serde_json::Value;
 
@@ -178,4 +179,36 @@ async fn state_migrate_moves_a_sqlite_state_with_its_clock_and_approval_and_refu
         "deprovisioned (SaaS: removed from the org)"
     );
     assert_eq!(count(&pg, "moved", "SELECT count(*) FROM approvals"), 0, "the approval is used up");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sslmode_require_verifies_the_server_against_the_configured_ca() {
+    if !slapd::available() {
+        return; // openssl makes the certificates (installed with the LDAP tools)
+    }
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, ca_key) = slapd::make_ca(certs.path(), "pg-ca");
+    let (cert, key) = slapd::make_server_cert(certs.path(), &ca, &ca_key);
+    // The server takes TLS clients only: a connection proves idsync used TLS.
+    let Some(pg) = Pg::start_tls(&cert, &key) else { return };
+    let f = root_and_alice().await;
+    pg.create_db("tls");
+    f.write_secret(
+        "pg-url",
+        &format!("host=127.0.0.1 port={} user=postgres dbname=tls sslmode=require", pg.port),
+    );
+    std::fs::copy(&ca, f.path("pg-ca.pem")).unwrap();
+    let cfg = std::fs::read_to_string(&f.cfg).unwrap();
+    let tls = format!("{cfg}\n[state]\nbackend = \"postgres\"\nurl_file = \"pg-url\"\nca_file = \"pg-ca.pem\"\n");
+    std::fs::write(&f.cfg, &tls).unwrap();
+    let apply = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&apply), 0, "{}", text(&apply));
+    assert_eq!(count(&pg, "tls", "SELECT count(*) FROM runs WHERE result = 'success'"), 1);
+
+    // Without the CA the server is not trusted: refused, nothing written.
+    std::fs::write(&f.cfg, tls.replace("ca_file = \"pg-ca.pem\"\n", "")).unwrap();
+    let refused = f.run(&["apply", "--yes"]).await;
+    assert_eq!(code(&refused), 1, "{}", text(&refused));
+    assert!(text(&refused).contains("cannot connect"), "{}", text(&refused));
+    assert_eq!(count(&pg, "tls", "SELECT count(*) FROM runs"), 1);
 }

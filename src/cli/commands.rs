@@ -164,7 +164,7 @@ async fn check_config(path: &Path, connect: bool) -> Result<u8, Error> {
         env.policy.guards.pipeline_owners.len()
     );
     match env.state_backend() {
-        Ok(crate::state::Backend::Postgres { url }) => outln!(
+        Ok(crate::state::Backend::Postgres { url, .. }) => outln!(
             "  state: {} (audit log and apply lock in {})",
             crate::state::PgStore::describe_url(url.expose()),
             env.state_dir().display()
@@ -851,7 +851,8 @@ fn state_migrate(path: &Path, replace: bool) -> Result<u8, Error> {
     }
     // No apply may change the SQLite state while it is copied.
     let _lock = sync::lock_apply(&state_dir)?;
-    let copied = crate::state::sqlite_to_postgres(&state_dir, url.expose(), replace)?;
+    let ca_file = env.config.state.ca_file.as_deref().map(|f| env.resolve(f));
+    let copied = crate::state::sqlite_to_postgres(&state_dir, url.expose(), ca_file.as_deref(), replace)?;
     let target = crate::state::PgStore::describe_url(url.expose());
     outln!("copied {} into {target}:", state_dir.join(crate::state::DB_FILE).display());
     for (table, n) in &copied.rows {

@@ -237,7 +237,7 @@ pub(crate) const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ("daemon", &["schedule", "run_on_start", "listen", "state_dir"]),
     ("log", &["format", "level"]),
     ("report", &["seat_price", "inactive_days"]),
-    ("state", &["backend", "url_file", "url_env", "retention"]),
+    ("state", &["backend", "url_file", "url_env", "ca_file", "retention"]),
     ("ha", &["enabled", "lease_ttl", "node_name"]),
     ("report.seat_price", &["member", "viewer", "admin"]),
     ("notify", &["webhook_url_file", "webhook_url_env", "format", "on"]),

@@ -40,6 +40,9 @@ pub struct StateConfig {
     /// password), from a file or an environment variable.
     pub url_file: Option<String>,
     pub url_env: Option<String>,
+    /// `backend = "postgres"`: the CA certificates (PEM) to trust for TLS instead of the
+    /// system's, for a server with a private CA.
+    pub ca_file: Option<String>,
     /// Finished runs, ended journal entries and expired approvals older than this are
     /// deleted after each apply (the audit log is never pruned).
     #[serde(default = "default_retention")]
@@ -52,6 +55,7 @@ impl Default for StateConfig {
             backend: StateBackendKind::default(),
             url_file: None,
             url_env: None,
+            ca_file: None,
             retention: default_retention(),
         }
     }

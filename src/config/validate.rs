@@ -702,8 +702,14 @@ fn check_state(c: &mut Checker<'_, '_>, cfg: &Config, base_dir: &Path, lookup: L
             lookup,
         ),
         StateBackendKind::Sqlite => {
-            if s.url_file.is_some() || s.url_env.is_some() {
-                let key = if s.url_file.is_some() { "url_file" } else { "url_env" };
+            if s.url_file.is_some() || s.url_env.is_some() || s.ca_file.is_some() {
+                let key = if s.url_file.is_some() {
+                    "url_file"
+                } else if s.url_env.is_some() {
+                    "url_env"
+                } else {
+                    "ca_file"
+                };
                 c.error(
                     &keys(&["state", key]),
                     "is for backend = \"postgres\" only; set backend = \"postgres\", or remove it (SQLite keeps the state in daemon.state_dir)",

@@ -393,9 +393,9 @@ mod tests {
 
         // Read-only: nothing is created in an empty database, nothing written in a full one.
         let empty = pg.create_db("empty");
-        assert!(PgStore::open_read_only(&empty).unwrap().is_none());
+        assert!(PgStore::open_read_only(&empty, None).unwrap().is_none());
         assert_eq!(pg.sql("empty", "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"), "0");
-        let mut ro = PgStore::open_read_only(&url).unwrap().expect("a schema exists");
+        let mut ro = PgStore::open_read_only(&url, None).unwrap().expect("a schema exists");
         let before = ro.load_plan_state().unwrap();
         let err = ro.ledger_grant(&email("ro@x.com"), "ml").unwrap_err();
         assert!(err.to_string().contains("read-only"), "{err}");
@@ -407,7 +407,7 @@ mod tests {
         let err = PgStore::open(&url).unwrap_err();
         assert!(matches!(err, StateError::PgTooNew { found: 99, .. }), "{err:?}");
         assert!(err.to_string().contains("upgrade idsync"), "{err}");
-        assert!(matches!(PgStore::open_read_only(&url), Err(StateError::PgTooNew { .. })));
+        assert!(matches!(PgStore::open_read_only(&url, None), Err(StateError::PgTooNew { .. })));
 
         // Errors name the server and database, never the password.
         let secret = format!(

@@ -61,15 +61,16 @@ pub use transfer::{sqlite_to_postgres, Copied};
 pub enum Backend {
     /// `<dir>/idsync.db`, the default.
     Sqlite { dir: PathBuf },
-    /// A PostgreSQL database; the URL is a secret (it may hold the password).
-    Postgres { url: Secret },
+    /// A PostgreSQL database; the URL is a secret (it may hold the password). `ca_file`:
+    /// the CA certificates (PEM) to trust for TLS instead of the system's.
+    Postgres { url: Secret, ca_file: Option<PathBuf> },
 }
 
 /// Opens (creating or migrating as needed) the state `b` names.
 pub fn open(b: &Backend) -> Result<Store, StateError> {
     Ok(match b {
         Backend::Sqlite { dir } => Box::new(StateStore::open(dir)?),
-        Backend::Postgres { url } => Box::new(PgStore::open(url.expose())?),
+        Backend::Postgres { url, ca_file } => Box::new(PgStore::open_with(url.expose(), ca_file.as_deref())?),
     })
 }
 
@@ -78,7 +79,7 @@ pub fn open(b: &Backend) -> Result<Store, StateError> {
 pub fn open_read_only(b: &Backend) -> Result<Option<Store>, StateError> {
     Ok(match b {
         Backend::Sqlite { dir } => StateStore::open_read_only(dir)?.map(|s| Box::new(s) as Store),
-        Backend::Postgres { url } => PgStore::open_read_only(url.expose())?.map(|s| Box::new(s) as Store),
+        Backend::Postgres { url, ca_file } => PgStore::open_read_only(url.expose(), ca_file.as_deref())?.map(|s| Box::new(s) as Store),
     })
 }
 

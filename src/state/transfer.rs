@@ -160,7 +160,7 @@ impl StateStore {
 
 /// Copies the SQLite state in `state_dir` into the PostgreSQL database `url` (creating
 /// idsync's schema there). Refuses a target holding idsync state unless `replace`.
-pub fn sqlite_to_postgres(state_dir: &Path, url: &str, replace: bool) -> Result<Copied, StateError> {
+pub fn sqlite_to_postgres(state_dir: &Path, url: &str, ca_file: Option<&Path>, replace: bool) -> Result<Copied, StateError> {
     let Some(from) = StateStore::open_read_only(state_dir)? else {
         return Err(StateError::Journal(format!(
             "there is no SQLite state in {} to migrate (check daemon.state_dir)",
@@ -173,7 +173,7 @@ pub fn sqlite_to_postgres(state_dir: &Path, url: &str, replace: bool) -> Result<
         let json = serde_json::to_string(&rec).map_err(|e| StateError::Journal(format!("cannot encode an audit record: {e}")))?;
         audit.push((super::postgres::micros(&rec.ts), rec.run_id, rec.event, rec.action_id, json));
     }
-    let to = PgStore::open(url)?;
+    let to = PgStore::open_with(url, ca_file)?;
     let label = to.label().to_string();
     let copied = to.with(|c| {
         let mut tx = c.transaction()?;
@@ -316,7 +316,7 @@ mod tests {
         drop(s);
 
         let url = pg.create_db("moved");
-        let copied = sqlite_to_postgres(tmp.path(), &url, false).unwrap();
+        let copied = sqlite_to_postgres(tmp.path(), &url, None, false).unwrap();
         let n = |t: &str| copied.rows.iter().find(|(x, _)| *x == t).map(|(_, n)| *n);
         assert_eq!(n("audit"), Some(0), "no audit.jsonl here (the CLI test copies one)");
         assert_eq!(
@@ -342,13 +342,13 @@ mod tests {
         drop(p);
 
         // A second copy into the now non-empty target is refused, and changes nothing.
-        let err = sqlite_to_postgres(tmp.path(), &url, false).unwrap_err().to_string();
+        let err = sqlite_to_postgres(tmp.path(), &url, None, false).unwrap_err().to_string();
         assert!(err.contains("already holds idsync state") && err.contains("--replace"), "{err}");
         let mut p = PgStore::open(&url).unwrap();
         assert!(p.consume_approval(&ActionId("p".into())).unwrap());
         drop(p);
         // With replace, the target becomes the SQLite state again, whole.
-        sqlite_to_postgres(tmp.path(), &url, true).unwrap();
+        sqlite_to_postgres(tmp.path(), &url, None, true).unwrap();
         let p = PgStore::open(&url).unwrap();
         assert_eq!(p.load_plan_state().unwrap(), want);
         assert_eq!(p.journal_incomplete().unwrap().len(), 1);

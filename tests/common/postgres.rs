@@ -19,6 +19,8 @@ pub struct Pg {
     bin: PathBuf,
     pub port: u16,
     as_postgres: bool,
+    /// Serving TLS (`ssl = on`) with the certificate and key in the data directory.
+    tls: bool,
 }
 
 /// The newest installed server's binaries (Debian: `/usr/lib/postgresql/N/bin`).
@@ -48,6 +50,16 @@ fn free_port() -> u16 {
 impl Pg {
     /// Starts a server, or `None` (skip) when PostgreSQL is not installed here.
     pub fn start() -> Option<Pg> {
+        Self::start_with(None)
+    }
+
+    /// Starts a server that accepts TCP clients over TLS only, with this certificate and
+    /// key (PEM).
+    pub fn start_tls(cert: &Path, key: &Path) -> Option<Pg> {
+        Self::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>) -> Option<Pg> {
         let Some(bin) = bin_dir() else {
             if std::env::var("IDSYNC_REQUIRE_POSTGRES").as_deref() == Ok("1") {
                 panic!("PostgreSQL is required (IDSYNC_REQUIRE_POSTGRES=1) but not installed: apt-get install postgresql");
@@ -62,6 +74,7 @@ impl Pg {
             bin,
             port: free_port(),
             as_postgres,
+            tls: tls.is_some(),
         };
         if as_postgres {
             pg.run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(pg.dir.path()), "chown");
@@ -83,6 +96,21 @@ impl Pg {
                 .arg(&data),
             "initdb",
         );
+        if let Some((cert, key)) = tls {
+            // The server reads them as its own user, and refuses a key others can read.
+            std::fs::copy(cert, data.join("server.crt")).unwrap();
+            std::fs::copy(key, data.join("server.key")).unwrap();
+            std::fs::set_permissions(data.join("server.key"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+            // TLS or nothing over TCP, so a client that connects has used it.
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )
+            .unwrap();
+            if as_postgres {
+                pg.run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(&data), "chown");
+            }
+        }
         pg.start_server();
         Some(pg)
     }
@@ -114,11 +142,14 @@ impl Pg {
     }
 
     fn start_server(&self) {
-        let opts = format!(
+        let mut opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
             self.port,
             self.dir.path().display()
         );
+        if self.tls {
+            opts.push_str(" -c ssl=on");
+        }
         self.run(
             self.tool("pg_ctl")
                 .args(["-w", "-t", "30", "-D"])

@@ -21,11 +21,14 @@
 //! (never the URL, which may hold a password).
 
 use std::cell::{Cell, RefCell};
+use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use postgres::config::{Host, SslMode};
 use postgres::{Client, Config, NoTls};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 
 use super::StateError;
 use crate::model::Email;
@@ -92,13 +95,30 @@ fn describe(config: &Config) -> String {
     format!("PostgreSQL state database {host}/{db}")
 }
 
-/// The TLS client config for `sslmode=prefer|require`: the system's CA certificates and
-/// the aws-lc-rs provider (as reqwest and the LDAP source use), verification always on.
-fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+/// The TLS client config for `sslmode=prefer|require`: the CA file's certificates
+/// (`[state] ca_file`) or the system's, and the aws-lc-rs provider (as reqwest and the
+/// LDAP source use), verification always on.
+fn tls(ca_file: Option<&Path>) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        // One bad system certificate should not disable the rest.
-        let _ = roots.add(cert);
+    match ca_file {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| format!("cannot read [state] ca_file {}: {e}", path.display()))?;
+            for cert in CertificateDer::pem_slice_iter(&bytes) {
+                let cert = cert.map_err(|e| format!("[state] ca_file {}: not a PEM certificate bundle ({e})", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("[state] ca_file {}: unusable certificate ({e})", path.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("[state] ca_file {} holds no PEM certificate", path.display()));
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                // One bad system certificate should not disable the rest.
+                let _ = roots.add(cert);
+            }
+        }
     }
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -138,15 +158,21 @@ impl PgStore {
     /// Connects to the database `url` names and brings idsync's schema up to date.
     /// Fails on a schema written by a newer idsync.
     pub fn open(url: &str) -> Result<PgStore, StateError> {
-        let store = Self::connect(url, false)?;
+        Self::open_with(url, None)
+    }
+
+    /// [`open`](Self::open), trusting the CA certificates in `ca_file` (PEM) for TLS
+    /// instead of the system's.
+    pub fn open_with(url: &str, ca_file: Option<&Path>) -> Result<PgStore, StateError> {
+        let store = Self::connect(url, ca_file, false)?;
         store.with(schema::migrate)?.map_err(|e| e.at(&store.label))?;
         Ok(store)
     }
 
     /// Connects without writing: the session is read-only and the schema is neither
     /// created nor migrated. `Ok(None)` when idsync has not created its schema there yet.
-    pub fn open_read_only(url: &str) -> Result<Option<PgStore>, StateError> {
-        let store = Self::connect(url, true)?;
+    pub fn open_read_only(url: &str, ca_file: Option<&Path>) -> Result<Option<PgStore>, StateError> {
+        let store = Self::connect(url, ca_file, true)?;
         match store.with(schema::version)? {
             None => Ok(None),
             Some(found) => {
@@ -168,7 +194,7 @@ impl PgStore {
         }
     }
 
-    fn connect(url: &str, read_only: bool) -> Result<PgStore, StateError> {
+    fn connect(url: &str, ca_file: Option<&Path>, read_only: bool) -> Result<PgStore, StateError> {
         let mut config: Config = url.trim().parse().map_err(|e: postgres::Error| StateError::Postgres {
             target: "PostgreSQL state database".into(),
             // The parser names the option at fault, never a value.
@@ -186,7 +212,7 @@ impl PgStore {
         }
         let tls = match config.get_ssl_mode() {
             SslMode::Disable => None,
-            _ => Some(tls().map_err(|msg| StateError::Postgres {
+            _ => Some(tls(ca_file).map_err(|msg| StateError::Postgres {
                 target: label.clone(),
                 msg,
                 source: None,
