@@ -4,6 +4,22 @@
 //! Every action is journaled before and after (state store and audit log), so a process
 //! killed mid-apply resumes without repeating or losing an action. Before each action
 //! that takes away an admin, the live admin count is re-read from W&B.
+//!
+//! An outcome idsync cannot know (SPEC §5: a timeout, a 5xx after retries, a dropped
+//! connection) is `unknown`: its journal entry stays open and the next apply settles it
+//! against its fresh read of W&B, exactly like an action a kill interrupted.
+//!
+//! Write order per action, and what resume makes of a crash between any two writes:
+//! 1. journal `begin` (durable, with the audit log's length) — then the request is sent;
+//! 2. audit `begin`;
+//! 3. audit `end` (or, for an earlier unknown, `settle`) with the result;
+//! 4. one journal commit: the entry ended (or marked unknown) with its ledger grant and
+//!    used approval.
+//!
+//! Resume reads only the audit lines after each open entry's recorded offset (never the
+//! whole log): a missing `begin` line is written; a final result already audited (crash
+//! between 3 and 4) closes the entry with that result and no second line; `unknown`, or
+//! nothing at all, is settled against W&B.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -23,6 +39,9 @@ pub enum ActionResult {
     /// The change was already in W&B (resumed after a crash, or 409 "exists").
     AlreadyDone,
     Failed(String),
+    /// Sent, but W&B's answer never said whether it was applied (SPEC §5). Not a success:
+    /// the next run settles it against W&B.
+    Unknown(String),
     /// Not attempted: a dependency failed, or the live admin re-check refused it.
     Skipped(String),
     /// Begun by an interrupted apply and, as a fresh read of W&B shows, never landed.
@@ -39,6 +58,7 @@ impl ActionResult {
         match self {
             ActionResult::Applied | ActionResult::AlreadyDone => "ok",
             ActionResult::Failed(_) => "error",
+            ActionResult::Unknown(_) => "unknown",
             ActionResult::Skipped(_) => "skipped",
             ActionResult::NotApplied(_) => "not_applied",
         }
@@ -53,6 +73,9 @@ pub struct ApplyReport {
 impl ApplyReport {
     pub fn failed(&self) -> usize {
         self.results.iter().filter(|(_, r)| matches!(r, ActionResult::Failed(_))).count()
+    }
+    pub fn unknown(&self) -> usize {
+        self.results.iter().filter(|(_, r)| matches!(r, ActionResult::Unknown(_))).count()
     }
     pub fn skipped(&self) -> usize {
         self.results.iter().filter(|(_, r)| matches!(r, ActionResult::Skipped(_))).count()
@@ -148,58 +171,75 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
         report: ApplyReport::default(),
     };
 
-    // Resume: an action begun earlier and not ended either landed (then the fresh plan no
-    // longer contains it) or did not (then it is in the plan and runs now, under its
-    // original journal entry, so the audit log holds it once).
+    // Resume: settle what earlier runs left open, reading only their audit lines.
     let planned: BTreeSet<&ActionId> = plan.ready().map(|a| &a.id).collect();
-    let incomplete = books.store.journal_incomplete()?;
-    // Ends the audit log already holds (a crash came between the two writes of `finish`).
-    let audited: BTreeMap<(String, String), AuditRecord> = match (incomplete.is_empty(), books.audit.path().parent()) {
-        (false, Some(dir)) => AuditLog::read_all(dir)?
-            .into_iter()
-            .filter(|r| r.event == "end")
-            .map(|r| ((r.run_id.clone(), r.action_id.clone()), r))
-            .collect(),
-        _ => BTreeMap::new(),
-    };
-    for entry in incomplete {
-        if let Some(rec) = audited.get(&(entry.run_id.clone(), entry.action.id.to_string())) {
-            let ok = rec.result.as_deref() == Some("ok");
-            let outcome = Outcome {
-                ok,
-                detail: "ended before an interruption; the audit log holds its result".into(),
-            };
-            // One commit, as in `finish`: never an ended entry without its effects.
-            let approvals = &books.approvals;
-            books.store.atomically(|s| {
-                s.journal_end(&entry.run_id, &entry.action.id, &outcome)?;
-                // The shared row went with the failed commit that left the entry open.
-                s.record_audit(rec)?;
-                record_effects(s, approvals, &entry.action, ok)
-            })?;
-        } else if planned.contains(&entry.action.id) {
-            books.resumed.insert(entry.action.id.clone(), entry.run_id.clone());
-        } else {
-            // Not ready now: it landed, or it is held, or no longer wanted. Only the fresh
-            // snapshot can tell (SPEC §5): `ok` only when W&B shows the change; otherwise
-            // it was not applied, and its tombstone, approval and the ledger stay as they are.
-            let (res, detail) = if crate::plan::org_shows(org, &entry.action) {
-                (ActionResult::AlreadyDone, "confirmed on resume: W&B shows this change".to_string())
-            } else {
-                let why = "interrupted before it landed: W&B does not show this change; the next plan decides whether it is still needed";
-                (ActionResult::NotApplied(why.into()), format!("not applied: {why}"))
-            };
-            finish(
-                books.store,
-                books.audit,
-                &books.approvals,
-                &entry.run_id,
-                &books.actor,
-                &entry.action,
-                &res,
-                &detail,
-            )?;
-            books.report.results.push((entry.action, res));
+    let open = books.store.journal_incomplete()?;
+    let keys: BTreeSet<(String, String)> = open.iter().map(|e| (e.run_id.clone(), e.action.id.to_string())).collect();
+    // Entries from before the journal recorded offsets are read from the start, once.
+    let from = open.iter().map(|e| e.audit_at.unwrap_or(0)).min().unwrap_or(0);
+    let steps = books.audit.steps_since(from, &keys)?;
+    for entry in open {
+        let key = (entry.run_id.clone(), entry.action.id.to_string());
+        let st = steps.get(&key).cloned().unwrap_or_default();
+        if !st.begun {
+            // The crash came between the journal entry and its audit line.
+            books
+                .audit
+                .append(&audit_record(&entry.run_id, &books.actor, &entry.action, "begin", None))?;
+        }
+        match resume_step(&st, entry.unknown.is_some(), planned.contains(&entry.action.id)) {
+            Resume::Close { ok, result } => {
+                // Its final result is audited; the crash came before the journal commit.
+                let outcome = Outcome {
+                    ok,
+                    detail: format!("ended before an interruption; the audit log holds its result ({result})"),
+                };
+                // The shared audit row (PostgreSQL) went with the commit the crash
+                // prevented: it is written again, saying what the file's line says.
+                let mut rec = audit_record(&entry.run_id, &books.actor, &entry.action, "end", None);
+                rec.result = Some(result);
+                rec.detail = Some(outcome.detail.clone());
+                // One commit, as in `finish`: never an ended entry without its effects.
+                let approvals = &books.approvals;
+                books.store.atomically(|s| {
+                    s.journal_end(&entry.run_id, &entry.action.id, &outcome)?;
+                    s.record_audit(&rec)?;
+                    record_effects(s, approvals, &entry.action, ok)
+                })?;
+            }
+            Resume::Rerun => {
+                books.resumed.insert(entry.action.id.clone(), entry.run_id.clone());
+            }
+            Resume::Settle { unknown } => {
+                // Only the fresh snapshot can tell (SPEC §5). `ok` only when W&B shows the
+                // change; otherwise it was not applied, its tombstone, approval and the
+                // ledger stay, and the plan (this one, if it still wants it) applies it
+                // afresh.
+                let event = if unknown { "settle" } else { "end" };
+                let (res, detail) = if crate::plan::org_shows(org, &entry.action) {
+                    let how = if unknown { "settled" } else { "confirmed on resume" };
+                    (ActionResult::AlreadyDone, format!("{how}: W&B shows this change"))
+                } else {
+                    let why = if unknown {
+                        "its outcome was unknown and W&B does not show this change; the next plan decides whether it is still needed"
+                    } else {
+                        "interrupted before it landed: W&B does not show this change; the next plan decides whether it is still needed"
+                    };
+                    (ActionResult::NotApplied(why.into()), format!("not applied: {why}"))
+                };
+                finish(
+                    books.store,
+                    books.audit,
+                    &books.approvals,
+                    &entry.run_id,
+                    &books.actor,
+                    &entry.action,
+                    event,
+                    &res,
+                    &detail,
+                )?;
+                books.report.results.push((entry.action, res));
+            }
         }
     }
 
@@ -295,6 +335,38 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
     Ok(report)
 }
 
+/// What resume does with one open journal entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Resume {
+    /// Its final result is already audited (the crash came between the audit line and
+    /// the journal commit): close the entry with it, writing no second line.
+    Close { ok: bool, result: String },
+    /// Interrupted before any result and still in the ready plan: run it now under its
+    /// original journal entry, so the audit log holds one begin and one end.
+    Rerun,
+    /// Settle against the fresh snapshot: with a `settle` line after an `unknown` end,
+    /// else with the `end` line an interrupted action never got.
+    Settle { unknown: bool },
+}
+
+/// Decides from the entry's own audit lines (`steps`), whether the journal marked it
+/// unknown, and whether the fresh plan has it ready. Pure.
+fn resume_step(steps: &crate::state::Steps, marked_unknown: bool, planned: bool) -> Resume {
+    match steps.last.as_deref() {
+        // Audit lines come before the journal writes: an `unknown` end is unknown even when
+        // the crash came before the journal's mark, and a later final line (a `settle`
+        // whose commit a crash prevented) decides even when the journal still says unknown.
+        Some("unknown") => Resume::Settle { unknown: true },
+        Some(result) => Resume::Close {
+            ok: result == "ok",
+            result: result.to_string(),
+        },
+        None if marked_unknown => Resume::Settle { unknown: true },
+        None if planned => Resume::Rerun,
+        None => Resume::Settle { unknown: false },
+    }
+}
+
 fn stopped(stop: &Option<tokio::sync::watch::Receiver<bool>>) -> bool {
     stop.as_ref().is_some_and(|s| *s.borrow())
 }
@@ -303,7 +375,7 @@ fn blocked_by(a: &Action, failed: &BTreeSet<ActionId>) -> Option<String> {
     a.depends_on
         .iter()
         .find(|d| failed.contains(*d))
-        .map(|d| format!("not attempted: action {d} it depends on did not succeed"))
+        .map(|d| format!("not attempted: action {d} it depends on did not succeed (or its outcome is unknown)"))
 }
 
 /// Whether the action can lower an org admin count or that of a team the policy maps:
@@ -354,7 +426,7 @@ async fn execute(client: &WandbClient, ids: &Ids, people: &People, policy: &Poli
         ids.teams.get(t).cloned().ok_or_else(|| format!("no W&B team named {t}"))
     };
     let role = a.role.as_deref().unwrap_or("member");
-    let fail = |e: TargetError| ActionResult::Failed(e.to_string());
+    let fail = from_error;
     let (res, new_user, new_team) = match a.kind {
         ActionKind::CreateTeam => {
             let name = a.team.clone().unwrap_or_default();
@@ -395,13 +467,23 @@ async fn execute(client: &WandbClient, ids: &Ids, people: &People, policy: &Poli
             (Ok(uid), Ok(tid)) => {
                 let team = a.team.clone().unwrap_or_default();
                 let r = TeamRole::new(role);
-                let res = client.add_to_team(&tid, &uid).await;
-                // New members get the default team role; set any other afterwards.
-                let res = match res {
-                    Ok(()) if r != TeamRole::member() => client.set_team_role(&uid, &team, &r).await,
-                    other => other,
-                };
-                to_result(res)
+                // New members get the default team role; set any other afterwards. When
+                // only the add landed, W&B has the member: not a plain `error` (which says
+                // nothing changed) but unknown, settled next run by the membership, the
+                // role left to that plan's `set_team_role`.
+                match client.add_to_team(&tid, &uid).await {
+                    Ok(()) if r != TeamRole::member() => match client.set_team_role(&uid, &team, &r).await {
+                        Err(e) if !e.is_outcome_unknown() => (
+                            ActionResult::Unknown(format!(
+                                "added to team {team}, but setting its team role {role} failed ({e}); the next run settles the add against W&B and plans the role"
+                            )),
+                            None,
+                            None,
+                        ),
+                        other => to_result(other),
+                    },
+                    other => to_result(other),
+                }
             }
             (Err(e), _) | (_, Err(e)) => (ActionResult::Failed(e), None, None),
         },
@@ -428,7 +510,17 @@ async fn execute(client: &WandbClient, ids: &Ids, people: &People, policy: &Poli
 fn to_result(r: Result<(), TargetError>) -> Executed {
     match r {
         Ok(()) => (ActionResult::Applied, None, None),
-        Err(e) => (ActionResult::Failed(e.to_string()), None, None),
+        Err(e) => (from_error(e), None, None),
+    }
+}
+
+/// A failed request: `unknown` when W&B may have applied it (the client's typed
+/// classification, [`TargetError::is_outcome_unknown`]), else a definite `error`.
+fn from_error(e: TargetError) -> ActionResult {
+    if e.is_outcome_unknown() {
+        ActionResult::Unknown(e.to_string())
+    } else {
+        ActionResult::Failed(e.to_string())
     }
 }
 
@@ -457,6 +549,7 @@ pub fn describe(r: &ActionResult) -> String {
         ActionResult::Applied => "applied".into(),
         ActionResult::AlreadyDone => "already done".into(),
         ActionResult::Failed(e) => format!("failed: {e}"),
+        ActionResult::Unknown(e) => format!("outcome unknown: {e}"),
         ActionResult::Skipped(e) => format!("skipped: {e}"),
         ActionResult::NotApplied(e) => format!("not applied: {e}"),
     }
@@ -484,10 +577,11 @@ impl Books<'_> {
         if self.resumed.contains_key(&a.id) {
             return Ok(());
         }
+        let at = self.audit.end_offset()?;
         let rec = audit_record(&self.run_id, &self.actor, a, "begin", None);
         // The entry and its shared audit row (PostgreSQL) at once, then the local line.
         self.store.atomically(|s| -> Result<(), ApplyError> {
-            s.journal_begin(&self.run_id, a)?;
+            s.journal_begin(&self.run_id, a, at)?;
             Ok(s.record_audit(&rec)?)
         })?;
         self.audit.append(&rec)?;
@@ -504,6 +598,7 @@ impl Books<'_> {
             &run,
             &self.actor,
             &a,
+            "end",
             &res,
             &describe(&res),
         )?;
@@ -538,14 +633,23 @@ fn finish(
     run_id: &str,
     actor: &str,
     a: &Action,
+    event: &str,
     res: &ActionResult,
     detail: &str,
 ) -> Result<(), ApplyError> {
     // The audit line goes first: a crash between the two writes leaves the journal
-    // entry open, and resume closes it without a second audit line (see `apply`).
-    let mut rec = audit_record(run_id, actor, a, "end", Some(res));
+    // entry open, and resume finds the line after the entry's offset and closes it
+    // without a second one (see `apply`).
+    let mut rec = audit_record(run_id, actor, a, event, Some(res));
     rec.detail = Some(detail.to_string());
     audit.append(&rec)?;
+    if let ActionResult::Unknown(why) = res {
+        // Open until a read of W&B settles it; nothing to record as done yet.
+        return store.atomically(|store| -> Result<(), ApplyError> {
+            store.journal_unknown(run_id, &a.id, why)?;
+            Ok(store.record_audit(&rec)?)
+        });
+    }
     // The outcome and what it leaves behind (ledger, used approval) in one commit: one
     // sync instead of three per action, and never an ended entry without its effects
     // (a failure leaves the entry open for resume to settle).
@@ -578,4 +682,77 @@ fn record_effects(store: &mut dyn StateBackend, approvals: &BTreeSet<ActionId>, 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Steps;
+
+    fn steps(begun: bool, last: Option<&str>) -> Steps {
+        Steps {
+            begun,
+            last: last.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn resume_closes_what_is_audited_and_settles_the_rest_against_w_and_b() {
+        let close = |ok: bool, r: &str| Resume::Close { ok, result: r.into() };
+        // A final result audited before the crash closes the entry, planned or not.
+        for planned in [false, true] {
+            assert_eq!(resume_step(&steps(true, Some("ok")), false, planned), close(true, "ok"));
+            assert_eq!(resume_step(&steps(true, Some("error")), false, planned), close(false, "error"));
+            assert_eq!(
+                resume_step(&steps(true, Some("not_applied")), false, planned),
+                close(false, "not_applied")
+            );
+        }
+        // Nothing audited: rerun when still wanted, else settle with the missing end.
+        assert_eq!(resume_step(&steps(true, None), false, true), Resume::Rerun);
+        assert_eq!(resume_step(&steps(false, None), false, true), Resume::Rerun);
+        assert_eq!(resume_step(&steps(true, None), false, false), Resume::Settle { unknown: false });
+        // Unknown, by the journal or by the audit line a crash kept from the journal: always
+        // settled against W&B first, even when the plan wants it (never rerun unchecked).
+        for planned in [false, true] {
+            assert_eq!(
+                resume_step(&steps(true, Some("unknown")), false, planned),
+                Resume::Settle { unknown: true }
+            );
+            assert_eq!(
+                resume_step(&steps(true, Some("unknown")), true, planned),
+                Resume::Settle { unknown: true }
+            );
+            assert_eq!(resume_step(&steps(true, None), true, planned), Resume::Settle { unknown: true });
+        }
+        // A settle line already written (crash before its journal commit) closes the entry
+        // the journal still calls unknown: no second settle line.
+        for planned in [false, true] {
+            assert_eq!(resume_step(&steps(true, Some("ok")), true, planned), close(true, "ok"));
+            assert_eq!(
+                resume_step(&steps(true, Some("not_applied")), true, planned),
+                close(false, "not_applied")
+            );
+        }
+    }
+
+    #[test]
+    fn only_an_unknown_client_error_is_an_unknown_result() {
+        let http = |status| TargetError::Http {
+            op: "PATCH /Groups/g".into(),
+            status,
+            detail: "x".into(),
+        };
+        let unknown = TargetError::OutcomeUnknown {
+            op: "PATCH /Groups/g".into(),
+            last: Box::new(http(500)),
+        };
+        assert!(matches!(from_error(unknown), ActionResult::Unknown(_)));
+        for e in [http(400), http(500), TargetError::Refused("no".into())] {
+            assert!(matches!(from_error(e), ActionResult::Failed(_)));
+        }
+        let r = ActionResult::Unknown("x".into());
+        assert!(!r.ok(), "unknown is not success");
+        assert_eq!(r.as_str(), "unknown");
+    }
 }

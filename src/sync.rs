@@ -292,7 +292,8 @@ pub async fn execute(
     let not_started = to_apply.ready().filter(|a| !done.contains(&a.id)).count();
     // An action the live admin re-check skipped was not applied: like a held one, it waits
     // for the next run or a human, so the run is `held`, never `success`.
-    let result = if report.failed() > 0 || not_started > 0 {
+    // An unknown outcome is not success (SPEC §5): like a failure, until a read settles it.
+    let result = if report.failed() > 0 || report.unknown() > 0 || not_started > 0 {
         RunResult::Failure
     } else if held || report.skipped() > 0 {
         RunResult::Held
@@ -302,8 +303,21 @@ pub async fn execute(
     let mut summary = fresh.summary.clone();
     summary.insert("applied".into(), report.applied());
     summary.insert("failed".into(), report.failed());
-    let error = if report.failed() > 0 {
-        Some(format!("{} action(s) failed", report.failed()))
+    if report.unknown() > 0 {
+        summary.insert("unknown".into(), report.unknown());
+    }
+    let error = if report.failed() > 0 || report.unknown() > 0 {
+        let mut parts = Vec::new();
+        if report.failed() > 0 {
+            parts.push(format!("{} action(s) failed", report.failed()));
+        }
+        if report.unknown() > 0 {
+            parts.push(format!(
+                "{} action(s) have an unknown outcome (W&B may have applied them; the next run settles them against W&B)",
+                report.unknown()
+            ));
+        }
+        Some(parts.join("; "))
     } else if report.skipped() > 0 {
         Some(format!(
             "{} action(s) skipped by the live re-check against W&B; the next run plans them again",

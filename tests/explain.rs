@@ -251,8 +251,17 @@ async fn status_shows_tombstones_with_cause_and_deadline_and_approvals_with_thei
     keys.sort();
     assert_eq!(
         keys,
-        vec!["approvals", "runs", "state_dir", "store_exists", "tombstones", "version"]
+        vec![
+            "approvals",
+            "runs",
+            "state_dir",
+            "store_exists",
+            "tombstones",
+            "unsettled",
+            "version"
+        ]
     );
+    assert_eq!(v["unsettled"], serde_json::json!([]), "nothing left open to settle");
     assert_eq!(v["version"], 1);
     assert_eq!(v["store_exists"], true);
     assert_eq!(v["runs"][0]["command"], "apply");

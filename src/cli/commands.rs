@@ -614,6 +614,7 @@ pub(crate) fn print_results(report: &apply::ApplyReport, held: usize, stale: usi
         let mark = match r {
             ActionResult::Applied | ActionResult::AlreadyDone => "ok  ",
             ActionResult::Failed(_) => "FAIL",
+            ActionResult::Unknown(_) => "UNKN",
             ActionResult::Skipped(_) => "skip",
             ActionResult::NotApplied(_) => "n/a ",
         };
@@ -624,6 +625,12 @@ pub(crate) fn print_results(report: &apply::ApplyReport, held: usize, stale: usi
     let mut extra = String::new();
     if unreviewed > 0 {
         extra.push_str(&format!(", {unreviewed} not reviewed"));
+    }
+    if report.unknown() > 0 {
+        extra.push_str(&format!(
+            ", {} with an unknown outcome (the next run settles them against W&B)",
+            report.unknown()
+        ));
     }
     if report.not_applied() > 0 {
         extra.push_str(&format!(", {} interrupted earlier and not applied", report.not_applied()));
@@ -866,7 +873,7 @@ fn state_migrate(path: &Path, replace: bool) -> Result<u8, Error> {
 }
 
 fn status(path: &Path, format: TextOrJson) -> Result<u8, Error> {
-    use crate::report::status::{StatusApproval, StatusReport, StatusRun};
+    use crate::report::status::{StatusApproval, StatusReport, StatusRun, StatusUnsettled};
     let env = load_env(path)?;
     let mut r = StatusReport {
         state_dir: env.state_dir().display().to_string(),
@@ -874,6 +881,7 @@ fn status(path: &Path, format: TextOrJson) -> Result<u8, Error> {
         runs: Vec::new(),
         tombstones: Vec::new(),
         approvals: Vec::new(),
+        unsettled: Vec::new(),
     };
     // Read-only, like `plan`: a status check never creates or migrates the store.
     if let Some(store) = env.open_store_read_only()? {
@@ -894,6 +902,20 @@ fn status(path: &Path, format: TextOrJson) -> Result<u8, Error> {
             .collect();
         r.tombstones = store.tombstones()?;
         r.approvals = pending_approvals(&*store, now)?.iter().map(StatusApproval::of).collect();
+        r.unsettled = store
+            .journal_incomplete()?
+            .into_iter()
+            .map(|e| StatusUnsettled {
+                run_id: e.run_id,
+                action_id: e.action.id.to_string(),
+                kind: e.action.kind.as_str().to_string(),
+                user: e.action.user.as_ref().map(|u| u.to_string()),
+                team: e.action.team.clone(),
+                begun_at: e.begun_at,
+                state: if e.unknown.is_some() { "unknown" } else { "interrupted" }.to_string(),
+                detail: e.unknown,
+            })
+            .collect();
     }
     out!("{}", report::status::render(&r, format));
     Ok(exit::IN_SYNC)

@@ -98,7 +98,7 @@ impl Metrics {
             actions_applied_total: IntCounterVec::new(
                 Opts::new(
                     "idsync_actions_applied_total",
-                    "Actions executed, by kind and result (ok, error, skipped).",
+                    "Actions executed, by kind and result (ok, error, unknown, not_applied, skipped).",
                 ),
                 &["kind", "result"],
             )?,
@@ -142,7 +142,7 @@ impl Metrics {
         }
         for k in ActionKind::ALL {
             m.drift_actions.with_label_values(&[k.as_str()]);
-            for r in ["ok", "error", "skipped"] {
+            for r in ["ok", "error", "unknown", "not_applied", "skipped"] {
                 m.actions_applied_total.with_label_values(&[k.as_str(), r]);
             }
         }

@@ -70,15 +70,17 @@ fn log_outcome(o: &RunOutcome) {
         .as_ref()
         .map(|r| (r.applied(), r.failed(), r.skipped()))
         .unwrap_or((0, 0, 0));
+    // Outcomes the next run settles against W&B (SPEC §5).
+    let unknown = o.report.as_ref().map(|r| r.unknown()).unwrap_or(0);
     let duration_ms = (o.finished - o.started).num_milliseconds();
     let result = o.result.as_str();
     if let Some(err) = &o.error {
         tracing::error!(
-            run_id = %o.run_id, result, ready, held, applied, failed, skipped, duration_ms, stopped = o.stopped, error = %err,
+            run_id = %o.run_id, result, ready, held, applied, failed, unknown, skipped, duration_ms, stopped = o.stopped, error = %err,
             "run finished"
         );
     } else {
-        tracing::info!(run_id = %o.run_id, result, ready, held, applied, failed, skipped, duration_ms, stopped = o.stopped, "run finished");
+        tracing::info!(run_id = %o.run_id, result, ready, held, applied, failed, unknown, skipped, duration_ms, stopped = o.stopped, "run finished");
     }
     let suspicious = o.plan.as_ref().and_then(|p| p.source.suspicious.as_deref());
     if let Some(why) = suspicious {

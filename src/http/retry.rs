@@ -53,6 +53,13 @@ pub fn retryable_status(status: u16) -> bool {
     status == 429 || ((500..600).contains(&status) && status != 501)
 }
 
+/// Whether a failed answer with this status may still have followed the work being done:
+/// a 5xx (other than 501) can come from a proxy or a crash after the change was committed.
+/// A 4xx, 429 included, says the server refused it; 501 says it never does this.
+pub fn status_may_have_landed(status: u16) -> bool {
+    (500..600).contains(&status) && status != 501
+}
+
 /// Parses `Retry-After`: delay seconds or an HTTP date (a date in the past means now).
 pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let v = value.trim();
@@ -197,6 +204,16 @@ mod tests {
         }
         for s in [200, 201, 204, 301, 400, 401, 403, 404, 409, 412, 422, 501] {
             assert!(!retryable_status(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn only_a_5xx_other_than_501_may_have_landed() {
+        for s in [500, 502, 503, 504, 599] {
+            assert!(status_may_have_landed(s), "{s}");
+        }
+        for s in [200, 400, 401, 403, 404, 409, 412, 422, 429, 501] {
+            assert!(!status_may_have_landed(s), "{s}");
         }
     }
 

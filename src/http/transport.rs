@@ -51,6 +51,13 @@ pub enum Failure {
     Connection(String),
 }
 
+/// Whether the request may have reached the server before `e`: not when building it or
+/// connecting (TCP or TLS) failed; otherwise (a timeout, a connection dropped mid-request)
+/// the server may have received it, and done the work.
+pub fn may_have_been_sent(e: &reqwest::Error) -> bool {
+    !(e.is_builder() || e.is_connect())
+}
+
 pub fn classify(e: &reqwest::Error) -> Failure {
     if e.is_timeout() {
         Failure::Timeout

@@ -15,7 +15,12 @@ pub fn org_shows(org: &OrgSnapshot, a: &Action) -> bool {
         ActionKind::CreateTeam => a.team.as_deref().is_some_and(|t| org.team(t).is_some()),
         ActionKind::CreateUser | ActionKind::ReactivateUser => user.is_some_and(|u| u.active),
         ActionKind::SetOrgRole => user.is_some_and(|u| u.active && role.is_some_and(|r| u.org_role.as_str() == r)),
-        ActionKind::AddToTeam | ActionKind::SetTeamRole => user.is_some_and(|u| {
+        // The add is the membership: a role other than the default is a second request,
+        // and a role W&B does not show yet is the next plan's `set_team_role` (its own
+        // action), so settling the add by its role would record `not_applied` for a
+        // membership W&B has.
+        ActionKind::AddToTeam => user.is_some_and(|u| u.active && a.team.as_deref().is_some_and(|t| u.teams.contains_key(t))),
+        ActionKind::SetTeamRole => user.is_some_and(|u| {
             u.active
                 && a.team
                     .as_deref()

@@ -1840,10 +1840,19 @@ fn the_org_shows_a_change_only_when_all_of_it_is_there() {
         org,
         &act(AddToTeam, "a@example.com", Some("ml"), Some("admin"), Some("u0"))
     ));
-    // In the team, but not with the role the add was to give: not (fully) applied.
-    assert!(!org_shows(
+    // In the team, but not with the role the add was to give: the add (the membership)
+    // landed; the role is the next plan's set_team_role, which is shown only with it.
+    assert!(org_shows(
         org,
         &act(AddToTeam, "a@example.com", Some("ml"), Some("member"), Some("u0"))
+    ));
+    assert!(!org_shows(
+        org,
+        &act(SetTeamRole, "a@example.com", Some("ml"), Some("member"), Some("u0"))
+    ));
+    assert!(org_shows(
+        org,
+        &act(SetTeamRole, "a@example.com", Some("ml"), Some("admin"), Some("u0"))
     ));
     assert!(!org_shows(
         org,

@@ -28,6 +28,23 @@ pub struct StatusReport {
     pub tombstones: Vec<Tombstone>,
     /// Approvals not yet expired, oldest first.
     pub approvals: Vec<StatusApproval>,
+    /// Journal entries the next apply or daemon run settles against W&B, oldest first.
+    pub unsettled: Vec<StatusUnsettled>,
+}
+
+/// An action begun and not yet settled: interrupted, or sent with an unknown outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusUnsettled {
+    pub run_id: String,
+    pub action_id: String,
+    pub kind: String,
+    pub user: Option<String>,
+    pub team: Option<String>,
+    pub begun_at: DateTime<Utc>,
+    /// `unknown` (sent; W&B's answer never said) or `interrupted` (no result recorded).
+    pub state: String,
+    /// Why the outcome is unknown.
+    pub detail: Option<String>,
 }
 
 /// One recorded run.
@@ -129,6 +146,25 @@ pub fn render_text(r: &StatusReport) -> String {
     line(format!("pending approvals: {}", r.approvals.len()));
     for a in &r.approvals {
         line(format!("  {}", approval_row(a)));
+    }
+    if !r.unsettled.is_empty() {
+        line(format!(
+            "unsettled actions: {} (the next apply or run settles them against W&B)",
+            r.unsettled.len()
+        ));
+        for u in &r.unsettled {
+            let who = u.user.as_deref().unwrap_or("");
+            let team = u.team.as_deref().map(|t| format!(" team {t}")).unwrap_or_default();
+            let why = u.detail.as_deref().map(|d| format!(": {}", one_line(d))).unwrap_or_default();
+            line(format!(
+                "  {} {} {who}{team} {} in run {} since {}{why}",
+                u.action_id,
+                u.kind,
+                u.state,
+                u.run_id,
+                time(&u.begun_at)
+            ));
+        }
     }
     out
 }
@@ -235,7 +271,38 @@ mod tests {
                 approved_at: t(1),
                 expires_at: t(3),
             }],
+            unsettled: vec![],
         }
+    }
+
+    #[test]
+    fn unsettled_actions_are_listed_only_when_there_are_some() {
+        assert!(!render_text(&report()).contains("unsettled"), "nothing to settle: no section");
+        let r = StatusReport {
+            unsettled: vec![StatusUnsettled {
+                run_id: "r1".into(),
+                action_id: "abc123".into(),
+                kind: "add_to_team".into(),
+                user: Some("a@example.com".into()),
+                team: Some("ml".into()),
+                begun_at: t(1),
+                state: "unknown".into(),
+                detail: Some("PATCH /Groups/g1: W&B may or may not\nhave applied it".into()),
+            }],
+            ..report()
+        };
+        let s = render_text(&r);
+        assert!(
+            s.contains("unsettled actions: 1 (the next apply or run settles them against W&B)\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("  abc123 add_to_team a@example.com team ml unknown in run r1 since 2026-11-22T01:00:00Z: PATCH /Groups/g1: W&B may or may not have applied it\n"),
+            "one line: {s}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&render_json(&r)).unwrap();
+        assert_eq!(v["unsettled"][0]["state"], "unknown");
+        assert_eq!(v["unsettled"][0]["action_id"], "abc123");
     }
 
     #[test]

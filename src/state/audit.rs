@@ -6,10 +6,18 @@
 //! purpose); each record is one
 //! `write` of one line under `O_APPEND`, fsynced before `append` returns; a line torn by a
 //! crash is terminated on the next open and skipped on reading, never hiding the rest.
-//! The apply step writes the journal first and the audit line second.
+//! An action's `begin` line follows its durable journal entry; its `end` (and `settle`)
+//! line precedes the journal commit that closes it, so a crash leaves an open entry
+//! whose audit lines, read from the offset the entry recorded ([`AuditLog::steps_since`]),
+//! say how far it got.
+//!
+//! The final result of an action begun in a run is that of its last `end` or `settle`
+//! line: `unknown` on an `end` is always followed, in a later run, by a `settle` line with
+//! `ok` or `not_applied`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -30,7 +38,8 @@ pub struct AuditRecord {
     pub run_id: String,
     /// Who did it: see [`actor`](super::actor()).
     pub actor: String,
-    /// `begin`, `end`, `skip`, `approve` or `revoke`.
+    /// `begin`, `end`, `settle` (an `unknown` end decided by a later read of W&B), `skip`,
+    /// `approve` or `revoke`.
     pub event: String,
     pub action_id: String,
     pub kind: String,
@@ -57,7 +66,7 @@ pub struct AuditRecord {
     /// `approve` and `revoke`: until when the approval is (was) valid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
-    /// `ok`, `error` or `skipped`; `None` on `begin`.
+    /// `ok`, `error`, `unknown`, `not_applied` or `skipped`; `None` on `begin`.
     #[serde(default)]
     pub result: Option<String>,
     #[serde(default)]
@@ -85,6 +94,15 @@ impl AuditRecord {
             ..AuditRecord::default()
         }
     }
+}
+
+/// What the audit log holds of one journaled action (see [`AuditLog::steps_since`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Steps {
+    /// Its `begin` line was written.
+    pub begun: bool,
+    /// The result of its last `end` or `settle` line.
+    pub last: Option<String>,
 }
 
 /// The append-only JSON-lines audit log, `<state_dir>/audit.jsonl`.
@@ -132,6 +150,56 @@ impl AuditLog {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The log's length now: where the next line goes (or later, if another process
+    /// appends first).
+    pub fn end_offset(&self) -> Result<u64, StateError> {
+        Ok(self.file.metadata().map_err(io_err("read the audit log", &self.path))?.len())
+    }
+
+    /// What the log holds of each journaled action in `keys` (run id, action id), reading
+    /// only the lines from `offset` on, one at a time: the journal records where each
+    /// entry's lines start, so resume never reads the whole history. A log shorter than
+    /// `offset` (replaced or truncated by hand) holds nothing of them.
+    pub fn steps_since(&self, offset: u64, keys: &BTreeSet<(String, String)>) -> Result<BTreeMap<(String, String), Steps>, StateError> {
+        let mut out: BTreeMap<(String, String), Steps> = BTreeMap::new();
+        if keys.is_empty() {
+            return Ok(out);
+        }
+        let mut file = File::open(&self.path).map_err(io_err("read the audit log", &self.path))?;
+        let len = file.metadata().map_err(io_err("read the audit log", &self.path))?.len();
+        if offset >= len {
+            return Ok(out);
+        }
+        file.seek(SeekFrom::Start(offset))
+            .map_err(io_err("read the audit log", &self.path))?;
+        let mut reader = BufReader::new(file);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .map_err(io_err("read the audit log", &self.path))?;
+            if n == 0 {
+                break;
+            }
+            // Torn or foreign lines say nothing about these actions.
+            let Ok(r) = serde_json::from_slice::<AuditRecord>(&line) else {
+                continue;
+            };
+            let key = (r.run_id, r.action_id);
+            if !keys.contains(&key) {
+                continue;
+            }
+            let steps = out.entry(key).or_default();
+            match (r.event.as_str(), r.result) {
+                ("begin", _) => steps.begun = true,
+                ("end" | "settle", Some(result)) => steps.last = Some(result),
+                _ => {}
+            }
+        }
+        Ok(out)
     }
 
     /// Appends one record as one line with a single write (atomic under O_APPEND), then
@@ -250,6 +318,38 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(std::fs::metadata(log.path()).unwrap().permissions().mode() & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn steps_since_reads_from_the_offset_and_keeps_the_last_result() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut log = AuditLog::open(tmp.path()).unwrap();
+        log.append(&record("end", Some("error"))).unwrap();
+        let at = log.end_offset().unwrap();
+        assert_eq!(at, std::fs::metadata(log.path()).unwrap().len());
+        let key = (record("begin", None).run_id, record("begin", None).action_id);
+        let keys: BTreeSet<_> = [key.clone()].into();
+        log.append(&record("begin", None)).unwrap();
+        let mut other = record("end", Some("ok"));
+        other.run_id = "run-2".into();
+        log.append(&other).unwrap();
+        log.append(&record("end", Some("unknown"))).unwrap();
+        let got = log.steps_since(at, &keys).unwrap();
+        assert_eq!(
+            got[&key],
+            Steps {
+                begun: true,
+                last: Some("unknown".into())
+            },
+            "the error before the offset and run-2's line are not this entry's"
+        );
+        log.append(&record("settle", Some("ok"))).unwrap();
+        assert_eq!(log.steps_since(at, &keys).unwrap()[&key].last.as_deref(), Some("ok"));
+        assert!(
+            log.steps_since(at + 10_000, &keys).unwrap().is_empty(),
+            "a shorter log holds nothing"
+        );
+        assert!(log.steps_since(0, &BTreeSet::new()).unwrap().is_empty());
     }
 
     #[test]

@@ -20,7 +20,8 @@
 //!   no-op, beginning an ended one is an error; ending keeps the first outcome; ending an
 //!   entry never begun is an error; an entry is ended under the run that began it, and
 //!   [`journal_incomplete`](StateBackend::journal_incomplete) lists every begun, unended
-//!   entry of every run, oldest first, until it is ended.
+//!   entry of every run, oldest first, until it is ended; an entry marked unknown stays
+//!   listed (with why) until it is ended.
 //! - **Sets are replaced, not merged**: tombstones and anchors. Grants, revokes,
 //!   consuming an approval and revoking approvals are idempotent.
 //! - **Nothing is guessed.** A stored value that does not parse is
@@ -73,8 +74,11 @@ pub trait StateBackend: Send {
 
     // The apply journal (`journal.rs`).
 
-    /// Journals the start of `action` in `run_id`, durably, before it touches W&B.
-    fn journal_begin(&mut self, run_id: &str, action: &Action) -> Result<(), StateError>;
+    /// Journals the start of `action` in `run_id`, durably, before it touches W&B, with
+    /// the audit log's length `audit_at`.
+    fn journal_begin(&mut self, run_id: &str, action: &Action, audit_at: u64) -> Result<(), StateError>;
+    /// Marks a begun entry as sent with an outcome idsync cannot know; it stays open.
+    fn journal_unknown(&mut self, run_id: &str, action_id: &ActionId, why: &str) -> Result<(), StateError>;
     /// Journals the end of an action begun in `run_id`, durably; the first outcome stays.
     fn journal_end(&mut self, run_id: &str, action_id: &ActionId, outcome: &Outcome) -> Result<(), StateError>;
     /// Actions begun and never ended, from any run, oldest first: what a crash left.
@@ -183,8 +187,11 @@ impl StateBackend for StateStore {
     fn revoke_approvals(&mut self, ids: &[ActionId]) -> Result<Vec<Approval>, StateError> {
         StateStore::revoke_approvals(self, ids)
     }
-    fn journal_begin(&mut self, run_id: &str, action: &Action) -> Result<(), StateError> {
-        StateStore::journal_begin(self, run_id, action)
+    fn journal_begin(&mut self, run_id: &str, action: &Action, audit_at: u64) -> Result<(), StateError> {
+        StateStore::journal_begin(self, run_id, action, audit_at)
+    }
+    fn journal_unknown(&mut self, run_id: &str, action_id: &ActionId, why: &str) -> Result<(), StateError> {
+        StateStore::journal_unknown(self, run_id, action_id, why)
     }
     fn journal_end(&mut self, run_id: &str, action_id: &ActionId, outcome: &Outcome) -> Result<(), StateError> {
         StateStore::journal_end(self, run_id, action_id, outcome)
@@ -302,9 +309,9 @@ mod tests {
             detail: d.into(),
         };
         assert_eq!(b.journal_state("run-1", &a1.id).unwrap(), None);
-        b.journal_begin("run-1", &a1).unwrap();
-        b.journal_begin("run-1", &a1).unwrap();
-        b.journal_begin("run-1", &a2).unwrap();
+        b.journal_begin("run-1", &a1, 0).unwrap();
+        b.journal_begin("run-1", &a1, 0).unwrap();
+        b.journal_begin("run-1", &a2, 0).unwrap();
         assert_eq!(b.journal_state("run-1", &a1.id).unwrap(), Some(JournalState::Begun));
         let open: Vec<_> = b.journal_incomplete().unwrap().into_iter().map(|e| (e.run_id, e.action)).collect();
         assert_eq!(open, vec![("run-1".to_string(), a1.clone()), ("run-1".to_string(), a2.clone())]);
@@ -313,7 +320,19 @@ mod tests {
         assert_eq!(b.journal_state("run-1", &a1.id).unwrap(), Some(JournalState::Ended(ok("first"))));
         assert!(b.journal_has_ended("run-1", &a1.id).unwrap());
         assert!(!b.journal_has_ended("run-1", &a2.id).unwrap());
-        assert!(b.journal_begin("run-1", &a1).is_err(), "an ended action is not applied twice");
+        // Unknown: marked, still open, with why and where its audit lines start.
+        b.journal_unknown("run-1", &a2.id, "500 after retries").unwrap();
+        assert_eq!(
+            b.journal_state("run-1", &a2.id).unwrap(),
+            Some(JournalState::Unknown("500 after retries".into()))
+        );
+        let open = b.journal_incomplete().unwrap();
+        assert_eq!(
+            (open.len(), open[0].unknown.as_deref(), open[0].audit_at),
+            (1, Some("500 after retries"), Some(0))
+        );
+        assert!(b.journal_unknown("run-9", &a2.id, "x").is_err(), "an entry must be begun first");
+        assert!(b.journal_begin("run-1", &a1, 0).is_err(), "an ended action is not applied twice");
         assert!(b.journal_end("run-2", &a1.id, &ok("")).is_err(), "an entry must be begun first");
         assert_eq!(b.journal_incomplete().unwrap().len(), 1);
 

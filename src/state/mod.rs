@@ -45,7 +45,7 @@ mod test_support;
 mod transfer;
 
 pub use actor::{actor, human};
-pub use audit::{AuditLog, AuditRecord, AUDIT_FILE};
+pub use audit::{AuditLog, AuditRecord, Steps, AUDIT_FILE};
 pub use backend::{StateBackend, Store};
 use error::io_err;
 pub use error::StateError;

@@ -106,6 +106,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
         sent_at TEXT NOT NULL
     );
     ",
+    // 6: resume from the journal alone (no whole audit-log read). `audit_at` is the audit
+    // log's length when the entry was begun: its audit lines are at or after it. An entry
+    // whose outcome idsync could not know stays open (`state = 'begun'`) with `unknown`
+    // saying why, until the next run settles it against W&B. Older rows have neither.
+    "
+    ALTER TABLE journal ADD COLUMN audit_at INTEGER;
+    ALTER TABLE journal ADD COLUMN unknown TEXT;
+    ",
 ];
 
 /// Applies the pending `migrations`, each in its own immediate transaction together with

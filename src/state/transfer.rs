@@ -46,7 +46,18 @@ struct Rows {
     anchors: Vec<(String, String)>,
     ledger: Vec<(String, String, Ts)>,
     approvals: Vec<(String, Ts, Ts, String, String, String, String, String, String)>,
-    journal: Vec<(String, String, String, String, Ts, Option<Ts>, Option<bool>, Option<String>)>,
+    journal: Vec<(
+        String,
+        String,
+        String,
+        String,
+        Ts,
+        Option<Ts>,
+        Option<bool>,
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+    )>,
     runs: Vec<(String, String, Ts, Ts, String, String, Option<String>)>,
     notified: Vec<(String, Ts)>,
 }
@@ -112,7 +123,7 @@ impl StateStore {
                 .push((id, self.time(&at)?, self.time(&exp)?, by, guards, fp, kind, user, team));
         }
         for row in self.all(
-            "SELECT run_id, action_id, action, state, begun_at, ended_at, ok, detail FROM journal ORDER BY seq",
+            "SELECT run_id, action_id, action, state, begun_at, ended_at, ok, detail, audit_at, unknown FROM journal ORDER BY seq",
             |x| {
                 Ok((
                     x.get::<_, String>(0)?,
@@ -125,12 +136,23 @@ impl StateStore {
                         x.get::<_, Option<bool>>(6)?,
                         x.get::<_, Option<String>>(7)?,
                     ),
+                    (x.get::<_, Option<i64>>(8)?, x.get::<_, Option<String>>(9)?),
                 ))
             },
         )? {
-            let (run, id, action, state, begun, (ended, ok, detail)) = row;
-            r.journal
-                .push((run, id, action, state, self.time(&begun)?, self.opt_time(ended)?, ok, detail));
+            let (run, id, action, state, begun, (ended, ok, detail), (audit_at, unknown)) = row;
+            r.journal.push((
+                run,
+                id,
+                action,
+                state,
+                self.time(&begun)?,
+                self.opt_time(ended)?,
+                ok,
+                detail,
+                audit_at,
+                unknown,
+            ));
         }
         for row in self.all(
             "SELECT run_id, command, started_at, finished_at, result, summary, error FROM runs ORDER BY seq",
@@ -222,11 +244,11 @@ pub fn sqlite_to_postgres(state_dir: &Path, url: &str, ca_file: Option<&Path>, r
             )?;
         }
         count("approvals", rows.approvals.len());
-        for (run, id, action, state, begun, ended, ok, detail) in &rows.journal {
+        for (run, id, action, state, begun, ended, ok, detail, audit_at, unknown) in &rows.journal {
             tx.execute(
-                "INSERT INTO journal (run_id, action_id, action, state, begun_at, ended_at, ok, detail)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                &[run, id, action, state, begun, ended, ok, detail],
+                "INSERT INTO journal (run_id, action_id, action, state, begun_at, ended_at, ok, detail, audit_at, unknown)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                &[run, id, action, state, begun, ended, ok, detail, audit_at, unknown],
             )?;
         }
         count("journal", rows.journal.len());
@@ -299,7 +321,7 @@ mod tests {
         s.record_good_read(&[("uuid-1".to_string(), email("a@x.com"))].into()).unwrap();
         s.ledger_grant(&email("a@x.com"), "ml").unwrap();
         s.add_approvals(&[approval("p", 1, 9), approval("q", 2, 9)]).unwrap();
-        s.journal_begin("run-1", &a1).unwrap();
+        s.journal_begin("run-1", &a1, 0).unwrap();
         s.journal_end(
             "run-1",
             &a1.id,
@@ -309,7 +331,8 @@ mod tests {
             },
         )
         .unwrap();
-        s.journal_begin("run-1", &a2).unwrap();
+        s.journal_begin("run-1", &a2, 40).unwrap();
+        s.journal_unknown("run-1", &a2.id, "500 after retries").unwrap();
         s.record_run(&run).unwrap();
         s.record_notified(&held, t(3)).unwrap();
         let want = s.load_plan_state().unwrap();
@@ -336,7 +359,9 @@ mod tests {
             }))
         );
         let open: Vec<_> = p.journal_incomplete().unwrap().into_iter().map(|e| e.action.id).collect();
-        assert_eq!(open, vec![a2.id.clone()], "the interrupted action resumes on PostgreSQL");
+        assert_eq!(open, vec![a2.id.clone()], "the unsettled action resumes on PostgreSQL");
+        let entry = &p.journal_incomplete().unwrap()[0];
+        assert_eq!((entry.audit_at, entry.unknown.as_deref()), (Some(40), Some("500 after retries")));
         assert_eq!(p.last_runs(5).unwrap(), vec![run]);
         assert_eq!(p.notified_held().unwrap(), Some(held));
         drop(p);

@@ -16,7 +16,7 @@ use super::error::TargetError;
 use super::wire;
 use crate::config::{TargetAuth, TargetConfig};
 use crate::http::retry::{next_attempt, retryable_status, server_wait, Backoff, Next};
-use crate::http::transport::{classify, read_body, BodyError, Failure};
+use crate::http::transport::{classify, may_have_been_sent, read_body, BodyError, Failure};
 use crate::http::{Counters, HttpStats};
 use crate::model::{Deployment, DeprovisionMode};
 use crate::model::{Email, OrgRole, OrgSnapshot, OrgUser, Team, TeamRole};
@@ -142,6 +142,10 @@ struct Reply {
     retry_after: Option<String>,
     ratelimit_reset: Option<String>,
     ratelimit_remaining: Option<String>,
+    /// An earlier attempt of this write may have changed W&B (see
+    /// [`TargetError::may_have_landed`]): an error made of this reply is then an
+    /// outcome idsync cannot know, not a refusal.
+    landed_before: bool,
 }
 
 impl Reply {
@@ -457,9 +461,10 @@ impl WandbClient {
         let mut user = match parsed {
             Ok(u) => u,
             // The user exists now; an unusable echo is not worth failing the action for.
-            Err(detail) => match self.find_user_by_email(email).await? {
+            // W&B said 2xx, so a failure to find the user is an unknown outcome.
+            Err(detail) => match self.find_user_by_email(email).await.map_err(|e| unknown(&op, e))? {
                 Some(u) => u,
-                None => return Err(TargetError::Malformed { op, detail }),
+                None => return Err(unknown(&op, TargetError::Malformed { op: op.clone(), detail })),
             },
         };
         if user.username.is_empty() {
@@ -520,7 +525,15 @@ impl WandbClient {
                 });
             }
             detail = self.scrub(&wire::error_detail(&reply.body));
-            match self.find_user_by_email(email).await? {
+            // After an attempt that may have landed, the 409 may be this very user: if the
+            // re-read fails, the outcome is unknown.
+            let found = self.find_user_by_email(email).await;
+            let found = if reply.landed_before {
+                found.map_err(|e| unknown(op, e))
+            } else {
+                found
+            };
+            match found? {
                 Some(u) if u.active || !need_active => return Ok(Posted::Existing(u)),
                 Some(u) => {
                     return Err(TargetError::Http {
@@ -643,7 +656,13 @@ impl WandbClient {
         let reply = self.send(&op, Method::POST, self.url(&["Groups"]), &[], Some(&body), None).await?;
         if reply.status == 409 {
             let detail = wire::error_detail(&reply.body);
-            return match self.find_team_by_name(name).await? {
+            let found = self.find_team_by_name(name).await;
+            let found = if reply.landed_before {
+                found.map_err(|e| unknown(&op, e))
+            } else {
+                found
+            };
+            return match found? {
                 Some(t) => Ok(Created::Existing(t)),
                 None => Err(TargetError::Http {
                     op,
@@ -658,9 +677,9 @@ impl WandbClient {
             .and_then(|v| wire::parse_team(&v));
         match parsed {
             Ok(t) => Ok(Created::New(t)),
-            Err(detail) => match self.find_team_by_name(name).await? {
+            Err(detail) => match self.find_team_by_name(name).await.map_err(|e| unknown(&op, e))? {
                 Some(t) => Ok(Created::New(t)),
-                None => Err(TargetError::Malformed { op, detail }),
+                None => Err(unknown(&op, TargetError::Malformed { op: op.clone(), detail })),
             },
         }
     }
@@ -725,12 +744,15 @@ impl WandbClient {
         })
     }
 
-    /// Passes 2xx through; turns anything else into the matching error.
+    /// Passes 2xx through; turns anything else into the matching error (an unknown
+    /// outcome when an earlier attempt may have landed: a 404 or 400 may then answer the
+    /// change W&B already made).
     fn expect_ok(&self, op: &str, reply: Reply) -> Result<Reply, TargetError> {
         if reply.ok() {
             return Ok(reply);
         }
-        Err(self.error_from(op, &reply))
+        let err = self.error_from(op, &reply);
+        Err(if reply.landed_before { unknown(op, err) } else { err })
     }
 
     fn error_from(&self, op: &str, reply: &Reply) -> TargetError {
@@ -793,13 +815,18 @@ impl WandbClient {
         };
         let if_match = if_match.and_then(|t| HeaderValue::from_str(t).ok());
         let max = self.inner.max_retries;
+        // Reads change nothing; a write's outcome is unknown once any attempt may have
+        // landed and no later answer succeeded.
+        let write = !matches!(method, Method::GET | Method::HEAD);
+        let mut landed = false;
         let mut attempt: u32 = 0;
         loop {
             let (err, hint) = match self.attempt(op, &method, &url, query, body.as_deref(), if_match.as_ref()).await {
-                Ok(reply) => {
+                Ok(mut reply) => {
                     self.inner.stats.count(&reply.status.to_string());
                     tracing::debug!(op, status = reply.status, "W&B request");
                     if !retryable_status(reply.status) {
+                        reply.landed_before = landed;
                         return Ok(reply);
                     }
                     let hint = server_wait(
@@ -819,12 +846,20 @@ impl WandbClient {
                 }
             };
             let retryable = err.is_retryable();
+            landed |= write && err.may_have_landed();
             let exhausted = |last| TargetError::RetriesExhausted {
                 op: op.to_string(),
                 attempts: attempt + 1,
                 last: Box::new(last),
             };
             let delay = match next_attempt(err, retryable, attempt, max, &self.inner.backoff, hint, exhausted) {
+                Next::Fail(err) if landed => {
+                    let last = match err {
+                        TargetError::RetriesExhausted { last, .. } => *last,
+                        e => e,
+                    };
+                    return Err(unknown(op, last));
+                }
                 Next::Fail(err) => return Err(err),
                 Next::Retry(delay, err) => {
                     tracing::warn!(op, attempt = attempt + 1, delay_ms = delay.as_millis() as u64, error = %err, "retrying W&B request");
@@ -872,6 +907,7 @@ impl WandbClient {
             retry_after: header(h, "retry-after"),
             ratelimit_reset: header(h, "ratelimit-reset"),
             ratelimit_remaining: header(h, "ratelimit-remaining"),
+            landed_before: false,
         };
         reply.body = read_body(&mut resp, MAX_BODY).await.map_err(|e| match e {
             BodyError::Transport(e) => transport(e),
@@ -894,8 +930,20 @@ impl WandbClient {
                 op,
                 url,
                 cause: self.scrub(&cause),
+                sent: may_have_been_sent(&e),
             },
         }
+    }
+}
+
+/// An outcome idsync cannot know: `last` is what it saw last (SPEC §5).
+fn unknown(op: &str, last: TargetError) -> TargetError {
+    match last {
+        e @ TargetError::OutcomeUnknown { .. } => e,
+        last => TargetError::OutcomeUnknown {
+            op: op.to_string(),
+            last: Box::new(last),
+        },
     }
 }
 

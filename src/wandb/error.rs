@@ -1,7 +1,7 @@
 //! Errors of the W&B client. Every message names the operation and what to do next, and
 //! none carries the API key (server-supplied text is redacted before it gets here).
 
-use crate::http::retry::retryable_status;
+use crate::http::retry::{retryable_status, status_may_have_landed};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
@@ -40,7 +40,14 @@ pub enum TargetError {
     NoScimApi { op: String, url: String, detail: String },
 
     #[error("{op}: cannot reach W&B at {url}: {cause}; check target.url and the network")]
-    Transport { op: String, url: String, cause: String },
+    Transport {
+        op: String,
+        url: String,
+        cause: String,
+        /// Whether the request may have reached W&B (the connection dropped after it was
+        /// sent), as opposed to failing to connect.
+        sent: bool,
+    },
 
     #[error("{op}: W&B at {url} did not answer in time; check target.url and target.timeout")]
     Timeout { op: String, url: String },
@@ -76,6 +83,14 @@ pub enum TargetError {
 
     #[error("{op}: gave up after {attempts} attempts; last error: {last}")]
     RetriesExhausted { op: String, attempts: u32, last: Box<TargetError> },
+
+    /// A write whose outcome idsync cannot know (SPEC §5): an attempt timed out, lost its
+    /// connection after sending, or got a 5xx, and no later answer said what happened.
+    #[error(
+        "{op}: W&B may or may not have applied this change (last error: {last}); the next run \
+         reads W&B and settles it: ok if W&B shows the change, otherwise it is planned again"
+    )]
+    OutcomeUnknown { op: String, last: Box<TargetError> },
 }
 
 /// Extra advice for W&B error details that have a known fix.
@@ -98,6 +113,26 @@ impl TargetError {
         }
     }
 
+    /// Whether this failed attempt may still have changed W&B: a 5xx other than 501, a
+    /// timeout, or a connection lost after the request was sent. Never a 4xx (W&B refused
+    /// it), a refusal idsync made itself, or a failure to connect.
+    pub fn may_have_landed(&self) -> bool {
+        match self {
+            TargetError::Http { status, .. } => status_may_have_landed(*status),
+            TargetError::Timeout { .. } => true,
+            TargetError::Transport { sent, .. } => *sent,
+            TargetError::RetriesExhausted { last, .. } => last.may_have_landed(),
+            TargetError::OutcomeUnknown { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Whether this is an outcome idsync cannot know: recorded `unknown` and settled by
+    /// the next read of W&B, never `error` (which says W&B did not apply it).
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(self, TargetError::OutcomeUnknown { .. })
+    }
+
     /// The HTTP status behind the error, when there was a response.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -106,7 +141,7 @@ impl TargetError {
             TargetError::Http { status, .. } => Some(*status),
             TargetError::NoScimApi { .. } => Some(404),
             TargetError::UsernameTaken { .. } => Some(409),
-            TargetError::RetriesExhausted { last, .. } => last.status(),
+            TargetError::RetriesExhausted { last, .. } | TargetError::OutcomeUnknown { last, .. } => last.status(),
             _ => None,
         }
     }

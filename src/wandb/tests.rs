@@ -490,8 +490,9 @@ async fn server_errors_are_retried_until_success() {
 #[tokio::test]
 async fn retries_stop_at_max_retries() {
     bounded(async {
+        // A read: nothing can have changed, so giving up is a plain error.
         let f = fake(|_, _| scim_error(503, "maintenance")).await;
-        let e = client(&f).set_org_role("u1", &OrgRole::Admin).await.unwrap_err();
+        let e = client(&f).get_user("u1").await.unwrap_err();
         assert_eq!(f.count(), 4, "1 try + max_retries = 3");
         match &e {
             TargetError::RetriesExhausted { attempts, last, .. } => {
@@ -500,12 +501,109 @@ async fn retries_stop_at_max_retries() {
             }
             other => panic!("{other:?}"),
         }
+        assert!(!e.is_outcome_unknown());
+        let msg = e.to_string();
+        assert!(msg.contains("GET /Users/u1") && msg.contains("maintenance"), "{msg}");
+        assert!(!e.is_retryable());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_write_that_gave_up_on_5xx_has_an_unknown_outcome() {
+    bounded(async {
+        let f = fake(|_, _| scim_error(503, "maintenance")).await;
+        let e = client(&f).set_org_role("u1", &OrgRole::Admin).await.unwrap_err();
+        assert_eq!(f.count(), 4, "still retried: 1 try + max_retries = 3");
+        assert!(e.is_outcome_unknown(), "{e:?}");
+        assert_eq!(e.status(), Some(503));
+        assert!(!e.is_retryable());
         let msg = e.to_string();
         assert!(
-            msg.contains("PATCH /Users/u1 (set org role admin)") && msg.contains("maintenance"),
+            msg.contains("PATCH /Users/u1 (set org role admin)") && msg.contains("maintenance") && msg.contains("next run reads W&B"),
             "{msg}"
         );
-        assert!(!e.is_retryable());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_write_refused_or_throttled_throughout_is_a_definite_error() {
+    bounded(async {
+        let f = fake(|_, _| scim_error(429, "slow down")).await;
+        let e = client(&f).add_to_team("g1", "u1").await.unwrap_err();
+        assert_eq!(f.count(), 4);
+        assert!(
+            matches!(e, TargetError::RetriesExhausted { .. }) && !e.is_outcome_unknown(),
+            "{e:?}"
+        );
+        for status in [400, 404, 422, 501] {
+            let f = fake(move |_, _| scim_error(status, "no")).await;
+            let e = client(&f).add_to_team("g1", "u1").await.unwrap_err();
+            assert!(!e.is_outcome_unknown(), "{status}: {e:?}");
+            assert_eq!(e.status(), Some(status));
+        }
+        // Nothing was sent: connecting failed.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let c = WandbClient::new(&cfg(&format!("http://{addr}"), "max_retries = 1"), Secret::new(KEY))
+            .unwrap()
+            .with_backoff(Duration::from_millis(1), Duration::from_millis(2));
+        let e = c.set_org_role("u1", &OrgRole::Admin).await.unwrap_err();
+        assert!(!e.is_outcome_unknown() && !e.may_have_landed(), "{e:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_5xx_then_throttling_or_a_refusal_leaves_the_write_unknown() {
+    bounded(async {
+        // The case: one attempt landed behind a 500, the retries then ran out on 429s.
+        let f = fake(|_, n| {
+            if n == 0 {
+                scim_error(500, "lost")
+            } else {
+                scim_error(429, "slow down")
+            }
+        })
+        .await;
+        let e = client(&f).add_to_team("g1", "u1").await.unwrap_err();
+        assert!(e.is_outcome_unknown(), "{e:?}");
+        assert_eq!(e.status(), Some(429), "the last answer is kept for the message");
+        // A refusal after it may be W&B answering the change it already made.
+        let f = fake(|_, n| {
+            if n == 0 {
+                scim_error(502, "bad gateway")
+            } else {
+                scim_error(404, "not found")
+            }
+        })
+        .await;
+        let e = client(&f).remove_from_team("g1", "u1").await.unwrap_err();
+        assert!(e.is_outcome_unknown(), "{e:?}");
+        // A later success settles it: no error at all.
+        let f = fake(|_, n| if n == 0 { scim_error(500, "lost") } else { out(204, Value::Null) }).await;
+        client(&f).add_to_team("g1", "u1").await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_write_that_timed_out_has_an_unknown_outcome() {
+    bounded(async {
+        let f = fake(|_, _| {
+            let mut o = out(204, Value::Null);
+            o.delay = Some(Duration::from_secs(3));
+            o
+        })
+        .await;
+        let e = client_with(&f, "timeout = \"200ms\"\nmax_retries = 1")
+            .set_org_role("u1", &OrgRole::Member)
+            .await
+            .unwrap_err();
+        assert!(e.is_outcome_unknown(), "{e:?}");
+        assert!(matches!(&e, TargetError::OutcomeUnknown { last, .. } if matches!(**last, TargetError::Timeout { .. })));
     })
     .await;
 }

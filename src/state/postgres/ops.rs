@@ -256,14 +256,16 @@ impl StateBackend for PgStore {
         Ok(revoked)
     }
 
-    fn journal_begin(&mut self, run_id: &str, action: &Action) -> Result<(), StateError> {
+    fn journal_begin(&mut self, run_id: &str, action: &Action, audit_at: u64) -> Result<(), StateError> {
         let json = serde_json::to_string(action).map_err(|e| StateError::Journal(format!("cannot encode action {}: {e}", action.id)))?;
         let now = micros(&Utc::now());
+        // bigint, like SQLite's integers; a log past 8 EiB is not a case to handle.
+        let at = i64::try_from(audit_at).unwrap_or(i64::MAX);
         let n = self.write(|c| {
             c.execute(
-                "INSERT INTO journal (run_id, action_id, action, state, begun_at) VALUES ($1, $2, $3, 'begun', $4)
+                "INSERT INTO journal (run_id, action_id, action, state, begun_at, audit_at) VALUES ($1, $2, $3, 'begun', $4, $5)
                  ON CONFLICT (run_id, action_id) DO NOTHING",
-                &[&run_id, &action.id.as_str(), &json, &now],
+                &[&run_id, &action.id.as_str(), &json, &now, &at],
             )
         })?;
         if n == 0 {
@@ -273,6 +275,21 @@ impl StateBackend for PgStore {
                     action.id
                 )));
             }
+        }
+        Ok(())
+    }
+
+    fn journal_unknown(&mut self, run_id: &str, action_id: &ActionId, why: &str) -> Result<(), StateError> {
+        let n = self.write(|c| {
+            c.execute(
+                "UPDATE journal SET unknown = $1 WHERE run_id = $2 AND action_id = $3 AND state = 'begun'",
+                &[&why, &run_id, &action_id.as_str()],
+            )
+        })?;
+        if n == 0 && self.journal_state(run_id, action_id)?.is_none() {
+            return Err(StateError::Journal(format!(
+                "no journal entry for action {action_id} in run {run_id}: it must be begun first"
+            )));
         }
         Ok(())
     }
@@ -297,7 +314,7 @@ impl StateBackend for PgStore {
     fn journal_incomplete(&self) -> Result<Vec<JournalEntry>, StateError> {
         let rows = self.with(|c| {
             c.query(
-                "SELECT run_id, action, begun_at FROM journal WHERE state = 'begun' ORDER BY seq",
+                "SELECT run_id, action, begun_at, audit_at, unknown FROM journal WHERE state = 'begun' ORDER BY seq",
                 &[],
             )
         })?;
@@ -306,10 +323,15 @@ impl StateBackend for PgStore {
                 let (run_id, json): (String, String) = (self.get(r, 0)?, self.get(r, 1)?);
                 let action: Action = serde_json::from_str(&json)
                     .map_err(|e| self.corrupt(format!("journal entry of run {run_id} holds an unreadable action: {e}")))?;
+                let audit_at: Option<i64> = self.get(r, 3)?;
                 Ok(JournalEntry {
                     run_id,
                     action,
                     begun_at: self.get(r, 2)?,
+                    // A negative offset cannot be written by idsync; reading from the start
+                    // is the safe reading of one.
+                    audit_at: audit_at.map(|n| u64::try_from(n).unwrap_or(0)),
+                    unknown: self.get(r, 4)?,
                 })
             })
             .collect()
@@ -318,17 +340,19 @@ impl StateBackend for PgStore {
     fn journal_state(&self, run_id: &str, action_id: &ActionId) -> Result<Option<JournalState>, StateError> {
         let row = self.with(|c| {
             c.query_opt(
-                "SELECT state, ok, detail FROM journal WHERE run_id = $1 AND action_id = $2",
+                "SELECT state, ok, detail, unknown FROM journal WHERE run_id = $1 AND action_id = $2",
                 &[&run_id, &action_id.as_str()],
             )
         })?;
         row.map(|r| {
             let (state, ok, detail): (String, Option<bool>, Option<String>) = (self.get(&r, 0)?, self.get(&r, 1)?, self.get(&r, 2)?);
-            Ok(match state.as_str() {
-                "ended" => JournalState::Ended(Outcome {
+            let unknown: Option<String> = self.get(&r, 3)?;
+            Ok(match (state.as_str(), unknown) {
+                ("ended", _) => JournalState::Ended(Outcome {
                     ok: ok.unwrap_or(false),
                     detail: detail.unwrap_or_default(),
                 }),
+                (_, Some(why)) => JournalState::Unknown(why),
                 _ => JournalState::Begun,
             })
         })

@@ -97,6 +97,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_action ON audit (action_id, run_id);
     ",
+    // 3: as SQLite's 6: where each entry's audit lines start (`audit_at`, the local audit
+    // log's length when it was begun), and why an entry sent with an unknown outcome stays
+    // open (`unknown`).
+    "
+    ALTER TABLE journal ADD COLUMN audit_at BIGINT;
+    ALTER TABLE journal ADD COLUMN unknown TEXT;
+    ",
 ];
 
 /// Why a schema is not used.
