@@ -463,10 +463,19 @@ fn main() {
         return;
     }
     if full {
+        // IDSYNC_BENCH_PART=ldif|slapd|apply runs one part only, for profiling and A/B runs.
+        let part = std::env::var("IDSYNC_BENCH_PART").unwrap_or_default();
+        let runs = |p: &str| part.is_empty() || part == p;
         let scales: Vec<usize> = one.map(|s| vec![s]).unwrap_or_else(|| vec![10, 4, 2, 1]);
-        plan_from_ldif(&scales, 5);
-        plan_from_slapd(one.unwrap_or(1), 5);
-        apply_throughput(200, &[1, 4, 8], 3);
+        if runs("ldif") {
+            plan_from_ldif(&scales, 5);
+        }
+        if runs("slapd") {
+            plan_from_slapd(one.unwrap_or(1), 5);
+        }
+        if runs("apply") {
+            apply_throughput(200, &[1, 4, 8], 3);
+        }
     } else {
         // A tiny round of each, so the benchmark keeps working.
         plan_from_ldif(&[1000], 1);

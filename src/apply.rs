@@ -28,7 +28,7 @@ use chrono::Utc;
 use tokio::task::JoinSet;
 
 use crate::model::{DirectorySnapshot, Email, OrgRole, OrgSnapshot, TeamRole};
-use crate::plan::{admin, Action, ActionId, ActionKind, Plan, Policy};
+use crate::plan::{admin, Action, ActionId, ActionKind, Plan, Policy, RestoreSnapshot};
 use crate::state::{AuditLog, AuditRecord, Outcome, StateBackend, StateError};
 use crate::wandb::{TargetError, WandbClient};
 
@@ -165,6 +165,7 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
         run_id,
         actor,
         approvals,
+        snapshots: restore_snapshots(org, plan),
         progress,
         resumed: BTreeMap::new(),
         failed: BTreeSet::new(),
@@ -200,11 +201,11 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
                 rec.result = Some(result);
                 rec.detail = Some(outcome.detail.clone());
                 // One commit, as in `finish`: never an ended entry without its effects.
-                let approvals = &books.approvals;
+                let (approvals, snapshots) = (&books.approvals, &books.snapshots);
                 books.store.atomically(|s| {
                     s.journal_end(&entry.run_id, &entry.action.id, &outcome)?;
                     s.record_audit(&rec)?;
-                    record_effects(s, approvals, &entry.action, ok)
+                    record_effects(s, approvals, snapshots, &entry.action, ok)
                 })?;
             }
             Resume::Rerun => {
@@ -230,7 +231,7 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
                 finish(
                     books.store,
                     books.audit,
-                    &books.approvals,
+                    (&books.approvals, &books.snapshots),
                     &entry.run_id,
                     &books.actor,
                     &entry.action,
@@ -563,6 +564,8 @@ struct Books<'a> {
     actor: String,
     /// Action ids with a stored approval, used up when the action succeeds.
     approvals: BTreeSet<ActionId>,
+    /// What each person a deprovision of this plan removes has now, stored when it lands.
+    snapshots: BTreeMap<ActionId, RestoreSnapshot>,
     progress: &'a dyn Progress,
     /// Actions resumed from an interrupted apply, with the run that began them.
     resumed: BTreeMap<ActionId, String>,
@@ -594,7 +597,7 @@ impl Books<'_> {
         finish(
             self.store,
             self.audit,
-            &self.approvals,
+            (&self.approvals, &self.snapshots),
             &run,
             &self.actor,
             &a,
@@ -629,7 +632,7 @@ impl Books<'_> {
 fn finish(
     store: &mut dyn StateBackend,
     audit: &mut AuditLog,
-    approvals: &BTreeSet<ActionId>,
+    (approvals, snapshots): (&BTreeSet<ActionId>, &BTreeMap<ActionId, RestoreSnapshot>),
     run_id: &str,
     actor: &str,
     a: &Action,
@@ -644,9 +647,17 @@ fn finish(
     rec.detail = Some(detail.to_string());
     audit.append(&rec)?;
     if let ActionResult::Unknown(why) = res {
-        // Open until a read of W&B settles it; nothing to record as done yet.
+        // Open until a read of W&B settles it; nothing to record as done yet. A deprovision
+        // that may have landed keeps its restore snapshot now: once settled, the person is
+        // gone from every later snapshot (if it did not land, a later one replaces it).
         return store.atomically(|store| -> Result<(), ApplyError> {
             store.journal_unknown(run_id, &a.id, why)?;
+            if let Some(snap) = snapshots.get(&a.id).filter(|_| a.kind == ActionKind::DeprovisionUser) {
+                store.record_restore_snapshot(&RestoreSnapshot {
+                    taken_at: Utc::now(),
+                    ..snap.clone()
+                })?;
+            }
             Ok(store.record_audit(&rec)?)
         });
     }
@@ -663,13 +674,54 @@ fn finish(
             },
         )?;
         store.record_audit(&rec)?;
-        record_effects(store, approvals, a, res.ok())
+        record_effects(store, approvals, snapshots, a, res.ok())
     })
 }
 
-/// What the state store keeps of a succeeded action: ledger grants and used approvals.
-fn record_effects(store: &mut dyn StateBackend, approvals: &BTreeSet<ActionId>, a: &Action, ok: bool) -> Result<(), ApplyError> {
+/// For each ready deprovision, what its person has in the snapshot this apply read: their
+/// org role and every team with its role, managed or not (restore on return and undo put
+/// it back). `taken_at` is set when the deprovision lands.
+fn restore_snapshots(org: &OrgSnapshot, plan: &Plan) -> BTreeMap<ActionId, RestoreSnapshot> {
+    plan.ready()
+        .filter(|a| a.kind == ActionKind::DeprovisionUser)
+        .filter_map(|a| {
+            let email = a.user.as_ref()?;
+            let u = org
+                .users
+                .iter()
+                .find(|u| a.user_id.as_deref() == Some(u.id.as_str()))
+                .or_else(|| org.users.iter().find(|u| Email::parse(&u.email).as_ref() == Some(email)))?;
+            Some((
+                a.id.clone(),
+                RestoreSnapshot {
+                    user: email.clone(),
+                    anchor: None,
+                    taken_at: Utc::now(),
+                    org_role: u.org_role.as_str().to_string(),
+                    teams: u.teams.iter().map(|(t, r)| (t.clone(), r.as_str().to_string())).collect(),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// What the state store keeps of a succeeded action: ledger grants, used approvals and,
+/// for a deprovision, what the person had (in the same commit as its journal end).
+fn record_effects(
+    store: &mut dyn StateBackend,
+    approvals: &BTreeSet<ActionId>,
+    snapshots: &BTreeMap<ActionId, RestoreSnapshot>,
+    a: &Action,
+    ok: bool,
+) -> Result<(), ApplyError> {
     if ok {
+        if let Some(snap) = snapshots.get(&a.id).filter(|_| a.kind == ActionKind::DeprovisionUser) {
+            let snap = RestoreSnapshot {
+                taken_at: Utc::now(),
+                ..snap.clone()
+            };
+            store.record_restore_snapshot(&snap)?;
+        }
         if let (Some(u), Some(t)) = (&a.user, &a.team) {
             match a.kind {
                 ActionKind::AddToTeam => store.ledger_grant(u, t)?,

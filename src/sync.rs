@@ -519,7 +519,7 @@ pub fn new_run_id(now: DateTime<Utc>) -> String {
 }
 
 /// Forgets what is older than `[state] retention`: finished runs, ended journal entries
-/// and approvals expired that long ago, so the store does not grow forever. Open journal
+/// approvals expired that long ago and restore snapshots taken that long ago, so the store does not grow forever. Open journal
 /// entries are never pruned (resume needs them) and the audit log is never touched. A
 /// failure costs only space: it is logged, and the run stands.
 fn prune(store: &mut dyn StateBackend, now: chrono::DateTime<Utc>, retention: std::time::Duration) {
@@ -529,9 +529,15 @@ fn prune(store: &mut dyn StateBackend, now: chrono::DateTime<Utc>, retention: st
     let Some(cut) = now.checked_sub_signed(keep) else {
         return;
     };
-    match store.prune_history(cut).and_then(|n| Ok(n + store.prune_approvals(cut)?)) {
+    let pruned = store
+        .prune_history(cut)
+        .and_then(|n| Ok(n + store.prune_approvals(cut)?))
+        .and_then(|n| Ok(n + store.prune_restore_snapshots(cut)?));
+    match pruned {
         Ok(0) => {}
-        Ok(n) => tracing::info!(rows = n, before = %cut, "state store: pruned runs, journal entries and approvals past [state] retention"),
+        Ok(n) => {
+            tracing::info!(rows = n, before = %cut, "state store: pruned runs, journal entries, approvals and restore snapshots past [state] retention")
+        }
         Err(e) => tracing::warn!(error = %e, "state store: pruning past [state] retention failed; the run stands"),
     }
 }
@@ -573,6 +579,7 @@ mod tests {
             roster_before: Vec::new(),
             roster_after: Vec::new(),
             identity_pending: Default::default(),
+            undo: None,
         }
     }
 

@@ -104,7 +104,7 @@ async fn an_interrupted_action_that_landed_is_confirmed_ok_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_apply_prunes_runs_and_approvals_past_the_retention_and_keeps_the_rest() {
+async fn an_apply_prunes_runs_approvals_and_restore_snapshots_past_the_retention_and_keeps_the_rest() {
     use chrono::{Duration as D, Utc};
     use idsync::plan::{ActionId, Approval};
     use idsync::state::{RunRecord, StateStore};
@@ -138,6 +138,16 @@ async fn an_apply_prunes_runs_and_approvals_past_the_retention_and_keeps_the_res
         };
         s.add_approvals(&[approval("aaaaaaaaaaaa", 100), approval("bbbbbbbbbbbb", 1)])
             .unwrap();
+        for (who, age) in [("old@example.com", 91), ("recent@example.com", 89)] {
+            s.record_restore_snapshot(&idsync::plan::RestoreSnapshot {
+                user: idsync::model::Email::parse(who).unwrap(),
+                anchor: None,
+                taken_at: now - D::days(age),
+                org_role: "member".into(),
+                teams: [("ml".to_string(), "admin".to_string())].into(),
+            })
+            .unwrap();
+        }
     }
     let apply = f.run(&["apply", "--yes"]).await;
     assert_eq!(code(&apply), 0, "{}", text(&apply));
@@ -152,6 +162,8 @@ async fn an_apply_prunes_runs_and_approvals_past_the_retention_and_keeps_the_res
         ["bbbbbbbbbbbb"],
         "the approval expired 100 days ago is gone, yesterday's stays"
     );
+    let snaps: Vec<String> = s.restore_snapshots().unwrap().into_iter().map(|r| r.user.to_string()).collect();
+    assert_eq!(snaps, ["recent@example.com"], "restore snapshots follow the retention too");
 }
 
 /// W&B has root (admin), m0..m5 (members; m0 and m1 in `ops`) and g0..g2, who have left

@@ -50,6 +50,13 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
         Command::Revoke { config, ids, reason } => revoke(&config_path(config), &ids, reason.as_deref()),
         Command::Status { config, format } => status(&config_path(config), format),
         Command::Explain { config, email, format } => explain(&config_path(config), &email, format).await,
+        Command::History { config, email, format } => history(&config_path(config), &email, format),
+        Command::Undo {
+            config,
+            run_id,
+            format,
+            out,
+        } => undo(&config_path(config), &run_id, format, out.as_deref()).await,
         Command::Report(super::ReportCommand::Seats {
             config,
             format,
@@ -297,6 +304,35 @@ async fn explain(path: &Path, email: &str, format: TextOrJson) -> Result<u8, Err
     })
 }
 
+/// `idsync history`: one person's trail, from the audit log alone.
+fn history(path: &Path, email: &str, format: TextOrJson) -> Result<u8, Error> {
+    let env = load_env(path)?;
+    let Some(who) = crate::model::Email::parse(email) else {
+        return Err(Error::Usage(format!("{email:?} is not an email address; name the person by email")));
+    };
+    let h = super::undo::history(&env.state_dir(), &who)?;
+    out!("{}", report::history::render(&h, format));
+    Ok(exit::IN_SYNC)
+}
+
+/// `idsync undo`: the plan reversing a run, from the audit log and fresh reads of both
+/// sides; read-only like `plan` (writes nothing but --out).
+async fn undo(path: &Path, run_id: &str, format: Format, out: Option<&Path>) -> Result<u8, Error> {
+    let env = load_env(path)?;
+    let client = env.client()?;
+    let now = Utc::now();
+    let log = super::undo::run_log(&env.state_dir(), run_id)?;
+    let state = sync::load_state_read_only(&env)?;
+    let (dir, org, _) = read_both_showing(&env, &client).await?;
+    let plan = super::undo::undo_plan(&env, run_id, &log, &dir, &org, &state, now);
+    if let Some(out) = out {
+        save_plan(out, &plan)?;
+        eprintln!("undo plan saved to {}", out.display());
+    }
+    print_plan(&plan, format, out);
+    Ok(plan_exit_code(&plan))
+}
+
 /// Writes the plan's JSON to `path`, streamed (a large plan is ~100 MB of text), into a
 /// temporary file beside it that replaces `path` only once complete: a failed write
 /// never leaves a truncated plan where a reviewed one was.
@@ -428,7 +464,17 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
     };
     let plan_started = std::time::Instant::now();
     let mut state = store.load_plan_state()?;
-    let mut fresh = sync::plan_now(&env, &dir, &org, &state, started);
+    // A reviewed undo plan is checked against the undo derived fresh (audit log and both
+    // sides now), never against a directory plan, which would not contain its actions.
+    let undo_log = match saved.as_ref().and_then(|p| p.undo.as_ref()) {
+        Some(u) => Some((u.run_id.clone(), super::undo::run_log(&env.state_dir(), &u.run_id)?)),
+        None => None,
+    };
+    let fresh_plan = |state: &crate::plan::PlanState| match &undo_log {
+        Some((rid, log)) => super::undo::undo_plan(&env, rid, log, &dir, &org, state, started),
+        None => sync::plan_now(&env, &dir, &org, state, started),
+    };
+    let mut fresh = fresh_plan(&state);
     // `--approve` approvals are planned with in memory and stored only once the apply goes
     // ahead: an apply cancelled at the prompt leaves no approval for the daemon to use.
     let mut new_approvals = Vec::new();
@@ -439,7 +485,7 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
         let reviewed = saved.as_ref().unwrap_or(&fresh);
         new_approvals = approvals_for(reviewed, &opts.approve, &env, &human())?;
         state.approvals.extend(new_approvals.iter().cloned());
-        fresh = sync::plan_now(&env, &dir, &org, &state, started);
+        fresh = fresh_plan(&state);
     }
     phases.plan = Some(plan_started.elapsed());
 
@@ -517,7 +563,10 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
             opts.reason.as_deref(),
         )?;
     }
-    sync::persist_plan_state(&mut *store, &fresh, &dir, &env.policy)?;
+    // An undo is no directory plan: its tombstones and baseline are not the directory's.
+    if undo_log.is_none() {
+        sync::persist_plan_state(&mut *store, &fresh, &dir, &env.policy)?;
+    }
 
     let prepared = sync::Prepared {
         run_id,
@@ -939,6 +988,7 @@ mod tests {
             roster_before: Vec::new(),
             roster_after: Vec::new(),
             identity_pending: Default::default(),
+            undo: None,
         }
     }
 

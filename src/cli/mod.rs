@@ -17,6 +17,7 @@ mod commands;
 mod demo;
 mod progress;
 mod report;
+mod undo;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -224,6 +225,44 @@ pub enum Command {
         /// Output format: text for people, json for scripts (its shape is in the README).
         #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
         format: TextOrJson,
+    },
+    /// Every change idsync made to one person, oldest first, from the audit log.
+    ///
+    /// Run id, time, action, reason, result, and for an action an approval released, who
+    /// approved it over which guards; approvals given and revoked too. Reads only the audit
+    /// log in daemon.state_dir (streamed), never the directory or W&B. Exit 0, or 1 on error.
+    History {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The person's email (any case).
+        #[arg(value_name = "EMAIL")]
+        email: String,
+        /// Output format: text for people, json for scripts (its shape is in the README).
+        #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
+        format: TextOrJson,
+    },
+    /// A plan that reverses what one run applied, guarded like any plan. Exit codes as `plan`.
+    ///
+    /// A create becomes a deprovision, an add a removal, a role change goes back to its
+    /// `from`, a deprovision becomes a reactivation (on SaaS a re-add) plus the org role and
+    /// teams the person had then (from the restore snapshot idsync stored). Changes a later
+    /// run superseded, or that W&B no longer shows, are left out and listed with why; where
+    /// the directory disagrees (the next regular run would redo the change) it warns.
+    /// Reads the audit log, the directory, W&B and the state store; writes nothing but
+    /// --out. Apply it with `idsync apply --plan PLAN.json`, which re-derives the undo
+    /// fresh and applies only the actions that are in both, unchanged and ready.
+    Undo {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The run to undo, as `idsync status` or `idsync history` show it.
+        #[arg(value_name = "RUN_ID")]
+        run_id: String,
+        /// Report format [default: text]
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Also save the undo plan as JSON, for review and `apply --plan` / `approve`.
+        #[arg(long, value_name = "PLAN.json")]
+        out: Option<PathBuf>,
     },
     /// Run as a service: plan and apply on daemon.schedule, serve /metrics /healthz /readyz /status.
     ///

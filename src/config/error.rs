@@ -211,6 +211,7 @@ pub(crate) const KNOWN_KEYS: &[(&str, &[&str])] = &[
             "deprovision",
             "grace_period",
             "disabled_grace_period",
+            "restore_window",
             "team_membership",
             "org_roles",
             "teams",

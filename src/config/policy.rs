@@ -117,6 +117,7 @@ impl Config {
             },
             deployment: self.target.deployment,
             delete_deactivates,
+            restore_window: p.restore_window.0,
         })
     }
 

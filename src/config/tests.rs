@@ -1549,3 +1549,38 @@ fn the_example_config_passes_the_strict_checks_too() {
     let loaded = load_strict(&example_path()).unwrap_or_else(|e| panic!("config.example.toml must pass check-config: {e}"));
     assert_eq!(loaded.config.source.kind, SourceKind::Ldif);
 }
+
+#[test]
+fn restore_window_is_off_or_1h_to_3650d_and_warns_beyond_retention() {
+    let with = |v: &str, rest: &str| config(SOURCE, TARGET, &format!("{POLICY}restore_window = \"{v}\"\n"), rest);
+    for bad in ["30m", "3651d"] {
+        assert_problem(
+            &with(bad, ""),
+            "restore_window",
+            &["[policy] restore_window", "\"0s\" (off) or \"1h\" to \"3650d\""],
+        );
+    }
+    let off = parse(&with("0s", "")).unwrap();
+    assert!(off.config.policy(None).unwrap().restore_window.is_zero());
+    let default = parse(&config(SOURCE, TARGET, POLICY, "")).unwrap();
+    assert_eq!(
+        default.config.policy(None).unwrap().restore_window,
+        std::time::Duration::from_secs(90 * 86_400)
+    );
+    assert!(
+        default.warnings.iter().all(|w| !w.contains("restore_window")),
+        "90d within the 90d retention"
+    );
+    let long = parse(&with("180d", "")).unwrap();
+    let w = long
+        .warnings
+        .iter()
+        .find(|w| w.contains("restore_window"))
+        .expect("longer than retention warns");
+    assert!(w.contains("[state] retention") && w.contains("90d"), "{w}");
+    assert!(parse(&with("180d", "[state]\nretention = \"365d\"\n"))
+        .unwrap()
+        .warnings
+        .iter()
+        .all(|w| !w.contains("restore_window")));
+}

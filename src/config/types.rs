@@ -295,6 +295,10 @@ pub struct PolicyConfig {
     pub grace_period: HumanDuration,
     #[serde(default = "zero")]
     pub disabled_grace_period: HumanDuration,
+    /// How long after a deprovision a returning person gets their teams and roles back;
+    /// "0s" turns restore on return off.
+    #[serde(default = "default_restore_window")]
+    pub restore_window: HumanDuration,
     #[serde(default = "default_team_membership")]
     pub team_membership: TeamMembershipMode,
     #[serde(default)]
@@ -587,6 +591,9 @@ fn default_org_role() -> String {
 }
 fn default_deprovision() -> DeprovisionMode {
     DeprovisionMode::Deactivate
+}
+fn default_restore_window() -> HumanDuration {
+    HumanDuration::from_secs(90 * 86_400)
 }
 fn default_grace() -> HumanDuration {
     HumanDuration::from_secs(72 * 3600)

@@ -491,6 +491,33 @@ fn check_policy(c: &mut Checker<'_, '_>, cfg: &Config) {
         }
     }
     check_disabled_grace(c, cfg);
+    check_restore_window(c, cfg);
+}
+
+/// `policy.restore_window`: off ("0s") or 1h to 3650d. The snapshots it reads are pruned
+/// with `[state] retention`, so a longer window than that cannot be honoured: a warning.
+fn check_restore_window(c: &mut Checker<'_, '_>, cfg: &Config) {
+    let w = cfg.policy.restore_window.0;
+    if w.is_zero() {
+        return;
+    }
+    if w < std::time::Duration::from_secs(3600) || w > std::time::Duration::from_secs(3650 * 86_400) {
+        c.error(
+            &keys(&["policy", "restore_window"]),
+            format!(
+                "{} is out of range; use \"0s\" (off) or \"1h\" to \"3650d\" (default \"90d\")",
+                cfg.policy.restore_window
+            ),
+        );
+    } else if w > cfg.state.retention.0 {
+        c.warn(
+            &keys(&["policy", "restore_window"]),
+            format!(
+                "is {} but [state] retention = {} prunes restore snapshots sooner: people returning after {} are not restored; raise retention or lower the window",
+                cfg.policy.restore_window, cfg.state.retention, cfg.state.retention
+            ),
+        );
+    }
 }
 
 /// Warns when a short-lived "disabled" would remove someone for good: the default

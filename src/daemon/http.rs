@@ -229,6 +229,7 @@ mod tests {
             roster_before: vec![],
             roster_after: vec![],
             identity_pending: Default::default(),
+            undo: None,
         };
         let v = serde_json::to_value(PlanView::of(&plan)).unwrap();
         assert!(v.get("suspicious").is_none(), "{v}");

@@ -175,7 +175,7 @@ pub(crate) fn diff(desired: &Desired<'_>, org: &OrgSnapshot, policy: &Policy, st
 /// in place (one swap each, following the permutation's cycles), beats cloning keys,
 /// shuffling the large actions in the sort, and building a second vector of them (which
 /// doubled the plan's peak memory).
-fn sorted(mut actions: Vec<Action>) -> Vec<Action> {
+pub(crate) fn sorted(mut actions: Vec<Action>) -> Vec<Action> {
     fn key(a: &Action) -> (u8, Option<&Email>, Option<&String>, ActionKind, &ActionId) {
         (a.phase(), a.user.as_ref(), a.team.as_ref(), a.kind, &a.id)
     }
@@ -196,7 +196,7 @@ fn sorted(mut actions: Vec<Action>) -> Vec<Action> {
     actions
 }
 
-fn deprovision(email: &Email, u: &OrgUser, policy: &Policy, reason: String) -> Action {
+pub(crate) fn deprovision(email: &Email, u: &OrgUser, policy: &Policy, reason: String) -> Action {
     let mut d = Action::new(ActionKind::DeprovisionUser, Some(email.clone()), None, None, reason);
     d.user_id = Some(u.id.clone());
     d.from = Some("active".into());

@@ -142,7 +142,7 @@ pub fn explain(input: PlanInput<'_>, plan: &Plan, email: &str) -> Explanation {
         org,
         policy,
         state,
-        ..
+        now,
     } = input;
     let parsed = Email::parse(email);
     let key = parsed
@@ -243,6 +243,25 @@ pub fn explain(input: PlanInput<'_>, plan: &Plan, email: &str) -> Explanation {
     if let Some(why) = &plan.source.suspicious {
         x.notes.push(format!(
             "the directory read is suspicious ({why}): reducing actions are held and no tombstone clock starts"
+        ));
+    }
+    if let Some(snap) = state.restores.get(&e) {
+        // A pending restore shows as the plan's own actions ("restore: ..."); this says
+        // what idsync remembers and until when it would restore it.
+        let teams: Vec<String> = snap.teams.iter().map(|(t, r)| format!("{t}:{r}")).collect();
+        let until = chrono::Duration::from_std(policy.restore_window)
+            .ok()
+            .and_then(|w| snap.taken_at.checked_add_signed(w));
+        let window = match until {
+            _ if policy.restore_window.is_zero() => "restore on return is off (policy.restore_window = \"0s\")".to_string(),
+            Some(u) if u >= now => format!("restored on return until {}", u.format("%Y-%m-%d")),
+            _ => "past policy.restore_window: not restored on return (idsync undo still can)".to_string(),
+        };
+        x.notes.push(format!(
+            "idsync deprovisioned this person on {} and keeps what they had (org role {}, teams {}): {window}",
+            snap.taken_at.format("%Y-%m-%d"),
+            snap.org_role,
+            if teams.is_empty() { "none".to_string() } else { teams.join(", ") }
         ));
     }
     if let Some(r) = desired.renamed.get(&e) {

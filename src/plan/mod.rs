@@ -8,9 +8,11 @@ mod diff;
 pub mod explain;
 mod guards;
 mod mapping;
+mod restore;
 mod settle;
 mod simulate;
 mod types;
+pub mod undo;
 
 #[cfg(test)]
 mod tests;
@@ -37,7 +39,7 @@ pub struct PlanInput<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// Computes the plan: desired state, diff, guards, summary and rosters.
+/// Computes the plan: desired state, diff, restores on return, guards, summary and rosters.
 pub fn plan(input: PlanInput<'_>) -> Plan {
     let PlanInput {
         directory,
@@ -48,6 +50,30 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     } = input;
     let desired = mapping::desired_state(directory, org, policy, &state.anchors);
     let mut d = diff::diff(&desired, org, policy, state, now);
+    let mut skipped = Vec::new();
+    let before = d.actions.len();
+    restore::on_return(&mut d.actions, &desired, org, policy, state, now, &mut skipped);
+    if d.actions.len() != before {
+        d.actions = diff::sorted(std::mem::take(&mut d.actions));
+    }
+    finish(input, desired, d, skipped, None)
+}
+
+/// The shared tail of [`plan`] and [`undo::undo`]: guards, summary, rosters, the `Plan`.
+fn finish(
+    input: PlanInput<'_>,
+    desired: mapping::Desired<'_>,
+    mut d: diff::Diff,
+    extra_skipped: Vec<Skipped>,
+    undo: Option<UndoInfo>,
+) -> Plan {
+    let PlanInput {
+        directory,
+        org,
+        policy,
+        state,
+        now,
+    } = input;
     let gi = guards::GuardInput {
         org,
         policy,
@@ -92,7 +118,11 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         summary,
         actions: d.actions,
         tombstones: d.tombstones,
-        skipped: desired.skipped,
+        skipped: {
+            let mut s = desired.skipped;
+            s.extend(extra_skipped);
+            s
+        },
         roster_before,
         roster_after,
         identity_pending: {
@@ -106,5 +136,6 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
             }
             kept
         },
+        undo,
     }
 }

@@ -2045,3 +2045,391 @@ mod explain_one {
         );
     }
 }
+
+/// Restore on return and undo: pure derivations over a small world.
+mod restore_and_undo {
+    use super::*;
+    use crate::plan::undo::{undo, AppliedChange, RunChanges};
+
+    fn snapshot(user: &str, days_ago: i64, org_role: &str, teams: &[(&str, &str)]) -> RestoreSnapshot {
+        RestoreSnapshot {
+            user: e(user),
+            anchor: Some(format!("anchor-{}", user.split('@').next().unwrap())),
+            taken_at: now() - chrono::Duration::days(days_ago),
+            org_role: org_role.into(),
+            teams: teams.iter().map(|(t, r)| (t.to_string(), r.to_string())).collect(),
+        }
+    }
+
+    /// Alice comes back: the directory has her in `cn=ml` (mapped to team ml as member);
+    /// W&B has root (admin) and teams ml, side (unmanaged).
+    fn returning_alice(days_ago: i64) -> World {
+        let mut w = World::new()
+            .person("alice@example.com")
+            .person("root@example.com")
+            .group("ml", &["alice@example.com"])
+            .maps_team("ml", "ml", "member")
+            .user("root@example.com", OrgRole::Admin, &[])
+            .team("ml")
+            .team("side");
+        let s = snapshot(
+            "alice@example.com",
+            days_ago,
+            "admin",
+            &[("ml", "admin"), ("side", "admin"), ("gone", "member")],
+        );
+        w.state.restores.insert(s.user.clone(), s);
+        w
+    }
+
+    #[test]
+    fn a_returning_person_gets_unmanaged_teams_and_org_admin_back_and_the_policy_keeps_managed_ones() {
+        let p = returning_alice(10).plan();
+        let create = find(&p, ActionKind::CreateUser, "alice@example.com");
+        let side = p
+            .actions
+            .iter()
+            .find(|a| a.kind == ActionKind::AddToTeam && a.team.as_deref() == Some("side"))
+            .expect("unmanaged team restored");
+        assert_eq!(side.role.as_deref(), Some("admin"));
+        assert_eq!(side.reason, "restore: had team side as admin until 2026-11-12");
+        assert_eq!(side.depends_on, vec![create.id.clone()], "held with the create");
+        let ml = p
+            .actions
+            .iter()
+            .find(|a| a.kind == ActionKind::AddToTeam && a.team.as_deref() == Some("ml"))
+            .unwrap();
+        assert_eq!(ml.role.as_deref(), Some("member"), "policy.teams wins in a managed team");
+        let admin = find(&p, ActionKind::SetOrgRole, "alice@example.com");
+        assert_eq!(admin.role.as_deref(), Some("admin"));
+        assert!(admin.reason.starts_with("restore: had org role admin until"), "{}", admin.reason);
+        assert!(
+            p.skipped
+                .iter()
+                .any(|s| s.why.contains("team gone") && s.why.contains("no team gone now")),
+            "a team that no longer exists is reported: {:?}",
+            p.skipped
+        );
+        assert!(p.actions.iter().all(|a| a.team.as_deref() != Some("gone")));
+    }
+
+    #[test]
+    fn explain_says_what_idsync_keeps_and_until_when_it_restores() {
+        let note = |w: &World| {
+            let p = w.plan();
+            let input = PlanInput {
+                directory: &w.dir,
+                org: &w.org,
+                policy: &w.policy,
+                state: &w.state,
+                now: now(),
+            };
+            let x = explain(input, &p, "alice@example.com");
+            x.notes
+                .into_iter()
+                .find(|n| n.starts_with("idsync deprovisioned this person"))
+                .expect("a note")
+        };
+        let n = note(&returning_alice(10));
+        assert!(
+            n.contains("on 2026-11-12") && n.contains("side:admin") && n.contains("restored on return until 2027-02-10"),
+            "{n}"
+        );
+        assert!(note(&returning_alice(100)).contains("past policy.restore_window"));
+    }
+
+    #[test]
+    fn nothing_is_restored_after_the_window_or_with_restore_off() {
+        let restored = |p: &Plan| p.actions.iter().filter(|a| a.reason.starts_with("restore:")).count();
+        assert_eq!(restored(&returning_alice(10).plan()), 2);
+        assert_eq!(restored(&returning_alice(91).plan()), 0, "90d default window");
+        let mut off = returning_alice(1);
+        off.policy.restore_window = Duration::ZERO;
+        assert_eq!(restored(&off.plan()), 0, "\"0s\" turns it off");
+        // A named admin group the person is not in: the policy says member, so no admin.
+        let mut admins = returning_alice(1).group("admins", &["root@example.com"]);
+        admins = admins.admins_group("admins");
+        let p = admins.plan();
+        assert!(p
+            .actions
+            .iter()
+            .all(|a| a.kind != ActionKind::SetOrgRole || a.user.as_ref().unwrap().as_str() != "alice@example.com"));
+    }
+
+    #[test]
+    fn a_person_returning_under_a_new_email_is_known_by_anchor() {
+        let mut w = returning_alice(3);
+        let s = w.state.restores.remove(&e("alice@example.com")).unwrap();
+        w.state.restores.insert(
+            e("old-alice@example.com"),
+            RestoreSnapshot {
+                user: e("old-alice@example.com"),
+                ..s
+            },
+        );
+        let p = w.plan();
+        assert!(p
+            .actions
+            .iter()
+            .any(|a| a.team.as_deref() == Some("side") && a.user.as_ref().unwrap().as_str() == "alice@example.com"));
+    }
+
+    #[test]
+    fn a_dedicated_reactivation_restores_only_what_w_and_b_dropped() {
+        let mut w = returning_alice(3).user("alice@example.com", OrgRole::Member, &[("side", "member")]);
+        w.org.users.last_mut().unwrap().active = false;
+        w.policy.deployment = Deployment::Dedicated;
+        let p = w.plan();
+        find(&p, ActionKind::ReactivateUser, "alice@example.com");
+        let side: Vec<&Action> = p.actions.iter().filter(|a| a.team.as_deref() == Some("side")).collect();
+        assert_eq!(side.len(), 1);
+        assert_eq!(
+            (side[0].kind, side[0].from.as_deref(), side[0].role.as_deref()),
+            (ActionKind::SetTeamRole, Some("member"), Some("admin"))
+        );
+    }
+
+    fn change(
+        run: &str,
+        minute: u32,
+        kind: ActionKind,
+        user: &str,
+        team: Option<&str>,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> AppliedChange {
+        AppliedChange {
+            at: Utc.with_ymd_and_hms(2026, 11, 20, 10, minute, 0).unwrap(),
+            run_id: run.into(),
+            kind,
+            user: Some(e(user)),
+            team: team.map(str::to_string),
+            role: to.map(str::to_string),
+            from: from.map(str::to_string),
+            to: to.map(str::to_string),
+        }
+    }
+
+    fn undo_of(w: &World, applied: &[AppliedChange], later: &[AppliedChange]) -> Plan {
+        undo(
+            PlanInput {
+                directory: &w.dir,
+                org: &w.org,
+                policy: &w.policy,
+                state: &w.state,
+                now: now(),
+            },
+            &RunChanges {
+                run_id: "r1",
+                applied,
+                later,
+            },
+        )
+    }
+
+    #[test]
+    fn undo_reverses_each_kind_of_change_and_restores_a_deprovisioned_person() {
+        let mut w = World::new()
+            .person("root@example.com")
+            .user("root@example.com", OrgRole::Admin, &[])
+            .user("bob@example.com", OrgRole::Member, &[])
+            .user("carol@example.com", OrgRole::Member, &[("side", "member")])
+            .user("dave@example.com", OrgRole::Member, &[("side", "admin")])
+            .user("frank@example.com", OrgRole::Admin, &[]);
+        let s = snapshot("erin@example.com", 2, "admin", &[("side", "admin")]);
+        w.state.restores.insert(s.user.clone(), s);
+        let applied = [
+            change("r1", 1, ActionKind::CreateUser, "bob@example.com", None, None, None),
+            change(
+                "r1",
+                2,
+                ActionKind::AddToTeam,
+                "carol@example.com",
+                Some("side"),
+                None,
+                Some("member"),
+            ),
+            change(
+                "r1",
+                3,
+                ActionKind::SetTeamRole,
+                "dave@example.com",
+                Some("side"),
+                Some("member"),
+                Some("admin"),
+            ),
+            change(
+                "r1",
+                4,
+                ActionKind::DeprovisionUser,
+                "erin@example.com",
+                None,
+                Some("active"),
+                Some("removed from org"),
+            ),
+            change(
+                "r1",
+                5,
+                ActionKind::SetOrgRole,
+                "frank@example.com",
+                None,
+                Some("member"),
+                Some("admin"),
+            ),
+        ];
+        let p = undo_of(&w, &applied, &[]);
+        let got: BTreeSet<(ActionKind, String, Option<String>, Option<String>)> = p
+            .actions
+            .iter()
+            .map(|a| (a.kind, a.user.as_ref().unwrap().to_string(), a.team.clone(), a.role.clone()))
+            .collect();
+        let want: BTreeSet<_> = [
+            (ActionKind::DeprovisionUser, "bob@example.com", None, None),
+            (ActionKind::RemoveFromTeam, "carol@example.com", Some("side"), None),
+            (ActionKind::SetTeamRole, "dave@example.com", Some("side"), Some("member")),
+            (ActionKind::CreateUser, "erin@example.com", None, None),
+            (ActionKind::AddToTeam, "erin@example.com", Some("side"), Some("admin")),
+            (ActionKind::SetOrgRole, "erin@example.com", None, Some("admin")),
+            (ActionKind::SetOrgRole, "frank@example.com", None, Some("member")),
+        ]
+        .into_iter()
+        .map(|(k, u, t, r)| (k, u.to_string(), t.map(str::to_string), r.map(str::to_string)))
+        .collect();
+        assert_eq!(got, want);
+        assert!(p.actions.iter().all(|a| a.is_ready()), "{:?}", p.actions);
+        let info = p.undo.as_ref().unwrap();
+        assert_eq!(info.run_id, "r1");
+        assert!(
+            info.warnings
+                .iter()
+                .any(|w| w.starts_with("erin@example.com") && w.contains("deprovisions them")),
+            "the directory does not list erin: {:?}",
+            info.warnings
+        );
+        assert!(p.tombstones.is_empty(), "an undo starts no clock");
+    }
+
+    #[test]
+    fn undo_leaves_out_what_a_later_run_superseded_or_w_and_b_no_longer_shows() {
+        let w = World::new()
+            .person("root@example.com")
+            .user("root@example.com", OrgRole::Admin, &[])
+            .user("carol@example.com", OrgRole::Member, &[])
+            .user("dave@example.com", OrgRole::Member, &[("side", "member")])
+            .team("side");
+        let applied = [
+            change(
+                "r1",
+                1,
+                ActionKind::AddToTeam,
+                "carol@example.com",
+                Some("side"),
+                None,
+                Some("member"),
+            ),
+            change(
+                "r1",
+                2,
+                ActionKind::AddToTeam,
+                "dave@example.com",
+                Some("side"),
+                None,
+                Some("member"),
+            ),
+            change("r1", 3, ActionKind::CreateUser, "gone@example.com", None, None, None),
+        ];
+        let mut w = w.user("new@example.com", OrgRole::Admin, &[("side", "member")]);
+        w.org.users.push(w.org.users[0].clone()); // a second admin: the floor is not the point here
+        w.org.users.last_mut().unwrap().email = "root2@example.com".into();
+        w.org.users.last_mut().unwrap().id = "u-root2".into();
+        let applied: Vec<AppliedChange> = applied
+            .into_iter()
+            .chain([
+                change("r1", 5, ActionKind::CreateUser, "new@example.com", None, None, None),
+                change(
+                    "r1",
+                    6,
+                    ActionKind::AddToTeam,
+                    "new@example.com",
+                    Some("side"),
+                    None,
+                    Some("member"),
+                ),
+                change(
+                    "r1",
+                    7,
+                    ActionKind::SetOrgRole,
+                    "new@example.com",
+                    None,
+                    Some("member"),
+                    Some("admin"),
+                ),
+            ])
+            .collect();
+        let later = [change(
+            "r2",
+            9,
+            ActionKind::SetTeamRole,
+            "dave@example.com",
+            Some("side"),
+            Some("admin"),
+            Some("member"),
+        )];
+        let p = undo_of(&w, &applied, &later);
+        let kinds: Vec<(ActionKind, &str)> = p.actions.iter().map(|a| (a.kind, a.user.as_ref().unwrap().as_str())).collect();
+        assert_eq!(
+            kinds,
+            vec![(ActionKind::DeprovisionUser, "new@example.com")],
+            "one deprovision covers the rest"
+        );
+        let left: Vec<&str> = p.undo.as_ref().unwrap().left_out.iter().map(|s| s.why.as_str()).collect();
+        assert_eq!(left.len(), 5, "{left:?}");
+        assert!(
+            left[3..]
+                .iter()
+                .all(|w| w.starts_with("covered: the undo deprovisions new@example.com")),
+            "{left:?}"
+        );
+        assert!(left[0].contains("in no team side now"), "{left:?}");
+        assert!(left[1].starts_with("superseded: run r2"), "{left:?}");
+        assert!(left[2].contains("not active in W&B now"), "{left:?}");
+    }
+
+    #[test]
+    fn an_undo_that_would_drop_the_last_admin_is_held() {
+        let w = World::new()
+            .person("alice@example.com")
+            .user("alice@example.com", OrgRole::Admin, &[]);
+        let applied = [change(
+            "r1",
+            1,
+            ActionKind::SetOrgRole,
+            "alice@example.com",
+            None,
+            Some("member"),
+            Some("admin"),
+        )];
+        let p = undo_of(&w, &applied, &[]);
+        let a = find(&p, ActionKind::SetOrgRole, "alice@example.com");
+        assert_eq!(a.status, Status::Held);
+        assert_eq!(a.guard, Some(Guard::LastAdmin));
+        assert!(p.needs_a_human());
+    }
+
+    #[test]
+    fn undo_never_touches_anyone_out_of_scope() {
+        let w = World::new().user("ext@other.com", OrgRole::Member, &[("side", "member")]);
+        let applied = [change(
+            "r1",
+            1,
+            ActionKind::AddToTeam,
+            "ext@other.com",
+            Some("side"),
+            None,
+            Some("member"),
+        )];
+        let p = undo_of(&w, &applied, &[]);
+        assert!(p.actions.is_empty());
+        assert!(p.undo.unwrap().left_out[0].why.contains("not in scope"));
+    }
+}

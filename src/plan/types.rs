@@ -378,6 +378,26 @@ pub struct Plan {
     /// entries share this read. In-process only.
     #[serde(skip)]
     pub identity_pending: BTreeMap<String, Email>,
+    /// Set on a plan `idsync undo` made: which run it reverses, what it left out and why,
+    /// and what the next regular run would do differently. `apply --plan` of such a plan
+    /// re-derives the undo, not a directory plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo: Option<UndoInfo>,
+}
+
+/// What makes a plan an undo plan (see [`Plan::undo`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndoInfo {
+    /// The run whose applied changes this plan reverses.
+    pub run_id: String,
+    /// Changes of that run the undo does not reverse, each with why (superseded by a
+    /// later run, W&B no longer shows it, idsync does not reverse that kind).
+    #[serde(default)]
+    pub left_out: Vec<Skipped>,
+    /// Where the directory disagrees with the undo: the next regular run would plan the
+    /// change again.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl Plan {
@@ -495,6 +515,9 @@ pub struct Policy {
     pub deployment: Deployment,
     /// True when `DELETE` only deactivates (servers before 0.56).
     pub delete_deactivates: bool,
+    /// How long after a deprovision a returning person gets back what they had
+    /// (`policy.restore_window`); zero turns restore on return off.
+    pub restore_window: Duration,
 }
 
 impl Default for Policy {
@@ -515,6 +538,7 @@ impl Default for Policy {
             guards: GuardLimits::default(),
             deployment: Deployment::Saas,
             delete_deactivates: false,
+            restore_window: Duration::from_secs(90 * 86_400),
         }
     }
 }
@@ -600,6 +624,26 @@ pub struct PlanState {
     pub approvals: Vec<Approval>,
     /// The email each anchor had at the last good read (for identity-change).
     pub anchors: BTreeMap<String, Email>,
+    /// What each person idsync deprovisioned had then, by email (the latest deprovision).
+    pub restores: BTreeMap<Email, RestoreSnapshot>,
+}
+
+/// What a person had in W&B when idsync deprovisioned them, taken from the snapshot the
+/// apply read: restore on return and `idsync undo` put it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreSnapshot {
+    pub user: Email,
+    /// The person's directory anchor at the last good read, when idsync knew it: a
+    /// returning person is recognised by anchor or by email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<String>,
+    /// When the deprovision was applied.
+    pub taken_at: DateTime<Utc>,
+    /// The org role then (`admin`, `member`, ...).
+    pub org_role: String,
+    /// Every team the person was in then, managed by the policy or not, with its role.
+    #[serde(default)]
+    pub teams: BTreeMap<String, String>,
 }
 
 #[cfg(test)]

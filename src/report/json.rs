@@ -40,6 +40,8 @@ pub fn write_json(plan: &Plan, mut w: impl std::io::Write) -> Result<(), serde_j
         skipped: &'a [crate::plan::Skipped],
         roster_before: &'a [String],
         roster_after: &'a [String],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        undo: Option<&'a crate::plan::UndoInfo>,
     }
     let out = Out {
         version: plan.version,
@@ -52,6 +54,7 @@ pub fn write_json(plan: &Plan, mut w: impl std::io::Write) -> Result<(), serde_j
         skipped: &plan.skipped,
         roster_before: &plan.roster_before,
         roster_after: &plan.roster_after,
+        undo: plan.undo.as_ref(),
     };
     serde_json::to_writer_pretty(&mut w, &out)?;
     w.write_all(b"\n").map_err(serde_json::Error::io)

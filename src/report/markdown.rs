@@ -30,8 +30,27 @@ pub(super) fn render(plan: &Plan, plan_file: &str) -> String {
     held(&mut out, plan, plan_file);
     tombstones(&mut out, plan);
     skipped(&mut out, plan);
+    undo(&mut out, plan);
     roster(&mut out, plan);
     out
+}
+
+/// An undo plan's left-out changes and warnings.
+fn undo(out: &mut String, plan: &Plan) {
+    let Some(u) = &plan.undo else { return };
+    out.push_str(&format!(
+        "### Undo of run {}
+
+",
+        esc(&u.run_id)
+    ));
+    for s in &u.left_out {
+        out.push_str(&format!("- not undone: {}: {}\n", esc(&s.entry), esc(&s.why)));
+    }
+    for w in &u.warnings {
+        out.push_str(&format!("- **warning:** {}\n", esc(w)));
+    }
+    out.push('\n');
 }
 
 /// Escapes text for a table cell or a list item: `|` would end the cell, a newline the

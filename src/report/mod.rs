@@ -6,6 +6,7 @@
 //! diff) live here so that text and markdown never disagree.
 
 pub mod explain;
+pub mod history;
 mod json;
 mod markdown;
 pub mod seats;

@@ -41,6 +41,7 @@ fn empty_plan() -> Plan {
         roster_before: vec!["alice@example.com  admin  ml:admin".into()],
         roster_after: vec!["alice@example.com  admin  ml:admin".into()],
         identity_pending: Default::default(),
+        undo: None,
     }
 }
 
@@ -750,4 +751,35 @@ fn approved_ready_actions_say_which_guards_were_overridden() {
     plan.actions = vec![a];
     assert!(text(&plan).contains(" [approved over pipeline-key]\n"));
     assert!(markdown(&plan).contains(" (approved over pipeline-key) |\n"));
+}
+
+#[test]
+fn an_undo_plan_names_its_run_lists_what_it_left_out_and_warns_in_every_format() {
+    let mut plan = empty_plan();
+    plan.actions.push(create("bob@example.com"));
+    plan.undo = Some(crate::plan::UndoInfo {
+        run_id: "20261201T090000Z-abcdef".into(),
+        left_out: vec![Skipped {
+            entry: "add_to_team carol@example.com team ml".into(),
+            why: "superseded: run r2 applied remove_from_team carol@example.com team ml at 2026-12-01T10:00:00Z".into(),
+        }],
+        warnings: vec!["bob@example.com: the directory does not list this person".into()],
+    });
+    let text = render(&plan, Format::Text, &RenderOptions::default());
+    assert!(text.starts_with("idsync undo of run 20261201T090000Z-abcdef"), "{text}");
+    assert!(
+        text.contains("Not undone (1):\n  add_to_team carol@example.com team ml: superseded: run r2"),
+        "{text}"
+    );
+    assert!(text.contains("Warnings (1):\n  bob@example.com: the directory"), "{text}");
+    let md = render(&plan, Format::Markdown, &RenderOptions::default());
+    assert!(md.contains("### Undo of run 20261201T090000Z-abcdef"), "{md}");
+    assert!(md.contains("- not undone: ") && md.contains("superseded: run r2"), "{md}");
+    assert!(md.contains("**warning:** bob@example.com"), "{md}");
+    // Saved and read back, it is still an undo plan: `apply --plan` re-derives the undo.
+    let back = parse_plan_json(&render_json(&plan)).unwrap();
+    assert_eq!(back.undo, plan.undo);
+    // A directory plan's JSON has no `undo` key at all.
+    let v: serde_json::Value = serde_json::from_str(&render_json(&empty_plan())).unwrap();
+    assert!(v.get("undo").is_none());
 }

@@ -68,7 +68,13 @@ impl Out {
 
 pub(super) fn render(plan: &Plan, color: bool, plan_file: &str) -> String {
     let mut out = Out { buf: String::new(), color };
-    out.line(Style::Bold, &format!("idsync plan, generated {}", time(&plan.generated_at)));
+    match &plan.undo {
+        Some(u) => out.line(
+            Style::Bold,
+            &format!("idsync undo of run {}, generated {}", u.run_id, time(&plan.generated_at)),
+        ),
+        None => out.line(Style::Bold, &format!("idsync plan, generated {}", time(&plan.generated_at))),
+    }
     out.line(
         Style::Plain,
         &format!("Source {}: {}. W&B: {}.", plan.source.kind, sizes(plan), target_sizes(plan)),
@@ -84,8 +90,26 @@ pub(super) fn render(plan: &Plan, color: bool, plan_file: &str) -> String {
     held_section(&mut out, plan, plan_file);
     tombstones_section(&mut out, plan);
     skipped_section(&mut out, plan);
+    undo_section(&mut out, plan);
     roster_section(&mut out, plan);
     out.buf
+}
+
+/// An undo plan's left-out changes and where the directory disagrees with it.
+fn undo_section(out: &mut Out, plan: &Plan) {
+    let Some(u) = &plan.undo else { return };
+    if !u.left_out.is_empty() {
+        out.heading(&format!("Not undone ({}):", u.left_out.len()));
+        for s in &u.left_out {
+            out.line(Style::Plain, &format!("  {}: {}", s.entry, s.why));
+        }
+    }
+    if !u.warnings.is_empty() {
+        out.heading(&format!("Warnings ({}):", u.warnings.len()));
+        for w in &u.warnings {
+            out.line(Style::BoldYellow, &format!("  {w}"));
+        }
+    }
 }
 
 /// Action lines with aligned columns: `marker id kind user detail`.

@@ -216,6 +216,35 @@ impl AuditLog {
         self.file.sync_data().map_err(io_err("sync the audit log", &self.path))
     }
 
+    /// Streams every record to `f`, oldest first, one line in memory at a time (the log
+    /// grows forever: `history` and `undo` never hold it whole). Lines that do not parse
+    /// are skipped with a warning, as in [`read_all`](Self::read_all).
+    pub fn for_each(state_dir: &Path, mut f: impl FnMut(AuditRecord)) -> Result<(), StateError> {
+        use std::io::BufRead;
+        let path = state_dir.join(AUDIT_FILE);
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err("read the audit log", &path)(e)),
+        };
+        let mut r = io::BufReader::with_capacity(1 << 16, file);
+        let mut line = Vec::new();
+        for n in 1.. {
+            line.clear();
+            if r.read_until(b'\n', &mut line).map_err(io_err("read the audit log", &path))? == 0 {
+                break;
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice::<AuditRecord>(&line) {
+                Ok(rec) => f(rec),
+                Err(e) => tracing::warn!(path = %path.display(), line = n, error = %e, "skipping an unreadable audit log line"),
+            }
+        }
+        Ok(())
+    }
+
     /// Reads every record (none when the log does not exist). Lines that do not parse
     /// (a write torn by a crash) are skipped with a warning rather than hiding the rest
     /// of the history.
@@ -369,5 +398,11 @@ mod tests {
             AuditLog::read_all(tmp.path()).unwrap(),
             vec![record("begin", None), record("end", Some("ok"))]
         );
+        let mut streamed = Vec::new();
+        AuditLog::for_each(tmp.path(), |r| streamed.push(r)).unwrap();
+        assert_eq!(streamed, vec![record("begin", None), record("end", Some("ok"))]);
+        let mut none = 0;
+        AuditLog::for_each(&tmp.path().join("absent"), |_| none += 1).unwrap();
+        assert_eq!(none, 0, "no log is an empty history");
     }
 }

@@ -22,6 +22,10 @@
 //!   [`journal_incomplete`](StateBackend::journal_incomplete) lists every begun, unended
 //!   entry of every run, oldest first, until it is ended; an entry marked unknown stays
 //!   listed (with why) until it is ended.
+//! - **Restore snapshots**: one per email, a later one replacing it; recorded without an
+//!   anchor, it keeps the anchor the last good read stored for that email;
+//!   [`load_plan_state`](StateBackend::load_plan_state) returns them all in `restores`.
+//!   They are written inside [`StateStore::atomically`] with a deprovision's journal end.
 //! - **Sets are replaced, not merged**: tombstones and anchors. Grants, revokes,
 //!   consuming an approval and revoking approvals are idempotent.
 //! - **Nothing is guessed.** A stored value that does not parse is
@@ -36,7 +40,7 @@ use chrono::{DateTime, Utc};
 
 use super::{AuditRecord, JournalEntry, JournalState, Outcome, RunRecord, StateError, StateStore};
 use crate::model::Email;
-use crate::plan::{Action, ActionId, Approval, HealthyRead, PlanState, Tombstone};
+use crate::plan::{Action, ActionId, Approval, HealthyRead, PlanState, RestoreSnapshot, Tombstone};
 
 /// What the shell holds: either backend.
 pub type Store = Box<dyn StateBackend>;
@@ -71,6 +75,15 @@ pub trait StateBackend: Send {
     fn consume_approval(&mut self, id: &ActionId) -> Result<bool, StateError>;
     /// Withdraws the approvals of `ids` at once; those that were stored, in the order asked.
     fn revoke_approvals(&mut self, ids: &[ActionId]) -> Result<Vec<Approval>, StateError>;
+
+    // Restore snapshots (`restore.rs`).
+
+    /// Stores what a deprovisioned person had, replacing an earlier snapshot of the email.
+    fn record_restore_snapshot(&mut self, s: &RestoreSnapshot) -> Result<(), StateError>;
+    /// Every stored snapshot, oldest first (also in `load_plan_state().restores`).
+    fn restore_snapshots(&self) -> Result<Vec<RestoreSnapshot>, StateError>;
+    /// Forgets snapshots taken before `before`; how many.
+    fn prune_restore_snapshots(&mut self, before: DateTime<Utc>) -> Result<usize, StateError>;
 
     // The apply journal (`journal.rs`).
 
@@ -187,6 +200,15 @@ impl StateBackend for StateStore {
     fn revoke_approvals(&mut self, ids: &[ActionId]) -> Result<Vec<Approval>, StateError> {
         StateStore::revoke_approvals(self, ids)
     }
+    fn record_restore_snapshot(&mut self, s: &RestoreSnapshot) -> Result<(), StateError> {
+        StateStore::record_restore_snapshot(self, s)
+    }
+    fn restore_snapshots(&self) -> Result<Vec<RestoreSnapshot>, StateError> {
+        StateStore::restore_snapshots(self)
+    }
+    fn prune_restore_snapshots(&mut self, before: DateTime<Utc>) -> Result<usize, StateError> {
+        StateStore::prune_restore_snapshots(self, before)
+    }
     fn journal_begin(&mut self, run_id: &str, action: &Action, audit_at: u64) -> Result<(), StateError> {
         StateStore::journal_begin(self, run_id, action, audit_at)
     }
@@ -301,6 +323,27 @@ mod tests {
         assert_eq!(gone, vec![approval("s", 1, 10)]);
         assert_eq!(b.approvals().unwrap(), vec![approval("r", 1, 10)]);
         assert!(b.consume_approval(&ActionId("r".into())).unwrap());
+
+        // Restore snapshots: one per email, the latest replaces; the anchor of the last
+        // good read is kept with one recorded without; pruned by age.
+        let snap = |u: &str, h, team: &str| RestoreSnapshot {
+            user: email(u),
+            anchor: None,
+            taken_at: t(h),
+            org_role: "admin".into(),
+            teams: [(team.to_string(), "admin".to_string()), ("other".to_string(), "member".to_string())].into(),
+        };
+        b.record_restore_snapshot(&snap("new@e.com", 1, "ml")).unwrap();
+        b.record_restore_snapshot(&snap("new@e.com", 3, "ops")).unwrap();
+        b.record_restore_snapshot(&snap("z@e.com", 2, "ml")).unwrap();
+        let with_anchor = RestoreSnapshot {
+            anchor: Some("y".into()),
+            ..snap("new@e.com", 3, "ops")
+        };
+        assert_eq!(b.restore_snapshots().unwrap(), vec![snap("z@e.com", 2, "ml"), with_anchor.clone()]);
+        assert_eq!(b.load_plan_state().unwrap().restores.get(&email("new@e.com")), Some(&with_anchor));
+        assert_eq!(b.prune_restore_snapshots(t(3)).unwrap(), 1);
+        assert_eq!(b.restore_snapshots().unwrap(), vec![with_anchor]);
 
         // The journal rules.
         let (a1, a2) = (action("a@x.com", "ml"), action("b@x.com", "ml"));

@@ -13,6 +13,8 @@
 //! - `journal.rs`: the apply journal, begun before and ended after each action.
 //! - `runs.rs`: run history for `status` and `/status`, and pruning it.
 //! - `notified.rs`: which held actions the last `[notify]` message listed.
+//! - `restore.rs`: restore snapshots, what a deprovisioned person had (restore on return,
+//!   `idsync undo`), pruned with `[state] retention`.
 //! - `audit.rs`: [`AuditLog`], one JSON line per journaled step, kept apart from the
 //!   store on purpose: append-only, never migrated, readable with `jq` alone. The apply
 //!   step writes the journal first and the audit line second.
@@ -37,6 +39,7 @@ mod journal;
 mod notified;
 mod plan_state;
 mod postgres;
+mod restore;
 mod runs;
 mod schema;
 mod store;

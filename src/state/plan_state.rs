@@ -44,6 +44,7 @@ impl StateStore {
             ledger,
             approvals: self.approvals()?,
             anchors,
+            restores: self.restore_snapshots()?.into_iter().map(|r| (r.user.clone(), r)).collect(),
         })
     }
 

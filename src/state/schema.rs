@@ -114,6 +114,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE journal ADD COLUMN audit_at INTEGER;
     ALTER TABLE journal ADD COLUMN unknown TEXT;
     ",
+    // 7: restore snapshots: what a deprovisioned person had (org role, teams and roles),
+    // for restore on return and `idsync undo`; one per email, pruned with retention.
+    "
+    CREATE TABLE restore_snapshots (
+        email TEXT PRIMARY KEY,
+        taken_at TEXT NOT NULL,
+        snapshot TEXT NOT NULL
+    );
+    CREATE INDEX restore_snapshots_at ON restore_snapshots (taken_at);
+    ",
 ];
 
 /// Applies the pending `migrations`, each in its own immediate transaction together with

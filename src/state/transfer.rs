@@ -23,7 +23,7 @@ pub struct Copied {
 }
 
 /// The tables a migration copies, in copy order (and emptied in reverse for `replace`).
-const TABLES: [&str; 9] = [
+const TABLES: [&str; 10] = [
     "tombstones",
     "healthy_reads",
     "anchors",
@@ -33,6 +33,7 @@ const TABLES: [&str; 9] = [
     "runs",
     "notified",
     "audit",
+    "restore_snapshots",
 ];
 
 type Ts = DateTime<Utc>;
@@ -60,6 +61,7 @@ struct Rows {
     )>,
     runs: Vec<(String, String, Ts, Ts, String, String, Option<String>)>,
     notified: Vec<(String, Ts)>,
+    restore_snapshots: Vec<(String, Ts, String)>,
 }
 
 impl StateStore {
@@ -176,6 +178,13 @@ impl StateStore {
         })? {
             r.notified.push((held, self.time(&at)?));
         }
+        for (e, at, snap) in self.all("SELECT email, taken_at, snapshot FROM restore_snapshots ORDER BY email", |x| {
+            Ok((x.get::<_, String>(0)?, x.get::<_, String>(1)?, x.get::<_, String>(2)?))
+        })? {
+            serde_json::from_str::<crate::plan::RestoreSnapshot>(&snap)
+                .map_err(|err| self.corrupt(format!("stored restore snapshot of {e} does not parse: {err}")))?;
+            r.restore_snapshots.push((e, self.time(&at)?, snap));
+        }
         Ok(r)
     }
 }
@@ -271,6 +280,13 @@ pub fn sqlite_to_postgres(state_dir: &Path, url: &str, ca_file: Option<&Path>, r
             )?;
         }
         count("audit", audit.len());
+        for (e, at, snap) in &rows.restore_snapshots {
+            tx.execute(
+                "INSERT INTO restore_snapshots (email, taken_at, snapshot) VALUES ($1, $2, $3)",
+                &[e, at, snap],
+            )?;
+        }
+        count("restore_snapshots", rows.restore_snapshots.len());
         tx.commit()?;
         Ok(Ok(out))
     })?;

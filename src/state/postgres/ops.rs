@@ -11,6 +11,7 @@ use postgres::Row;
 
 use super::{micros, PgStore};
 use crate::model::Email;
+use crate::plan::RestoreSnapshot;
 use crate::plan::{Action, ActionId, ActionKind, Approval, Guard, HealthyRead, PlanState, Tombstone, TombstoneCause, TombstoneRecord};
 use crate::state::{AuditRecord, JournalEntry, JournalState, Outcome, RunRecord, StateBackend, StateError};
 
@@ -66,6 +67,7 @@ impl StateBackend for PgStore {
             ledger,
             approvals: self.approvals()?,
             anchors,
+            restores: self.restore_snapshots()?.into_iter().map(|r| (r.user.clone(), r)).collect(),
         })
     }
 
@@ -431,6 +433,49 @@ impl StateBackend for PgStore {
             )
         })?;
         Ok(())
+    }
+
+    fn record_restore_snapshot(&mut self, s: &RestoreSnapshot) -> Result<(), StateError> {
+        let mut s = s.clone();
+        if s.anchor.is_none() {
+            let row = self.with(|c| {
+                c.query_opt(
+                    r#"SELECT anchor FROM anchors WHERE email = $1 ORDER BY anchor COLLATE "C" LIMIT 1"#,
+                    &[&s.user.as_str()],
+                )
+            })?;
+            s.anchor = row.map(|r| self.get(&r, 0)).transpose()?;
+        }
+        let json = serde_json::to_string(&s).map_err(|e| self.corrupt(format!("cannot encode a restore snapshot: {e}")))?;
+        let at = micros(&s.taken_at);
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO restore_snapshots (email, taken_at, snapshot) VALUES ($1, $2, $3)
+                 ON CONFLICT (email) DO UPDATE SET taken_at = excluded.taken_at, snapshot = excluded.snapshot",
+                &[&s.user.as_str(), &at, &json],
+            )
+        })?;
+        Ok(())
+    }
+
+    fn restore_snapshots(&self) -> Result<Vec<RestoreSnapshot>, StateError> {
+        let rows = self.with(|c| {
+            c.query(
+                r#"SELECT snapshot FROM restore_snapshots ORDER BY taken_at, email COLLATE "C""#,
+                &[],
+            )
+        })?;
+        rows.iter()
+            .map(|r| {
+                let j: String = self.get(r, 0)?;
+                serde_json::from_str(&j).map_err(|e| self.corrupt(format!("stored restore snapshot {j:?} does not parse: {e}")))
+            })
+            .collect()
+    }
+
+    fn prune_restore_snapshots(&mut self, before: DateTime<Utc>) -> Result<usize, StateError> {
+        let n = self.write(|c| c.execute("DELETE FROM restore_snapshots WHERE taken_at < $1", &[&before]))?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     fn record_audit(&mut self, rec: &AuditRecord) -> Result<(), StateError> {

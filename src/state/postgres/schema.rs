@@ -104,6 +104,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE journal ADD COLUMN audit_at BIGINT;
     ALTER TABLE journal ADD COLUMN unknown TEXT;
     ",
+    // 4: as SQLite's 7: restore snapshots (what a deprovisioned person had), one per email,
+    // the snapshot as JSON.
+    "
+    CREATE TABLE restore_snapshots (
+        email TEXT PRIMARY KEY,
+        taken_at TIMESTAMPTZ NOT NULL,
+        snapshot TEXT NOT NULL
+    );
+    CREATE INDEX restore_snapshots_at ON restore_snapshots (taken_at);
+    ",
 ];
 
 /// Why a schema is not used.
