@@ -12,6 +12,9 @@ command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 [ -x /usr/sbin/slapd ] || need_apt+=(slapd)
 command -v ldapsearch >/dev/null || need_apt+=(ldap-utils)
 command -v openssl >/dev/null || need_apt+=(openssl)
+# PostgreSQL for the state-backend tests (tests/common/postgres.rs starts its own server;
+# the package's cluster need not run).
+compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || need_apt+=(postgresql)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing ${need_apt[*]}: run as root or install them with apt-get" >&2
@@ -29,6 +32,8 @@ if ((${#need_apt[@]})); then
 fi
 # The LDAP tests skip when slapd is missing on a developer's machine; here they must run.
 export IDSYNC_REQUIRE_SLAPD=1
+# Likewise the PostgreSQL backend's tests.
+export IDSYNC_REQUIRE_POSTGRES=1
 
 # The SCIM source's tests run the real third-party SCIM server from PyPI, in a venv inside
 # the clone (Debian's python3 needs python3-venv for `python3 -m venv`).

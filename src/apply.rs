@@ -29,7 +29,7 @@ use tokio::task::JoinSet;
 
 use crate::model::{DirectorySnapshot, Email, OrgRole, OrgSnapshot, TeamRole};
 use crate::plan::{admin, Action, ActionId, ActionKind, Plan, Policy, RestoreSnapshot};
-use crate::state::{AuditLog, AuditRecord, Outcome, StateError, StateStore};
+use crate::state::{AuditLog, AuditRecord, Outcome, StateBackend, StateError};
 use crate::wandb::{TargetError, WandbClient};
 
 /// How one action ended.
@@ -114,7 +114,7 @@ impl Progress for Quiet {}
 /// What the executor needs besides the plan.
 pub struct ApplyContext<'a> {
     pub client: &'a WandbClient,
-    pub store: &'a mut StateStore,
+    pub store: &'a mut dyn StateBackend,
     pub audit: &'a mut AuditLog,
     pub policy: &'a Policy,
     pub directory: &'a DirectorySnapshot,
@@ -195,10 +195,16 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
                     ok,
                     detail: format!("ended before an interruption; the audit log holds its result ({result})"),
                 };
+                // The shared audit row (PostgreSQL) went with the commit the crash
+                // prevented: it is written again, saying what the file's line says.
+                let mut rec = audit_record(&entry.run_id, &books.actor, &entry.action, "end", None);
+                rec.result = Some(result);
+                rec.detail = Some(outcome.detail.clone());
                 // One commit, as in `finish`: never an ended entry without its effects.
                 let (approvals, snapshots) = (&books.approvals, &books.snapshots);
                 books.store.atomically(|s| {
                     s.journal_end(&entry.run_id, &entry.action.id, &outcome)?;
+                    s.record_audit(&rec)?;
                     record_effects(s, approvals, snapshots, &entry.action, ok)
                 })?;
             }
@@ -552,7 +558,7 @@ pub fn describe(r: &ActionResult) -> String {
 
 /// The apply's bookkeeping: journal, audit log and report, kept in step for every action.
 struct Books<'a> {
-    store: &'a mut StateStore,
+    store: &'a mut dyn StateBackend,
     audit: &'a mut AuditLog,
     run_id: String,
     actor: String,
@@ -575,8 +581,13 @@ impl Books<'_> {
             return Ok(());
         }
         let at = self.audit.end_offset()?;
-        self.store.journal_begin(&self.run_id, a, at)?;
-        self.audit.append(&audit_record(&self.run_id, &self.actor, a, "begin", None))?;
+        let rec = audit_record(&self.run_id, &self.actor, a, "begin", None);
+        // The entry and its shared audit row (PostgreSQL) at once, then the local line.
+        self.store.atomically(|s| -> Result<(), ApplyError> {
+            s.journal_begin(&self.run_id, a, at)?;
+            Ok(s.record_audit(&rec)?)
+        })?;
+        self.audit.append(&rec)?;
         Ok(())
     }
 
@@ -609,6 +620,7 @@ impl Books<'_> {
         let mut rec = audit_record(&self.run_id, &self.actor, a, "skip", Some(&res));
         rec.result = Some("skipped".into());
         self.audit.append(&rec)?;
+        self.store.record_audit(&rec)?;
         self.progress.action_done(a, &res);
         self.failed.insert(a.id.clone());
         self.report.results.push((a.clone(), res));
@@ -618,7 +630,7 @@ impl Books<'_> {
 
 #[allow(clippy::too_many_arguments)]
 fn finish(
-    store: &mut StateStore,
+    store: &mut dyn StateBackend,
     audit: &mut AuditLog,
     (approvals, snapshots): (&BTreeSet<ActionId>, &BTreeMap<ActionId, RestoreSnapshot>),
     run_id: &str,
@@ -638,7 +650,7 @@ fn finish(
         // Open until a read of W&B settles it; nothing to record as done yet. A deprovision
         // that may have landed keeps its restore snapshot now: once settled, the person is
         // gone from every later snapshot (if it did not land, a later one replaces it).
-        return store.atomically(|store| {
+        return store.atomically(|store| -> Result<(), ApplyError> {
             store.journal_unknown(run_id, &a.id, why)?;
             if let Some(snap) = snapshots.get(&a.id).filter(|_| a.kind == ActionKind::DeprovisionUser) {
                 store.record_restore_snapshot(&RestoreSnapshot {
@@ -646,7 +658,7 @@ fn finish(
                     ..snap.clone()
                 })?;
             }
-            Ok(())
+            Ok(store.record_audit(&rec)?)
         });
     }
     // The outcome and what it leaves behind (ledger, used approval) in one commit: one
@@ -661,6 +673,7 @@ fn finish(
                 detail: detail.to_string(),
             },
         )?;
+        store.record_audit(&rec)?;
         record_effects(store, approvals, snapshots, a, res.ok())
     })
 }
@@ -695,7 +708,7 @@ fn restore_snapshots(org: &OrgSnapshot, plan: &Plan) -> BTreeMap<ActionId, Resto
 /// What the state store keeps of a succeeded action: ledger grants, used approvals and,
 /// for a deprovision, what the person had (in the same commit as its journal end).
 fn record_effects(
-    store: &mut StateStore,
+    store: &mut dyn StateBackend,
     approvals: &BTreeSet<ActionId>,
     snapshots: &BTreeMap<ActionId, RestoreSnapshot>,
     a: &Action,

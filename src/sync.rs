@@ -14,7 +14,7 @@ use crate::http::HttpStats;
 use crate::model::{DirectorySnapshot, OrgSnapshot};
 use crate::plan::{self, Plan, PlanInput, PlanState, Policy};
 use crate::source;
-use crate::state::{actor, AuditLog, RunRecord, StateStore};
+use crate::state::{self as state_store, actor, AuditLog, Backend, RunRecord, StateBackend, Store};
 use crate::wandb::WandbClient;
 
 /// A loaded, validated configuration with everything derived from it.
@@ -69,8 +69,25 @@ impl Env {
         Ok(WandbClient::new(&self.config.target, key)?)
     }
 
-    pub fn open_store(&self) -> Result<StateStore, Error> {
-        Ok(StateStore::open(&self.state_dir())?)
+    /// Where the state lives (`[state] backend`); reads the PostgreSQL URL's secret.
+    pub fn state_backend(&self) -> Result<Backend, Error> {
+        Ok(match self.config.state_url(&self.base_dir)? {
+            None => Backend::Sqlite { dir: self.state_dir() },
+            Some(url) => Backend::Postgres {
+                url,
+                ca_file: self.config.state.ca_file.as_deref().map(|f| self.resolve(f)),
+            },
+        })
+    }
+
+    /// Opens the state read-write (creating or migrating it).
+    pub fn open_store(&self) -> Result<Store, Error> {
+        Ok(state_store::open(&self.state_backend()?)?)
+    }
+
+    /// Opens the state without writing; `None` when nothing has been recorded yet.
+    pub fn open_store_read_only(&self) -> Result<Option<Store>, Error> {
+        Ok(state_store::open_read_only(&self.state_backend()?)?)
     }
 }
 
@@ -78,7 +95,7 @@ impl Env {
 /// is opened without writing (no directory, file, lock or migration is created); no store
 /// yet means nothing was recorded.
 pub fn load_state_read_only(env: &Env) -> Result<PlanState, Error> {
-    match StateStore::open_read_only(&env.state_dir())? {
+    match env.open_store_read_only()? {
         Some(store) => Ok(store.load_plan_state()?),
         None => Ok(PlanState::default()),
     }
@@ -98,7 +115,7 @@ pub fn plan_now(env: &Env, dir: &DirectorySnapshot, org: &OrgSnapshot, state: &P
 /// Stores what a healthy read taught: tombstone clocks, the read for the source-health
 /// baseline (pruned to `guards.source_health_window`) and anchors. A suspicious read
 /// stores nothing (SPEC §4): it starts and stops no clock and never joins the baseline.
-pub fn persist_plan_state(store: &mut StateStore, plan: &Plan, dir: &DirectorySnapshot, policy: &Policy) -> Result<(), Error> {
+pub fn persist_plan_state(store: &mut dyn StateBackend, plan: &Plan, dir: &DirectorySnapshot, policy: &Policy) -> Result<(), Error> {
     let Some(read) = plan.healthy_read() else {
         return Ok(());
     };
@@ -228,7 +245,7 @@ pub struct Prepared {
 pub async fn execute(
     env: &Env,
     client: &WandbClient,
-    store: &mut StateStore,
+    store: &mut dyn StateBackend,
     prepared: Prepared,
     to_apply: &Plan,
     stop: Option<tokio::sync::watch::Receiver<bool>>,
@@ -441,7 +458,7 @@ async fn run_inner(
     learned.sides = Some(side_counts(&dir, &org));
     let t = Instant::now();
     let fresh = plan_now(env, &dir, &org, &state, started);
-    persist_plan_state(&mut store, &fresh, &dir, &env.policy)?;
+    persist_plan_state(&mut *store, &fresh, &dir, &env.policy)?;
     learned.phases.plan = Some(t.elapsed());
     let to_apply = fresh.clone();
     // Seat hygiene for the daemon's gauges, from the same snapshots the plan used.
@@ -457,7 +474,7 @@ async fn run_inner(
         phases: learned.phases.clone(),
         lock,
     };
-    let mut outcome = execute(env, &client, &mut store, prepared, &to_apply, stop, progress).await?;
+    let mut outcome = execute(env, &client, &mut *store, prepared, &to_apply, stop, progress).await?;
     outcome.seats = Some(seats);
     Ok(outcome)
 }
@@ -470,6 +487,8 @@ pub struct ApplyLock(#[allow(dead_code)] std::fs::File);
 /// so a killed run never leaves it stale), or fails at once if another run holds it.
 /// Take it before reading either side and pass it to [`execute`].
 pub fn lock_apply(state_dir: &Path) -> Result<ApplyLock, Error> {
+    // With PostgreSQL nothing else has created the directory yet.
+    state_store::ensure_dir(state_dir)?;
     let path = state_dir.join("apply.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -503,7 +522,7 @@ pub fn new_run_id(now: DateTime<Utc>) -> String {
 /// approvals expired that long ago and restore snapshots taken that long ago, so the store does not grow forever. Open journal
 /// entries are never pruned (resume needs them) and the audit log is never touched. A
 /// failure costs only space: it is logged, and the run stands.
-fn prune(store: &mut StateStore, now: chrono::DateTime<Utc>, retention: std::time::Duration) {
+fn prune(store: &mut dyn StateBackend, now: chrono::DateTime<Utc>, retention: std::time::Duration) {
     let Ok(keep) = chrono::Duration::from_std(retention) else {
         return;
     };
@@ -582,7 +601,7 @@ mod tests {
     #[test]
     fn a_suspicious_read_persists_nothing_and_a_healthy_one_joins_the_baseline() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut store = StateStore::open(tmp.path()).unwrap();
+        let mut store = crate::state::StateStore::open(tmp.path()).unwrap();
         let policy = Policy::default();
         persist_plan_state(&mut store, &plan_at(1, 100, None), &dir("a@example.com"), &policy).unwrap();
         let healthy = store.load_plan_state().unwrap();
@@ -602,7 +621,7 @@ mod tests {
     #[test]
     fn healthy_reads_older_than_the_window_are_forgotten() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut store = StateStore::open(tmp.path()).unwrap();
+        let mut store = crate::state::StateStore::open(tmp.path()).unwrap();
         let mut policy = Policy::default();
         policy.guards.source_health_window = Duration::from_secs(2 * 3600);
         for (h, n) in [(1, 100), (2, 95), (4, 90)] {

@@ -13,7 +13,7 @@ use crate::config;
 use crate::error::Error;
 use crate::plan::{Action, ActionId, Approval, Plan, PlanInput, Verdict};
 use crate::report::{self, Format, RenderOptions, TextOrJson};
-use crate::state::{actor, human, AuditLog, AuditRecord, RunRecord, StateStore};
+use crate::state::{actor, human, AuditLog, AuditRecord, RunRecord, StateBackend};
 use crate::sync::{self, Env};
 
 pub async fn run(cli: Cli) -> Result<u8, Error> {
@@ -68,6 +68,7 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
         Command::Man => man(),
         Command::Demo { keep } => super::demo::run(keep).await,
         Command::Sandbox(args) => super::demo::sandbox(args).await,
+        Command::State(super::StateCommand::Migrate { config, to: _, replace }) => state_migrate(&config_path(config), replace),
         Command::Run { .. } => Err(Error::Usage("internal: run is dispatched above".into())),
     }
 }
@@ -125,7 +126,7 @@ fn read_file(path: &Path) -> Result<String, Error> {
 }
 
 fn record(
-    store: &mut StateStore,
+    store: &mut dyn StateBackend,
     run_id: &str,
     command: &str,
     started: chrono::DateTime<Utc>,
@@ -169,7 +170,14 @@ async fn check_config(path: &Path, connect: bool) -> Result<u8, Error> {
         env.policy.teams.len(),
         env.policy.guards.pipeline_owners.len()
     );
-    outln!("  state: {}", env.state_dir().display());
+    match env.state_backend() {
+        Ok(crate::state::Backend::Postgres { url, .. }) => outln!(
+            "  state: {} (audit log and apply lock in {})",
+            crate::state::PgStore::describe_url(url.expose()),
+            env.state_dir().display()
+        ),
+        _ => outln!("  state: {}", env.state_dir().display()),
+    }
     if let Some(n) = &c.notify {
         let on: Vec<&str> = n.on.iter().map(|e| e.as_str()).collect();
         let from = if n.webhook_url_file.is_some() {
@@ -438,7 +446,7 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
         Ok(v) => v,
         Err(e) => {
             record(
-                &mut store,
+                &mut *store,
                 &run_id,
                 "apply",
                 started,
@@ -547,6 +555,7 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
         let plan_for_audit = saved.as_ref().unwrap_or(&fresh);
         audit_approvals(
             &env,
+            &mut *store,
             "approve",
             &new_approvals,
             plan_for_audit,
@@ -557,7 +566,7 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
     }
     // An undo is no directory plan: its tombstones and baseline are not the directory's.
     if undo_log.is_none() {
-        sync::persist_plan_state(&mut store, &fresh, &dir, &env.policy)?;
+        sync::persist_plan_state(&mut *store, &fresh, &dir, &env.policy)?;
     }
 
     let prepared = sync::Prepared {
@@ -574,7 +583,7 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
     // From here on, Ctrl-C or SIGTERM lets the action in flight finish and starts no more.
     let stop = crate::daemon::stop_on_signals()?;
     let bar = super::progress::ApplyBar::new(to_apply.ready().count());
-    let outcome = sync::execute(&env, &client, &mut store, prepared, &to_apply, Some(stop), &bar).await;
+    let outcome = sync::execute(&env, &client, &mut *store, prepared, &to_apply, Some(stop), &bar).await;
     drop(bar);
     let outcome = outcome?;
     if outcome.stopped {
@@ -733,8 +742,10 @@ fn approvals_for(plan: &Plan, ids: &[String], env: &Env, by: &str) -> Result<Vec
 /// Appends one `approve` or `revoke` line per approval to the audit log: who (the actor
 /// and the human), what, over which guards, until when, and the human's reason. `plan`,
 /// when given, adds the hold the human saw to each line's detail.
+#[allow(clippy::too_many_arguments)]
 fn audit_approvals(
     env: &Env,
+    store: &mut dyn StateBackend,
     event: &str,
     approvals: &[Approval],
     plan: &Plan,
@@ -748,7 +759,9 @@ fn audit_approvals(
         let detail = plan
             .action(&a.action_id)
             .and_then(|x| x.held_reason.as_ref().map(|why| format!("held: {why}")));
-        log.append(&AuditRecord::approval(event, a, run_id, &who, &by, reason.unwrap_or(""), detail))?;
+        let rec = AuditRecord::approval(event, a, run_id, &who, &by, reason.unwrap_or(""), detail);
+        log.append(&rec)?;
+        store.record_audit(&rec)?;
     }
     Ok(())
 }
@@ -792,7 +805,7 @@ fn approve(path: &Path, plan_file: &Path, ids: &[String], reason: Option<&str>) 
     }
     let mut store = env.open_store()?;
     store.add_approvals(&approvals)?;
-    audit_approvals(&env, "approve", &approvals, &plan, &new_run_id(), "approve", reason)?;
+    audit_approvals(&env, &mut *store, "approve", &approvals, &plan, &new_run_id(), "approve", reason)?;
     for a in &approvals {
         outln!("approved {}", line(a));
     }
@@ -804,7 +817,7 @@ fn approve(path: &Path, plan_file: &Path, ids: &[String], reason: Option<&str>) 
 }
 
 /// The approvals that are pending at `now`: unexpired (a used-up one is gone already).
-fn pending_approvals(store: &StateStore, now: chrono::DateTime<Utc>) -> Result<Vec<Approval>, Error> {
+fn pending_approvals(store: &dyn StateBackend, now: chrono::DateTime<Utc>) -> Result<Vec<Approval>, Error> {
     Ok(store.approvals()?.into_iter().filter(|a| a.expires_at > now).collect())
 }
 
@@ -817,9 +830,9 @@ fn approvals(path: &Path, format: TextOrJson) -> Result<u8, Error> {
         store_exists: false,
         approvals: Vec::new(),
     };
-    if let Some(store) = StateStore::open_read_only(&env.state_dir())? {
+    if let Some(store) = env.open_store_read_only()? {
         r.store_exists = true;
-        r.approvals = pending_approvals(&store, Utc::now())?.iter().map(StatusApproval::of).collect();
+        r.approvals = pending_approvals(&*store, Utc::now())?.iter().map(StatusApproval::of).collect();
     }
     super::write_rendered(&render_approvals(&r, format));
     Ok(exit::IN_SYNC)
@@ -865,12 +878,46 @@ fn revoke(path: &Path, ids: &[String], reason: Option<&str>) -> Result<u8, Error
     let mut log = AuditLog::open(&state_dir)?;
     let (who, by, run_id) = (actor("revoke"), human(), new_run_id());
     for a in &revoked {
-        log.append(&AuditRecord::approval("revoke", a, &run_id, &who, &by, reason.unwrap_or(""), None))?;
+        let rec = AuditRecord::approval("revoke", a, &run_id, &who, &by, reason.unwrap_or(""), None);
+        log.append(&rec)?;
+        store.record_audit(&rec)?;
         outln!("revoked {}", report::status::approval_row(&report::status::StatusApproval::of(a)));
     }
     outln!(
         "{} approval(s) withdrawn: their actions stay held until approved again.",
         revoked.len()
+    );
+    Ok(exit::IN_SYNC)
+}
+
+/// `idsync state migrate --to postgres`: the SQLite state into the configured database.
+fn state_migrate(path: &Path, replace: bool) -> Result<u8, Error> {
+    let env = load_env(path)?;
+    let Some(url) = env.config.state_url(&env.base_dir)? else {
+        return Err(Error::Usage(
+            "the config's [state] backend is \"sqlite\": set backend = \"postgres\" and url_file (or url_env) to the target database first"
+                .into(),
+        ));
+    };
+    let state_dir = env.state_dir();
+    if !state_dir.join(crate::state::DB_FILE).is_file() {
+        return Err(Error::Usage(format!(
+            "there is no SQLite state at {} to migrate: check daemon.state_dir (a new install needs no migration)",
+            state_dir.join(crate::state::DB_FILE).display()
+        )));
+    }
+    // No apply may change the SQLite state while it is copied.
+    let _lock = sync::lock_apply(&state_dir)?;
+    let ca_file = env.config.state.ca_file.as_deref().map(|f| env.resolve(f));
+    let copied = crate::state::sqlite_to_postgres(&state_dir, url.expose(), ca_file.as_deref(), replace)?;
+    let target = crate::state::PgStore::describe_url(url.expose());
+    outln!("copied {} into {target}:", state_dir.join(crate::state::DB_FILE).display());
+    for (table, n) in &copied.rows {
+        outln!("  {table}: {n}");
+    }
+    outln!(
+        "the SQLite file is unchanged; idsync now uses {target} (the audit log stays in {})",
+        state_dir.display()
     );
     Ok(exit::IN_SYNC)
 }
@@ -887,7 +934,7 @@ fn status(path: &Path, format: TextOrJson) -> Result<u8, Error> {
         unsettled: Vec::new(),
     };
     // Read-only, like `plan`: a status check never creates or migrates the store.
-    if let Some(store) = StateStore::open_read_only(&env.state_dir())? {
+    if let Some(store) = env.open_store_read_only()? {
         let now = Utc::now();
         r.store_exists = true;
         r.runs = store
@@ -904,7 +951,7 @@ fn status(path: &Path, format: TextOrJson) -> Result<u8, Error> {
             })
             .collect();
         r.tombstones = store.tombstones()?;
-        r.approvals = pending_approvals(&store, now)?.iter().map(StatusApproval::of).collect();
+        r.approvals = pending_approvals(&*store, now)?.iter().map(StatusApproval::of).collect();
         r.unsettled = store
             .journal_incomplete()?
             .into_iter()

@@ -134,7 +134,7 @@ async fn tour(env: &Env) -> Result<u8, Error> {
     let (dir, org, _) = sync::read_both(env, &client).await?;
     let state = store.load_plan_state()?;
     let plan = sync::plan_now(env, &dir, &org, &state, Utc::now());
-    sync::persist_plan_state(&mut store, &plan, &dir, &env.policy)?;
+    sync::persist_plan_state(&mut *store, &plan, &dir, &env.policy)?;
     super::write_rendered(&report::render(&plan, Format::Text, &RenderOptions { color, plan_file: None }));
     outln!(
         "\n(exit code would be {}: some actions are held for a human)\n",
@@ -147,7 +147,7 @@ async fn tour(env: &Env) -> Result<u8, Error> {
         &plan,
         ApplyContext {
             client: &client,
-            store: &mut store,
+            store: &mut *store,
             audit: &mut audit,
             policy: &env.policy,
             directory: &dir,

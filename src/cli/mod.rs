@@ -315,6 +315,38 @@ pub enum Command {
     },
     /// Serve the W&B sandbox (an emulator of W&B's SCIM API) to try idsync safely.
     Sandbox(SandboxArgs),
+    /// Manage the state store itself (see `idsync state migrate --help`).
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Copy the SQLite state (daemon.state_dir) into the PostgreSQL database of [state].
+    #[command(long_about = "Copy the SQLite state in daemon.state_dir into the PostgreSQL database that \
+[state] url_file / url_env names, so a single-node install can move to backend = \"postgres\": set \
+backend = \"postgres\" and the URL in the config first, stop the daemon, run this, then start it again. \
+Everything the state holds is copied (run history, the journal with any interrupted action, the ledger, \
+tombstones with their clocks, approvals, anchors, the source-health baseline, the last notification) in \
+one transaction; the SQLite file is only read and stays as it was. The audit log stays a file in \
+daemon.state_dir. A target that already holds idsync state is refused unless --replace. \
+Exit 0 when copied, 1 otherwise.")]
+    Migrate {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The backend to copy into (only postgres).
+        #[arg(long, value_enum)]
+        to: MigrateTarget,
+        /// Discard what the target database already holds of idsync's state, and copy.
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
+/// Where `idsync state migrate` copies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MigrateTarget {
+    Postgres,
 }
 
 /// The shells `idsync completions` writes for.

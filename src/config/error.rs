@@ -145,7 +145,9 @@ const REQUIRED_TABLES: [&str; 3] = ["source", "target", "policy"];
 pub(crate) const KNOWN_KEYS: &[(&str, &[&str])] = &[
     (
         "",
-        &["source", "target", "policy", "guards", "daemon", "log", "report", "notify", "state"],
+        &[
+            "source", "target", "policy", "guards", "daemon", "log", "report", "notify", "state", "ha",
+        ],
     ),
     (
         "source",
@@ -236,7 +238,8 @@ pub(crate) const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ("daemon", &["schedule", "run_on_start", "listen", "state_dir"]),
     ("log", &["format", "level"]),
     ("report", &["seat_price", "inactive_days"]),
-    ("state", &["retention"]),
+    ("state", &["backend", "url_file", "url_env", "ca_file", "retention"]),
+    ("ha", &["enabled", "lease_ttl", "node_name"]),
     ("report.seat_price", &["member", "viewer", "admin"]),
     ("notify", &["webhook_url_file", "webhook_url_env", "format", "on"]),
 ];

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::error::ConfigError;
-use super::types::{Config, NotifyConfig, SourceConfig, SourceKind};
+use super::types::{Config, NotifyConfig, SourceConfig, SourceKind, StateBackendKind};
 use crate::secret::Secret;
 
 /// Reads an environment variable; tests pass their own so they never touch the process's.
@@ -185,6 +185,21 @@ impl Config {
     /// `Ok(None)` without a `[notify]` section. Read afresh at each use, like the API key.
     pub fn notify_webhook_url(&self, base_dir: &Path) -> Result<Option<Secret>, ConfigError> {
         self.notify.as_ref().map(|n| n.webhook_url(base_dir)).transpose()
+    }
+
+    /// The `[state]` PostgreSQL URL (`url_file` / `url_env`), a secret: `Ok(None)` with
+    /// the SQLite backend.
+    pub fn state_url(&self, base_dir: &Path) -> Result<Option<Secret>, ConfigError> {
+        match self.state.backend {
+            StateBackendKind::Sqlite => Ok(None),
+            StateBackendKind::Postgres => read_secret(
+                self.state.url_file.as_deref(),
+                self.state.url_env.as_deref(),
+                "[state] url",
+                base_dir,
+            )
+            .map(Some),
+        }
     }
 
     /// The source's credential: the LDAP bind password, the SCIM/Okta token or the Entra

@@ -157,6 +157,45 @@ fn notify_defaults_to_slack_on_every_event_and_its_url_is_a_secret() {
     }
 }
 
+#[test]
+fn the_postgres_state_needs_its_url_a_secret_and_ha_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = dir.path().join("idsync.toml");
+    std::fs::write(dir.path().join("pg"), "postgresql://idsync:SECRETPW@db/idsync\n").unwrap();
+    let with = |extra: &str| config(SOURCE, TARGET, POLICY, "") + extra;
+    let c = parse_with(&with("[state]\nbackend = \"postgres\"\nurl_file = \"pg\"\n"), &origin, &|_| None)
+        .unwrap()
+        .config;
+    assert_eq!(c.state.backend, StateBackendKind::Postgres);
+    assert_eq!(
+        c.state_url(dir.path()).unwrap().unwrap().expose(),
+        "postgresql://idsync:SECRETPW@db/idsync"
+    );
+    assert!(
+        config_without_notify().state_url(dir.path()).unwrap().is_none(),
+        "SQLite needs no URL"
+    );
+    assert_eq!(config_without_notify().state.backend, StateBackendKind::Sqlite, "the default");
+    for (extra, says) in [
+        ("[state]\nbackend = \"postgres\"\n", "url_file"),
+        ("[state]\nbackend = \"postgres\"\nurl_file = \"pg\"\nurl_env = \"PG\"\n", "keep one"),
+        ("[state]\nurl_file = \"pg\"\n", "backend = \"postgres\" only"),
+        ("[state]\nbackend = \"mysql\"\n", "backend"),
+        ("[state]\nurl = \"postgresql://x:SECRETPW@db/idsync\"\n", "url_file"),
+        ("[ha]\nenabled = true\n", "needs [state] backend = \"postgres\""),
+        (
+            "[state]\nbackend = \"postgres\"\nurl_file = \"pg\"\n[ha]\nenabled = true\n",
+            "not available",
+        ),
+        ("[ha]\nlease_ttl = \"1s\"\n", "lease_ttl"),
+    ] {
+        let e = parse_with(&with(extra), &origin, &|_| None).unwrap_err().to_string();
+        assert!(e.contains(says), "{extra}: {e}");
+        assert!(e.contains("idsync.toml:"), "located: {e}");
+        assert!(!e.contains("SECRETPW"), "{e}");
+    }
+}
+
 fn config_without_notify() -> Config {
     parse(&config(SOURCE, TARGET, POLICY, "")).unwrap().config
 }

@@ -26,12 +26,23 @@ pub struct Config {
     pub notify: Option<NotifyConfig>,
     #[serde(default)]
     pub state: StateConfig,
+    #[serde(default)]
+    pub ha: HaConfig,
 }
 
-/// `[state]`: what the state store keeps.
+/// `[state]`: where the state lives and what it keeps.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
+    #[serde(default)]
+    pub backend: StateBackendKind,
+    /// `backend = "postgres"`: a libpq URL or key=value string, a secret (it may hold the
+    /// password), from a file or an environment variable.
+    pub url_file: Option<String>,
+    pub url_env: Option<String>,
+    /// `backend = "postgres"`: the CA certificates (PEM) to trust for TLS instead of the
+    /// system's, for a server with a private CA.
+    pub ca_file: Option<String>,
     /// Finished runs, ended journal entries and expired approvals older than this are
     /// deleted after each apply (the audit log is never pruned).
     #[serde(default = "default_retention")]
@@ -41,9 +52,49 @@ pub struct StateConfig {
 impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
+            backend: StateBackendKind::default(),
+            url_file: None,
+            url_env: None,
+            ca_file: None,
             retention: default_retention(),
         }
     }
+}
+
+/// `[state] backend`: SQLite in `daemon.state_dir` (embedded, the default) or PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StateBackendKind {
+    #[default]
+    Sqlite,
+    Postgres,
+}
+
+/// `[ha]`: several daemons sharing one PostgreSQL state, one leader applying (SPEC §8).
+/// This idsync reads the table but runs one node only: `enabled = true` is refused.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "default_lease_ttl")]
+    pub lease_ttl: HumanDuration,
+    #[serde(default)]
+    pub node_name: String,
+}
+
+impl Default for HaConfig {
+    fn default() -> Self {
+        HaConfig {
+            enabled: false,
+            lease_ttl: default_lease_ttl(),
+            node_name: String::new(),
+        }
+    }
+}
+
+fn default_lease_ttl() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(30))
 }
 
 fn default_retention() -> HumanDuration {

@@ -9,7 +9,7 @@ use std::path::Path;
 use super::cron::{check_schedule, parse_schedule};
 use super::doc::{entry, key_label, keys, with, Doc, Seg};
 use super::secrets::{check_env_name, read_secret_file, source_secret_keys, Lookup};
-use super::types::{Config, Deployment, DeprovisionMode, LdapDialect, SourceConfig, SourceKind};
+use super::types::{Config, Deployment, DeprovisionMode, LdapDialect, SourceConfig, SourceKind, StateBackendKind};
 use crate::duration::HumanDuration;
 use crate::model::Email;
 
@@ -122,6 +122,7 @@ pub(crate) fn check(cfg: &Config, doc: &Doc<'_>, base_dir: &Path, lookup: Lookup
     check_log(&mut c, cfg);
     check_report(&mut c, cfg);
     check_notify(&mut c, cfg, base_dir, lookup);
+    check_state(&mut c, cfg, base_dir, lookup);
     c.finish()
 }
 
@@ -709,6 +710,59 @@ fn check_report(c: &mut Checker<'_, '_>, cfg: &Config) {
                 );
             }
         }
+    }
+}
+
+/// `[state]` and `[ha]`: PostgreSQL needs its URL (a secret, never shown); HA needs
+/// PostgreSQL, and is not in this idsync yet.
+fn check_state(c: &mut Checker<'_, '_>, cfg: &Config, base_dir: &Path, lookup: Lookup<'_>) {
+    let s = &cfg.state;
+    match s.backend {
+        StateBackendKind::Postgres => check_secret(
+            c,
+            &["state"],
+            "url",
+            s.url_file.as_deref(),
+            s.url_env.as_deref(),
+            true,
+            base_dir,
+            lookup,
+        ),
+        StateBackendKind::Sqlite => {
+            if s.url_file.is_some() || s.url_env.is_some() || s.ca_file.is_some() {
+                let key = if s.url_file.is_some() {
+                    "url_file"
+                } else if s.url_env.is_some() {
+                    "url_env"
+                } else {
+                    "ca_file"
+                };
+                c.error(
+                    &keys(&["state", key]),
+                    "is for backend = \"postgres\" only; set backend = \"postgres\", or remove it (SQLite keeps the state in daemon.state_dir)",
+                );
+            }
+        }
+    }
+    if cfg.ha.enabled {
+        if s.backend != StateBackendKind::Postgres {
+            c.error(
+                &keys(&["ha", "enabled"]),
+                "needs [state] backend = \"postgres\": the nodes share their state and leader lease there",
+            );
+        } else {
+            c.error(
+                &keys(&["ha", "enabled"]),
+                "is not available in this idsync yet (no leader lease: two nodes would both apply); run one node with enabled = false",
+            );
+        }
+    }
+    let ttl = cfg.ha.lease_ttl.0;
+    if ttl < std::time::Duration::from_secs(5) || ttl > std::time::Duration::from_secs(3600) {
+        c.error(
+            &keys(&["ha", "lease_ttl"]),
+            format!("{} is out of range; use \"5s\" to \"1h\" (default \"30s\")", cfg.ha.lease_ttl),
+        );
     }
 }
 

@@ -27,7 +27,7 @@ pub use message::{HeldItem, Memory, Message, RunFacts};
 pub use webhook::{SendError, SendPolicy};
 
 use crate::config::{NotifyConfig, NotifyOn};
-use crate::state::StateStore;
+use crate::state::{Backend, StateError, Store};
 use crate::sync::{Env, RunOutcome, RunResult};
 
 impl RunFacts {
@@ -103,7 +103,8 @@ pub enum Delivery {
 pub struct Notifier {
     config: NotifyConfig,
     base_dir: PathBuf,
-    state_dir: PathBuf,
+    /// Where the state is, or why its URL could not be read (said when it is needed).
+    state: Result<Backend, String>,
     /// `-c FILE` for the review commands, when the config is not at the default path.
     config_arg: Option<String>,
     target: String,
@@ -121,7 +122,7 @@ impl Notifier {
         Some(Notifier {
             config,
             base_dir: env.base_dir.clone(),
-            state_dir: env.state_dir(),
+            state: env.state_backend().map_err(|e| e.to_string()),
             config_arg,
             target: env.config.target.url.clone(),
             policy: SendPolicy::default(),
@@ -181,8 +182,13 @@ impl Notifier {
 
     /// The store (to remember what is sent) and what it remembers: the held ids the last
     /// message listed, and the result of the sync before `run_id` (`run` or `apply`).
-    fn memory(&self, run_id: &str) -> Result<(StateStore, Memory), crate::state::StateError> {
-        let store = StateStore::open(&self.state_dir)?;
+    fn memory(&self, run_id: &str) -> Result<(Store, Memory), StateError> {
+        let backend = self.state.as_ref().map_err(|msg| StateError::Postgres {
+            target: "PostgreSQL state database".into(),
+            msg: msg.clone(),
+            source: None,
+        })?;
+        let store = crate::state::open(backend)?;
         let previous = store
             .last_runs(20)?
             .into_iter()

@@ -1,12 +1,12 @@
 //! [`StateBackend`]: the one interface between the shell and whatever keeps idsync's state
-//! between runs. [`StateStore`] (SQLite, `store.rs`) implements it; a PostgreSQL backend
-//! (a later issue) implements the same trait and passes the same conformance test (the
-//! `tests` module below), so the shell can hold either behind one type.
+//! between runs. [`StateStore`] (SQLite, `store.rs`) and [`PgStore`](super::PgStore)
+//! (PostgreSQL, `postgres/`) implement it and pass the same conformance test (the `tests`
+//! module below); the shell holds either as a [`Store`] (`Box<dyn StateBackend>`), opened
+//! by [`open`](super::open) from a [`Backend`](super::Backend).
 //!
-//! The callers still name [`StateStore`]; this trait lists what they use of it, and is the
-//! contract a second backend must keep. Opening a backend is not part of it: each one
-//! opens from its own settings (a directory for SQLite, a URL for PostgreSQL). Nor is
-//! the audit log, which stays a local append-only file whatever the backend.
+//! Opening a backend is not part of the trait: each one opens from its own settings (a
+//! directory for SQLite, a URL for PostgreSQL). Nor is the audit log, which stays a local
+//! append-only file whatever the backend.
 //!
 //! Invariants every implementation keeps:
 //! - **Durable on return.** Every write is committed before its method returns `Ok`, so a
@@ -38,14 +38,17 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{JournalEntry, JournalState, Outcome, RunRecord, StateError, StateStore};
+use super::{AuditRecord, JournalEntry, JournalState, Outcome, RunRecord, StateError, StateStore};
 use crate::model::Email;
 use crate::plan::{Action, ActionId, Approval, HealthyRead, PlanState, RestoreSnapshot, Tombstone};
 
+/// What the shell holds: either backend.
+pub type Store = Box<dyn StateBackend>;
+
 /// What the shell does with idsync's stored state. See the module docs for the invariants
 /// every implementation keeps; each method's own contract is on [`StateStore`]'s method
-/// of the same name.
-pub trait StateBackend {
+/// of the same name. `Send`: the daemon's runs move between runtime threads.
+pub trait StateBackend: Send {
     // What the plan core reads, and the writes that keep it (`plan_state.rs`).
 
     /// Everything the plan core reads; approvals are all of them, expired or not.
@@ -113,6 +116,50 @@ pub trait StateBackend {
     fn notified_held(&self) -> Result<Option<BTreeSet<String>>, StateError>;
     /// Replaces the held action ids the last message listed.
     fn record_notified(&mut self, held: &BTreeSet<String>, at: DateTime<Utc>) -> Result<(), StateError>;
+
+    // The audit trail (`audit.rs` keeps the per-node file whatever the backend).
+
+    /// Keeps `rec` in the state too, where the state is shared (PostgreSQL), so every
+    /// node's steps and approvals are in one place. The SQLite store keeps none: the local
+    /// `audit.jsonl` is its trail.
+    fn record_audit(&mut self, rec: &AuditRecord) -> Result<(), StateError>;
+
+    // Transactions, for [`atomically`](dyn StateBackend::atomically) only.
+
+    /// Opens a transaction: the writes until [`tx_commit`](Self::tx_commit) or
+    /// [`tx_rollback`](Self::tx_rollback) commit together or not at all.
+    fn tx_begin(&mut self) -> Result<(), StateError>;
+    /// Commits the open transaction, durably.
+    fn tx_commit(&mut self) -> Result<(), StateError>;
+    /// Undoes the open transaction (best effort: a lost connection has undone it already).
+    fn tx_rollback(&mut self);
+
+    /// Where the state lives, for messages and `status`: a file, or a server and database
+    /// (never credentials).
+    fn describe(&self) -> String;
+}
+
+impl dyn StateBackend + '_ {
+    /// Runs `f`'s writes as one transaction: all of them are committed or, when `f` or the
+    /// commit fails, none. `f` must use single-statement writes only (the journal, the
+    /// ledger, consuming an approval): SQLite's multi-row writes open a transaction of their
+    /// own, which fails inside this one.
+    pub fn atomically<T, E: From<StateError>>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, E>) -> Result<T, E> {
+        self.tx_begin()?;
+        match f(self) {
+            Ok(v) => match self.tx_commit() {
+                Ok(()) => Ok(v),
+                Err(e) => {
+                    self.tx_rollback();
+                    Err(E::from(e))
+                }
+            },
+            Err(e) => {
+                self.tx_rollback();
+                Err(e)
+            }
+        }
+    }
 }
 
 /// The SQLite store: each method is the inherent one of the same name.
@@ -194,6 +241,21 @@ impl StateBackend for StateStore {
     }
     fn record_notified(&mut self, held: &BTreeSet<String>, at: DateTime<Utc>) -> Result<(), StateError> {
         StateStore::record_notified(self, held, at)
+    }
+    fn record_audit(&mut self, _rec: &AuditRecord) -> Result<(), StateError> {
+        Ok(())
+    }
+    fn tx_begin(&mut self) -> Result<(), StateError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(self.err())
+    }
+    fn tx_commit(&mut self) -> Result<(), StateError> {
+        self.conn.execute_batch("COMMIT").map_err(self.err())
+    }
+    fn tx_rollback(&mut self) {
+        let _ = self.conn.execute_batch("ROLLBACK");
+    }
+    fn describe(&self) -> String {
+        self.path.display().to_string()
     }
 }
 
@@ -301,6 +363,18 @@ mod tests {
         assert_eq!(b.journal_state("run-1", &a1.id).unwrap(), Some(JournalState::Ended(ok("first"))));
         assert!(b.journal_has_ended("run-1", &a1.id).unwrap());
         assert!(!b.journal_has_ended("run-1", &a2.id).unwrap());
+        // Unknown: marked, still open, with why and where its audit lines start.
+        b.journal_unknown("run-1", &a2.id, "500 after retries").unwrap();
+        assert_eq!(
+            b.journal_state("run-1", &a2.id).unwrap(),
+            Some(JournalState::Unknown("500 after retries".into()))
+        );
+        let open = b.journal_incomplete().unwrap();
+        assert_eq!(
+            (open.len(), open[0].unknown.as_deref(), open[0].audit_at),
+            (1, Some("500 after retries"), Some(0))
+        );
+        assert!(b.journal_unknown("run-9", &a2.id, "x").is_err(), "an entry must be begun first");
         assert!(b.journal_begin("run-1", &a1, 0).is_err(), "an ended action is not applied twice");
         assert!(b.journal_end("run-2", &a1.id, &ok("")).is_err(), "an entry must be begun first");
         assert_eq!(b.journal_incomplete().unwrap().len(), 1);
@@ -345,5 +419,95 @@ mod tests {
         let s = StateStore::open(tmp.path()).unwrap();
         assert_eq!(StateBackend::journal_incomplete(&s).unwrap().len(), 1);
         assert_eq!(StateBackend::tombstones(&s).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_postgres_store_keeps_the_backend_contract() {
+        use super::super::postgres::test_server::Pg;
+        use super::super::PgStore;
+        let Some(pg) = Pg::start() else { return };
+        let url = pg.create_db("conformance");
+        let mut s = PgStore::open(&url).unwrap();
+        conformance(&mut s);
+        drop(s);
+        let s = PgStore::open(&url).unwrap();
+        assert_eq!(StateBackend::journal_incomplete(&s).unwrap().len(), 1);
+        assert_eq!(StateBackend::tombstones(&s).unwrap().len(), 1);
+        drop(s);
+
+        // All or nothing, through the shell's `atomically`.
+        let mut b: Box<dyn StateBackend> = Box::new(PgStore::open(&url).unwrap());
+        let a = email("atomic@x.com");
+        let failed: Result<(), StateError> = b.atomically(|s| {
+            s.ledger_grant(&a, "ml")?;
+            Err(StateError::Journal("fails after the first write".into()))
+        });
+        assert!(failed.is_err());
+        assert!(b.load_plan_state().unwrap().ledger.iter().all(|(e, _)| e != &a), "rolled back");
+        b.atomically(|s| -> Result<(), StateError> {
+            s.ledger_grant(&a, "ml")?;
+            s.replace_tombstones(&[])
+        })
+        .unwrap();
+        assert!(b.load_plan_state().unwrap().ledger.contains(&(a.clone(), "ml".to_string())));
+        assert!(b.tombstones().unwrap().is_empty());
+        drop(b);
+
+        // Read-only: nothing is created in an empty database, nothing written in a full one.
+        let empty = pg.create_db("empty");
+        assert!(PgStore::open_read_only(&empty, None).unwrap().is_none());
+        assert_eq!(pg.sql("empty", "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"), "0");
+        let mut ro = PgStore::open_read_only(&url, None).unwrap().expect("a schema exists");
+        let before = ro.load_plan_state().unwrap();
+        let err = ro.ledger_grant(&email("ro@x.com"), "ml").unwrap_err();
+        assert!(err.to_string().contains("read-only"), "{err}");
+        assert_eq!(ro.load_plan_state().unwrap(), before);
+        drop(ro);
+
+        // A schema from a newer idsync is refused, read-write and read-only.
+        pg.sql("conformance", "UPDATE idsync_schema SET version = 99");
+        let err = PgStore::open(&url).unwrap_err();
+        assert!(matches!(err, StateError::PgTooNew { found: 99, .. }), "{err:?}");
+        assert!(err.to_string().contains("upgrade idsync"), "{err}");
+        assert!(matches!(PgStore::open_read_only(&url, None), Err(StateError::PgTooNew { .. })));
+
+        // Errors name the server and database, never the password.
+        let secret = format!(
+            "postgresql://idsync:hunter2@127.0.0.1:{}/nosuchdb?sslmode=disable&connect_timeout=5",
+            pg.port
+        );
+        let msg = PgStore::open(&secret).unwrap_err().to_string();
+        assert!(
+            msg.contains("nosuchdb") && msg.contains("127.0.0.1") && !msg.contains("hunter2"),
+            "{msg}"
+        );
+        let msg = PgStore::open("postgresql://u:hunter2@h/db?sslmode=bogus").unwrap_err().to_string();
+        assert!(!msg.contains("hunter2") && msg.contains("url_file"), "{msg}");
+    }
+
+    /// The blocking client is safe where idsync calls it: inside a tokio runtime, both
+    /// flavours (no "runtime within runtime" panic on query, connect or drop).
+    #[test]
+    fn the_postgres_store_works_inside_a_runtime() {
+        use super::super::postgres::test_server::Pg;
+        use super::super::PgStore;
+        let Some(pg) = Pg::start() else { return };
+        let url = pg.create_db("rt");
+        for rt in [
+            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap(),
+        ] {
+            rt.block_on(async {
+                let mut s = PgStore::open(&url).unwrap();
+                s.ledger_grant(&email("rt@x.com"), "ml").unwrap();
+                tokio::task::yield_now().await;
+                assert_eq!(s.load_plan_state().unwrap().ledger.len(), 1);
+                drop(s);
+            });
+        }
     }
 }

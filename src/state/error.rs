@@ -35,6 +35,16 @@ pub enum StateError {
     Corrupt { path: PathBuf, msg: String },
     #[error("journal: {0}")]
     Journal(String),
+    /// The PostgreSQL backend: `target` names server and database, never credentials.
+    #[error("{target}: {msg}")]
+    Postgres {
+        target: String,
+        msg: String,
+        #[source]
+        source: Option<Box<postgres::Error>>,
+    },
+    #[error("{target} holds a schema from a newer idsync (version {found}; this idsync knows up to {supported}): upgrade idsync on every node that uses it, or point [state] url_file / url_env at another database")]
+    PgTooNew { target: String, found: i64, supported: i64 },
 }
 
 const DIR_HINT: &str = "check daemon.state_dir in the config";

@@ -27,7 +27,9 @@
 //! business); every public item is re-exported here, so callers name `crate::state::X`
 //! whichever file holds `X`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use crate::secret::Secret;
 
 mod actor;
 mod audit;
@@ -36,25 +38,57 @@ mod error;
 mod journal;
 mod notified;
 mod plan_state;
+mod postgres;
 mod restore;
 mod runs;
 mod schema;
 mod store;
 #[cfg(test)]
 mod test_support;
+mod transfer;
 
 pub use actor::{actor, human};
 pub use audit::{AuditLog, AuditRecord, Steps, AUDIT_FILE};
-pub use backend::StateBackend;
+pub use backend::{StateBackend, Store};
 use error::io_err;
 pub use error::StateError;
 pub use journal::{JournalEntry, JournalState, Outcome};
+pub use postgres::PgStore;
 pub use runs::RunRecord;
 use store::ts;
 pub use store::{StateStore, DB_FILE};
+pub use transfer::{sqlite_to_postgres, Copied};
 
-/// Creates the state directory (mode 0700 on unix) when missing.
-fn ensure_dir(dir: &Path) -> Result<(), StateError> {
+/// Where the state lives (`[state] backend`).
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// `<dir>/idsync.db`, the default.
+    Sqlite { dir: PathBuf },
+    /// A PostgreSQL database; the URL is a secret (it may hold the password). `ca_file`:
+    /// the CA certificates (PEM) to trust for TLS instead of the system's.
+    Postgres { url: Secret, ca_file: Option<PathBuf> },
+}
+
+/// Opens (creating or migrating as needed) the state `b` names.
+pub fn open(b: &Backend) -> Result<Store, StateError> {
+    Ok(match b {
+        Backend::Sqlite { dir } => Box::new(StateStore::open(dir)?),
+        Backend::Postgres { url, ca_file } => Box::new(PgStore::open_with(url.expose(), ca_file.as_deref())?),
+    })
+}
+
+/// Opens the state without writing anything (read-only commands); `Ok(None)` when none
+/// has been recorded yet (no SQLite file; no idsync schema in the database).
+pub fn open_read_only(b: &Backend) -> Result<Option<Store>, StateError> {
+    Ok(match b {
+        Backend::Sqlite { dir } => StateStore::open_read_only(dir)?.map(|s| Box::new(s) as Store),
+        Backend::Postgres { url, ca_file } => PgStore::open_read_only(url.expose(), ca_file.as_deref())?.map(|s| Box::new(s) as Store),
+    })
+}
+
+/// Creates the state directory (mode 0700 on unix) when missing. With PostgreSQL it still
+/// holds the node's own files: the audit log and the apply lock.
+pub fn ensure_dir(dir: &Path) -> Result<(), StateError> {
     if dir.is_dir() {
         return Ok(());
     }

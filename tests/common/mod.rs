@@ -5,6 +5,7 @@
 
 pub mod entra_fake;
 pub mod okta_fake;
+pub mod postgres;
 pub mod scim_server;
 pub mod slapd;
 

@@ -103,7 +103,7 @@ pub fn make_ca(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     (ca_pem, ca_key)
 }
 
-fn make_server_cert(dir: &Path, ca_pem: &Path, ca_key: &Path) -> (PathBuf, PathBuf) {
+pub fn make_server_cert(dir: &Path, ca_pem: &Path, ca_key: &Path) -> (PathBuf, PathBuf) {
     let key = dir.join("server.key");
     let csr = dir.join("server.csr");
     let pem = dir.join("server.pem");
