@@ -4,7 +4,8 @@
 //!
 //! Invariants: append-only, never rewritten or migrated (it is kept out of the store on
 //! purpose); each record is one
-//! `write` of one line under `O_APPEND`, fsynced before `append` returns; a line torn by a
+//! `write` of one line under `O_APPEND`, fsynced before `append` returns (an action's
+//! `begin` line is synced with its `end` line instead: see `append_unsynced`); a line torn by a
 //! crash is terminated on the next open and skipped on reading, never hiding the rest.
 //! An action's `begin` line follows its durable journal entry; its `end` (and `settle`)
 //! line precedes the journal commit that closes it, so a crash leaves an open entry
@@ -205,6 +206,15 @@ impl AuditLog {
     /// Appends one record as one line with a single write (atomic under O_APPEND), then
     /// fsyncs it.
     pub fn append(&mut self, rec: &AuditRecord) -> Result<(), StateError> {
+        self.append_unsynced(rec)?;
+        self.file.sync_data().map_err(io_err("sync the audit log", &self.path))
+    }
+
+    /// [`append`](Self::append) without the fsync, for an action's `begin` line only: the
+    /// journal entry before it is durable and names the line's offset, so a line a power
+    /// loss takes is rewritten by resume, and the action's `end` line, fsynced, makes both
+    /// durable before the journal closes the entry.
+    pub fn append_unsynced(&mut self, rec: &AuditRecord) -> Result<(), StateError> {
         let mut line = serde_json::to_string(rec).map_err(|e| StateError::Corrupt {
             path: self.path.clone(),
             msg: format!("cannot encode an audit record: {e}"),
@@ -212,8 +222,7 @@ impl AuditLog {
         line.push('\n');
         self.file
             .write_all(line.as_bytes())
-            .map_err(io_err("append to the audit log", &self.path))?;
-        self.file.sync_data().map_err(io_err("sync the audit log", &self.path))
+            .map_err(io_err("append to the audit log", &self.path))
     }
 
     /// Streams every record to `f`, oldest first, one line in memory at a time (the log

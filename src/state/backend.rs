@@ -131,6 +131,13 @@ pub trait StateBackend: Send {
     fn tx_begin(&mut self) -> Result<(), StateError>;
     /// Commits the open transaction, durably.
     fn tx_commit(&mut self) -> Result<(), StateError>;
+    /// [`tx_begin`](Self::tx_begin) for a transaction whose commit, still all or nothing,
+    /// may become durable only with the next durable one: a power loss (never a crash of
+    /// idsync) may lose it whole. Only for writes that resume recovers from the fsynced
+    /// audit log (an action's end). Backends without a cheaper commit keep it durable.
+    fn tx_begin_lazy(&mut self) -> Result<(), StateError> {
+        self.tx_begin()
+    }
     /// Undoes the open transaction (best effort: a lost connection has undone it already).
     fn tx_rollback(&mut self);
 
@@ -145,7 +152,17 @@ impl dyn StateBackend + '_ {
     /// ledger, consuming an approval): SQLite's multi-row writes open a transaction of their
     /// own, which fails inside this one.
     pub fn atomically<T, E: From<StateError>>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, E>) -> Result<T, E> {
-        self.tx_begin()?;
+        self.atomically_with(true, f)
+    }
+
+    /// [`atomically`](Self::atomically), opened with
+    /// [`tx_begin_lazy`](StateBackend::tx_begin_lazy) unless `durable`.
+    pub fn atomically_with<T, E: From<StateError>>(&mut self, durable: bool, f: impl FnOnce(&mut Self) -> Result<T, E>) -> Result<T, E> {
+        if durable {
+            self.tx_begin()?
+        } else {
+            self.tx_begin_lazy()?
+        }
         match f(self) {
             Ok(v) => match self.tx_commit() {
                 Ok(()) => Ok(v),
@@ -248,11 +265,23 @@ impl StateBackend for StateStore {
     fn tx_begin(&mut self) -> Result<(), StateError> {
         self.conn.execute_batch("BEGIN IMMEDIATE").map_err(self.err())
     }
+    fn tx_begin_lazy(&mut self) -> Result<(), StateError> {
+        // WAL with synchronous = NORMAL (settable only outside a transaction): the commit is
+        // written but the WAL is synced only by the next FULL commit (every other write, the
+        // next action's journal begin among them). Commit and rollback set FULL back.
+        let r = self.conn.execute_batch("PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE");
+        if r.is_err() {
+            let _ = self.conn.execute_batch("PRAGMA synchronous = FULL");
+        }
+        r.map_err(self.err())
+    }
     fn tx_commit(&mut self) -> Result<(), StateError> {
-        self.conn.execute_batch("COMMIT").map_err(self.err())
+        self.conn.execute_batch("COMMIT").map_err(self.err())?;
+        self.conn.execute_batch("PRAGMA synchronous = FULL").map_err(self.err())
     }
     fn tx_rollback(&mut self) {
         let _ = self.conn.execute_batch("ROLLBACK");
+        let _ = self.conn.execute_batch("PRAGMA synchronous = FULL");
     }
     fn describe(&self) -> String {
         self.path.display().to_string()
@@ -419,6 +448,25 @@ mod tests {
         let s = StateStore::open(tmp.path()).unwrap();
         assert_eq!(StateBackend::journal_incomplete(&s).unwrap().len(), 1);
         assert_eq!(StateBackend::tombstones(&s).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_lazy_commit_is_all_or_nothing_and_leaves_later_commits_full() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = StateStore::open(tmp.path()).unwrap();
+        let b: &mut dyn StateBackend = &mut s;
+        let a = email("a@x.com");
+        b.atomically_with(false, |b| b.ledger_grant(&a, "ml")).unwrap();
+        let failed: Result<(), StateError> = b.atomically_with(false, |b| {
+            b.ledger_grant(&a, "ops")?;
+            Err(StateError::Journal("refused".into()))
+        });
+        assert!(failed.is_err());
+        let sync: i64 = s.conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        assert_eq!(sync, 2, "every other commit stays synchronous = FULL");
+        drop(s);
+        let ledger = StateStore::open(tmp.path()).unwrap().load_plan_state().unwrap().ledger;
+        assert_eq!(ledger, [(a, "ml".to_string())].into());
     }
 
     #[test]
