@@ -12,7 +12,10 @@
 //! - **Durable on return.** Every write is committed before its method returns `Ok`, so a
 //!   crash (of idsync, the host or the database) loses nothing a method reported as done.
 //!   In particular a journal entry is durable before the request to W&B is sent:
-//!   [`journal_begin`](StateBackend::journal_begin) returns only once it is.
+//!   [`journal_begin`](StateBackend::journal_begin) returns only once it is. The one
+//!   exception is asked for by name: a transaction opened with
+//!   [`tx_begin_lazy`](StateBackend::tx_begin_lazy) (an action's end, whose audit line is
+//!   already fsynced) may become durable only with the next durable commit.
 //! - **All or nothing.** A write that touches several rows (replacing the tombstones or
 //!   anchors, storing approvals, recording a healthy read and pruning old ones) is one
 //!   transaction: a failure leaves the previous state whole.
