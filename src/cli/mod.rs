@@ -327,9 +327,9 @@ pub enum StateCommand {
 [state] url_file / url_env names, so a single-node install can move to backend = \"postgres\": set \
 backend = \"postgres\" and the URL in the config first, stop the daemon, run this, then start it again. \
 Everything the state holds is copied (run history, the journal with any interrupted action, the ledger, \
-tombstones with their clocks, approvals, anchors, the source-health baseline, the last notification) in \
-one transaction; the SQLite file is only read and stays as it was. The audit log stays a file in \
-daemon.state_dir. A target that already holds idsync state is refused unless --replace. \
+tombstones with their clocks, approvals, anchors, the source-health baseline, restore snapshots, the last \
+notification) in one transaction; the SQLite file is only read and stays as it was. The audit log stays a \
+file in daemon.state_dir, and its lines are copied into the database's shared audit trail too. A target that already holds idsync state is refused unless --replace. \
 Exit 0 when copied, 1 otherwise.")]
     Migrate {
         #[command(flatten)]
