@@ -383,14 +383,24 @@ async fn apply_killed_at_random_moments_then_finished_leaves_an_exact_record() {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let after = Duration::from_millis(40 + x % 360);
+        // Killed once the audit log has grown by 1–12 lines (not after a fixed time, which
+        // on a loaded machine can come before the first action or after the last).
+        let lines = || {
+            std::fs::read_to_string(f.path("state/audit.jsonl"))
+                .map(|s| s.lines().count())
+                .unwrap_or(0)
+        };
+        let after = lines() + 1 + (x % 12) as usize;
         let mut child = f
             .command(&["apply", "--yes"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        tokio::time::sleep(after).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while lines() < after && std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         let finished = child.try_wait().unwrap().is_some();
         let _ = child.kill();
         let _ = child.wait();
@@ -398,7 +408,7 @@ async fn apply_killed_at_random_moments_then_finished_leaves_an_exact_record() {
         let open: i64 = journal_db(&f)
             .query_row("SELECT count(*) FROM journal WHERE state = 'begun'", [], |r| r.get(0))
             .unwrap_or(0);
-        kills.push((after.as_millis(), finished, f.users().await.len(), open));
+        kills.push((after, finished, f.users().await.len(), open));
     }
     let mut applies = 0;
     loop {
