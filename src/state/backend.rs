@@ -147,6 +147,19 @@ pub trait StateBackend: Send {
     /// Where the state lives, for messages and `status`: a file, or a server and database
     /// (never credentials).
     fn describe(&self) -> String;
+
+    /// HA: from now on every write first checks that `fence`'s lease token still holds,
+    /// and fails with [`StateError::Fenced`] otherwise (`postgres/lease.rs`). Only a
+    /// shared backend can hold a lease: the SQLite store refuses.
+    fn set_fence(&mut self, fence: super::Fence) -> Result<(), StateError> {
+        Err(StateError::Corrupt {
+            path: self.describe().into(),
+            msg: format!(
+                "[ha] needs [state] backend = \"postgres\" (node {}): this backend cannot hold a leader lease",
+                fence.node
+            ),
+        })
+    }
 }
 
 impl dyn StateBackend + '_ {

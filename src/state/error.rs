@@ -43,6 +43,10 @@ pub enum StateError {
         #[source]
         source: Option<Box<postgres::Error>>,
     },
+    /// HA: this node's lease token is no longer the lease's (or the lease expired), so
+    /// the write was rolled back.
+    #[error("this node ({node}) no longer holds the HA leader lease it wrote under (token {token}): {why}; another node took over (or will): this node steps down to standby and writes nothing more")]
+    Fenced { node: String, token: i64, why: String },
     #[error("{target} holds a schema from a newer idsync (version {found}; this idsync knows up to {supported}): upgrade idsync on every node that uses it, or point [state] url_file / url_env at another database")]
     PgTooNew { target: String, found: i64, supported: i64 },
 }

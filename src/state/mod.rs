@@ -53,7 +53,7 @@ pub use backend::{StateBackend, Store};
 use error::io_err;
 pub use error::StateError;
 pub use journal::{JournalEntry, JournalState, Outcome};
-pub use postgres::PgStore;
+pub use postgres::{Fence, Lease, PgStore};
 pub use runs::RunRecord;
 use store::ts;
 pub use store::{StateStore, DB_FILE};

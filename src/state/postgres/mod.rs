@@ -35,6 +35,7 @@ use rustls::pki_types::CertificateDer;
 use super::StateError;
 use crate::model::Email;
 
+mod lease;
 mod ops;
 mod schema;
 /// The throwaway server the integration tests use, for this crate's own tests.
@@ -42,6 +43,7 @@ mod schema;
 #[path = "../../../tests/common/postgres.rs"]
 pub(super) mod test_server;
 
+pub use lease::{Fence, Lease};
 pub(crate) use schema::MIGRATIONS;
 
 /// How long a connection attempt may take when the URL does not say (`connect_timeout`).
@@ -56,6 +58,8 @@ pub struct PgStore {
     /// Inside [`StateBackend::tx_begin`](super::StateBackend::tx_begin): writes join
     /// the open transaction instead of committing their own.
     in_tx: Cell<bool>,
+    /// HA: every write transaction first checks this node still holds the lease.
+    fence: Option<Fence>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -238,6 +242,7 @@ impl PgStore {
             client: RefCell::new(Some(client)),
             label,
             in_tx: Cell::new(false),
+            fence: None,
         };
         // Durable on return, whatever the server's default; UTC for anything shown.
         let mut session = "SET synchronous_commit = on; SET TIME ZONE 'UTC';".to_string();
@@ -270,25 +275,62 @@ impl PgStore {
         off_runtime(|| f(client)).map_err(|e| self.err(e))
     }
 
-    /// Runs `f`'s statements as one transaction, or as part of the caller's open one.
+    /// Runs `f`'s statements as one transaction, or as part of the caller's open one. A
+    /// fenced store checks its lease first (`lease.rs`).
     pub(super) fn write<T: Send>(&self, f: impl FnOnce(&mut Client) -> Result<T, postgres::Error> + Send) -> Result<T, StateError> {
         if self.in_tx.get() {
             return self.with(f);
         }
-        self.with(|c| {
+        let fence = self.fence.as_ref();
+        let r = self.with(|c| {
             c.batch_execute("BEGIN")?;
+            let fenced = match Self::check_fence(c, fence) {
+                Ok(None) => None,
+                Ok(Some(why)) => Some(why),
+                Err(e) => {
+                    let _ = c.batch_execute("ROLLBACK");
+                    return Err(e);
+                }
+            };
+            if let Some(why) = fenced {
+                c.batch_execute("ROLLBACK")?;
+                return Ok(Err(why));
+            }
             match f(c) {
-                Ok(v) => c.batch_execute("COMMIT").map(|()| v),
+                Ok(v) => c.batch_execute("COMMIT").map(|()| Ok(v)),
                 Err(e) => {
                     let _ = c.batch_execute("ROLLBACK");
                     Err(e)
                 }
             }
-        })
+        })?;
+        r.map_err(|why| self.fenced(why))
+    }
+
+    fn fenced(&self, why: String) -> StateError {
+        let (node, token) = self.fence.as_ref().map(|f| (f.node.clone(), f.token)).unwrap_or_default();
+        StateError::Fenced { node, token, why }
     }
 
     pub(super) fn tx_begin(&mut self) -> Result<(), StateError> {
-        self.with(|c| c.batch_execute("BEGIN"))?;
+        let fence = self.fence.as_ref();
+        let fenced = self.with(|c| {
+            c.batch_execute("BEGIN")?;
+            match Self::check_fence(c, fence) {
+                Ok(None) => Ok(None),
+                Ok(Some(why)) => {
+                    c.batch_execute("ROLLBACK")?;
+                    Ok(Some(why))
+                }
+                Err(e) => {
+                    let _ = c.batch_execute("ROLLBACK");
+                    Err(e)
+                }
+            }
+        })?;
+        if let Some(why) = fenced {
+            return Err(self.fenced(why));
+        }
         self.in_tx.set(true);
         Ok(())
     }

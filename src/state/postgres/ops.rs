@@ -499,6 +499,9 @@ impl StateBackend for PgStore {
     fn tx_rollback(&mut self) {
         PgStore::tx_rollback(self)
     }
+    fn set_fence(&mut self, fence: crate::state::Fence) -> Result<(), StateError> {
+        PgStore::set_fence(self, fence)
+    }
     fn describe(&self) -> String {
         self.label.clone()
     }

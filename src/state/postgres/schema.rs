@@ -114,6 +114,20 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX restore_snapshots_at ON restore_snapshots (taken_at);
     ",
+    // 5: the HA leader lease (`lease.rs`), one row: who holds it (node name and the
+    // process's random instance id), the fencing token, raised on every change of
+    // holder, and when it expires by the database's clock.
+    "
+    CREATE TABLE ha_lease (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        holder TEXT NOT NULL DEFAULT '',
+        instance TEXT NOT NULL DEFAULT '',
+        token BIGINT NOT NULL DEFAULT 0,
+        expires_at TIMESTAMPTZ NOT NULL DEFAULT 'epoch',
+        acquired_at TIMESTAMPTZ
+    );
+    INSERT INTO ha_lease (id) VALUES (1);
+    ",
 ];
 
 /// Why a schema is not used.
