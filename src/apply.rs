@@ -68,6 +68,9 @@ impl ActionResult {
 #[derive(Debug, Default)]
 pub struct ApplyReport {
     pub results: Vec<(Action, ActionResult)>,
+    /// HA: why the [`Gate`] closed and the apply stopped (this node lost, or could not
+    /// renew, the leader lease). A run with this set is a failure.
+    pub gate_closed: Option<String>,
 }
 
 impl ApplyReport {
@@ -111,6 +114,34 @@ pub struct Quiet;
 
 impl Progress for Quiet {}
 
+/// Whether this node may send a write to W&B now: with `[ha]`, it holds the leader lease
+/// for longer than a request can take. The daemon's HA layer implements it; apply checks
+/// it before beginning each action and again as the last thing before sending it, and
+/// never knows about leases (the sink pattern, like [`Progress`]).
+pub trait Gate: Send + Sync {
+    /// `Err(why)` when this node must not write (it stops applying).
+    fn check(&self) -> Result<(), String>;
+    /// The node's name (`[ha] node_name`), stamped on its audit lines; `None` without HA.
+    fn node(&self) -> Option<String> {
+        None
+    }
+}
+
+/// A single-node run: always open.
+pub struct AlwaysOpen;
+
+impl Gate for AlwaysOpen {
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Who writes an audit line: the actor, and with HA the node.
+struct Who {
+    actor: String,
+    node: Option<String>,
+}
+
 /// What the executor needs besides the plan.
 pub struct ApplyContext<'a> {
     pub client: &'a WandbClient,
@@ -125,6 +156,8 @@ pub struct ApplyContext<'a> {
     /// Stop taking new actions when this becomes true (SIGTERM in the daemon).
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
     pub progress: &'a dyn Progress,
+    /// HA: closed once this node may no longer write to W&B ([`AlwaysOpen`] otherwise).
+    pub gate: Arc<dyn Gate>,
 }
 
 /// How an action ended, and any new W&B user or team id it produced.
@@ -155,7 +188,9 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
         max_concurrency,
         stop,
         progress,
+        gate,
     } = ctx;
+    let actor = Who { node: gate.node(), actor };
     // Approvals are used up when their action is applied, even one that turned ready
     // without needing it: left in place, it would re-arm on a later hold (SPEC §4).
     let approvals: BTreeSet<ActionId> = store.approvals()?.into_iter().map(|a| a.action_id).collect();
@@ -163,7 +198,7 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
         store,
         audit,
         run_id,
-        actor,
+        who: actor,
         approvals,
         snapshots: restore_snapshots(org, plan),
         progress,
@@ -186,7 +221,7 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
             // The crash came between the journal entry and its audit line.
             books
                 .audit
-                .append(&audit_record(&entry.run_id, &books.actor, &entry.action, "begin", None))?;
+                .append(&audit_record(&entry.run_id, &books.who, &entry.action, "begin", None))?;
         }
         match resume_step(&st, entry.unknown.is_some(), planned.contains(&entry.action.id)) {
             Resume::Close { ok, result } => {
@@ -197,7 +232,7 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
                 };
                 // The shared audit row (PostgreSQL) went with the commit the crash
                 // prevented: it is written again, saying what the file's line says.
-                let mut rec = audit_record(&entry.run_id, &books.actor, &entry.action, "end", None);
+                let mut rec = audit_record(&entry.run_id, &books.who, &entry.action, "end", None);
                 rec.result = Some(result);
                 rec.detail = Some(outcome.detail.clone());
                 // One commit, as in `finish`: never an ended entry without its effects.
@@ -233,7 +268,7 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
                     books.audit,
                     (&books.approvals, &books.snapshots),
                     &entry.run_id,
-                    &books.actor,
+                    &books.who,
                     &entry.action,
                     event,
                     &res,
@@ -272,7 +307,7 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
         loop {
             while set.len() < max_concurrency.max(1) {
                 let Some(a) = queue.next() else { break };
-                if stopped(&stop) {
+                if stopped(&stop) || closed(&*gate, &mut books.report) {
                     break;
                 }
                 if let Some(why) = blocked_by(a, &books.failed) {
@@ -280,9 +315,10 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
                     continue;
                 }
                 books.begin(a)?;
-                let (client, ids, people, policy, a) = (client.clone(), ids.clone(), people.clone(), policy.clone(), a.clone());
+                let (client, ids, people, policy, a, gate) =
+                    (client.clone(), ids.clone(), people.clone(), policy.clone(), a.clone(), gate.clone());
                 set.spawn(async move {
-                    let done = execute(&client, &ids, &people, &policy, &a).await;
+                    let done = execute(&client, &ids, &people, &policy, &a, &*gate).await;
                     (a, done)
                 });
             }
@@ -302,7 +338,7 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
             books.settle(a, res)?;
         }
         for a in serial {
-            if stopped(&stop) {
+            if stopped(&stop) || closed(&*gate, &mut books.report) {
                 break;
             }
             if let Some(why) = blocked_by(a, &books.failed) {
@@ -314,13 +350,15 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
                 continue;
             }
             books.begin(a)?;
-            let (res, _, _) = execute(client, &ids, &people, policy, a).await;
+            let (res, _, _) = execute(client, &ids, &people, policy, a, &*gate).await;
             books.settle(a.clone(), res)?;
         }
-        if stopped(&stop) {
+        if stopped(&stop) || books.report.gate_closed.is_some() {
             break;
         }
     }
+    // A gate that closed after the last action began still fails the run.
+    closed(&*gate, &mut books.report);
     // A deprovisioned user's tombstone has served its purpose.
     let Books { store, report, .. } = books;
     let gone: BTreeSet<&Email> = report
@@ -372,6 +410,21 @@ fn stopped(stop: &Option<tokio::sync::watch::Receiver<bool>>) -> bool {
     stop.as_ref().is_some_and(|s| *s.borrow())
 }
 
+/// Whether the gate has closed (noting why, once): no further action begins.
+fn closed(gate: &dyn Gate, report: &mut ApplyReport) -> bool {
+    if report.gate_closed.is_some() {
+        return true;
+    }
+    match gate.check() {
+        Ok(()) => false,
+        Err(why) => {
+            tracing::warn!(reason = %why, "apply stops: this node may no longer write to W&B");
+            report.gate_closed = Some(why);
+            true
+        }
+    }
+}
+
 fn blocked_by(a: &Action, failed: &BTreeSet<ActionId>) -> Option<String> {
     a.depends_on
         .iter()
@@ -414,8 +467,12 @@ async fn live_admin_check(client: &WandbClient, policy: &Policy, a: &Action) -> 
     })
 }
 
-/// Runs one action. Returns the result and any new W&B id it produced.
-async fn execute(client: &WandbClient, ids: &Ids, people: &People, policy: &Policy, a: &Action) -> Executed {
+/// Runs one action. Returns the result and any new W&B id it produced. The gate is the
+/// last check before the request is sent: closed, nothing is sent.
+async fn execute(client: &WandbClient, ids: &Ids, people: &People, policy: &Policy, a: &Action, gate: &dyn Gate) -> Executed {
+    if let Err(why) = gate.check() {
+        return (ActionResult::NotApplied(format!("not sent: {why}")), None, None);
+    }
     let user_id = || -> Result<String, String> {
         a.user_id
             .clone()
@@ -525,11 +582,12 @@ fn from_error(e: TargetError) -> ActionResult {
     }
 }
 
-fn audit_record(run_id: &str, actor: &str, a: &Action, event: &str, result: Option<&ActionResult>) -> AuditRecord {
+fn audit_record(run_id: &str, who: &Who, a: &Action, event: &str, result: Option<&ActionResult>) -> AuditRecord {
     AuditRecord {
         ts: Utc::now(),
         run_id: run_id.to_string(),
-        actor: actor.to_string(),
+        actor: who.actor.clone(),
+        node: who.node.clone(),
         event: event.to_string(),
         action_id: a.id.to_string(),
         kind: a.kind.as_str().to_string(),
@@ -561,7 +619,7 @@ struct Books<'a> {
     store: &'a mut dyn StateBackend,
     audit: &'a mut AuditLog,
     run_id: String,
-    actor: String,
+    who: Who,
     /// Action ids with a stored approval, used up when the action succeeds.
     approvals: BTreeSet<ActionId>,
     /// What each person a deprovision of this plan removes has now, stored when it lands.
@@ -581,7 +639,7 @@ impl Books<'_> {
             return Ok(());
         }
         let at = self.audit.end_offset()?;
-        let rec = audit_record(&self.run_id, &self.actor, a, "begin", None);
+        let rec = audit_record(&self.run_id, &self.who, a, "begin", None);
         // The entry and its shared audit row (PostgreSQL) at once, then the local line.
         self.store.atomically(|s| -> Result<(), ApplyError> {
             s.journal_begin(&self.run_id, a, at)?;
@@ -600,7 +658,7 @@ impl Books<'_> {
             self.audit,
             (&self.approvals, &self.snapshots),
             &run,
-            &self.actor,
+            &self.who,
             &a,
             "end",
             &res,
@@ -618,7 +676,7 @@ impl Books<'_> {
     /// A skipped action never reached W&B: it is audited, not journaled.
     fn skip(&mut self, a: &Action, why: String) -> Result<(), ApplyError> {
         let res = ActionResult::Skipped(why);
-        let mut rec = audit_record(&self.run_id, &self.actor, a, "skip", Some(&res));
+        let mut rec = audit_record(&self.run_id, &self.who, a, "skip", Some(&res));
         rec.result = Some("skipped".into());
         self.audit.append(&rec)?;
         self.store.record_audit(&rec)?;
@@ -635,7 +693,7 @@ fn finish(
     audit: &mut AuditLog,
     (approvals, snapshots): (&BTreeSet<ActionId>, &BTreeMap<ActionId, RestoreSnapshot>),
     run_id: &str,
-    actor: &str,
+    actor: &Who,
     a: &Action,
     event: &str,
     res: &ActionResult,

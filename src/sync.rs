@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::apply::{self, ApplyContext, ApplyReport, Progress};
+use crate::apply::{self, AlwaysOpen, ApplyContext, ApplyReport, Gate, Progress};
 use crate::config::{self, Config, Loaded};
 use crate::error::Error;
 use crate::http::HttpStats;
 use crate::model::{DirectorySnapshot, OrgSnapshot};
 use crate::plan::{self, Plan, PlanInput, PlanState, Policy};
 use crate::source;
-use crate::state::{self as state_store, actor, AuditLog, Backend, RunRecord, StateBackend, Store};
+use crate::state::{self as state_store, actor, AuditLog, Backend, Fence, RunRecord, StateBackend, StateError, Store};
 use crate::wandb::WandbClient;
 
 /// A loaded, validated configuration with everything derived from it.
@@ -69,6 +69,23 @@ impl Env {
         Ok(WandbClient::new(&self.config.target, key)?)
     }
 
+    /// `[ha] node_name`, else the host name (else "idsync"): how this node is named in
+    /// `/status`, the metrics and its audit lines.
+    pub fn node_name(&self) -> String {
+        let name = self.config.ha.node_name.trim();
+        if !name.is_empty() {
+            return name.to_string();
+        }
+        let mut buf = [0u8; 256];
+        // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
+        let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+        match std::str::from_utf8(&buf[..end]) {
+            Ok(h) if rc == 0 && !h.trim().is_empty() => h.trim().to_string(),
+            _ => "idsync".into(),
+        }
+    }
+
     /// Where the state lives (`[state] backend`); reads the PostgreSQL URL's secret.
     pub fn state_backend(&self) -> Result<Backend, Error> {
         Ok(match self.config.state_url(&self.base_dir)? {
@@ -89,6 +106,39 @@ impl Env {
     pub fn open_store_read_only(&self) -> Result<Option<Store>, Error> {
         Ok(state_store::open_read_only(&self.state_backend()?)?)
     }
+}
+
+/// HA: the leadership a run applies under: the fence every state write of the run
+/// carries and the gate every W&B write passes (`daemon/ha.rs` holds the lease).
+#[derive(Clone)]
+pub struct Lead {
+    pub fence: Fence,
+    pub gate: std::sync::Arc<dyn Gate>,
+}
+
+impl Lead {
+    /// Opens the state read-write with this run's fence on it.
+    fn open_store(&self, env: &Env) -> Result<Store, Error> {
+        let mut store = env.open_store()?;
+        store.set_fence(self.fence.clone())?;
+        Ok(store)
+    }
+}
+
+/// Opens the state for a run: fenced under `lead` (HA), plain otherwise.
+fn open_run_store(env: &Env, lead: Option<&Lead>) -> Result<Store, Error> {
+    match lead {
+        Some(l) => l.open_store(env),
+        None => env.open_store(),
+    }
+}
+
+/// Whether `e` says this node's lease token was refused (HA): it must step down.
+pub fn is_fenced(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::State(StateError::Fenced { .. }) | Error::Apply(apply::ApplyError::State(StateError::Fenced { .. }))
+    )
 }
 
 /// The stored state for a read-only command (`plan`, `explain`, `report seats`): the store
@@ -187,6 +237,9 @@ pub struct RunOutcome {
     pub seats: Option<crate::report::seats::SeatMetrics>,
     /// A stop request (SIGTERM) cut the apply short.
     pub stopped: bool,
+    /// HA: a state write was refused because this node's lease token no longer holds: the
+    /// node steps down.
+    pub fenced: bool,
 }
 
 /// Reads the directory and the org at once, timing each. Either failing fails the whole run.
@@ -241,7 +294,9 @@ pub struct Prepared {
 
 /// Applies `to_apply` (the fresh plan, or the part of it a reviewed plan still says) and
 /// records the run. The shared tail of `idsync apply` and the daemon. The apply lock in
-/// `prepared` is released only once the run is recorded.
+/// `prepared` is released only once the run is recorded. `gate` is checked before every
+/// W&B write (HA: the leader lease; [`AlwaysOpen`] otherwise).
+#[allow(clippy::too_many_arguments)]
 pub async fn execute(
     env: &Env,
     client: &WandbClient,
@@ -250,6 +305,7 @@ pub async fn execute(
     to_apply: &Plan,
     stop: Option<tokio::sync::watch::Receiver<bool>>,
     progress: &dyn Progress,
+    gate: std::sync::Arc<dyn Gate>,
 ) -> Result<RunOutcome, Error> {
     let Prepared {
         run_id,
@@ -281,6 +337,7 @@ pub async fn execute(
             max_concurrency: env.config.target.max_concurrency,
             stop: stop.clone(),
             progress,
+            gate,
         },
     )
     .await?;
@@ -293,7 +350,7 @@ pub async fn execute(
     // An action the live admin re-check skipped was not applied: like a held one, it waits
     // for the next run or a human, so the run is `held`, never `success`.
     // An unknown outcome is not success (SPEC §5): like a failure, until a read settles it.
-    let result = if report.failed() > 0 || report.unknown() > 0 || not_started > 0 {
+    let result = if report.failed() > 0 || report.unknown() > 0 || not_started > 0 || report.gate_closed.is_some() {
         RunResult::Failure
     } else if held || report.skipped() > 0 {
         RunResult::Held
@@ -306,7 +363,16 @@ pub async fn execute(
     if report.unknown() > 0 {
         summary.insert("unknown".into(), report.unknown());
     }
-    let error = if report.failed() > 0 || report.unknown() > 0 {
+    let error = if let Some(why) = &report.gate_closed {
+        Some(format!(
+            "this node stopped applying: {why}; the node that holds the lease resumes the journal{}",
+            if report.failed() + report.unknown() > 0 {
+                format!(" ({} failed, {} unknown before that)", report.failed(), report.unknown())
+            } else {
+                String::new()
+            }
+        ))
+    } else if report.failed() > 0 || report.unknown() > 0 {
         let mut parts = Vec::new();
         if report.failed() > 0 {
             parts.push(format!("{} action(s) failed", report.failed()));
@@ -357,28 +423,36 @@ pub async fn execute(
         // Filled in by `run_once` for the daemon's gauges; `idsync apply` does not need them.
         seats: None,
         stopped,
+        fenced: false,
     })
 }
 
 /// One unattended run (the daemon, `run --once`): read, plan, persist, apply the ready
 /// actions, record. Never returns an error: a failure is an outcome, recorded as a failed
 /// run when the state store is reachable.
-pub async fn run_once(env: &Env, command: &str, stop: Option<tokio::sync::watch::Receiver<bool>>, progress: &dyn Progress) -> RunOutcome {
+pub async fn run_once(
+    env: &Env,
+    command: &str,
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
+    progress: &dyn Progress,
+    lead: Option<&Lead>,
+) -> RunOutcome {
     let started = Utc::now();
     let run_id = new_run_id(started);
     let mut learned = Learned::default();
     // Source clients count process-wide; this run's share is the difference.
     let source_before = source::http::http_stats();
     let stop_flag = stop.clone();
-    let err = match run_inner(env, command, &run_id, started, stop, &mut learned, progress).await {
+    let (err, fenced) = match run_inner(env, command, &run_id, started, stop, &mut learned, progress, lead).await {
         Ok(mut outcome) => {
             outcome.source_http = source::http::http_stats().since(&source_before);
             return outcome;
         }
-        Err(e) => e.to_string(),
+        Err(e) => (e.to_string(), is_fenced(&e)),
     };
     let finished = Utc::now();
-    if let Ok(mut store) = env.open_store() {
+    // Recorded under the same fence: a node that lost the lease records nothing.
+    if let Ok(mut store) = open_run_store(env, lead) {
         let rec = RunRecord {
             run_id: run_id.clone(),
             command: command.to_string(),
@@ -406,6 +480,62 @@ pub async fn run_once(env: &Env, command: &str, stop: Option<tokio::sync::watch:
         source_http: source::http::http_stats().since(&source_before),
         seats: None,
         stopped: stop_flag.as_ref().is_some_and(|s| *s.borrow()),
+        fenced,
+    }
+}
+
+/// HA standby: one read-and-plan tick that writes nothing, neither the state nor W&B. It
+/// keeps the metrics and `/status` live and shows the node could take over (`/readyz`).
+/// Never returns an error: a failed read is an outcome, recorded nowhere.
+pub async fn standby_once(env: &Env, progress: &dyn Progress) -> RunOutcome {
+    let started = Utc::now();
+    let run_id = new_run_id(started);
+    let mut learned = Learned::default();
+    let source_before = source::http::http_stats();
+    let r: Result<(Plan, crate::report::seats::SeatMetrics), Error> = async {
+        let client = env.client()?;
+        let state = load_state_read_only(env)?;
+        let read = read_both(env, &client).await;
+        learned.http = client.http_stats();
+        let (dir, org, phases) = read?;
+        progress.alive();
+        learned.phases = phases;
+        learned.sides = Some(side_counts(&dir, &org));
+        let t = Instant::now();
+        let plan = plan_now(env, &dir, &org, &state, started);
+        learned.phases.plan = Some(t.elapsed());
+        let seats = crate::report::seats::seat_metrics(&dir, &org, &env.policy, env.config.report.inactive_days, Utc::now());
+        Ok((plan, seats))
+    }
+    .await;
+    let (result, error, plan, seats) = match r {
+        Ok((plan, seats)) => (
+            if plan.needs_a_human() {
+                RunResult::Held
+            } else {
+                RunResult::Success
+            },
+            None,
+            Some(plan),
+            Some(seats),
+        ),
+        Err(e) => (RunResult::Failure, Some(e.to_string()), None, None),
+    };
+    RunOutcome {
+        run_id,
+        started,
+        finished: Utc::now(),
+        result,
+        error,
+        plan,
+        report: None,
+        phases: learned.phases,
+        sides: learned.sides,
+        http: learned.http,
+        source_http: source::http::http_stats().since(&source_before),
+        seats,
+        stopped: false,
+        fenced: false,
     }
 }
 
@@ -420,6 +550,7 @@ struct Learned {
     sides: Option<SideCounts>,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_inner(
     env: &Env,
     command: &str,
@@ -428,12 +559,13 @@ async fn run_inner(
     stop: Option<tokio::sync::watch::Receiver<bool>>,
     learned: &mut Learned,
     progress: &dyn Progress,
+    lead: Option<&Lead>,
 ) -> Result<RunOutcome, Error> {
     let client = env.client()?;
     // Taken before reading, held through recording: no other run applies between our read
     // and our apply, and a run refused here has changed nothing (no tombstones, no baseline).
     // (Opening the store first creates the state directory the lock lives in.)
-    let mut store = env.open_store()?;
+    let mut store = open_run_store(env, lead)?;
     let lock = lock_apply(&env.state_dir())?;
     let state = store.load_plan_state()?;
     // A stop request during the reads abandons the run: nothing has been written yet, and a
@@ -474,7 +606,8 @@ async fn run_inner(
         phases: learned.phases.clone(),
         lock,
     };
-    let mut outcome = execute(env, &client, &mut *store, prepared, &to_apply, stop, progress).await?;
+    let gate = lead.map_or_else(|| std::sync::Arc::new(AlwaysOpen) as std::sync::Arc<dyn Gate>, |l| l.gate.clone());
+    let mut outcome = execute(env, &client, &mut *store, prepared, &to_apply, stop, progress, gate).await?;
     outcome.seats = Some(seats);
     Ok(outcome)
 }

@@ -431,6 +431,15 @@ fn same_change(a: &Action, b: &Action) -> bool {
 
 async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
     let env = load_env(path)?;
+    if env.config.ha.enabled {
+        // Only the lease holder may apply; a manual apply beside it would be a second one.
+        return Err(Error::Usage(
+            "with [ha] enabled = true only the daemon that holds the leader lease applies: \
+             review with `idsync plan`, release held actions with `idsync approve` (from any node), \
+             and let the leader apply them at its next run"
+                .into(),
+        ));
+    }
     let client = env.client()?;
     let mut store = env.open_store()?;
     let started = Utc::now();
@@ -583,7 +592,17 @@ async fn apply(path: &Path, opts: ApplyOpts) -> Result<u8, Error> {
     // From here on, Ctrl-C or SIGTERM lets the action in flight finish and starts no more.
     let stop = crate::daemon::stop_on_signals()?;
     let bar = super::progress::ApplyBar::new(to_apply.ready().count());
-    let outcome = sync::execute(&env, &client, &mut *store, prepared, &to_apply, Some(stop), &bar).await;
+    let outcome = sync::execute(
+        &env,
+        &client,
+        &mut *store,
+        prepared,
+        &to_apply,
+        Some(stop),
+        &bar,
+        std::sync::Arc::new(crate::apply::AlwaysOpen),
+    )
+    .await;
     drop(bar);
     let outcome = outcome?;
     if outcome.stopped {

@@ -157,6 +157,7 @@ async fn tour(env: &Env) -> Result<u8, Error> {
             max_concurrency: env.config.target.max_concurrency,
             stop: None,
             progress: &apply::Quiet,
+            gate: std::sync::Arc::new(apply::AlwaysOpen),
         },
     )
     .await?;

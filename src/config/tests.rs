@@ -158,7 +158,7 @@ fn notify_defaults_to_slack_on_every_event_and_its_url_is_a_secret() {
 }
 
 #[test]
-fn the_postgres_state_needs_its_url_a_secret_and_ha_is_refused() {
+fn the_postgres_state_needs_its_url_a_secret_and_ha_needs_postgres_and_a_long_enough_lease() {
     let dir = tempfile::tempdir().unwrap();
     let origin = dir.path().join("idsync.toml");
     std::fs::write(dir.path().join("pg"), "postgresql://idsync:SECRETPW@db/idsync\n").unwrap();
@@ -184,8 +184,9 @@ fn the_postgres_state_needs_its_url_a_secret_and_ha_is_refused() {
         ("[state]\nurl = \"postgresql://x:SECRETPW@db/idsync\"\n", "url_file"),
         ("[ha]\nenabled = true\n", "needs [state] backend = \"postgres\""),
         (
+            // The default target.timeout (30s) needs a lease of at least 62s.
             "[state]\nbackend = \"postgres\"\nurl_file = \"pg\"\n[ha]\nenabled = true\n",
-            "not available",
+            "at least twice target.timeout + 1s (62s)",
         ),
         ("[ha]\nlease_ttl = \"1s\"\n", "lease_ttl"),
     ] {
@@ -194,6 +195,13 @@ fn the_postgres_state_needs_its_url_a_secret_and_ha_is_refused() {
         assert!(e.contains("idsync.toml:"), "located: {e}");
         assert!(!e.contains("SECRETPW"), "{e}");
     }
+    // HA on PostgreSQL with a lease that outlasts a request between renewals loads.
+    let target = "[target]\napi_key_env = \"IDSYNC_TEST_KEY\"\ntimeout = \"10s\"\n";
+    let ha = config(SOURCE, target, POLICY, "")
+        + "[state]\nbackend = \"postgres\"\nurl_file = \"pg\"\n[ha]\nenabled = true\nlease_ttl = \"30s\"\nnode_name = \"node-a\"\n";
+    let c = parse_with(&ha, &origin, &|_| None).unwrap().config;
+    assert!(c.ha.enabled);
+    assert_eq!(c.ha.node_name, "node-a");
 }
 
 fn config_without_notify() -> Config {

@@ -70,8 +70,8 @@ pub enum StateBackendKind {
     Postgres,
 }
 
-/// `[ha]`: several daemons sharing one PostgreSQL state, one leader applying (SPEC §8).
-/// This idsync reads the table but runs one node only: `enabled = true` is refused.
+/// `[ha]`: several daemons sharing one PostgreSQL state, one leader applying (SPEC §8,
+/// `daemon/ha.rs`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HaConfig {

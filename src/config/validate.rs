@@ -714,7 +714,7 @@ fn check_report(c: &mut Checker<'_, '_>, cfg: &Config) {
 }
 
 /// `[state]` and `[ha]`: PostgreSQL needs its URL (a secret, never shown); HA needs
-/// PostgreSQL, and is not in this idsync yet.
+/// PostgreSQL, and a lease long enough to outlast a W&B request between renewals.
 fn check_state(c: &mut Checker<'_, '_>, cfg: &Config, base_dir: &Path, lookup: Lookup<'_>) {
     let s = &cfg.state;
     match s.backend {
@@ -744,20 +744,28 @@ fn check_state(c: &mut Checker<'_, '_>, cfg: &Config, base_dir: &Path, lookup: L
             }
         }
     }
-    if cfg.ha.enabled {
-        if s.backend != StateBackendKind::Postgres {
-            c.error(
-                &keys(&["ha", "enabled"]),
-                "needs [state] backend = \"postgres\": the nodes share their state and leader lease there",
-            );
-        } else {
-            c.error(
-                &keys(&["ha", "enabled"]),
-                "is not available in this idsync yet (no leader lease: two nodes would both apply); run one node with enabled = false",
-            );
-        }
+    if cfg.ha.enabled && s.backend != StateBackendKind::Postgres {
+        c.error(
+            &keys(&["ha", "enabled"]),
+            "needs [state] backend = \"postgres\": the nodes share their state and leader lease there (SQLite is one node's file)",
+        );
     }
     let ttl = cfg.ha.lease_ttl.0;
+    // The leader renews every quarter TTL and sends a W&B write only while the lease is
+    // valid for longer than target.timeout + 1s: with less than twice that, it would
+    // never write (daemon/ha.rs).
+    let need = (cfg.target.timeout.0 + std::time::Duration::from_secs(1)) * 2;
+    if cfg.ha.enabled && ttl < need {
+        c.error(
+            &keys(&["ha", "lease_ttl"]),
+            format!(
+                "{} is too short for target.timeout = {}: the leader sends a W&B write only while its lease is valid for longer than a request may take, so lease_ttl must be at least twice target.timeout + 1s ({}s); raise lease_ttl or lower target.timeout",
+                cfg.ha.lease_ttl,
+                cfg.target.timeout,
+                need.as_secs()
+            ),
+        );
+    }
     if ttl < std::time::Duration::from_secs(5) || ttl > std::time::Duration::from_secs(3600) {
         c.error(
             &keys(&["ha", "lease_ttl"]),

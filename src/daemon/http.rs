@@ -51,6 +51,9 @@ pub struct StatusView {
     pub last_runs: Vec<RunRecord>,
     pub latest_plan: Option<PlanView>,
     pub tombstones: Vec<Tombstone>,
+    /// `[ha] enabled = true`: this node, its role and who holds the lease.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ha: Option<super::ha::HaView>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -204,6 +207,7 @@ mod tests {
             last_runs: vec![],
             latest_plan: None,
             tombstones: vec![],
+            ha: None,
         }
     }
 

@@ -6,7 +6,9 @@
 //! from the first scrape and alert expressions never see "no data" for "none".
 
 use chrono::{DateTime, Utc};
-use prometheus::{Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 use crate::plan::{ActionKind, Guard};
 use crate::sync::RunOutcome;
@@ -38,6 +40,10 @@ pub struct Metrics {
     actions_applied_total: IntCounterVec,
     http_requests_total: IntCounterVec,
     http_retries_total: IntCounterVec,
+    /// HA: 1 on the node that holds the leader lease, 0 on a standby (label: node name).
+    ha_leader: IntGaugeVec,
+    /// HA: times this node took the lease over from another node.
+    ha_failovers_total: IntCounter,
 }
 
 /// What the daemon knows besides the outcome itself.
@@ -113,6 +119,17 @@ impl Metrics {
                 Opts::new("idsync_http_retries_total", "HTTP requests retried, by system."),
                 &["system"],
             )?,
+            ha_leader: IntGaugeVec::new(
+                Opts::new(
+                    "idsync_ha_leader",
+                    "[ha]: 1 while this node holds the leader lease and applies, 0 on a standby.",
+                ),
+                &["node"],
+            )?,
+            ha_failovers_total: IntCounter::new(
+                "idsync_ha_failovers_total",
+                "[ha]: times this node took the leader lease over from another node.",
+            )?,
             registry,
         };
         m.registry.register(Box::new(build_info))?;
@@ -133,6 +150,8 @@ impl Metrics {
         m.registry.register(Box::new(m.actions_applied_total.clone()))?;
         m.registry.register(Box::new(m.http_requests_total.clone()))?;
         m.registry.register(Box::new(m.http_retries_total.clone()))?;
+        m.registry.register(Box::new(m.ha_leader.clone()))?;
+        m.registry.register(Box::new(m.ha_failovers_total.clone()))?;
 
         for r in ["success", "failure"] {
             m.runs_total.with_label_values(&[r]);
@@ -228,6 +247,16 @@ impl Metrics {
         }
     }
 
+    /// HA: this node's role (`idsync_ha_leader{node}`).
+    pub fn set_ha_leader(&self, node: &str, leader: bool) {
+        self.ha_leader.with_label_values(&[node]).set(i64::from(leader));
+    }
+
+    /// HA: this node took the lease over from another node.
+    pub fn count_failover(&self) {
+        self.ha_failovers_total.inc();
+    }
+
     /// The Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -281,6 +310,7 @@ mod tests {
                 orphan_users: 1,
             }),
             stopped: false,
+            fenced: false,
         }
     }
 
@@ -368,8 +398,9 @@ mod deploy_tests {
     #[test]
     fn alert_rules_and_dashboard_use_exported_metric_names() {
         let m = Metrics::new().unwrap();
-        // Status codes are only known once requests were made.
+        // Status codes are only known once requests were made; node names once HA runs.
         m.http_requests_total.with_label_values(&["target", "200"]).inc();
+        m.set_ha_leader("node-a", true);
         let exported: BTreeSet<String> = m
             .render()
             .lines()

@@ -6,6 +6,7 @@
 //! SIGINT raise the stop flag that `apply` checks before each action, so the action in
 //! flight finishes and no new one starts; SIGHUP reloads the config between runs.
 
+pub mod ha;
 pub mod http;
 pub mod metrics;
 pub mod notify;
@@ -22,8 +23,9 @@ use crate::config::{parse_schedule, LogConfig, LogFormat};
 use crate::error::Error;
 use crate::notify::{Delivery, Notifier, RunFacts};
 use crate::report::escape::{neutralise, Keep};
-use crate::state::RunRecord;
+use crate::state::{Backend, RunRecord};
 use crate::sync::{self, Env, RunOutcome, RunResult};
+use ha::Ha;
 use http::{ConfigView, LastRun, PlanView, Shared, StatusView};
 
 /// Sets up logging from `[log]`: `RUST_LOG`, when set, overrides `level`. `ansi` is the
@@ -207,7 +209,30 @@ pub async fn run(path: &Path, once: bool, log_color: bool) -> Result<Ended, Erro
     let stop_rx = stop_on_signals()?;
 
     if once {
-        let o = sync::run_once(&env, "run", Some(stop_rx), &Watchdog).await;
+        let ha = match start_ha(&env, Arc::new(Shared::new(new_metrics()?, empty_view(path, &env, None))))? {
+            Some((ha, thread)) => {
+                // One tick of a node: leader if the lease is free (or ours), else a standby.
+                let t = std::time::Instant::now();
+                while !ha.tried() && t.elapsed() < env.config.ha.lease_ttl.0 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Some((ha, thread))
+            }
+            None => None,
+        };
+        let o = match &ha {
+            None => sync::run_once(&env, "run", Some(stop_rx), &Watchdog, None).await,
+            Some((ha, _)) => match ha.lead() {
+                Some(lead) => sync::run_once(&env, "run", Some(stop_rx), &Watchdog, Some(&lead)).await,
+                None => {
+                    tracing::info!(node = %ha.node(), "HA: another node holds the leader lease: this run only reads and plans");
+                    sync::standby_once(&env, &Watchdog).await
+                }
+            },
+        };
+        if let Some((ha, thread)) = ha {
+            ha.shutdown(thread);
+        }
         log_outcome(&o);
         // One run and exit: the message is sent before exiting (bounded), never changing the exit code.
         if let Some(n) = Notifier::of(&env) {
@@ -257,6 +282,53 @@ fn seed_from_store(env: &Env, metrics: &metrics::Metrics, view: &mut StatusView)
     view.tombstones = tombstones;
 }
 
+fn new_metrics() -> Result<metrics::Metrics, Error> {
+    metrics::Metrics::new().map_err(|e| usage(format!("cannot set up the metrics: {e}")))
+}
+
+fn empty_view(path: &Path, env: &Env, schedule: Option<&cron::Schedule>) -> StatusView {
+    StatusView {
+        config: ConfigView {
+            path: path.display().to_string(),
+            schedule: env.config.daemon.schedule.clone(),
+            listen: env.config.daemon.listen.clone(),
+        },
+        running: false,
+        next_run: None,
+        interval_seconds: schedule.and_then(|s| interval_seconds(s, Utc::now())),
+        last_run: None,
+        last_success: None,
+        last_runs: vec![],
+        latest_plan: None,
+        tombstones: vec![],
+        ha: None,
+    }
+}
+
+/// This node's lease and the thread that keeps it.
+type HaHandle = (Arc<Ha>, std::thread::JoinHandle<()>);
+
+/// With `[ha] enabled = true`, starts this node's lease thread (`ha.rs`).
+fn start_ha(env: &Env, shared: Arc<Shared>) -> Result<Option<HaHandle>, Error> {
+    if !env.config.ha.enabled {
+        return Ok(None);
+    }
+    let Backend::Postgres { url, ca_file } = env.state_backend()? else {
+        // check-config refuses this; never lead without a lease.
+        return Err(usage("[ha] enabled = true needs [state] backend = \"postgres\""));
+    };
+    let node = env.node_name();
+    tracing::info!(node = %node, lease_ttl = %env.config.ha.lease_ttl, "HA: this node starts as a standby and applies only while it holds the leader lease");
+    Ok(Some(Ha::start(
+        node,
+        env.config.ha.lease_ttl.0,
+        env.config.target.timeout.0,
+        url,
+        ca_file,
+        shared,
+    )))
+}
+
 struct Daemon {
     path: PathBuf,
     env: Env,
@@ -264,27 +336,14 @@ struct Daemon {
     stop: watch::Receiver<bool>,
     shared: Arc<Shared>,
     notify: tokio::sync::mpsc::Sender<(Notifier, RunFacts)>,
+    /// `[ha] enabled = true`: the lease this node applies under, and its thread.
+    ha: Option<HaHandle>,
 }
 
 impl Daemon {
     async fn start(path: PathBuf, env: Env, schedule: cron::Schedule, stop: watch::Receiver<bool>) -> Result<Daemon, Error> {
-        let metrics = metrics::Metrics::new().map_err(|e| usage(format!("cannot set up the metrics: {e}")))?;
-        let view = StatusView {
-            config: ConfigView {
-                path: path.display().to_string(),
-                schedule: env.config.daemon.schedule.clone(),
-                listen: env.config.daemon.listen.clone(),
-            },
-            running: false,
-            next_run: None,
-            interval_seconds: interval_seconds(&schedule, Utc::now()),
-            last_run: None,
-            last_success: None,
-            last_runs: vec![],
-            latest_plan: None,
-            tombstones: vec![],
-        };
-        let mut view = view;
+        let metrics = new_metrics()?;
+        let mut view = empty_view(&path, &env, Some(&schedule));
         seed_from_store(&env, &metrics, &mut view);
         let shared = Arc::new(Shared::new(metrics, view));
         let listen = env.config.daemon.listen.trim().to_string();
@@ -322,6 +381,7 @@ impl Daemon {
                 }
             });
         }
+        let ha = start_ha(&env, shared.clone())?;
         Ok(Daemon {
             path,
             env,
@@ -329,6 +389,7 @@ impl Daemon {
             stop,
             shared,
             notify: spawn_notifier(),
+            ha,
         })
     }
 
@@ -347,11 +408,17 @@ impl Daemon {
         // The idle loop's heartbeat, for the watchdog pinger (never ticks without a watchdog).
         let beat_every = notify::watchdog_limit().map(|l| l / 4);
         let mut beat = tokio::time::interval(beat_every.unwrap_or(Duration::from_secs(3600)));
+        let ha = self.ha.as_ref().map(|(h, _)| h.clone());
         loop {
             self.shared.status().next_run = next;
             let wait = next.map(|n| (n - Utc::now()).to_std().unwrap_or_default());
             let mut stop = self.stop.clone();
             tokio::select! {
+                // A takeover runs at once: it resumes what the old leader left in the journal.
+                _ = async { match &ha { Some(h) => h.took_over.notified().await, None => std::future::pending().await } } => {
+                    self.run_now().await;
+                    next = self.next_tick(Utc::now());
+                }
                 _ = beat.tick(), if beat_every.is_some() => notify::beat(),
                 _ = async { match wait { Some(d) => tokio::time::sleep(d).await, None => std::future::pending().await } } => {
                     self.run_now().await;
@@ -372,6 +439,10 @@ impl Daemon {
             }
         }
         notify::notify("STOPPING=1");
+        if let Some((ha, thread)) = self.ha.take() {
+            // After the last run: the lease is released only once nothing is in flight.
+            ha.shutdown(thread);
+        }
         tracing::info!("idsync daemon stopped");
         Ok(Ended::Stopped)
     }
@@ -379,10 +450,27 @@ impl Daemon {
     async fn run_now(&mut self) {
         notify::beat();
         self.shared.status().running = true;
-        let o = sync::run_once(&self.env, "run", Some(self.stop.clone()), &Watchdog).await;
+        let mut standby = false;
+        let o = match self.ha.as_ref().map(|(h, _)| h.clone()) {
+            None => sync::run_once(&self.env, "run", Some(self.stop.clone()), &Watchdog, None).await,
+            Some(ha) => match ha.lead() {
+                Some(lead) => {
+                    let o = sync::run_once(&self.env, "run", Some(self.stop.clone()), &Watchdog, Some(&lead)).await;
+                    if o.fenced {
+                        ha.step_down("a state write was refused: the lease is no longer this node's");
+                    }
+                    o
+                }
+                None => {
+                    standby = true;
+                    sync::standby_once(&self.env, &Watchdog).await
+                }
+            },
+        };
         log_outcome(&o);
+        // A standby's tick changed nothing: the leader's runs say what needs a human.
         // Read at each run, so a SIGHUP that adds, changes or drops [notify] counts at once.
-        if let Some(n) = Notifier::of(&self.env) {
+        if let Some(n) = Notifier::of(&self.env).filter(|_| !standby) {
             let facts = RunFacts::of(&o, "run", n.target());
             if self.notify.try_send((n, facts)).is_err() {
                 tracing::warn!(run_id = %o.run_id, "notify: earlier messages are still being sent; this run's is dropped");

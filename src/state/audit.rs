@@ -39,6 +39,9 @@ pub struct AuditRecord {
     pub run_id: String,
     /// Who did it: see [`actor`](super::actor()).
     pub actor: String,
+    /// HA: the node that wrote the line (`[ha] node_name`); absent without HA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// `begin`, `end`, `settle` (an `unknown` end decided by a later read of W&B), `skip`,
     /// `approve` or `revoke`.
     pub event: String,

@@ -121,6 +121,13 @@ impl PgStore {
         }))
     }
 
+    /// The lease connection's own limits: a statement or a lock wait (behind a fenced
+    /// write in flight) longer than `limit` fails, so one renewal can never stall the next.
+    pub fn lease_session(&self, limit: Duration) -> Result<(), StateError> {
+        let ms = millis(limit).max(100);
+        self.with(|c| c.batch_execute(&format!("SET statement_timeout = {ms}; SET lock_timeout = {ms}")))
+    }
+
     /// From now on every write transaction checks `fence` first (see the module docs).
     pub fn set_fence(&mut self, fence: Fence) -> Result<(), StateError> {
         // Half the TTL: idsync's own transactions never idle (no request is sent inside one).
