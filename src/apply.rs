@@ -191,6 +191,11 @@ pub async fn apply(plan: &Plan, ctx: ApplyContext<'_>) -> Result<ApplyReport, Ap
         gate,
     } = ctx;
     let actor = Who { node: gate.node(), actor };
+    // The gate before every attempt of every write, retries included: a leader paused
+    // mid-request never retries it after losing the lease.
+    let guard = gate.clone();
+    let guarded = client.with_write_guard(Arc::new(move || guard.check()));
+    let client = &guarded;
     // Approvals are used up when their action is applied, even one that turned ready
     // without needing it: left in place, it would re-arm on a later hold (SPEC §4).
     let approvals: BTreeSet<ActionId> = store.approvals()?.into_iter().map(|a| a.action_id).collect();

@@ -93,6 +93,10 @@ pub(crate) struct Shared {
     /// SCIM requests other than GET.
     pub writes: AtomicU64,
     api_key: String,
+    /// More accepted keys (`SandboxOptions::extra_api_keys`): key `i + 1` of the write log.
+    extra_api_keys: Vec<String>,
+    /// Every SCIM write that passed auth, in arrival order, with the key that made it.
+    write_log: Mutex<Vec<WriteRecord>>,
     /// Normalised: no trailing slash; empty means the root.
     scim_path: String,
     bearer_allowed: bool,
@@ -101,7 +105,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn new(opts: SandboxOptions, org: SandboxOrg) -> Result<Shared, SandboxError> {
         let bad = |m: String| SandboxError::Options(m);
-        if opts.api_key.trim().is_empty() {
+        if opts.api_key.trim().is_empty() || opts.extra_api_keys.iter().any(|k| k.trim().is_empty()) {
             return Err(bad("api_key is empty".into()));
         }
         let scim_path = opts.scim_path.trim().trim_end_matches('/').to_string();
@@ -150,6 +154,8 @@ impl Shared {
             requests: AtomicU64::new(0),
             writes: AtomicU64::new(0),
             api_key: opts.api_key,
+            extra_api_keys: opts.extra_api_keys,
+            write_log: Mutex::new(Vec::new()),
             scim_path,
             bearer_allowed,
         })
@@ -167,11 +173,25 @@ impl Shared {
     pub fn state(&self) -> SandboxState {
         let mut s = self.store().snapshot(self.requests.load(Ordering::Relaxed));
         s.write_request_count = self.writes.load(Ordering::Relaxed);
+        s.write_log = self.write_log();
         s
     }
 
+    pub fn write_log(&self) -> Vec<WriteRecord> {
+        self.write_log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Which accepted key `key` is: 0 for `api_key`, `i + 1` for `extra_api_keys[i]`.
+    fn key_index(&self, key: &str) -> Option<usize> {
+        if key == self.api_key {
+            return Some(0);
+        }
+        self.extra_api_keys.iter().position(|k| k == key).map(|i| i + 1)
+    }
+
     /// Checks the credentials as W&B does; see WANDB.md "SCIM base and auth".
-    fn authenticate(&self, headers: &HeaderMap) -> Result<(), ScimError> {
+    /// `Ok(key)`: which accepted key the request carried (see [`Self::key_index`]).
+    fn authenticate(&self, headers: &HeaderMap) -> Result<usize, ScimError> {
         let unauthorized = |m: &str| ScimError::new(401, m);
         let raw = headers
             .get(header::AUTHORIZATION)
@@ -190,14 +210,14 @@ impl Shared {
             let (user, key) = decoded
                 .split_once(':')
                 .ok_or_else(|| unauthorized("malformed Basic credentials: expected user:key"))?;
-            if key != self.api_key {
+            let Some(index) = self.key_index(key) else {
                 return Err(unauthorized("invalid API key"));
-            }
+            };
             if user.is_empty() {
-                return Ok(());
+                return Ok(index);
             }
             match self.store().admin_status(user) {
-                Some(true) => Ok(()),
+                Some(true) => Ok(index),
                 Some(false) => Err(ScimError::new(403, format!("user {user:?} is not an admin of this organization"))),
                 None => Err(unauthorized("unknown user")),
             }
@@ -207,14 +227,22 @@ impl Shared {
                     "Bearer tokens need server 0.79.0 or later; use Basic base64(\":\" + API key)",
                 ));
             }
-            if cred != self.api_key {
-                return Err(unauthorized("invalid API key"));
-            }
-            Ok(())
+            self.key_index(cred).ok_or_else(|| unauthorized("invalid API key"))
         } else {
             Err(unauthorized("unsupported Authorization scheme; use Basic or Bearer"))
         }
     }
+}
+
+/// One SCIM write the sandbox answered: which key made it (0: `api_key`, `i + 1`:
+/// `extra_api_keys[i]`), so a test with several clients sees who wrote what and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteRecord {
+    pub key: usize,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -338,14 +366,17 @@ async fn scim(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, heade
         )));
     }
 
-    if let Err(e) = shared.authenticate(&headers) {
-        let mut resp = respond(&Reply::error(&e));
-        if e.status == 401 {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"wandb\""));
+    let key = match shared.authenticate(&headers) {
+        Ok(key) => key,
+        Err(e) => {
+            let mut resp = respond(&Reply::error(&e));
+            if e.status == 401 {
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"wandb\""));
+            }
+            return resp;
         }
-        return resp;
-    }
+    };
 
     let verb = verb(&method);
     if matches!(verb, Verb::Post | Verb::Put | Verb::Patch) {
@@ -382,6 +413,15 @@ async fn scim(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, heade
     });
 
     let ok = (200..300).contains(&reply.status);
+    if verb != Verb::Get {
+        shared.write_log.lock().unwrap_or_else(|e| e.into_inner()).push(WriteRecord {
+            key,
+            method: method.to_string(),
+            path: rel.to_string(),
+            status: reply.status,
+            at: chrono::Utc::now(),
+        });
+    }
     if roll.lost && ok && verb != Verb::Get {
         // The change happened; the client only sees an error.
         reply = Reply::error(&ScimError::new(

@@ -34,12 +34,16 @@ pub use seed::{SandboxOrg, SandboxState, SeedServiceAccount, SeedTeam, SeedUser,
 pub use store::ServiceAccountListing;
 
 use http::Shared;
+pub use http::WriteRecord;
 
 /// How the sandbox behaves. `Default` is a healthy, current SaaS server on `/scim`.
 #[derive(Debug, Clone)]
 pub struct SandboxOptions {
     /// The API key every accepted credential must carry.
     pub api_key: String,
+    /// More keys accepted as well (several clients, each with its own key): the write log
+    /// (`/_sandbox/state` `write_log`) names key `i + 1` for `extra_api_keys[i]`.
+    pub extra_api_keys: Vec<String>,
     pub deployment: Deployment,
     /// Dedicated/Self-Managed server version (`"0.84.0"`). `None` means current. Ignored on
     /// SaaS, which always runs the latest server.
@@ -83,6 +87,7 @@ impl Default for SandboxOptions {
     fn default() -> Self {
         SandboxOptions {
             api_key: "sandbox-api-key".to_string(),
+            extra_api_keys: Vec::new(),
             deployment: Deployment::Saas,
             server_version: None,
             scim_path: "/scim".to_string(),
@@ -163,6 +168,11 @@ impl SandboxHandle {
     /// SCIM requests received so far (helper endpoints excluded).
     pub fn request_count(&self) -> u64 {
         self.shared.requests.load(Ordering::Relaxed)
+    }
+
+    /// Every SCIM write answered so far, with the key that made it.
+    pub fn write_log(&self) -> Vec<WriteRecord> {
+        self.shared.write_log()
     }
 
     /// SCIM requests other than GET received so far (helper endpoints excluded).

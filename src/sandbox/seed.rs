@@ -222,6 +222,9 @@ pub struct SandboxState {
     /// client only read.
     #[serde(default)]
     pub write_request_count: u64,
+    /// Every SCIM write answered, in order, with the key that made it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub write_log: Vec<super::WriteRecord>,
 }
 
 impl SandboxState {

@@ -1565,6 +1565,7 @@ impl Store {
             service_account_writes: self.service_account_writes,
             request_count,
             write_request_count: 0,
+            write_log: Vec::new(),
         }
     }
 }

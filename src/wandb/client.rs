@@ -116,7 +116,13 @@ struct Inner {
     max_retries: u32,
     backoff: Backoff,
     stats: Arc<Counters>,
+    /// Checked before every attempt of every write, retries included (HA: the leader
+    /// lease); `Err(why)` and the attempt is not sent.
+    write_guard: Option<WriteGuard>,
 }
+
+/// See [`WandbClient::with_write_guard`].
+pub type WriteGuard = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 impl fmt::Debug for WandbClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -212,6 +218,7 @@ impl WandbClient {
                 max_retries: cfg.max_retries,
                 backoff: Backoff::default(),
                 stats: Arc::new(Counters::new()),
+                write_guard: None,
             }),
         })
     }
@@ -795,6 +802,19 @@ impl WandbClient {
         t
     }
 
+    /// The same client (same counters) that calls `guard` before sending each attempt of a
+    /// write, retries included, and sends nothing once it says `Err`: a refused first
+    /// attempt is a plain refusal (nothing was sent); after an attempt that may have
+    /// landed, the outcome is unknown.
+    pub fn with_write_guard(&self, guard: WriteGuard) -> WandbClient {
+        WandbClient {
+            inner: Arc::new(Inner {
+                write_guard: Some(guard),
+                ..(*self.inner).clone()
+            }),
+        }
+    }
+
     /// Sends one request with the retry policy. Returns the first response that is not
     /// worth retrying (callers interpret its status) or the final error.
     async fn send(
@@ -821,6 +841,10 @@ impl WandbClient {
         let mut landed = false;
         let mut attempt: u32 = 0;
         loop {
+            if let Some(why) = self.inner.write_guard.as_ref().filter(|_| write).and_then(|g| g().err()) {
+                let refused = TargetError::Refused(format!("{op}: not sent: {why}"));
+                return Err(if landed { unknown(op, refused) } else { refused });
+            }
             let (err, hint) = match self.attempt(op, &method, &url, query, body.as_deref(), if_match.as_ref()).await {
                 Ok(mut reply) => {
                     self.inner.stats.count(&reply.status.to_string());
