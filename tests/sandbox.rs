@@ -219,6 +219,34 @@ async fn auth_forms_follow_deployment_and_version() {
 }
 
 #[tokio::test]
+async fn several_keys_are_accepted_and_the_write_log_names_the_key_of_each_write() {
+    bounded(async {
+        let mut o = opts(Deployment::Saas);
+        o.extra_api_keys = vec!["node-a-key".into(), "node-b-key".into()];
+        let sb = start(o, small_org()).await;
+        let with = |key: &str| Client::with_auth(&sb, Some(basic("", key)));
+        assert_eq!(with("node-b-key").get("/scim/Users").await.status, 200);
+        assert_scim_error(&with("node-c-key").get("/scim/Users").await, 401);
+        let body = json!({"schemas": [USER_SCHEMA], "userName": "carol", "emails": [{"value": "carol@example.com", "primary": true}]});
+        assert_eq!(
+            with("node-a-key")
+                .send(Method::POST, "/scim/Users", Some(body.clone()), &[])
+                .await
+                .status,
+            201
+        );
+        // A refused write (409: exists) is logged too, with its status; reads are not.
+        assert_eq!(with(KEY).send(Method::POST, "/scim/Users", Some(body), &[]).await.status, 409);
+        let log = sb.write_log();
+        let seen: Vec<(usize, &str, &str, u16)> = log.iter().map(|w| (w.key, w.method.as_str(), w.path.as_str(), w.status)).collect();
+        assert_eq!(seen, [(1, "POST", "/Users", 201), (0, "POST", "/Users", 409)]);
+        assert_eq!(sb.state().await.write_log, log, "also in /_sandbox/state");
+        sb.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn user_resources_have_wandb_shapes() {
     bounded(async {
         let h = start(opts(Deployment::Saas), small_org()).await;

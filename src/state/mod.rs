@@ -3,7 +3,8 @@
 //!
 //! - `backend.rs`: [`StateBackend`], the operations the shell uses on the store, and the
 //!   invariants any backend keeps (a journal entry is durable before the request is
-//!   sent). SQLite's [`StateStore`] implements it; PostgreSQL is to come.
+//!   sent). SQLite's [`StateStore`] and PostgreSQL's [`PgStore`] (`postgres/`, with the HA
+//!   leader lease and fencing in `postgres/lease.rs`) implement it.
 //! - `store.rs`: [`StateStore`], opening the SQLite file (read-write or read-only), its
 //!   connection settings (`WAL`, `synchronous = FULL`) and shared encodings.
 //! - `schema.rs`: the ordered migrations, counted in `PRAGMA user_version`; a database

@@ -510,6 +510,41 @@ async fn retries_stop_at_max_retries() {
 }
 
 #[tokio::test]
+async fn a_closed_write_guard_stops_every_attempt_retries_included_but_never_reads() {
+    bounded(async {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // Open for the first attempt only (HA: the lease is lost while the request hangs).
+        let f = fake(|_, _| scim_error(503, "maintenance")).await;
+        let checks = Arc::new(AtomicUsize::new(0));
+        let seen = checks.clone();
+        let c = client(&f).with_write_guard(Arc::new(move || {
+            if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                Ok(())
+            } else {
+                Err("the lease is gone".into())
+            }
+        }));
+        let e = c.set_org_role("u1", &OrgRole::Admin).await.unwrap_err();
+        assert_eq!(f.count(), 1, "the retry is not sent once the guard closes");
+        assert!(e.is_outcome_unknown(), "the first attempt may have landed: {e:?}");
+        assert!(e.to_string().contains("the lease is gone"), "{e}");
+
+        // Closed from the start: nothing is sent, and it is a plain refusal.
+        let f = fake(|_, _| out(200, json!({}))).await;
+        let c = client(&f).with_write_guard(Arc::new(|| Err("standby".into())));
+        let e = c.set_org_role("u1", &OrgRole::Admin).await.unwrap_err();
+        assert_eq!(f.count(), 0);
+        assert!(!e.is_outcome_unknown() && !e.may_have_landed(), "{e:?}");
+        assert!(e.to_string().contains("not sent: standby"), "{e}");
+        // Reads are not guarded.
+        let f = fake(|_, _| list(vec![], 0)).await;
+        let c = client(&f).with_write_guard(Arc::new(|| Err("standby".into())));
+        assert!(c.find_user_by_email(&email("a@x.com")).await.is_ok());
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_write_that_gave_up_on_5xx_has_an_unknown_outcome() {
     bounded(async {
         let f = fake(|_, _| scim_error(503, "maintenance")).await;
