@@ -396,6 +396,8 @@ async fn a_postgres_restart_mid_run_fails_that_run_cleanly_and_the_nodes_recover
         (count(&pg, "SELECT count(*) FROM journal WHERE state = 'ended'") >= 3).then_some(())
     })
     .await;
+    // The run in flight now: the one whose entries are in the journal.
+    let cut = pg.sql("ha", "SELECT run_id FROM journal ORDER BY seq LIMIT 1");
     pg.stop();
     tokio::time::sleep(Duration::from_secs(1)).await;
     pg.restart();
@@ -409,10 +411,17 @@ async fn a_postgres_restart_mid_run_fails_that_run_cleanly_and_the_nodes_recover
             .then_some(())
     })
     .await;
-    // The cut-short run is recorded as a failure or not at all, never as a success with
-    // actions missing; each action ended exactly once; exactly one node leads.
-    let failures = count(&pg, "SELECT count(*) FROM runs WHERE result = 'failure'");
-    assert!(failures >= 0);
+    // The cut-short run is recorded as a failure (the database was back in time) or not
+    // at all, never as a success with actions missing; each action ended exactly once.
+    let result = pg.sql("ha", &format!("SELECT result FROM runs WHERE run_id = '{cut}'"));
+    assert!(
+        result.is_empty() || result == "failure",
+        "the cut-short run {cut} was recorded {result:?}"
+    );
+    assert!(
+        count(&pg, &format!("SELECT count(*) FROM journal WHERE run_id = '{cut}'")) < 12,
+        "the cut-short run did not apply everything"
+    );
     audited_once(&pg);
     let log = f.sb.write_log();
     let ok_creates = log
@@ -421,4 +430,56 @@ async fn a_postgres_restart_mid_run_fails_that_run_cleanly_and_the_nodes_recover
         .count();
     assert_eq!(ok_creates, 12, "{log:?}");
     assert!(lease_holder(&pg).is_some(), "a node leads again");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_once_beside_a_leader_only_reads_and_plans_and_idsync_apply_is_refused() {
+    let Some(pg) = Pg::start() else { return };
+    let f = fixture(Duration::from_millis(20)).await;
+    setup_db(&f, &pg);
+    let mut a = Node::start(&f, "a");
+    wait_for(Duration::from_secs(60), "every person created by a", || async {
+        all_created(&f).await.then_some(())
+    })
+    .await;
+    // a dies just renewed: its lease stays a's for seconds more, and nothing applies.
+    wait_for(Duration::from_secs(10), "a fresh renewal", || async {
+        (count(&pg, "SELECT count(*) FROM ha_lease WHERE expires_at > now() + interval '5 seconds'") == 1).then_some(())
+    })
+    .await;
+    a.child.kill().unwrap();
+    let _ = a.child.wait();
+    // b's config, from a node that is not started: `run --once` is one tick of a node.
+    let b = Node::start(&f, "b");
+    drop(b);
+    let people: Vec<String> = (0..12).map(|i| format!("k{i}")).chain(["root".into(), "late".into()]).collect();
+    f.write_ldif(&ldif(&people.iter().map(|p| P(p, true)).collect::<Vec<_>>(), &[]));
+    let writes = f.sb.write_log().len();
+    let out = Command::new(env!("CARGO_BIN_EXE_idsync"))
+        .args(["run", "--once", "-c"])
+        .arg(f.path("node-b.toml"))
+        .current_dir(f.path(""))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(text(&out).contains("another node holds the leader lease"), "{}", text(&out));
+    assert!(text(&out).contains("ready=1"), "it planned the new person: {}", text(&out));
+    assert!(
+        f.sb.write_log()[writes..].iter().all(|w| w.key != key_index("b")),
+        "a standby's run --once wrote to W&B"
+    );
+    let apply = Command::new(env!("CARGO_BIN_EXE_idsync"))
+        .args(["apply", "--yes", "-c"])
+        .arg(f.path("node-b.toml"))
+        .current_dir(f.path(""))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(code(&apply), 1, "{}", text(&apply));
+    assert!(
+        text(&apply).contains("only the daemon that holds the leader lease applies"),
+        "{}",
+        text(&apply)
+    );
 }

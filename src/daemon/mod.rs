@@ -409,6 +409,14 @@ impl Daemon {
         let beat_every = notify::watchdog_limit().map(|l| l / 4);
         let mut beat = tokio::time::interval(beat_every.unwrap_or(Duration::from_secs(3600)));
         let ha = self.ha.as_ref().map(|(h, _)| h.clone());
+        if let Some(h) = &ha {
+            // The first tick as what this node is: wait (bounded) for its first try at the
+            // lease, so a lone or first node leads its first run instead of planning it.
+            let t = std::time::Instant::now();
+            while !h.tried() && t.elapsed() < self.env.config.ha.lease_ttl.0 && !*self.stop.borrow() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
         loop {
             self.shared.status().next_run = next;
             let wait = next.map(|n| (n - Utc::now()).to_std().unwrap_or_default());
@@ -523,6 +531,12 @@ impl Daemon {
                         old = %self.env.config.daemon.listen, new = %env.config.daemon.listen,
                         "daemon.listen changed: it takes effect at the next restart"
                     );
+                }
+                let (old, new) = (&self.env.config.ha, &env.config.ha);
+                if (old.enabled, old.lease_ttl.0, old.node_name.trim()) != (new.enabled, new.lease_ttl.0, new.node_name.trim()) {
+                    // Turning HA on here would apply beside the leader without a lease.
+                    tracing::error!(path = %self.path.display(), "SIGHUP: [ha] changed, which needs a restart; keeping the running configuration");
+                    return;
                 }
                 for w in &env.warnings {
                     tracing::warn!("{w}");
