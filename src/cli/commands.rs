@@ -942,7 +942,7 @@ fn state_migrate(path: &Path, replace: bool) -> Result<u8, Error> {
 }
 
 fn status(path: &Path, format: TextOrJson) -> Result<u8, Error> {
-    use crate::report::status::{StatusApproval, StatusReport, StatusRun, StatusUnsettled};
+    use crate::report::status::{StatusApproval, StatusHa, StatusReport, StatusRun, StatusUnsettled};
     let env = load_env(path)?;
     let mut r = StatusReport {
         state_dir: env.state_dir().display().to_string(),
@@ -951,11 +951,20 @@ fn status(path: &Path, format: TextOrJson) -> Result<u8, Error> {
         tombstones: Vec::new(),
         approvals: Vec::new(),
         unsettled: Vec::new(),
+        ha: None,
     };
     // Read-only, like `plan`: a status check never creates or migrates the store.
     if let Some(store) = env.open_store_read_only()? {
         let now = Utc::now();
         r.store_exists = true;
+        if env.config.ha.enabled {
+            let lease = store.ha_lease()?;
+            r.ha = Some(StatusHa {
+                leader: lease.as_ref().map(|(n, _, _)| n.clone()),
+                token: lease.as_ref().map(|(_, t, _)| *t),
+                valid_for_seconds: lease.as_ref().map(|(_, _, d)| d.as_secs()),
+            });
+        }
         r.runs = store
             .last_runs(10)?
             .into_iter()

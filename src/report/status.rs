@@ -30,6 +30,19 @@ pub struct StatusReport {
     pub approvals: Vec<StatusApproval>,
     /// Journal entries the next apply or daemon run settles against W&B, oldest first.
     pub unsettled: Vec<StatusUnsettled>,
+    /// `[ha] enabled = true`: who holds the leader lease now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ha: Option<StatusHa>,
+}
+
+/// The HA leader lease as the database has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusHa {
+    /// The node holding an unexpired lease; `None`: no node leads now.
+    pub leader: Option<String>,
+    pub token: Option<i64>,
+    /// How long the lease is valid for yet, by the database's clock.
+    pub valid_for_seconds: Option<u64>,
 }
 
 /// An action begun and not yet settled: interrupted, or sent with an unknown outcome.
@@ -115,6 +128,19 @@ pub fn render_text(r: &StatusReport) -> String {
         out.push('\n');
     };
     line(format!("state: {}", r.state_dir));
+    match &r.ha {
+        Some(StatusHa {
+            leader: Some(node),
+            token,
+            valid_for_seconds,
+        }) => line(format!(
+            "ha: leader {node} (token {}, lease valid {}s more)",
+            token.unwrap_or_default(),
+            valid_for_seconds.unwrap_or_default()
+        )),
+        Some(_) => line("ha: no node holds the leader lease (it expired or was never taken): nothing applies until one does".into()),
+        None => {}
+    }
     if !r.store_exists {
         line("no runs yet (no state store: nothing has been applied with this state directory)".into());
     } else if r.runs.is_empty() {
@@ -273,6 +299,7 @@ mod tests {
                 expires_at: t(3),
             }],
             unsettled: vec![],
+            ha: None,
         }
     }
 
@@ -297,6 +324,31 @@ mod tests {
         assert!(approvals.contains("by ops\\x07 x until"), "{approvals}");
         let json: serde_json::Value = serde_json::from_str(&render_json(&r)).unwrap();
         assert_eq!(json["runs"][0]["error"], "W&B said: \x1b[2J\u{9b}31m\u{202e}gone");
+    }
+
+    #[test]
+    fn the_ha_line_names_the_leader_or_says_there_is_none_and_only_with_ha() {
+        assert!(!render_text(&report()).contains("ha:"), "no [ha]: no line");
+        let led = StatusReport {
+            ha: Some(StatusHa {
+                leader: Some("idsync-2".into()),
+                token: Some(7),
+                valid_for_seconds: Some(21),
+            }),
+            ..report()
+        };
+        assert!(render_text(&led).contains("\nha: leader idsync-2 (token 7, lease valid 21s more)\n"));
+        let v: serde_json::Value = serde_json::from_str(&render_json(&led)).unwrap();
+        assert_eq!((v["ha"]["leader"].as_str(), v["ha"]["token"].as_i64()), (Some("idsync-2"), Some(7)));
+        let none = StatusReport {
+            ha: Some(StatusHa {
+                leader: None,
+                token: None,
+                valid_for_seconds: None,
+            }),
+            ..report()
+        };
+        assert!(render_text(&none).contains("ha: no node holds the leader lease"));
     }
 
     #[test]

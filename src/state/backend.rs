@@ -148,6 +148,12 @@ pub trait StateBackend: Send {
     /// (never credentials).
     fn describe(&self) -> String;
 
+    /// HA: who holds an unexpired leader lease (node, token, validity left by the
+    /// database's clock); `None` when none does, or the backend has no lease (SQLite).
+    fn ha_lease(&self) -> Result<Option<(String, i64, Duration)>, StateError> {
+        Ok(None)
+    }
+
     /// HA: from now on every write first checks that `fence`'s lease token still holds,
     /// and fails with [`StateError::Fenced`] otherwise (`postgres/lease.rs`). Only a
     /// shared backend can hold a lease: the SQLite store refuses.

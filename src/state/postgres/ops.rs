@@ -499,6 +499,9 @@ impl StateBackend for PgStore {
     fn tx_rollback(&mut self) {
         PgStore::tx_rollback(self)
     }
+    fn ha_lease(&self) -> Result<Option<(String, i64, Duration)>, StateError> {
+        self.lease_holder()
+    }
     fn set_fence(&mut self, fence: crate::state::Fence) -> Result<(), StateError> {
         PgStore::set_fence(self, fence)
     }
