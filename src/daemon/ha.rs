@@ -200,9 +200,7 @@ impl Ha {
     }
 
     fn connect(&self) -> Result<PgStore, crate::state::StateError> {
-        let c = PgStore::open_with(self.url.expose(), self.ca_file.as_deref())?;
-        c.lease_session(self.ttl / 4)?;
-        Ok(c)
+        PgStore::open_for_lease(self.url.expose(), self.ca_file.as_deref(), self.ttl / 4)
     }
 
     fn observe(&self, lease: Lease, sent: Instant) {

@@ -175,15 +175,25 @@ impl PgStore {
     /// [`open`](Self::open), trusting the CA certificates in `ca_file` (PEM) for TLS
     /// instead of the system's.
     pub fn open_with(url: &str, ca_file: Option<&Path>) -> Result<PgStore, StateError> {
-        let store = Self::connect(url, ca_file, false)?;
+        let store = Self::connect(url, ca_file, false, None)?;
         store.with(schema::migrate)?.map_err(|e| e.at(&store.label))?;
+        Ok(store)
+    }
+
+    /// [`open_with`](Self::open_with) for the HA lease thread: connecting, and any wait on
+    /// a silent network (`tcp_user_timeout`), is bounded by `limit`, so one lost renewal
+    /// never stalls the next for longer.
+    pub fn open_for_lease(url: &str, ca_file: Option<&Path>, limit: Duration) -> Result<PgStore, StateError> {
+        let store = Self::connect(url, ca_file, false, Some(limit))?;
+        store.with(schema::migrate)?.map_err(|e| e.at(&store.label))?;
+        store.lease_session(limit)?;
         Ok(store)
     }
 
     /// Connects without writing: the session is read-only and the schema is neither
     /// created nor migrated. `Ok(None)` when idsync has not created its schema there yet.
     pub fn open_read_only(url: &str, ca_file: Option<&Path>) -> Result<Option<PgStore>, StateError> {
-        let store = Self::connect(url, ca_file, true)?;
+        let store = Self::connect(url, ca_file, true, None)?;
         match store.with(schema::version)? {
             None => Ok(None),
             Some(found) => {
@@ -205,7 +215,7 @@ impl PgStore {
         }
     }
 
-    fn connect(url: &str, ca_file: Option<&Path>, read_only: bool) -> Result<PgStore, StateError> {
+    fn connect(url: &str, ca_file: Option<&Path>, read_only: bool, limit: Option<Duration>) -> Result<PgStore, StateError> {
         let mut config: Config = url.trim().parse().map_err(|e: postgres::Error| StateError::Postgres {
             target: "PostgreSQL state database".into(),
             // The parser names the option at fault, never a value.
@@ -217,6 +227,11 @@ impl PgStore {
         let label = describe(&config);
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if let Some(limit) = limit {
+            let t = config.get_connect_timeout().copied().unwrap_or(CONNECT_TIMEOUT).min(limit);
+            config.connect_timeout(t);
+            config.tcp_user_timeout(limit);
         }
         if config.get_application_name().is_none() {
             config.application_name("idsync");
