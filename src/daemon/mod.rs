@@ -471,6 +471,7 @@ impl Daemon {
                 }
                 None => {
                     standby = true;
+                    tracing::info!(node = %ha.node(), "HA standby: this run only reads and plans; the leader applies");
                     sync::standby_once(&self.env, &Watchdog).await
                 }
             },

@@ -173,7 +173,12 @@ pub(super) fn migrate_with(c: &mut Client, migrations: &[&str]) -> Result<Result
     loop {
         let mut tx = c.transaction()?;
         tx.query_one("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
-        tx.batch_execute("CREATE TABLE IF NOT EXISTS idsync_schema (id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL)")?;
+        // Only when missing: IF NOT EXISTS alone logs a NOTICE at every open (every node,
+        // every run and lease reconnect).
+        let exists: bool = tx.query_one("SELECT to_regclass('idsync_schema') IS NOT NULL", &[])?.get(0);
+        if !exists {
+            tx.batch_execute("CREATE TABLE IF NOT EXISTS idsync_schema (id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL)")?;
+        }
         let found: i64 = tx
             .query_opt("SELECT version FROM idsync_schema WHERE id = 1", &[])?
             .map_or(0, |r| r.get(0));
