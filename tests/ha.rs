@@ -483,3 +483,43 @@ async fn run_once_beside_a_leader_only_reads_and_plans_and_idsync_apply_is_refus
         text(&apply)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_stopped_cleanly_releases_the_lease_and_a_standby_takes_over_before_it_would_expire() {
+    let Some(pg) = Pg::start() else { return };
+    let f = fixture(Duration::from_millis(20)).await;
+    setup_db(&f, &pg);
+    let mut a = Node::start(&f, "a");
+    wait_for(Duration::from_secs(30), "a to lead", || async {
+        (schema_ready(&pg) && lease_holder(&pg).as_deref() == Some("a")).then_some(())
+    })
+    .await;
+    let b = Node::start(&f, "b");
+    wait_for(Duration::from_secs(10), "b to be a standby", || async {
+        (b.role().await.as_deref() == Some("standby")).then_some(())
+    })
+    .await;
+    a.signal("TERM");
+    let start = Instant::now();
+    let exited = loop {
+        if let Some(s) = a.child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "a did not exit:\n{}", a.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(exited, Some(0), "{}", a.log());
+    assert!(a.log().contains("leader lease released"), "{}", a.log());
+    // Released, not left to expire: b holds it within a quarter TTL (plus slack).
+    wait_for(TTL / 4 + Duration::from_secs(2), "b to take the released lease", || async {
+        (lease_holder(&pg).as_deref() == Some("b")).then_some(())
+    })
+    .await;
+    let took = start.elapsed();
+    assert!(took < TTL, "took {took:?}: the lease was not released");
+    wait_for(Duration::from_secs(5), "b's metrics", || async {
+        let (_, m) = b.get("/metrics").await?;
+        m.contains("idsync_ha_failovers_total 1").then_some(())
+    })
+    .await;
+}
