@@ -108,22 +108,6 @@ fn rand_suffix() -> u32 {
             .subsec_nanos())
 }
 
-/// Polls `check` every 100 ms until it returns `Some`, for at most `limit`.
-async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The value of one sample line (`name{labels} value`) in a scrape.
 fn sample(scrape: &str, series: &str) -> Option<f64> {
     scrape

@@ -34,23 +34,13 @@ fn key_index(name: &str) -> usize {
     NODES.iter().position(|n| *n == name).unwrap() + 1
 }
 
-/// Twelve people to create one at a time, each request slowed by `latency`, with a
-/// sandbox that accepts one key per node.
+/// [`slow_fixture`] with a sandbox that accepts one key per node.
 async fn fixture(latency: Duration) -> Fixture {
-    let people: Vec<String> = (0..12).map(|i| format!("k{i}")).collect();
-    let mut ps: Vec<P> = people.iter().map(|p| P(p, true)).collect();
-    ps.push(P("root", true));
-    Fixture::start(Setup {
-        org: org(&[("root@example.com", "admin", &[])], &[]),
-        ldif: ldif(&ps, &[]),
-        target: "max_concurrency = 1",
-        opts: SandboxOptions {
-            api_key: KEY.into(),
-            extra_api_keys: NODES.iter().map(|n| key_of(n)).collect(),
-            latency,
-            ..SandboxOptions::default()
-        },
-        ..Setup::default()
+    slow_fixture_with(SandboxOptions {
+        api_key: KEY.into(),
+        extra_api_keys: NODES.iter().map(|n| key_of(n)).collect(),
+        latency,
+        ..SandboxOptions::default()
     })
     .await
 }
@@ -149,22 +139,6 @@ impl Node {
     }
 }
 
-/// Polls `check` every 100 ms until it returns `Some`, for at most `limit`.
-async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn count(pg: &Pg, sql: &str) -> i64 {
     pg.sql("ha", sql).parse().unwrap_or(-1)
 }
@@ -205,6 +179,31 @@ fn audited_once(pg: &Pg) {
 async fn all_created(f: &Fixture) -> bool {
     let users = f.users().await;
     (0..12).all(|i| users.contains_key(&format!("k{i}@example.com")))
+}
+
+/// Waits until node a holds the lease (the schema exists by then).
+async fn a_leads(pg: &Pg) {
+    wait_for(Duration::from_secs(30), "a to lead", || async {
+        (schema_ready(pg) && lease_holder(pg).as_deref() == Some("a")).then_some(())
+    })
+    .await;
+}
+
+/// Waits until the journal has at least `n` ended entries: the leader is mid-apply.
+async fn ended_at_least(pg: &Pg, n: i64) {
+    wait_for(Duration::from_secs(30), &format!("{n} ended journal entries"), || async {
+        (count(pg, "SELECT count(*) FROM journal WHERE state = 'ended'") >= n).then_some(())
+    })
+    .await;
+}
+
+/// Exactly twelve creates succeeded at W&B, whichever node sent them.
+fn each_created_once(log: &[WriteRecord]) {
+    let ok = log
+        .iter()
+        .filter(|w| w.method == "POST" && w.path.starts_with("/Users") && w.status < 300)
+        .count();
+    assert_eq!(ok, 12, "{log:?}");
 }
 
 fn setup_db(f: &Fixture, pg: &Pg) {
@@ -273,15 +272,9 @@ async fn kill_9_of_the_leader_mid_apply_a_standby_takes_over_and_applies_each_ch
     let f = fixture(Duration::from_millis(300)).await;
     setup_db(&f, &pg);
     let mut a = Node::start(&f, "a");
-    wait_for(Duration::from_secs(30), "a to lead", || async {
-        (schema_ready(&pg) && lease_holder(&pg).as_deref() == Some("a")).then_some(())
-    })
-    .await;
+    a_leads(&pg).await;
     let b = Node::start(&f, "b");
-    wait_for(Duration::from_secs(30), "a few creates by a", || async {
-        (count(&pg, "SELECT count(*) FROM journal WHERE state = 'ended'") >= 3).then_some(())
-    })
-    .await;
+    ended_at_least(&pg, 3).await;
     assert!(!all_created(&f).await, "a finished before the kill: make the run longer");
     a.child.kill().unwrap();
     let _ = a.child.wait();
@@ -298,11 +291,7 @@ async fn kill_9_of_the_leader_mid_apply_a_standby_takes_over_and_applies_each_ch
     .await;
     // Each person created once, by a or b; a's writes all came before the kill.
     let log = f.sb.write_log();
-    let ok_creates: Vec<&WriteRecord> = log
-        .iter()
-        .filter(|w| w.method == "POST" && w.path.starts_with("/Users") && w.status < 300)
-        .collect();
-    assert_eq!(ok_creates.len(), 12, "{log:?}");
+    each_created_once(&log);
     wait_for(Duration::from_secs(10), "b's run to close every journal entry", || async {
         (count(&pg, "SELECT count(*) FROM journal WHERE state = 'begun'") == 0).then_some(())
     })
@@ -320,15 +309,9 @@ async fn a_leader_paused_past_its_lease_is_fenced_when_it_resumes_and_steps_down
     let f = fixture(Duration::from_millis(300)).await;
     setup_db(&f, &pg);
     let a = Node::start(&f, "a");
-    wait_for(Duration::from_secs(30), "a to lead", || async {
-        (schema_ready(&pg) && lease_holder(&pg).as_deref() == Some("a")).then_some(())
-    })
-    .await;
+    a_leads(&pg).await;
     let b = Node::start(&f, "b");
-    wait_for(Duration::from_secs(30), "a few creates by a", || async {
-        (count(&pg, "SELECT count(*) FROM journal WHERE state = 'ended'") >= 2).then_some(())
-    })
-    .await;
+    ended_at_least(&pg, 2).await;
     a.signal("STOP");
     wait_for(TTL * 2 + TICK + Duration::from_secs(4), "b to take over", || async {
         (lease_holder(&pg).as_deref() == Some("b")).then_some(())
@@ -372,11 +355,7 @@ async fn a_leader_paused_past_its_lease_is_fenced_when_it_resumes_and_steps_down
         "a changed the journal"
     );
     assert_eq!(b.role().await.as_deref(), Some("leader"));
-    let ok_creates = log
-        .iter()
-        .filter(|w| w.method == "POST" && w.path.starts_with("/Users") && w.status < 300)
-        .count();
-    assert_eq!(ok_creates, 12, "{log:?}");
+    each_created_once(&log);
     let alog = a.log();
     assert!(alog.contains("steps down") || alog.contains("stepping down"), "{alog}");
 }
@@ -387,15 +366,9 @@ async fn a_postgres_restart_mid_run_fails_that_run_cleanly_and_the_nodes_recover
     let f = fixture(Duration::from_millis(200)).await;
     setup_db(&f, &pg);
     let _a = Node::start(&f, "a");
-    wait_for(Duration::from_secs(30), "a to lead", || async {
-        (schema_ready(&pg) && lease_holder(&pg).as_deref() == Some("a")).then_some(())
-    })
-    .await;
+    a_leads(&pg).await;
     let _b = Node::start(&f, "b");
-    wait_for(Duration::from_secs(30), "a few creates", || async {
-        (count(&pg, "SELECT count(*) FROM journal WHERE state = 'ended'") >= 3).then_some(())
-    })
-    .await;
+    ended_at_least(&pg, 3).await;
     // The run in flight now: the one whose entries are in the journal.
     let cut = pg.sql("ha", "SELECT run_id FROM journal ORDER BY seq LIMIT 1");
     pg.stop();
@@ -424,11 +397,7 @@ async fn a_postgres_restart_mid_run_fails_that_run_cleanly_and_the_nodes_recover
     );
     audited_once(&pg);
     let log = f.sb.write_log();
-    let ok_creates = log
-        .iter()
-        .filter(|w| w.method == "POST" && w.path.starts_with("/Users") && w.status < 300)
-        .count();
-    assert_eq!(ok_creates, 12, "{log:?}");
+    each_created_once(&log);
     assert!(lease_holder(&pg).is_some(), "a node leads again");
 }
 
@@ -490,10 +459,7 @@ async fn a_leader_stopped_cleanly_releases_the_lease_and_a_standby_takes_over_be
     let f = fixture(Duration::from_millis(20)).await;
     setup_db(&f, &pg);
     let mut a = Node::start(&f, "a");
-    wait_for(Duration::from_secs(30), "a to lead", || async {
-        (schema_ready(&pg) && lease_holder(&pg).as_deref() == Some("a")).then_some(())
-    })
-    .await;
+    a_leads(&pg).await;
     let b = Node::start(&f, "b");
     wait_for(Duration::from_secs(10), "b to be a standby", || async {
         (b.role().await.as_deref() == Some("standby")).then_some(())

@@ -290,6 +290,18 @@ pub fn plan_json(f: &Fixture, name: &str) -> Value {
 /// Twelve people (k0..k11) to create one at a time (`max_concurrency = 1`) beside the
 /// admin root, each request slowed by `latency`: a run long enough to interrupt.
 pub async fn slow_fixture(latency: Duration) -> Fixture {
+    slow_fixture_with(SandboxOptions {
+        api_key: KEY.into(),
+        deployment: Deployment::Saas,
+        latency,
+        ..SandboxOptions::default()
+    })
+    .await
+}
+
+/// [`slow_fixture`]'s directory and org with the sandbox started from `opts` (its
+/// latency, extra keys, ...).
+pub async fn slow_fixture_with(opts: SandboxOptions) -> Fixture {
     let people: Vec<String> = (0..12).map(|i| format!("k{i}")).collect();
     let mut ps: Vec<P> = people.iter().map(|p| P(p, true)).collect();
     ps.push(P("root", true));
@@ -297,15 +309,26 @@ pub async fn slow_fixture(latency: Duration) -> Fixture {
         org: org(&[("root@example.com", "admin", &[])], &[]),
         ldif: ldif(&ps, &[]),
         target: "max_concurrency = 1",
-        opts: SandboxOptions {
-            api_key: KEY.into(),
-            deployment: Deployment::Saas,
-            latency,
-            ..SandboxOptions::default()
-        },
+        opts,
         ..Setup::default()
     })
     .await
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, for at most `limit`.
+pub async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// root (the admin) stays; ci-bot, a pipeline-key owner, has left the directory: its
