@@ -338,7 +338,7 @@ fn verb(method: &Method) -> Verb {
 async fn scim(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let Some(rel) = under_scim(uri.path(), &shared.scim_path) else {
         let base = if shared.scim_path.is_empty() { "/" } else { &shared.scim_path };
-        return respond(&Reply::error(&ScimError::new(
+        return respond(Reply::error(&ScimError::new(
             404,
             format!("no such endpoint {}; the SCIM API is under {base}", uri.path()),
         )));
@@ -360,7 +360,7 @@ async fn scim(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, heade
         return throttled(retry_after);
     }
     if roll.fail {
-        return respond(&Reply::error(&ScimError::new(
+        return respond(Reply::error(&ScimError::new(
             500,
             "internal server error (injected by the sandbox)",
         )));
@@ -369,7 +369,7 @@ async fn scim(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, heade
     let key = match shared.authenticate(&headers) {
         Ok(key) => key,
         Err(e) => {
-            let mut resp = respond(&Reply::error(&e));
+            let mut resp = respond(Reply::error(&e));
             if e.status == 401 {
                 resp.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"wandb\""));
@@ -390,7 +390,7 @@ async fn scim(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, heade
                 .trim()
                 .to_ascii_lowercase();
             if media != SCIM_JSON && media != "application/json" {
-                return respond(&Reply::error(&ScimError::new(
+                return respond(Reply::error(&ScimError::new(
                     415,
                     format!("unsupported content type {media:?}: use {SCIM_JSON}"),
                 )));
@@ -400,7 +400,7 @@ async fn scim(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, heade
 
     let query: BTreeMap<String, String> = match Query::<Vec<(String, String)>>::try_from_uri(&uri) {
         Ok(Query(pairs)) => pairs.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect(),
-        Err(e) => return respond(&Reply::error(&ScimError::new(400, format!("invalid query string: {e}")))),
+        Err(e) => return respond(Reply::error(&ScimError::new(400, format!("invalid query string: {e}")))),
     };
     let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok());
 
@@ -430,21 +430,16 @@ async fn scim(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, heade
         ));
     }
     if roll.malformed && ok {
-        if let Some(body) = &reply.body {
-            let full = serde_json::to_vec(body).unwrap_or_default();
+        if let Some(full) = reply.body.as_mut() {
             // Any strict prefix of a JSON object is invalid JSON.
-            let cut = full[..full.len() / 2].to_vec();
-            let mut resp = respond(&reply);
-            *resp.body_mut() = axum::body::Body::from(cut);
-            resp.headers_mut().remove(header::CONTENT_LENGTH);
-            return resp;
+            full.truncate(full.len() / 2);
         }
     }
-    respond(&reply)
+    respond(reply)
 }
 
 fn throttled(retry_after: Option<u64>) -> Response {
-    let mut resp = respond(&Reply::error(&ScimError::new(429, "rate limit exceeded (injected by the sandbox)")));
+    let mut resp = respond(Reply::error(&ScimError::new(429, "rate limit exceeded (injected by the sandbox)")));
     let h = resp.headers_mut();
     h.insert(HeaderName::from_static("ratelimit-remaining"), HeaderValue::from_static("0"));
     h.insert(HeaderName::from_static("ratelimit-reset"), HeaderValue::from_static("0"));
@@ -454,12 +449,11 @@ fn throttled(retry_after: Option<u64>) -> Response {
     resp
 }
 
-fn respond(reply: &Reply) -> Response {
+fn respond(reply: Reply) -> Response {
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = match &reply.body {
+    let mut resp = match reply.body {
         Some(body) => {
-            let bytes = serde_json::to_vec(body).unwrap_or_default();
-            let mut r = (status, bytes).into_response();
+            let mut r = (status, body).into_response();
             r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
             r
         }

@@ -113,7 +113,7 @@ fn saas_repost_after_deactivation_readds_the_same_account() {
 
     let r = call(&mut s, Verb::Post, "/Users", new_user("bob@example.com", "bob"));
     assert_eq!(r.status, 201);
-    let body = r.body.unwrap();
+    let body = r.value().unwrap();
     assert_eq!(body["id"], bob.as_str());
     assert_eq!(body["organizationRole"], "member");
     assert_eq!(body["teamRoles"], json!([]));
@@ -139,7 +139,7 @@ fn old_servers_only_deactivate_on_delete() {
     // A new account gets a new id on an instance.
     let r = call(&mut s, Verb::Post, "/Users", new_user("bob@example.com", "bob"));
     assert_eq!(r.status, 201);
-    assert_ne!(r.body.unwrap()["id"], bob.as_str());
+    assert_ne!(r.value().unwrap()["id"], bob.as_str());
 }
 
 #[test]
@@ -168,7 +168,7 @@ fn service_accounts_are_listed_in_users_only_when_asked_in_either_shape() {
     };
     let list = |s: &mut Store| -> Vec<Value> {
         let r = call(s, Verb::Get, "/Users", Value::Null);
-        r.body.unwrap()["Resources"].as_array().unwrap().clone()
+        r.value().unwrap()["Resources"].as_array().unwrap().clone()
     };
     let mut off = Store::new(cfg(Deployment::Saas), seeded()).unwrap();
     assert_eq!(list(&mut off).len(), 1, "off: what W&B documents");
@@ -261,7 +261,7 @@ fn teams_extension_is_ignored_off_saas() {
 fn roles_list_builtin_and_custom() {
     let mut s = Store::new(cfg(Deployment::Saas), org()).unwrap();
     let r = call(&mut s, Verb::Get, "/Roles", Value::Null);
-    let names: Vec<String> = r.body.unwrap()["Resources"]
+    let names: Vec<String> = r.value().unwrap()["Resources"]
         .as_array()
         .unwrap()
         .iter()
@@ -275,7 +275,7 @@ fn unknown_endpoints_and_methods_answer_scim_errors() {
     let mut s = Store::new(cfg(Deployment::Saas), org()).unwrap();
     let r = call(&mut s, Verb::Get, "/Nope", Value::Null);
     assert_eq!(r.status, 404);
-    assert_eq!(r.body.unwrap()["status"], "404");
+    assert_eq!(r.value().unwrap()["status"], "404");
     let team = s.snapshot(0).team("ml").unwrap().id.clone();
     assert_eq!(call(&mut s, Verb::Delete, &format!("/Groups/{team}"), Value::Null).status, 405);
     assert_eq!(call(&mut s, Verb::Put, "/Users", Value::Null).status, 405);
