@@ -5,12 +5,12 @@
 //! the creates still ready, and `last-admin` runs last so that it sees exactly which
 //! promotions and reductions will really happen.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
 use crate::duration::HumanDuration;
-use crate::model::{Email, OrgRole, OrgSnapshot, OrgUser};
+use crate::model::{Email, FastMap, OrgRole, OrgSnapshot, OrgUser};
 
 use super::admin;
 use super::types::{Action, ActionId, ActionKind, Approval, Deployment, Guard, HealthyRead, Hold, PlanState, Policy, Status};
@@ -79,7 +79,7 @@ impl Slot {
 /// Returns why source-health finds the read suspicious, if it does.
 pub(crate) fn run(actions: &mut [Action], input: &GuardInput<'_>) -> Option<String> {
     // The latest approval per action id (the store keeps one; later ones replace).
-    let approvals: HashMap<&ActionId, &Approval> = input.state.approvals.iter().map(|a| (&a.action_id, a)).collect();
+    let approvals: FastMap<&ActionId, &Approval> = input.state.approvals.iter().map(|a| (&a.action_id, a)).collect();
     let mode = input.policy.deprovision;
     let mut slots: Vec<Slot> = actions
         .iter_mut()
@@ -187,7 +187,7 @@ fn approval_note(s: &Slot) -> Option<String> {
 
 /// For each action, the positions of the actions it depends on (resolved once).
 fn dependency_positions(actions: &[Action]) -> Vec<Vec<usize>> {
-    let index: HashMap<&ActionId, usize> = actions.iter().enumerate().map(|(i, a)| (&a.id, i)).collect();
+    let index: FastMap<&ActionId, usize> = actions.iter().enumerate().map(|(i, a)| (&a.id, i)).collect();
     actions
         .iter()
         .map(|a| a.depends_on.iter().filter_map(|d| index.get(d).copied()).collect())

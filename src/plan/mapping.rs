@@ -6,9 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use std::collections::{HashMap, HashSet};
-
-use crate::model::{normalize_dn, DirectorySnapshot, Email, Group, OrgRole, OrgSnapshot, Person, TeamRole};
+use crate::model::{normalize_dn, DirectorySnapshot, Email, FastMap, FastSet, Group, OrgRole, OrgSnapshot, Person, TeamRole};
 
 use super::types::{Policy, Skipped};
 
@@ -114,12 +112,12 @@ pub fn in_domain_scope(email: &Email, policy: &Policy) -> bool {
 /// Groups indexed by every name a policy may use for them (normalised DN, or name and
 /// id), built once so that thousands of rules do not each scan thousands of groups.
 struct GroupIndex<'d> {
-    by_ref: HashMap<String, Vec<&'d Group>>,
+    by_ref: FastMap<String, Vec<&'d Group>>,
 }
 
 impl<'d> GroupIndex<'d> {
     fn new(dir: &'d DirectorySnapshot) -> Self {
-        let mut by_ref: HashMap<String, Vec<&'d Group>> = HashMap::new();
+        let mut by_ref: FastMap<String, Vec<&'d Group>> = FastMap::default();
         for g in &dir.groups {
             match &g.dn {
                 Some(dn) => by_ref.entry(format!("dn:{}", normalize_dn(dn))).or_default().push(g),
@@ -137,7 +135,7 @@ impl<'d> GroupIndex<'d> {
     /// Resolves a policy group reference to the anchors of its (flattened) members, the
     /// way [`Group::matches`] does. `None` when no directory group matches: the rule is
     /// then inert, never "empty".
-    fn resolve(&self, reference: &str) -> Option<HashSet<&'d str>> {
+    fn resolve(&self, reference: &str) -> Option<FastSet<&'d str>> {
         let dn = self.by_ref.get(&format!("dn:{}", normalize_dn(reference)));
         let id = self.by_ref.get(&format!("id:{reference}"));
         if dn.is_none() && id.is_none() {
@@ -277,7 +275,7 @@ pub(crate) fn desired_state<'a>(
     // Group rules. A rule whose group the directory lacks is inert and reported.
     let groups = GroupIndex::new(dir);
     let mut missing_groups = BTreeSet::new();
-    let mut sized = |reference: &str, members: &HashSet<&str>| {
+    let mut sized = |reference: &str, members: &FastSet<&str>| {
         out.mapped_groups.insert(reference.to_string(), members.len());
     };
     let auto_add_members = match &policy.auto_add_group {
@@ -364,13 +362,13 @@ pub(crate) fn desired_state<'a>(
     }
 
     // Anchor -> the rules whose group contains it, so each person looks up only their own.
-    let mut role_rules_of: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut role_rules_of: FastMap<&str, Vec<usize>> = FastMap::default();
     for (i, (_, members)) in role_rules.iter().enumerate() {
         for m in members {
             role_rules_of.entry(m).or_default().push(i);
         }
     }
-    let mut team_rules_of: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut team_rules_of: FastMap<&str, Vec<usize>> = FastMap::default();
     for (i, (_, members)) in team_rules.iter().enumerate() {
         for m in members {
             team_rules_of.entry(m).or_default().push(i);
@@ -438,9 +436,9 @@ pub(crate) fn desired_state<'a>(
 
 /// Anchors that more than one directory entry carries. Empty in any healthy directory,
 /// so the common case only pays for one pass.
-fn shared_anchors(dir: &DirectorySnapshot) -> HashSet<&str> {
-    let mut seen: HashSet<&str> = HashSet::with_capacity(dir.people.len());
-    let mut shared = HashSet::new();
+fn shared_anchors(dir: &DirectorySnapshot) -> FastSet<&str> {
+    let mut seen: FastSet<&str> = FastSet::with_capacity_and_hasher(dir.people.len(), Default::default());
+    let mut shared = FastSet::default();
     for p in &dir.people {
         if !seen.insert(p.anchor.as_str()) {
             shared.insert(p.anchor.as_str());

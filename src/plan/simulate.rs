@@ -3,9 +3,7 @@
 //! Used for the "after" roster in reports and by the property tests (plan, simulate,
 //! plan again: nothing left to do).
 
-use std::collections::{HashMap, HashSet};
-
-use crate::model::{Email, OrgRole, OrgSnapshot, OrgUser, Team, TeamRole};
+use crate::model::{Email, FastMap, FastSet, OrgRole, OrgSnapshot, OrgUser, Team, TeamRole};
 
 use super::types::{Action, ActionKind, Deployment, DeprovisionMode, Policy};
 
@@ -53,17 +51,17 @@ enum Slot {
 /// The base org plus copy-on-write changes.
 struct Overlay<'o> {
     base: &'o OrgSnapshot,
-    index: HashMap<Email, Slot>,
-    changed: HashMap<usize, OrgUser>,
+    index: FastMap<Email, Slot>,
+    changed: FastMap<usize, OrgUser>,
     created: Vec<OrgUser>,
-    removed: HashSet<usize>,
+    removed: FastSet<usize>,
     new_teams: Vec<Team>,
 }
 
 impl<'o> Overlay<'o> {
     fn new(base: &'o OrgSnapshot) -> Self {
         // Index once: a plan can hold tens of thousands of actions over as many users.
-        let mut index = HashMap::with_capacity(base.users.len());
+        let mut index = FastMap::with_capacity_and_hasher(base.users.len(), Default::default());
         // Service accounts are never an action's user (diff::org_by_email skips them too).
         for (i, u) in base.users.iter().enumerate().filter(|(_, u)| !u.service_account) {
             if let Some(e) = Email::parse(&u.email) {
@@ -73,9 +71,9 @@ impl<'o> Overlay<'o> {
         Overlay {
             base,
             index,
-            changed: HashMap::new(),
+            changed: FastMap::default(),
             created: Vec::new(),
-            removed: HashSet::new(),
+            removed: FastSet::default(),
             new_teams: Vec::new(),
         }
     }

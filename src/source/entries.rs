@@ -7,7 +7,7 @@
 //! disabled flags and nested groups alike.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{LdapDialect, LdapGroupsConfig, LdapUsersConfig};
 use crate::model::{normalize_dn, DirectorySnapshot, Group, Person};
@@ -258,10 +258,7 @@ fn strip_unique_id(v: &str) -> &str {
     }
 }
 
-/// A hash map for the build's lookups: keys are DNs and usernames from the directory,
-/// hashed with foldhash (seeded per process) instead of SipHash, which showed in the
-/// build's profile at 100k people.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+use crate::model::FastMap;
 
 /// People as they arrive from the source, each turned into a [`Person`] at once, so a
 /// paged read can convert one page while the server prepares the next and never holds
