@@ -477,8 +477,9 @@ pub(crate) fn write_rendered(text: &str) {
 }
 
 /// [`write_stdout`] for a report written piece by piece (a large JSON plan), through one
-/// buffer.
-pub(crate) fn stream_stdout(f: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>) {
+/// buffer. The writer is a concrete type, not `dyn Write`: serde_json writes a pretty
+/// report in millions of small pieces, and each was a virtual call.
+pub(crate) fn stream_stdout(f: impl FnOnce(&mut std::io::BufWriter<std::io::StdoutLock<'static>>) -> std::io::Result<()>) {
     use std::io::Write;
     let mut w = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     match f(&mut w).and_then(|()| w.flush()) {

@@ -156,7 +156,9 @@ impl Reply {
     /// The body parsed back, for tests.
     #[cfg(test)]
     pub fn value(&self) -> Option<Value> {
-        self.body.as_deref().map(|b| serde_json::from_slice(b).expect("the sandbox writes JSON"))
+        self.body
+            .as_deref()
+            .map(|b| serde_json::from_slice(b).expect("the sandbox writes JSON"))
     }
 
     fn with_etag(mut self, etag: String) -> Reply {
@@ -830,7 +832,12 @@ impl Store {
                 kind: "",
                 value: &u.email,
             },
-            groups: teams.iter().map(|(_, _, t)| IdRef { value: encode_id("Group", *t) }).collect(),
+            groups: teams
+                .iter()
+                .map(|(_, _, t)| IdRef {
+                    value: encode_id("Group", *t),
+                })
+                .collect(),
             last_active_at: activity.then(|| u.last_active_at.as_ref().map(time)),
             meta: MetaOut {
                 created: time(&u.created),
