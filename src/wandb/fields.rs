@@ -413,15 +413,12 @@ impl<'de, T: Resource> Visitor<'de> for PageSeed<T> {
         while let Some(key) = map.next_key_seed(Key)? {
             match match_key(&["totalResults", "Resources"], &key) {
                 Some((0, exact)) => offer(&mut map, &mut total, &key, exact)?,
-                Some((_, exact)) => {
-                    if resources.takes(&key, exact) {
-                        let items = map.next_value_seed(ResourcesSeed::<T>(PhantomData))?;
-                        resources.put(&key, exact, items);
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
+                Some((_, exact)) if resources.takes(&key, exact) => {
+                    let items = map.next_value_seed(ResourcesSeed::<T>(PhantomData))?;
+                    resources.put(&key, exact, items);
                 }
-                None => {
+                // Not a field, or a case variant the map lookup would not find.
+                _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
