@@ -24,7 +24,12 @@ pub fn field_or_null<'a>(obj: &'a Value, name: &str) -> Option<&'a Value> {
 
 /// A string field as sent; numbers are accepted too, since ids are opaque.
 pub fn raw_str(obj: &Value, name: &str) -> Option<String> {
-    match field(obj, name)? {
+    field(obj, name).and_then(raw_str_of)
+}
+
+/// [`raw_str`] on a field's value already looked up.
+pub fn raw_str_of(v: &Value) -> Option<String> {
+    match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
@@ -59,12 +64,18 @@ pub fn bool_field(obj: &Value, name: &str) -> Option<bool> {
 /// the first with a value. `None` when there is none: the person is then skipped,
 /// never guessed from `userName`.
 pub fn pick_email(resource: &Value) -> Option<String> {
+    field(resource, "emails").and_then(pick_email_of)
+}
+
+/// [`pick_email`] on the `emails` value already looked up (`null` has none).
+pub fn pick_email_of(emails: &Value) -> Option<String> {
     let value_of = |it: &Value| match it {
         Value::String(s) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
         Value::Object(_) => text(it, "value"),
         _ => None,
     };
-    let items: Vec<&Value> = match field(resource, "emails")? {
+    let items: Vec<&Value> = match emails {
+        Value::Null => return None,
         Value::Array(a) => a.iter().collect(),
         one => vec![one],
     };

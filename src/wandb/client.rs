@@ -267,11 +267,11 @@ impl WandbClient {
     }
 
     pub async fn list_users(&self) -> Result<Vec<OrgUser>, TargetError> {
-        self.list("Users", "users", None, wire::parse_user, |u| &u.id).await
+        self.list("Users", "users", None, |u: &OrgUser| &u.id).await
     }
 
     pub async fn list_teams(&self) -> Result<Vec<Team>, TargetError> {
-        self.list("Groups", "teams", None, wire::parse_team, |t| &t.id).await
+        self.list("Groups", "teams", None, |t: &Team| &t.id).await
     }
 
     /// `None` when W&B answers 404.
@@ -292,7 +292,7 @@ impl WandbClient {
     /// the filter (and lists everyone) cannot make this return the wrong user.
     pub async fn find_user_by_email(&self, email: &Email) -> Result<Option<OrgUser>, TargetError> {
         let filter = wire::filter_eq("emails.value", email.as_str());
-        let users = self.list("Users", "users", Some(filter), wire::parse_user, |u| &u.id).await?;
+        let users = self.list("Users", "users", Some(filter), |u: &OrgUser| &u.id).await?;
         // A service account with this email is nobody's account to link to (SPEC §4).
         Ok(users
             .into_iter()
@@ -301,13 +301,13 @@ impl WandbClient {
 
     async fn find_user_by_username(&self, username: &str) -> Result<Option<OrgUser>, TargetError> {
         let filter = wire::filter_eq("userName", username);
-        let users = self.list("Users", "users", Some(filter), wire::parse_user, |u| &u.id).await?;
+        let users = self.list("Users", "users", Some(filter), |u: &OrgUser| &u.id).await?;
         Ok(users.into_iter().find(|u| u.username.eq_ignore_ascii_case(username)))
     }
 
     pub async fn find_team_by_name(&self, name: &str) -> Result<Option<Team>, TargetError> {
         let filter = wire::filter_eq("displayName", name);
-        let teams = self.list("Groups", "teams", Some(filter), wire::parse_team, |t| &t.id).await?;
+        let teams = self.list("Groups", "teams", Some(filter), |t: &Team| &t.id).await?;
         Ok(teams.into_iter().find(|t| t.name == name))
     }
 
@@ -333,12 +333,11 @@ impl WandbClient {
     /// start is known: up to [`PAGE_FETCHES`] are fetched at once and taken in order. A
     /// page is only taken when it starts where the previous one ended (a short page sends
     /// the rest of its batch back to be fetched again from the right place).
-    async fn list<T>(
+    async fn list<T: wire::ParseValue>(
         &self,
         resource: &str,
         what: &str,
         filter: Option<String>,
-        parse: fn(&Value) -> Result<T, String>,
         id_of: fn(&T) -> &String,
     ) -> Result<Vec<T>, TargetError> {
         let op = match &filter {
@@ -355,8 +354,12 @@ impl WandbClient {
             async move {
                 let reply = self.send(op, Method::GET, url.clone(), &query, None, None).await?;
                 let reply = self.collection_found(op, &url, reply)?;
-                let v = self.json(op, reply)?;
-                wire::parse_list(v).map_err(|detail| TargetError::Malformed { op: op.clone(), detail })
+                let reply = self.expect_ok(op, reply)?;
+                // Straight from the bytes: a page is megabytes, not worth a Value tree.
+                wire::read_list::<T>(&reply.body).map_err(|e| match e {
+                    wire::PageError::Json(e) => self.invalid_json(op, e, &reply.body),
+                    wire::PageError::List(detail) => TargetError::Malformed { op: op.clone(), detail },
+                })
             }
         };
         let mut seen: HashSet<String> = HashSet::new();
@@ -405,10 +408,10 @@ impl WandbClient {
                     }
                     None => total = Some(page.total),
                 }
-                let received = page.resources.len() as u64;
+                let items = page.items.map_err(|detail| TargetError::Malformed { op: op.clone(), detail })?;
+                let received = items.len() as u64;
                 let mut fresh = 0u64;
-                for r in &page.resources {
-                    let item = parse(r).map_err(|detail| TargetError::Malformed { op: op.clone(), detail })?;
+                for item in items {
                     if seen.insert(id_of(&item).clone()) {
                         out.push(item);
                         fresh += 1;
@@ -729,13 +732,17 @@ impl WandbClient {
 
     fn json(&self, op: &str, reply: Reply) -> Result<Value, TargetError> {
         let reply = self.expect_ok(op, reply)?;
-        serde_json::from_slice(&reply.body).map_err(|e| TargetError::Malformed {
+        serde_json::from_slice(&reply.body).map_err(|e| self.invalid_json(op, e, &reply.body))
+    }
+
+    fn invalid_json(&self, op: &str, e: serde_json::Error, body: &[u8]) -> TargetError {
+        TargetError::Malformed {
             op: op.to_string(),
             detail: format!(
                 "invalid JSON ({e}): {}",
-                self.scrub(&wire::truncate(&String::from_utf8_lossy(&reply.body), 200))
+                self.scrub(&wire::truncate(&String::from_utf8_lossy(body), 200))
             ),
-        })
+        }
     }
 
     /// A 404 on `/Users` or `/Groups` means the base address is wrong (a list is never

@@ -7,10 +7,13 @@
 
 mod client;
 mod error;
+mod fields;
 mod wire;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wire_equiv;
 
 pub use crate::http::retry::Backoff;
 pub use client::{Created, WandbClient};
@@ -22,10 +25,22 @@ pub use error::TargetError;
 #[doc(hidden)]
 pub fn wire_fuzz(data: &[u8]) -> usize {
     let _ = wire::error_detail(data);
+    // The streamed list reader, as `list` uses it.
+    let streamed = |n: Option<usize>| n.unwrap_or(0);
+    let mut n = streamed(
+        wire::read_list::<crate::model::OrgUser>(data)
+            .ok()
+            .and_then(|p| p.items.ok())
+            .map(|i| i.len()),
+    ) + streamed(
+        wire::read_list::<crate::model::Team>(data)
+            .ok()
+            .and_then(|p| p.items.ok())
+            .map(|i| i.len()),
+    );
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else {
-        return 0;
+        return n;
     };
-    let mut n = 0;
     if let Ok(page) = wire::parse_list(v.clone()) {
         for r in &page.resources {
             n += usize::from(wire::parse_user(r).is_ok()) + usize::from(wire::parse_team(r).is_ok());

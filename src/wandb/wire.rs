@@ -8,7 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use serde_json::{json, Value};
+
+use super::fields::{read_page, Resource, TeamFields, UserFields};
 
 use crate::model::{Email, LastActive, OrgRole, OrgUser, Team, TeamRole};
 
@@ -18,9 +21,9 @@ pub const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub const TEAMS_EXTENSION: &str = "urn:ietf:params:scim:schemas:extension:teams:2.0:User";
 
 pub use crate::scim::field;
-use crate::scim::{bool_value, raw_str as str_field};
+use crate::scim::{bool_value, pick_email_of, raw_str as str_field, raw_str_of};
 
-fn non_empty(s: Option<String>) -> Option<String> {
+pub(super) fn non_empty(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.trim().is_empty())
 }
 
@@ -40,11 +43,6 @@ pub fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-/// The resource's id, if it has a usable one.
-pub fn id_of(v: &Value) -> Option<String> {
-    non_empty(str_field(v, "id"))
-}
-
 /// One page of a SCIM list response.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListPage {
@@ -58,12 +56,8 @@ pub fn parse_list(v: Value) -> Result<ListPage, String> {
     let Value::Object(mut map) = v else {
         return Err(format!("expected a SCIM list response, got {}", preview(&v)));
     };
-    let total = match field_in(&map, "totalResults") {
-        Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) => s.trim().parse().ok(),
-        _ => None,
-    }
-    .ok_or_else(|| "the list response has no usable totalResults, so its completeness cannot be checked".to_string())?;
+    let total = total_of(field_in(&map, "totalResults"))
+        .ok_or_else(|| "the list response has no usable totalResults, so its completeness cannot be checked".to_string())?;
     let key = if map.contains_key("Resources") {
         Some("Resources".to_string())
     } else {
@@ -86,7 +80,7 @@ fn field_in<'a>(map: &'a serde_json::Map<String, Value>, name: &str) -> Option<&
 
 /// Team -> role from `teamRoles`, and the teams whose role an entry leaves unstated (read
 /// as member, which the admin floors must not take for a fact).
-fn parse_team_roles(v: Option<&Value>) -> (BTreeMap<String, TeamRole>, BTreeSet<String>) {
+pub(super) fn parse_team_roles(v: Option<&Value>) -> (BTreeMap<String, TeamRole>, BTreeSet<String>) {
     let mut teams: BTreeMap<String, TeamRole> = BTreeMap::new();
     let mut unstated = BTreeSet::new();
     let Some(Value::Array(items)) = v else {
@@ -115,7 +109,7 @@ fn parse_team_roles(v: Option<&Value>) -> (BTreeMap<String, TeamRole>, BTreeSet<
     (teams, unstated)
 }
 
-fn parse_days(v: Option<&Value>) -> Option<u64> {
+pub(super) fn parse_days(v: Option<&Value>) -> Option<u64> {
     match v? {
         Value::Number(n) => n
             .as_u64()
@@ -125,16 +119,16 @@ fn parse_days(v: Option<&Value>) -> Option<u64> {
     }
 }
 
-fn parse_time(v: Option<&Value>) -> Option<DateTime<Utc>> {
+pub(super) fn parse_time(v: Option<&Value>) -> Option<DateTime<Utc>> {
     let s = v?.as_str()?;
     DateTime::parse_from_rfc3339(s.trim()).ok().map(|t| t.with_timezone(&Utc))
 }
 
 /// `lastActiveAt`: `null` is never active (documented by W&B), a missing key or a value
 /// that is not a time is unknown. [`field`] reads `null` as absent, so the key is looked
-/// up here with [`crate::scim::field_or_null`].
-fn parse_last_active(v: &Value) -> LastActive {
-    match crate::scim::field_or_null(v, "lastActiveAt") {
+/// up with `field_or_null`.
+fn parse_last_active(f: &UserFields) -> LastActive {
+    match f.field_or_null("lastActiveAt") {
         None => LastActive::Unknown,
         Some(Value::Null) => LastActive::Never,
         Some(t) => parse_time(Some(t)).map_or(LastActive::Unknown, LastActive::At),
@@ -143,74 +137,81 @@ fn parse_last_active(v: &Value) -> LastActive {
 
 /// Whether a name says "service account", however spelled (`ServiceAccount`,
 /// `service_account`, `Service Account`, inside a URN).
-fn names_service_account(s: &str) -> bool {
+pub(super) fn names_service_account(s: &str) -> bool {
     let letters: String = s.chars().filter(char::is_ascii_alphanumeric).collect();
     letters.to_ascii_lowercase().contains("serviceaccount")
 }
 
 /// Whether a `/Users` entry is a service account. W&B's shape for them is unconfirmed
 /// (WANDB.md), so any marking counts: a schema URN, an extension or flag whose key names a
-/// service account, or a type field saying so. So does having no email at all: every W&B
-/// person has one, and guessing otherwise would count, change or remove a pipeline's
-/// identity.
-fn is_service_account(v: &Value, email: &str) -> bool {
+/// service account (`UserFields::marked_by_key`), or a type field saying so. So does
+/// having no email at all: every W&B person has one, and guessing otherwise would count,
+/// change or remove a pipeline's identity.
+fn is_service_account(f: &UserFields, email: &str) -> bool {
     if email.trim().is_empty() {
         return true;
     }
-    let schemas = match field(v, "schemas") {
+    let schemas = match f.field("schemas") {
         Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).any(names_service_account),
         Some(Value::String(s)) => names_service_account(s),
         _ => false,
     };
-    // An extension object or a true flag; not a list (a person may own service accounts).
-    let keyed = v.as_object().is_some_and(|m| {
-        m.iter()
-            .any(|(k, val)| names_service_account(k) && (val.is_object() || (!val.is_array() && bool_value(val) == Some(true))))
-    });
-    let typed = ["userType", "type", "accountType"].iter().any(|k| match field(v, k) {
+    let typed = ["userType", "type", "accountType"].iter().any(|k| match f.field(k) {
         Some(Value::String(s)) => names_service_account(s) || s.trim().eq_ignore_ascii_case("service"),
         _ => false,
     });
-    schemas || keyed || typed
+    schemas || f.marked_by_key() || typed
 }
 
-fn describe_user(v: &Value) -> String {
-    non_empty(str_field(v, "userName"))
-        .or_else(|| crate::scim::pick_email(v))
+fn describe_user(f: &UserFields, whole: Option<&Value>) -> String {
+    non_empty(f.field("userName").and_then(raw_str_of))
+        .or_else(|| f.field("emails").and_then(pick_email_of))
         .map(|s| format!("userName/email {}", truncate(&s, 120)))
-        .unwrap_or_else(|| preview(v))
+        // Without the parsed entry (a streamed page) the message is not shown: the page
+        // is read again the slow way for it.
+        .unwrap_or_else(|| whole.map_or_else(|| "an entry".to_string(), preview))
 }
 
 pub fn parse_user(v: &Value) -> Result<OrgUser, String> {
     if !v.is_object() {
         return Err(format!("a user entry is not an object: {}", preview(v)));
     }
-    let id = id_of(v).ok_or_else(|| format!("a user without an id ({})", describe_user(v)))?;
-    let role = field(v, "organizationRole").and_then(Value::as_str);
+    let fields = UserFields::deserialize(v).map_err(|e| format!("a user entry could not be read ({e}): {}", preview(v)))?;
+    user_from(fields, Some(v))
+}
+
+/// The semantics of a `/Users` entry, on its fields however they were read.
+fn user_from(mut f: UserFields, whole: Option<&Value>) -> Result<OrgUser, String> {
+    let Some(id) = non_empty(f.take_str("id")) else {
+        return Err(format!("a user without an id ({})", describe_user(&f, whole)));
+    };
+    let role = f.field("organizationRole").and_then(Value::as_str);
     let org_role = match non_empty(role.map(str::to_string)) {
         Some(r) => OrgRole::parse(&r),
         // W&B creates users as members; a missing role is read the same way.
         None => OrgRole::Member,
     };
-    let email = crate::scim::pick_email(v).unwrap_or_default();
-    let service_account = is_service_account(v, &email);
+    let email = f.field("emails").and_then(pick_email_of).unwrap_or_default();
+    let service_account = is_service_account(&f, &email);
     // Missing or garbled: read as active (W&B users are), but recorded as not stated so
     // the admin floors never count it.
-    let active = field(v, "active").and_then(bool_value);
-    let (teams, unstated_team_roles) = parse_team_roles(field(v, "teamRoles"));
+    let active = f.field("active").and_then(bool_value);
+    let (teams, unstated_team_roles) = parse_team_roles(f.field("teamRoles"));
+    let last_active = parse_last_active(&f);
+    let days_active = parse_days(f.field("daysActive"));
     Ok(OrgUser {
         id,
         email,
-        username: str_field(v, "userName").unwrap_or_default(),
-        display_name: str_field(v, "displayName").unwrap_or_default(),
+        username: f.take_str("userName").unwrap_or_default(),
+        display_name: f.take_str("displayName").unwrap_or_default(),
         active: active.unwrap_or(true),
         active_stated: active.is_some(),
         org_role,
         teams,
         unstated_team_roles,
         service_account,
-        last_active: parse_last_active(v),
-        days_active: parse_days(field(v, "daysActive")),
+        last_active,
+        days_active,
     })
 }
 
@@ -218,20 +219,104 @@ pub fn parse_team(v: &Value) -> Result<Team, String> {
     if !v.is_object() {
         return Err(format!("a team entry is not an object: {}", preview(v)));
     }
-    let id = id_of(v).ok_or_else(|| format!("a team without an id ({})", preview(v)))?;
+    let fields = TeamFields::deserialize(v).map_err(|e| format!("a team entry could not be read ({e}): {}", preview(v)))?;
+    team_from(fields, Some(v))
+}
+
+/// The semantics of a `/Groups` entry, on its fields however they were read.
+fn team_from(mut f: TeamFields, whole: Option<&Value>) -> Result<Team, String> {
+    let Some(id) = non_empty(f.take_id()) else {
+        return Err(format!(
+            "a team without an id ({})",
+            whole.map_or_else(|| "an entry".to_string(), preview)
+        ));
+    };
     // Policy names teams by displayName, so a team without one cannot be matched safely.
-    let name = non_empty(str_field(v, "displayName")).ok_or_else(|| format!("team {id} has no displayName"))?;
-    let member_id = |m: &Value| match m {
-        Value::String(s) => non_empty(Some(s.clone())),
-        Value::Object(_) => non_empty(str_field(m, "value")),
+    let name = non_empty(f.take_display_name()).ok_or_else(|| format!("team {id} has no displayName"))?;
+    Ok(Team {
+        id,
+        name,
+        members: f.take_members(),
+    })
+}
+
+impl Resource for OrgUser {
+    type Fields = UserFields;
+    fn build(fields: UserFields, whole: Option<&Value>) -> Result<Self, String> {
+        user_from(fields, whole)
+    }
+}
+
+impl Resource for Team {
+    type Fields = TeamFields;
+    fn build(fields: TeamFields, whole: Option<&Value>) -> Result<Self, String> {
+        team_from(fields, whole)
+    }
+}
+
+/// The `Value` reader of a resource ([`parse_user`], [`parse_team`]), for the slow path.
+pub trait ParseValue: Resource {
+    fn parse_value(v: &Value) -> Result<Self, String>;
+}
+
+impl ParseValue for OrgUser {
+    fn parse_value(v: &Value) -> Result<Self, String> {
+        parse_user(v)
+    }
+}
+
+impl ParseValue for Team {
+    fn parse_value(v: &Value) -> Result<Self, String> {
+        parse_team(v)
+    }
+}
+
+/// One list page of resources. A resource that cannot be read is kept apart from the
+/// page, so the page-level checks (totals) come first, as they always have.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub total: u64,
+    pub items: Result<Vec<T>, String>,
+}
+
+/// Why a list page could not be read at all.
+#[derive(Debug)]
+pub enum PageError {
+    Json(serde_json::Error),
+    List(String),
+}
+
+/// Reads a list page straight from the body into resources. Anything odd (a resource
+/// that does not build, invalid JSON, a missing total) is read again through
+/// [`parse_list`] and the `Value` readers, so results and messages are theirs exactly;
+/// that costs a second parse only on a page that fails anyway.
+pub fn read_list<T: ParseValue>(body: &[u8]) -> Result<Page<T>, PageError> {
+    // Checked up front: the streaming parser does not check the UTF-8 of skipped strings.
+    if let Ok(text) = std::str::from_utf8(body) {
+        if let Ok(raw) = read_page::<T>(text) {
+            if let Some(total) = total_of(raw.total.as_ref()) {
+                return Ok(Page {
+                    total,
+                    items: Ok(raw.resources.unwrap_or_default()),
+                });
+            }
+        }
+    }
+    let v: Value = serde_json::from_slice(body).map_err(PageError::Json)?;
+    let page = parse_list(v).map_err(PageError::List)?;
+    Ok(Page {
+        total: page.total,
+        items: page.resources.iter().map(T::parse_value).collect(),
+    })
+}
+
+/// `totalResults`, as a number or a numeric string.
+fn total_of(v: Option<&Value>) -> Option<u64> {
+    match v? {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
         _ => None,
-    };
-    let members = match field(v, "members") {
-        Some(Value::Array(items)) => items.iter().filter_map(member_id).collect(),
-        Some(one) => member_id(one).into_iter().collect(),
-        None => Vec::new(),
-    };
-    Ok(Team { id, name, members })
+    }
 }
 
 /// The `detail` of a SCIM error body, else the body text, shortened.
