@@ -346,7 +346,7 @@ struct ListOut<R> {
 #[derive(Serialize)]
 #[serde(untagged)]
 enum Listed<'a> {
-    User(UserOut<'a>),
+    User(Box<UserOut<'a>>),
     Other(Value),
 }
 
@@ -1098,7 +1098,7 @@ impl Store {
             items.sort_by_key(|(n, _)| *n);
         }
         self.list(items, query, |(n, u)| match u {
-            Some(u) => Listed::User(self.user_json(n, u)),
+            Some(u) => Listed::User(Box::new(self.user_json(n, u))),
             None => Listed::Other(
                 self.service_accounts
                     .get(&n)
