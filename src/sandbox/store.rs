@@ -309,6 +309,18 @@ struct MetaOut {
     version: String,
 }
 
+impl MetaOut {
+    fn new(kind: &'static str, path: &str, id: &str, created: &DateTime<Utc>, modified: &DateTime<Utc>, version: u64) -> MetaOut {
+        MetaOut {
+            created: time(created),
+            last_modified: time(modified),
+            location: format!("{path}/{id}"),
+            resource_type: kind,
+            version: etag(version),
+        }
+    }
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct TeamOut<'a> {
@@ -839,13 +851,7 @@ impl Store {
                 })
                 .collect(),
             last_active_at: activity.then(|| u.last_active_at.as_ref().map(time)),
-            meta: MetaOut {
-                created: time(&u.created),
-                last_modified: time(&u.modified),
-                location: format!("Users/{id}"),
-                resource_type: "User",
-                version: etag(u.version),
-            },
+            meta: MetaOut::new("User", "Users", &id, &u.created, &u.modified, u.version),
             id,
             organization_role: u.org_role,
             schemas: [USER_SCHEMA],
@@ -927,13 +933,7 @@ impl Store {
             display_name: &team.name,
             // An empty team answers null, as W&B does after its members are removed.
             members: (!members.is_empty()).then_some(members),
-            meta: MetaOut {
-                created: time(&team.created),
-                last_modified: time(&team.modified),
-                location: format!("Groups/{id}"),
-                resource_type: "Group",
-                version: etag(team.version),
-            },
+            meta: MetaOut::new("Group", "Groups", &id, &team.created, &team.modified, team.version),
             id,
             schemas: [GROUP_SCHEMA],
         }
