@@ -333,7 +333,7 @@ impl WandbClient {
     /// start is known: up to [`PAGE_FETCHES`] are fetched at once and taken in order. A
     /// page is only taken when it starts where the previous one ended (a short page sends
     /// the rest of its batch back to be fetched again from the right place).
-    async fn list<T: wire::ParseValue>(
+    async fn list<T: wire::Resource>(
         &self,
         resource: &str,
         what: &str,

@@ -376,6 +376,9 @@ pub trait Resource: Sized {
     type Fields: for<'de> Deserialize<'de>;
     /// `whole` is the parsed resource when there is one, for error messages.
     fn build(fields: Self::Fields, whole: Option<&Value>) -> Result<Self, String>;
+    /// The same resource from a parsed `Value` (`wire::parse_user`, `wire::parse_team`):
+    /// the slow path a refused page is read again by.
+    fn parse_value(v: &Value) -> Result<Self, String>;
 }
 
 /// A list page's `totalResults` (as sent) and resources (`None`: `null`).

@@ -11,7 +11,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::fields::{read_page, Resource, TeamFields, UserFields};
+pub use super::fields::Resource;
+use super::fields::{read_page, TeamFields, UserFields};
 
 use crate::model::{Email, LastActive, OrgRole, OrgUser, Team, TeamRole};
 
@@ -245,6 +246,9 @@ impl Resource for OrgUser {
     fn build(fields: UserFields, whole: Option<&Value>) -> Result<Self, String> {
         user_from(fields, whole)
     }
+    fn parse_value(v: &Value) -> Result<Self, String> {
+        parse_user(v)
+    }
 }
 
 impl Resource for Team {
@@ -252,20 +256,6 @@ impl Resource for Team {
     fn build(fields: TeamFields, whole: Option<&Value>) -> Result<Self, String> {
         team_from(fields, whole)
     }
-}
-
-/// The `Value` reader of a resource ([`parse_user`], [`parse_team`]), for the slow path.
-pub trait ParseValue: Resource {
-    fn parse_value(v: &Value) -> Result<Self, String>;
-}
-
-impl ParseValue for OrgUser {
-    fn parse_value(v: &Value) -> Result<Self, String> {
-        parse_user(v)
-    }
-}
-
-impl ParseValue for Team {
     fn parse_value(v: &Value) -> Result<Self, String> {
         parse_team(v)
     }
@@ -290,7 +280,7 @@ pub enum PageError {
 /// that does not build, invalid JSON, a missing total) is read again through
 /// [`parse_list`] and the `Value` readers, so results and messages are theirs exactly;
 /// that costs a second parse only on a page that fails anyway.
-pub fn read_list<T: ParseValue>(body: &[u8]) -> Result<Page<T>, PageError> {
+pub fn read_list<T: Resource>(body: &[u8]) -> Result<Page<T>, PageError> {
     // Checked up front: the streaming parser does not check the UTF-8 of skipped strings.
     if let Ok(text) = std::str::from_utf8(body) {
         if let Ok(raw) = read_page::<T>(text) {

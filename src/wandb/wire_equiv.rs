@@ -114,7 +114,7 @@ fn legacy_page<T>(body: &str, parse: fn(&Value) -> Result<T, String>) -> Outcome
     Ok((page.total, page.resources.iter().map(parse).collect()))
 }
 
-fn new_page<T: wire::ParseValue>(body: &str) -> Outcome<T> {
+fn new_page<T: wire::Resource>(body: &str) -> Outcome<T> {
     match read_list::<T>(body.as_bytes()) {
         Ok(Page { total, items }) => Ok((total, items)),
         Err(PageError::Json(e)) => Err(format!("json: {e}")),
@@ -124,7 +124,7 @@ fn new_page<T: wire::ParseValue>(body: &str) -> Outcome<T> {
 
 /// Both readers agree, and where the streamed page reads at all it already agrees
 /// (rather than only through the slow path it falls back to).
-fn check<T: wire::ParseValue + PartialEq + std::fmt::Debug>(body: &str, parse: fn(&Value) -> Result<T, String>) -> bool {
+fn check<T: wire::Resource + PartialEq + std::fmt::Debug>(body: &str, parse: fn(&Value) -> Result<T, String>) -> bool {
     let old = legacy_page(body, parse);
     assert_eq!(new_page::<T>(body), old, "{body}");
     match read_page::<T>(body) {
